@@ -1,0 +1,2 @@
+using TorchSharp;
+Console.WriteLine($"torch threads={torch.get_num_threads()}");
