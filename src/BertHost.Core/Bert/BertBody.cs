@@ -1,0 +1,129 @@
+using BertHost.Abstractions;
+using BertHost.Core.Checkpoints;
+using BertHost.Core.Text;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Bert;
+
+/// <summary>
+/// The shared body: one <see cref="BertModel"/> loaded from a Hugging Face model folder, its tokenizer, the device and
+/// dtype it runs in, and the fingerprint heads bind to. Inference passes run in eval mode without autograd.
+/// </summary>
+public sealed class BertBody : IDisposable
+{
+    private BertBody(string folder, BertConfig config, BertTextTokenizer tokenizer, BertModel model, Device device,
+        ScalarType dtype, string fingerprint, BodyLoadReport report)
+    {
+        Folder = folder;
+        Config = config;
+        Tokenizer = tokenizer;
+        Model = model;
+        Device = device;
+        DType = dtype;
+        Fingerprint = fingerprint;
+        LoadReport = report;
+    }
+
+    public string Folder { get; }
+    public BertConfig Config { get; }
+    public BertTextTokenizer Tokenizer { get; }
+    public BertModel Model { get; }
+    public Device Device { get; }
+    public ScalarType DType { get; }
+
+    /// <summary>See <see cref="BodyFingerprint"/>.</summary>
+    public string Fingerprint { get; }
+
+    public BodyLoadReport LoadReport { get; }
+
+    /// <summary>
+    /// Loads <c>config.json</c>, <c>vocab.txt</c> (+ <c>tokenizer_config.json</c>) and the weights of a Hugging Face model
+    /// folder. Every problem is a <see cref="BodyLoadException"/> whose message names the file and what is wrong.
+    /// </summary>
+    public static BertBody Load(string folder, BodyOptions? options = null)
+    {
+        options ??= new BodyOptions();
+        if (!Directory.Exists(folder)) throw new BodyLoadException($"model folder '{folder}' does not exist");
+        folder = Path.GetFullPath(folder);
+
+        // Settings errors come first: they are cheaper to find than a bad checkpoint.
+        ScalarType dtype;
+        Device device;
+        try
+        {
+            dtype = DeviceSelection.ParseDType(options.DType);
+            device = DeviceSelection.ResolveDevice(options.Device);
+        }
+        catch (ArgumentException e)
+        {
+            throw new BodyLoadException(e.Message, e);
+        }
+
+        var config = Wrap(() => BertConfig.Load(Path.Combine(folder, "config.json")));
+        var tokenizer = Wrap(() => BertTextTokenizer.FromFolder(folder));
+        if (tokenizer.VocabSize > config.VocabSize)
+            throw new BodyLoadException($"{Path.Combine(folder, "vocab.txt")} has {tokenizer.VocabSize} tokens but config.json says vocab_size {config.VocabSize}: token ids would fall outside the embedding table");
+
+        using var source = Wrap(() => CheckpointFiles.OpenFolder(folder));
+        var model = new BertModel(config, addPoolingLayer: BertCheckpointLoader.HasPooler(source));
+        try
+        {
+            var report = Wrap(() => BertCheckpointLoader.Load(model, source));
+            var fingerprint = BodyFingerprint.Compute(model, Path.Combine(folder, "vocab.txt"));
+            model.to(device).to(dtype);
+            model.eval();
+            return new BertBody(folder, config, tokenizer, model, device, dtype, fingerprint, report);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs the encoder on an already padded batch (eval, no autograd).</summary>
+    public BodyOutput Forward(PaddedBatch batch, bool outputHiddenStates = false)
+    {
+        using var ids = tensor(batch.InputIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
+        using var types = tensor(batch.TokenTypeIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
+        using var mask = tensor(batch.AttentionMask, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
+        return Forward(ids, types, mask, outputHiddenStates);
+    }
+
+    /// <summary>Runs the encoder on [B,T] tensors (eval, no autograd). The result's tensors belong to the caller.</summary>
+    public BodyOutput Forward(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask, bool outputHiddenStates = false)
+    {
+        using var noGrad = no_grad();
+        return Model.Forward(inputIds.to(Device), tokenTypeIds.to(Device), attentionMask.to(Device), outputHiddenStates);
+    }
+
+    /// <summary>Tokenizes and pads texts (optionally pairs) for this body.</summary>
+    public PaddedBatch Encode(IReadOnlyList<string> texts, IReadOnlyList<string?>? pairs = null, EncodeOptions? options = null)
+    {
+        options ??= new EncodeOptions { MaxLength = MaxSequenceLength };
+        var encodings = new List<Encoding>(texts.Count);
+        for (var i = 0; i < texts.Count; i++)
+            encodings.Add(Tokenizer.Encode(texts[i], pairs?[i], options)[0]);
+        return PaddedBatch.Create(encodings, Tokenizer.PadTokenId);
+    }
+
+    /// <summary>The longest input the body accepts: the smaller of the position table and the tokenizer's limit.</summary>
+    public int MaxSequenceLength => Math.Min(Config.MaxPositionEmbeddings, Tokenizer.Settings.ModelMaxLength);
+
+    public void Dispose() => Model.Dispose();
+
+    private static T Wrap<T>(Func<T> load)
+    {
+        try
+        {
+            return load();
+        }
+        catch (Exception e) when (e is BertConfigException or CheckpointException or IOException or InvalidDataException or ArgumentException or FormatException or System.Text.Json.JsonException)
+        {
+            throw new BodyLoadException(e.Message, e);
+        }
+    }
+}
+
+/// <summary>A model folder the body cannot be loaded from; the message says which file and why.</summary>
+public sealed class BodyLoadException(string message, Exception? inner = null) : Exception(message, inner);

@@ -1,0 +1,34 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Bert;
+
+/// <summary>The stack of transformer blocks (HF <c>BertEncoder</c>: keys <c>encoder.layer.{i}.*</c>).</summary>
+public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
+{
+    public readonly ModuleList<BertLayer> layer;
+
+    public BertEncoder(BertConfig config) : base(nameof(BertEncoder))
+    {
+        layer = new ModuleList<BertLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new BertLayer(config)).ToArray());
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor hidden, Tensor maskBias) => Run(hidden, maskBias, null);
+
+    /// <summary>Runs every layer; when <paramref name="allHiddenStates"/> is given, each layer's output is appended to it
+    /// (the caller owns them) and the last one is also returned.</summary>
+    public Tensor Run(Tensor hidden, Tensor maskBias, List<Tensor>? allHiddenStates)
+    {
+        var current = hidden;
+        foreach (var block in layer)
+        {
+            var next = block.call(current, maskBias);
+            // Intermediate states are dropped as soon as the next layer has them, unless the caller keeps them all.
+            if (allHiddenStates is null && !ReferenceEquals(current, hidden)) current.Dispose();
+            allHiddenStates?.Add(next);
+            current = next;
+        }
+        return ReferenceEquals(current, hidden) ? hidden.alias() : current;
+    }
+}

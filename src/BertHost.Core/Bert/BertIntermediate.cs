@@ -1,0 +1,24 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Bert;
+
+/// <summary>The feed-forward expansion and its activation (HF <c>BertIntermediate</c>).</summary>
+public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
+{
+    public readonly Linear dense;
+    private readonly Func<Tensor, Tensor> _activation;
+
+    public BertIntermediate(BertConfig config) : base(nameof(BertIntermediate))
+    {
+        dense = nn.Linear(config.HiddenSize, config.IntermediateSize);
+        _activation = Activations.Get(config.HiddenAct);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor hidden)
+    {
+        using var projected = dense.call(hidden);
+        return _activation(projected);
+    }
+}

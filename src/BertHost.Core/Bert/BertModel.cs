@@ -1,0 +1,68 @@
+using BertHost.Abstractions;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Bert;
+
+/// <summary>
+/// The BERT encoder (HF <c>BertModel</c>). Field names equal checkpoint keys, so <c>state_dict()</c> names are exactly
+/// <c>embeddings.word_embeddings.weight</c>, <c>encoder.layer.3.attention.self.query.bias</c>, <c>pooler.dense.weight</c>.
+/// </summary>
+public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
+{
+    public readonly BertEmbeddings embeddings;
+    public readonly BertEncoder encoder;
+    public readonly BertPooler? pooler;
+
+    public BertModel(BertConfig config, bool addPoolingLayer = true) : base(nameof(BertModel))
+    {
+        Config = config;
+        embeddings = new BertEmbeddings(config);
+        encoder = new BertEncoder(config);
+        if (addPoolingLayer) pooler = new BertPooler(config);
+        RegisterComponents();
+    }
+
+    public BertConfig Config { get; }
+
+    public bool HasPooler => pooler is not null;
+
+    public override BodyOutput forward(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask) =>
+        Forward(inputIds, tokenTypeIds, attentionMask, outputHiddenStates: false);
+
+    /// <param name="inputIds">[B,T] int64.</param>
+    /// <param name="tokenTypeIds">[B,T] int64.</param>
+    /// <param name="attentionMask">[B,T] 1 for tokens to attend to, 0 for padding.</param>
+    /// <param name="outputHiddenStates">Also return the embedding output and every layer's output.</param>
+    public BodyOutput Forward(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask, bool outputHiddenStates)
+    {
+        CheckInputs(inputIds, tokenTypeIds, attentionMask);
+        using var maskBias = AdditiveMask(attentionMask, embeddings.word_embeddings.weight!.dtype);
+        var embedded = embeddings.call(inputIds, tokenTypeIds);
+        List<Tensor>? states = outputHiddenStates ? [embedded] : null;
+        var last = encoder.Run(embedded, maskBias, states);
+        if (!outputHiddenStates) embedded.Dispose();
+        var pooled = pooler?.call(last);
+        return new BodyOutput(last, pooled, attentionMask.alias(), states);
+    }
+
+    /// <summary>
+    /// (1 - mask) * dtype.min, shaped [B,1,1,T] to broadcast over heads and query positions. transformers uses the
+    /// dtype's minimum rather than -10000 so that masked scores vanish in half precision too.
+    /// </summary>
+    private static Tensor AdditiveMask(Tensor attentionMask, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var keep = attentionMask.to(dtype);
+        var bias = keep.neg().add_(1.0).mul_(finfo(dtype).min);
+        return bias.unsqueeze(1).unsqueeze(1).MoveToOuterDisposeScope();
+    }
+
+    private void CheckInputs(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask)
+    {
+        if (inputIds.dim() != 2) throw new ArgumentException($"input_ids must be [batch, sequence], got shape [{string.Join(",", inputIds.shape)}]");
+        if (!inputIds.shape.SequenceEqual(tokenTypeIds.shape) || !inputIds.shape.SequenceEqual(attentionMask.shape))
+            throw new ArgumentException($"input_ids [{string.Join(",", inputIds.shape)}], token_type_ids [{string.Join(",", tokenTypeIds.shape)}] and attention_mask [{string.Join(",", attentionMask.shape)}] must have the same shape");
+        if (inputIds.shape[1] > Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"sequence length {inputIds.shape[1]} exceeds max_position_embeddings ({Config.MaxPositionEmbeddings})");
+    }
+}

@@ -1,0 +1,23 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Bert;
+
+/// <summary>Dense + tanh on the first token (HF <c>BertPooler</c>), trained by next-sentence prediction.</summary>
+public sealed class BertPooler : nn.Module<Tensor, Tensor>
+{
+    public readonly Linear dense;
+
+    public BertPooler(BertConfig config) : base(nameof(BertPooler))
+    {
+        dense = nn.Linear(config.HiddenSize, config.HiddenSize);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor hidden)
+    {
+        using var first = hidden.select(1, 0);
+        using var projected = dense.call(first);
+        return projected.tanh();
+    }
+}

@@ -1,0 +1,43 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Bert;
+
+/// <summary>Multi-head scaled dot-product self-attention (HF <c>BertSelfAttention</c>).</summary>
+public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
+{
+    public readonly Linear query;
+    public readonly Linear key;
+    public readonly Linear value;
+    private readonly int _heads;
+    private readonly int _headDim;
+    private readonly double _dropoutProb;
+
+    public BertSelfAttention(BertConfig config) : base(nameof(BertSelfAttention))
+    {
+        query = nn.Linear(config.HiddenSize, config.HiddenSize);
+        key = nn.Linear(config.HiddenSize, config.HiddenSize);
+        value = nn.Linear(config.HiddenSize, config.HiddenSize);
+        _heads = config.NumAttentionHeads;
+        _headDim = config.HeadDim;
+        _dropoutProb = config.AttentionProbsDropoutProb;
+        RegisterComponents();
+    }
+
+    /// <param name="hidden">[B,T,H].</param>
+    /// <param name="maskBias">[B,1,1,T] additive bias: 0 where attended, the dtype's minimum on padding.</param>
+    /// <returns>[B,T,H] context.</returns>
+    public override Tensor forward(Tensor hidden, Tensor maskBias)
+    {
+        using var scope = NewDisposeScope();
+        long b = hidden.shape[0], t = hidden.shape[1];
+        var q = SplitHeads(query.call(hidden), b, t);
+        var k = SplitHeads(key.call(hidden), b, t);
+        var v = SplitHeads(value.call(hidden), b, t);
+        // libtorch's fused SDPA applies 1/sqrt(head_dim) itself, the scale BERT uses.
+        var context = nn.functional.scaled_dot_product_attention(q, k, v, maskBias, training ? _dropoutProb : 0.0);
+        return context.transpose(1, 2).reshape(b, t, _heads * _headDim).MoveToOuterDisposeScope();
+    }
+
+    private Tensor SplitHeads(Tensor x, long b, long t) => x.view(b, t, _heads, _headDim).transpose(1, 2);
+}

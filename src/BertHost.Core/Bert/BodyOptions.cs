@@ -1,0 +1,14 @@
+namespace BertHost.Core.Bert;
+
+/// <summary>Where and in which precision the body runs.</summary>
+public sealed record BodyOptions
+{
+    /// <summary><c>auto</c> (CUDA when available, else CPU), <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.</summary>
+    public string Device { get; init; } = "auto";
+
+    /// <summary><c>float32</c> (default), <c>bfloat16</c> or <c>float16</c>.</summary>
+    public string DType { get; init; } = "float32";
+
+    /// <summary>Return every layer's hidden states from <see cref="BertBody.Forward(BertHost.Core.Text.PaddedBatch,bool)"/> by default.</summary>
+    public bool OutputHiddenStates { get; init; }
+}

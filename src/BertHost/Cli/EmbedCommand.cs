@@ -1,0 +1,152 @@
+using System.Text.Json;
+using BertHost.Core.Bert;
+using BertHost.Core.Text;
+
+namespace BertHost.Cli;
+
+/// <summary><c>berthost embed</c>: feature extraction with the body alone, like transformers' feature-extraction pipeline.</summary>
+public sealed class EmbedCommand : ICommand
+{
+    public string Name => "embed";
+    public string Summary => "Embed texts with a BERT model folder and print one JSON object per input";
+    public string Usage => "--model DIR [--pooling none|cls|mean|max|pooler] [--pair TEXT] [--input FILE.jsonl] [TEXT ...]";
+
+    public string Details => """
+        Inputs: the TEXT arguments (each paired with --pair when given), then the lines of --input ('-' reads stdin).
+        An input line is a JSON object {"text": "...", "text_pair": "..."} (text_pair optional) or a JSON string.
+        Output, one line per input, in input order:
+          {"text", "text_pair"?, "input_ids", "token_type_ids", "embedding"}
+        where embedding is [tokens][hidden] for --pooling none (special tokens included) and [hidden] otherwise.
+        Inputs longer than --max-length are truncated (a warning goes to stderr).
+
+        example:
+          berthost embed --model ../shared/models/my-bert --pooling mean "A first sentence." "Another one."
+        """;
+
+    public IReadOnlyList<OptionSpec> Options { get; } =
+    [
+        new("model", "Hugging Face model folder (config.json, vocab.txt, model.safetensors or pytorch_model.bin)", "DIR"),
+        new("pooling", "none (default: one vector per token), cls, mean, max or pooler", "MODE"),
+        new("pair", "second sequence paired with every TEXT argument (token_type_ids 1)", "TEXT"),
+        new("input", "JSON Lines file of inputs, or '-' for stdin", "FILE"),
+        new("normalize", "L2-normalise pooled embeddings"),
+        new("device", "auto (default), cpu, cuda or cuda:N", "DEVICE"),
+        new("dtype", "float32 (default), bfloat16 or float16", "DTYPE"),
+        new("max-length", "truncate inputs to N tokens (default: the model's maximum)", "N"),
+        new("truncation", "longest_first (default), only_first or only_second for pairs", "STRATEGY"),
+        new("batch-size", "inputs per body pass (default 32)", "N"),
+    ];
+
+    public async Task<int> RunAsync(ParsedArgs args, CommandContext context, CancellationToken cancellationToken)
+    {
+        var model = args.Require("model");
+        var pooling = ParsePooling(args.Get("pooling") ?? "none");
+        var truncation = ParseTruncation(args.Get("truncation") ?? "longest_first");
+        var maxLength = args.GetInt("max-length", min: 2);
+        var batchSize = args.GetInt("batch-size", min: 1) ?? 32;
+        var normalize = args.Has("normalize");
+        if (normalize && pooling == PoolingMode.None) throw new UsageException("--normalize applies to pooled embeddings; choose --pooling cls, mean, max or pooler");
+
+        var inputs = new List<EmbedInput>();
+        var pair = args.Get("pair");
+        inputs.AddRange(args.Positionals.Select(t => new EmbedInput(t, pair)));
+        if (args.Get("input") is { } inputPath) inputs.AddRange(await EmbedInputReader.ReadAsync(inputPath, context.In, cancellationToken));
+        if (inputs.Count == 0) throw new UsageException("no input: give TEXT arguments or --input FILE");
+
+        BertBody body;
+        try
+        {
+            body = BertBody.Load(model, new BodyOptions { Device = args.Get("device") ?? "auto", DType = args.Get("dtype") ?? "float32" });
+        }
+        catch (BodyLoadException e)
+        {
+            throw new CommandException(e.Message);
+        }
+        using (body)
+        {
+            IReadOnlyList<EmbedResult> results;
+            try
+            {
+                results = new FeatureExtractor(body, pooling, batchSize, maxLength, truncation).Embed(inputs);
+            }
+            catch (ArgumentException e)
+            {
+                throw new CommandException(e.Message);
+            }
+            await WriteAsync(results, normalize, context, cancellationToken);
+        }
+        return CliApp.ExitOk;
+    }
+
+    private static async Task WriteAsync(IReadOnlyList<EmbedResult> results, bool normalize, CommandContext context, CancellationToken cancellationToken)
+    {
+        var stream = new MemoryStream();
+        for (var i = 0; i < results.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var r = results[i];
+            if (r.Truncated) await context.Error.WriteLineAsync($"berthost embed: warning: input {i + 1} was truncated to {r.InputIds.Length} tokens");
+            stream.SetLength(0);
+            using (var json = new Utf8JsonWriter(stream))
+            {
+                json.WriteStartObject();
+                json.WriteString("text", r.Input.Text);
+                if (r.Input.TextPair is not null) json.WriteString("text_pair", r.Input.TextPair);
+                WriteInts(json, "input_ids", r.InputIds);
+                WriteInts(json, "token_type_ids", r.TokenTypeIds);
+                json.WritePropertyName("embedding");
+                if (r.Pooled && r.Embedding is [var vector])
+                    WriteFloats(json, normalize ? L2Normalize(vector) : vector);
+                else
+                {
+                    json.WriteStartArray();
+                    foreach (var row in r.Embedding) WriteFloats(json, row);
+                    json.WriteEndArray();
+                }
+                json.WriteEndObject();
+            }
+            await context.Out.WriteLineAsync(System.Text.Encoding.UTF8.GetString(stream.GetBuffer(), 0, (int)stream.Length));
+        }
+        await context.Out.FlushAsync(cancellationToken);
+    }
+
+    private static void WriteInts(Utf8JsonWriter json, string name, int[] values)
+    {
+        json.WriteStartArray(name);
+        foreach (var v in values) json.WriteNumberValue(v);
+        json.WriteEndArray();
+    }
+
+    private static void WriteFloats(Utf8JsonWriter json, float[] values)
+    {
+        json.WriteStartArray();
+        foreach (var v in values) json.WriteNumberValue(v);
+        json.WriteEndArray();
+    }
+
+    private static float[] L2Normalize(float[] v)
+    {
+        var norm = Math.Sqrt(v.Sum(x => (double)x * x));
+        return norm == 0 ? v : v.Select(x => (float)(x / norm)).ToArray();
+    }
+
+    private static PoolingMode ParsePooling(string value)
+    {
+        try
+        {
+            return Pooling.Parse(value);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--pooling: {e.Message}");
+        }
+    }
+
+    private static TruncationStrategy ParseTruncation(string value) => value switch
+    {
+        "longest_first" => TruncationStrategy.LongestFirst,
+        "only_first" => TruncationStrategy.OnlyFirst,
+        "only_second" => TruncationStrategy.OnlySecond,
+        _ => throw new UsageException($"--truncation must be longest_first, only_first or only_second, got '{value}'"),
+    };
+}

@@ -1,0 +1,149 @@
+using System.Text.Json;
+using BertHost.Tests.Support;
+using static TorchSharp.torch;
+
+namespace BertHost.Tests.Cli;
+
+public class EmbedCommandTests
+{
+    private static readonly string TinyBert = ReferenceOutputs.ModelFolder("tiny-bert");
+    private readonly ReferenceOutputs _reference = ReferenceOutputs.Load();
+
+    private static JsonElement ParseLine(string line) => JsonDocument.Parse(line).RootElement.Clone();
+
+    [Fact]
+    public async Task Token_embeddings_match_the_reference_for_a_text()
+    {
+        var c = _reference.Case("single");
+        var result = await CliRunner.RunAsync("embed", "--model", TinyBert, c.GetProperty("text").GetString()!);
+        Assert.Equal(0, result.ExitCode);
+        var line = Assert.Single(result.OutLines);
+        var json = ParseLine(line);
+        Assert.Equal(c.GetProperty("text").GetString(), json.GetProperty("text").GetString());
+        Assert.False(json.TryGetProperty("text_pair", out _));
+        Assert.Equal(c.GetProperty("input_ids")[0].ToString(), json.GetProperty("input_ids").ToString());
+        Assert.Equal(c.GetProperty("token_type_ids")[0].ToString(), json.GetProperty("token_type_ids").ToString());
+        using var embedding = ReferenceOutputs.ToTensor(json.GetProperty("embedding"));
+        using var expected = ReferenceOutputs.ToTensor(c.GetProperty("last_hidden_state"))[0];
+        Assert.Equal(expected.shape, embedding.shape);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(embedding, expected), 0, 1e-4);
+    }
+
+    [Fact]
+    public async Task A_pair_gets_segment_ids_and_its_pooler_output()
+    {
+        var c = _reference.Case("pair");
+        var result = await CliRunner.RunAsync("embed", "--model", TinyBert, "--pooling", "pooler",
+            "--pair", c.GetProperty("text_pair").GetString()!, c.GetProperty("text").GetString()!);
+        Assert.Equal(0, result.ExitCode);
+        var json = ParseLine(Assert.Single(result.OutLines));
+        Assert.Equal(c.GetProperty("text_pair").GetString(), json.GetProperty("text_pair").GetString());
+        Assert.Equal(c.GetProperty("token_type_ids")[0].ToString(), json.GetProperty("token_type_ids").ToString());
+        using var embedding = ReferenceOutputs.ToTensor(json.GetProperty("embedding"));
+        using var expected = ReferenceOutputs.ToTensor(c.GetProperty("pooler_output"))[0];
+        Assert.Equal(new long[] { 32 }, embedding.shape);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(embedding, expected), 0, 1e-4);
+    }
+
+    [Fact]
+    public async Task Jsonl_input_is_embedded_in_input_order_with_mean_pooling()
+    {
+        var c = _reference.Case("padded_batch");
+        var texts = c.GetProperty("texts").EnumerateArray().Select(e => e.GetString()!).ToArray();
+        var file = Path.GetTempFileName();
+        try
+        {
+            // Objects and bare strings are both accepted; blank lines are skipped.
+            await File.WriteAllTextAsync(file, $"{JsonSerializer.Serialize(new { text = texts[0] })}\n\n{JsonSerializer.Serialize(texts[1])}\n{JsonSerializer.Serialize(new { text = texts[2] })}\n");
+            var result = await CliRunner.RunAsync("embed", "--model", TinyBert, "--pooling", "mean", "--batch-size", "2", "--input", file);
+            Assert.Equal(0, result.ExitCode);
+            Assert.Equal(3, result.OutLines.Length);
+            using var expected = ReferenceOutputs.ToTensor(c.GetProperty("mean_pooled"));
+            for (var i = 0; i < 3; i++)
+            {
+                var json = ParseLine(result.OutLines[i]);
+                Assert.Equal(texts[i], json.GetProperty("text").GetString());
+                using var embedding = ReferenceOutputs.ToTensor(json.GetProperty("embedding"));
+                Assert.InRange(ReferenceOutputs.MaxAbsDiff(embedding, expected[i]), 0, 1e-4);
+            }
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task Stdin_input_and_normalised_cls_vectors()
+    {
+        var result = await CliRunner.RunAsync("\"the dog\"\n", "embed", "--model", TinyBert, "--pooling", "cls", "--normalize", "--input", "-");
+        Assert.Equal(0, result.ExitCode);
+        var json = ParseLine(Assert.Single(result.OutLines));
+        var vector = json.GetProperty("embedding").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        Assert.Equal(32, vector.Length);
+        Assert.Equal(1.0, Math.Sqrt(vector.Sum(x => x * x)), 5);
+    }
+
+    [Fact]
+    public async Task Long_inputs_are_truncated_to_max_length_with_a_warning()
+    {
+        var text = string.Join(' ', Enumerable.Repeat("the dog", 20));
+        var result = await CliRunner.RunAsync("embed", "--model", TinyBert, "--max-length", "8", text);
+        Assert.Equal(0, result.ExitCode);
+        var json = ParseLine(Assert.Single(result.OutLines));
+        Assert.Equal(8, json.GetProperty("input_ids").GetArrayLength());
+        Assert.Equal(8, json.GetProperty("embedding").GetArrayLength());
+        Assert.Contains("input 1 was truncated to 8 tokens", result.Error);
+    }
+
+    [Theory]
+    [InlineData(2, "missing required option --model", "embed", "hello")]
+    [InlineData(2, "unknown option '--modle'", "embed", "--modle", "x", "hello")]
+    [InlineData(2, "--pooling: pooling 'avg' is not one of none, cls, mean, max, pooler", "embed", "--model", "M", "--pooling", "avg", "hi")]
+    [InlineData(2, "no input: give TEXT arguments or --input FILE", "embed", "--model", "M")]
+    [InlineData(2, "--max-length must be an integer >= 2, got 'ten'", "embed", "--model", "M", "--max-length", "ten", "hi")]
+    [InlineData(2, "option --pooling needs a value", "embed", "--model", "M", "--pooling")]
+    [InlineData(2, "--truncation must be longest_first, only_first or only_second", "embed", "--model", "M", "--truncation", "x", "hi")]
+    [InlineData(2, "unknown command 'embedd'", "embedd")]
+    [InlineData(1, "model folder '/no/such/model' does not exist", "embed", "--model", "/no/such/model", "hi")]
+    [InlineData(1, "--input: file '/no/such.jsonl' not found", "embed", "--model", "M", "--input", "/no/such.jsonl")]
+    public async Task Bad_arguments_give_one_clear_line_and_a_non_zero_exit(int exitCode, string message, params string[] args)
+    {
+        var result = await CliRunner.RunAsync(args.Select(a => a == "M" ? TinyBert : a).ToArray());
+        Assert.Equal(exitCode, result.ExitCode);
+        Assert.Contains(message, result.Error);
+        Assert.Single(result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal("", result.Out);
+    }
+
+    [Theory]
+    [InlineData("{\"text\": 3}", "<stdin>:1: field \"text\" must be a string, got number")]
+    [InlineData("{\"txt\": \"a\"}", "<stdin>:1: field \"text\" is missing")]
+    [InlineData("[1, 2]", "<stdin>:1: expected a JSON object with \"text\" or a JSON string, got array")]
+    [InlineData("{oops", "<stdin>:1: not valid JSON")]
+    public async Task Malformed_input_lines_are_reported_with_their_line(string line, string message)
+    {
+        var result = await CliRunner.RunAsync(line + "\n", "embed", "--model", TinyBert, "--input", "-");
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains(message, result.Error);
+    }
+
+    [Fact]
+    public async Task Pooler_pooling_on_a_body_without_pooler_is_a_clear_error()
+    {
+        var result = await CliRunner.RunAsync("embed", "--model", ReferenceOutputs.ModelFolder("tiny-bert-no-pooler"), "--pooling", "pooler", "hi");
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("pooler weights", result.Error);
+    }
+
+    [Fact]
+    public async Task Help_describes_every_option()
+    {
+        var result = await CliRunner.RunAsync("embed", "--help");
+        Assert.Equal(0, result.ExitCode);
+        foreach (var option in new[] { "--model", "--pooling", "--pair", "--input", "--device", "--dtype", "--max-length" })
+            Assert.Contains(option, result.Out);
+        var general = await CliRunner.RunAsync("--help");
+        Assert.Contains("embed", general.Out);
+    }
+}
