@@ -11,17 +11,19 @@ namespace BertHost.Core.Checkpoints;
 internal static class TensorBytes
 {
     /// <summary>Chunk size for transfers, a multiple of every element size.</summary>
-    private const int Chunk = 1 << 30;
+    internal const int DefaultChunk = 1 << 30;
 
     /// <summary>
     /// Fills a contiguous CPU tensor from a source that copies bytes into a span. <paramref name="fill"/> gets
     /// (byte offset within the tensor, destination span); it must fill the whole span.
     /// </summary>
-    public static void Fill(Tensor dst, Action<long, Span<byte>> fill)
+    public static void Fill(Tensor dst, Action<long, Span<byte>> fill, int chunk = DefaultChunk)
     {
+        if (!dst.is_contiguous() || dst.device_type != DeviceType.CPU)
+            throw new ArgumentException("destination must be a contiguous CPU tensor", nameof(dst));
         var total = ByteCount(dst);
         if (total == 0) return;
-        if (total <= Chunk)
+        if (total <= chunk)
         {
             var span = dst.bytes; // a view over the tensor's own storage on CPU
             if (span.Length != total) throw new InvalidOperationException("unexpected tensor byte span length");
@@ -30,7 +32,7 @@ internal static class TensorBytes
         }
         using var flat = dst.reshape(-1);
         var es = (long)dst.ElementSize;
-        var perChunk = Chunk / es;
+        var perChunk = chunk / es;
         for (long start = 0; start < flat.shape[0]; start += perChunk)
         {
             var n = Math.Min(perChunk, flat.shape[0] - start);
@@ -46,18 +48,20 @@ internal static class TensorBytes
     }
 
     /// <summary>Writes a contiguous CPU tensor's bytes to a stream.</summary>
-    public static void WriteTo(Tensor src, Stream stream)
+    public static void WriteTo(Tensor src, Stream stream, int chunk = DefaultChunk)
     {
+        if (!src.is_contiguous() || src.device_type != DeviceType.CPU)
+            throw new ArgumentException("source must be a contiguous CPU tensor", nameof(src));
         var total = ByteCount(src);
         if (total == 0) return;
-        if (total <= Chunk)
+        if (total <= chunk)
         {
             stream.Write(src.bytes);
             return;
         }
         using var flat = src.reshape(-1);
         var es = (long)src.ElementSize;
-        var perChunk = Chunk / es;
+        var perChunk = chunk / es;
         for (long start = 0; start < flat.shape[0]; start += perChunk)
         {
             using var part = flat.narrow(0, start, Math.Min(perChunk, flat.shape[0] - start));
