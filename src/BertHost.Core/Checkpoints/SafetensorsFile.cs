@@ -18,6 +18,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
 
     private const string MetadataKey = "__metadata__";
 
+    private readonly object _gate = new(); // Read vs Dispose: never copy from an unmapped view
     private readonly Dictionary<string, Entry> _entries;
     private readonly TensorInfo[] _tensors;
     private readonly long _dataStart;
@@ -210,15 +211,19 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         return new Entry(info, begin, end);
     }
 
+    /// <summary>Reads one tensor (thread-safe; reads are serialised with each other and with <see cref="Dispose"/>).</summary>
     public Tensor Read(string name)
     {
-        ObjectDisposedException.ThrowIf(_base == null, this);
         if (!_entries.TryGetValue(name, out var e))
             throw new CheckpointException(Path, name, "no such tensor in the file");
         var t = torch.empty(e.Info.Shape, DTypes.ToScalarType(e.Info.DType));
         try
         {
-            TensorBytes.CopyFrom(t, _base + _dataStart + e.Begin);
+            lock (_gate)
+            {
+                ObjectDisposedException.ThrowIf(_base == null, this);
+                TensorBytes.CopyFrom(t, _base + _dataStart + e.Begin);
+            }
             return t;
         }
         catch
@@ -230,15 +235,18 @@ public sealed unsafe class SafetensorsFile : ITensorSource
 
     public void Dispose()
     {
-        if (_view is { } view)
+        lock (_gate)
         {
-            if (_base != null) view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _base = null;
-            view.Dispose();
-            _view = null;
+            if (_view is { } view)
+            {
+                if (_base != null) view.SafeMemoryMappedViewHandle.ReleasePointer();
+                _base = null;
+                view.Dispose();
+                _view = null;
+            }
+            _map?.Dispose();
+            _map = null;
         }
-        _map?.Dispose();
-        _map = null;
     }
 
     public override string ToString() => $"safetensors '{Path}' ({_tensors.Length} tensors)";
