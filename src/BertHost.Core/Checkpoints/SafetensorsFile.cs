@@ -1,0 +1,253 @@
+using System.IO.MemoryMappedFiles;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Checkpoints;
+
+/// <summary>
+/// A <c>.safetensors</c> file: an 8-byte little-endian header length, a JSON header
+/// (<c>{"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {string: string}}</c>), then the
+/// data area. The header is validated when the file is opened; tensor bytes are copied from a read-only memory map
+/// straight into each new tensor's storage, so every byte is read once and the file is never held in managed memory.
+/// </summary>
+public sealed unsafe class SafetensorsFile : ITensorSource
+{
+    /// <summary>Largest header accepted (the reference implementation's limit).</summary>
+    public const long MaxHeaderBytes = 100L * 1024 * 1024;
+
+    private const string MetadataKey = "__metadata__";
+
+    private readonly object _gate = new(); // Read vs Dispose: never copy from an unmapped view
+    private readonly Dictionary<string, Entry> _entries;
+    private readonly TensorInfo[] _tensors;
+    private readonly long _dataStart;
+    private MemoryMappedFile? _map;
+    private MemoryMappedViewAccessor? _view;
+    private byte* _base;
+
+    private readonly record struct Entry(TensorInfo Info, long Begin, long End);
+
+    private SafetensorsFile(string path, Dictionary<string, Entry> entries, TensorInfo[] tensors,
+        IReadOnlyDictionary<string, string> metadata, long dataStart, MemoryMappedFile map, MemoryMappedViewAccessor view)
+    {
+        Path = path;
+        _entries = entries;
+        _tensors = tensors;
+        Metadata = metadata;
+        _dataStart = dataStart;
+        _map = map;
+        _view = view;
+        byte* p = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        _base = p + view.PointerOffset;
+    }
+
+    /// <summary>The full path of the file.</summary>
+    public string Path { get; }
+
+    public string Description => Path;
+
+    /// <summary>The <c>__metadata__</c> entries (empty when the file has none).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>The tensors in data-offset order.</summary>
+    public IReadOnlyList<TensorInfo> Tensors => _tensors;
+
+    public bool Contains(string name) => _entries.ContainsKey(name);
+
+    /// <summary>Opens and validates a safetensors file.</summary>
+    /// <exception cref="CheckpointException">The file is absent, truncated, or its header is malformed or inconsistent.</exception>
+    public static SafetensorsFile Open(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        path = System.IO.Path.GetFullPath(path);
+        if (!File.Exists(path)) throw new CheckpointException(path, null, "file not found");
+
+        FileStream? fs = null;
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        try
+        {
+            fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess);
+            var fileLength = fs.Length;
+            if (fileLength < 8)
+                throw new CheckpointException(path, null, $"file is {fileLength} bytes, too short for a safetensors header length (8 bytes)");
+            Span<byte> lenBytes = stackalloc byte[8];
+            fs.ReadExactly(lenBytes);
+            var headerLength = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
+            if (headerLength < 2 || headerLength > MaxHeaderBytes || headerLength > (ulong)(fileLength - 8))
+                throw new CheckpointException(path, null,
+                    $"header length {headerLength} is not sane for a file of {fileLength} bytes " +
+                    $"(must be 2..{Math.Min(MaxHeaderBytes, fileLength - 8)}); not a safetensors file, or truncated");
+            var header = new byte[headerLength];
+            fs.ReadExactly(header);
+            var dataStart = 8 + (long)headerLength;
+            var dataLength = fileLength - dataStart;
+
+            var (entries, ordered, metadata) = ParseHeader(path, header, dataLength);
+
+            map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            fs = null; // owned by the map now
+            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            return new SafetensorsFile(path, entries, ordered, metadata, dataStart, map, view);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            view?.Dispose();
+            map?.Dispose();
+            fs?.Dispose();
+            throw new CheckpointException(path, null, $"cannot read file: {e.Message}", e);
+        }
+        catch
+        {
+            view?.Dispose();
+            map?.Dispose();
+            fs?.Dispose();
+            throw;
+        }
+    }
+
+    private static (Dictionary<string, Entry>, TensorInfo[], IReadOnlyDictionary<string, string>) ParseHeader(
+        string path, byte[] header, long dataLength)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(header.AsMemory().TrimEnd((byte)0));
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointException(path, null, $"header is not valid JSON: {e.Message}", e);
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new CheckpointException(path, null, $"header must be a JSON object, found {doc.RootElement.ValueKind}");
+
+            var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
+            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+            var sawMetadata = false;
+            foreach (var prop in doc.RootElement.EnumerateObject())
+            {
+                if (prop.Name == MetadataKey)
+                {
+                    if (sawMetadata) throw new CheckpointException(path, null, "header has '__metadata__' twice");
+                    sawMetadata = true;
+                    if (prop.Value.ValueKind != JsonValueKind.Object)
+                        throw new CheckpointException(path, null, $"'__metadata__' must be an object of strings, found {prop.Value.ValueKind}");
+                    foreach (var m in prop.Value.EnumerateObject())
+                    {
+                        if (m.Value.ValueKind != JsonValueKind.String)
+                            throw new CheckpointException(path, null, $"'__metadata__' value '{m.Name}' must be a string, found {m.Value.ValueKind}");
+                        metadata[m.Name] = m.Value.GetString()!;
+                    }
+                    continue;
+                }
+                if (entries.ContainsKey(prop.Name))
+                    throw new CheckpointException(path, prop.Name, "tensor name appears twice in the header");
+                entries[prop.Name] = ParseEntry(path, prop, dataLength);
+            }
+
+            // Data ranges must not overlap (zero-length tensors take no room and may sit anywhere in the data area).
+            var ordered = entries.Values.OrderBy(e => e.Begin).ThenBy(e => e.End).ToArray();
+            Entry? previous = null;
+            foreach (var e in ordered)
+            {
+                if (e.End == e.Begin) continue;
+                if (previous is { } p && e.Begin < p.End)
+                    throw new CheckpointException(path, e.Info.Name,
+                        $"data_offsets [{e.Begin}, {e.End}] overlap tensor '{p.Info.Name}' at [{p.Begin}, {p.End}]");
+                previous = e;
+            }
+            return (entries, ordered.Select(e => e.Info).ToArray(), metadata);
+        }
+    }
+
+    private static Entry ParseEntry(string path, JsonProperty prop, long dataLength)
+    {
+        var name = prop.Name;
+        var v = prop.Value;
+        if (v.ValueKind != JsonValueKind.Object)
+            throw new CheckpointException(path, name, $"header entry must be an object, found {v.ValueKind}");
+        if (!v.TryGetProperty("dtype", out var dtypeEl) || dtypeEl.ValueKind != JsonValueKind.String)
+            throw new CheckpointException(path, name, "header entry has no string 'dtype'");
+        var dtype = dtypeEl.GetString()!;
+        if (!DTypes.IsSupported(dtype))
+            throw new CheckpointException(path, name, $"unknown or unsupported dtype '{dtype}' (supported: {string.Join(", ", DTypes.Names)})");
+
+        if (!v.TryGetProperty("shape", out var shapeEl) || shapeEl.ValueKind != JsonValueKind.Array)
+            throw new CheckpointException(path, name, "header entry has no 'shape' array");
+        var shape = new long[shapeEl.GetArrayLength()];
+        var i = 0;
+        foreach (var d in shapeEl.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out var dim) || dim < 0)
+                throw new CheckpointException(path, name, $"shape {shapeEl.GetRawText()} must hold non-negative integers");
+            shape[i++] = dim;
+        }
+
+        if (!v.TryGetProperty("data_offsets", out var offEl) || offEl.ValueKind != JsonValueKind.Array || offEl.GetArrayLength() != 2)
+            throw new CheckpointException(path, name, "header entry has no 'data_offsets' [begin, end] pair");
+        if (!offEl[0].TryGetInt64(out var begin) || !offEl[1].TryGetInt64(out var end) || begin < 0 || end < begin)
+            throw new CheckpointException(path, name, $"data_offsets {offEl.GetRawText()} must be integers with 0 <= begin <= end");
+        if (end > dataLength)
+            throw new CheckpointException(path, name,
+                $"data_offsets [{begin}, {end}] run past the end of the data area ({dataLength} bytes): the file is truncated or the header is wrong");
+
+        var info = new TensorInfo(name, dtype, shape);
+        long expected;
+        try
+        {
+            expected = checked(info.ElementCount * DTypes.ElementSize(dtype));
+        }
+        catch (OverflowException)
+        {
+            throw new CheckpointException(path, name, $"shape [{string.Join(",", shape)}] is too large");
+        }
+        if (end - begin != expected)
+            throw new CheckpointException(path, name,
+                $"data_offsets [{begin}, {end}] span {end - begin} bytes, but {dtype}[{string.Join(",", shape)}] needs {expected}");
+        return new Entry(info, begin, end);
+    }
+
+    /// <summary>Reads one tensor (thread-safe; reads are serialised with each other and with <see cref="Dispose"/>).</summary>
+    public Tensor Read(string name)
+    {
+        if (!_entries.TryGetValue(name, out var e))
+            throw new CheckpointException(Path, name, "no such tensor in the file");
+        var t = torch.empty(e.Info.Shape, DTypes.ToScalarType(e.Info.DType));
+        try
+        {
+            lock (_gate)
+            {
+                ObjectDisposedException.ThrowIf(_base == null, this);
+                TensorBytes.CopyFrom(t, _base + _dataStart + e.Begin);
+            }
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_view is { } view)
+            {
+                if (_base != null) view.SafeMemoryMappedViewHandle.ReleasePointer();
+                _base = null;
+                view.Dispose();
+                _view = null;
+            }
+            _map?.Dispose();
+            _map = null;
+        }
+    }
+
+    public override string ToString() => $"safetensors '{Path}' ({_tensors.Length} tensors)";
+}
