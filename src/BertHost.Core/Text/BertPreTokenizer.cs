@@ -110,7 +110,8 @@ internal sealed class BertPreTokenizer
 
             if (_clean)
             {
-                if (cat == UnicodeCategory.Surrogate || r.Value == 0xFFFD || IsOther(cat)) continue;
+                if (cat == UnicodeCategory.Surrogate || r.Value == 0xFFFD
+                    || (IsOther(cat) && !UnicodeCompat.Contains(UnicodeCompat.NotOther, r.Value))) continue;
                 if (Rune.IsWhiteSpace(r)) { Flush(); continue; }
             }
 
@@ -171,10 +172,13 @@ internal sealed class BertPreTokenizer
         var s = r.ToString();
         if (strip)
         {
-            var d = s.Normalize(NormalizationForm.FormD);
+            string d;
+            if (UnicodeCompat.Contains(UnicodeCompat.NoDecomposition, r.Value)) d = s;
+            else try { d = s.Normalize(NormalizationForm.FormD); }
+            catch (ArgumentException) { d = s; }   // ICU rejects unassigned code points / noncharacters: nothing to decompose
             var sb = new StringBuilder(d.Length);
             foreach (var dr in d.EnumerateRunes())
-                if (Rune.GetUnicodeCategory(dr) != UnicodeCategory.NonSpacingMark) sb.Append(dr.ToString());
+                if (!IsNonSpacingMark(dr)) sb.Append(dr.ToString());
             s = sb.ToString();
         }
         if (lower)
@@ -183,6 +187,7 @@ internal sealed class BertPreTokenizer
             foreach (var lr in s.EnumerateRunes())
             {
                 if (lr.Value == 0x130) sb.Append("i\u0307");   // Rust char::to_lowercase uses the full mapping
+                else if (UnicodeCompat.Lower(lr.Value) is var l and >= 0) sb.Append(char.ConvertFromUtf32(l));
                 else sb.Append(Rune.ToLowerInvariant(lr).ToString());
             }
             s = sb.ToString();
@@ -197,14 +202,21 @@ internal sealed class BertPreTokenizer
     internal static bool IsPunct(Rune r)
     {
         if (r.IsAscii) return IsAsciiPunct((char)r.Value);
+        if (UnicodeCompat.Contains(UnicodeCompat.ExtraPunctuation, r.Value)) return true;
+        if (UnicodeCompat.Contains(UnicodeCompat.NotPunctuation, r.Value)) return false;
         return Rune.GetUnicodeCategory(r) is UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation
             or UnicodeCategory.OpenPunctuation or UnicodeCategory.ClosePunctuation
             or UnicodeCategory.InitialQuotePunctuation or UnicodeCategory.FinalQuotePunctuation
             or UnicodeCategory.OtherPunctuation;
     }
 
+    private static bool IsNonSpacingMark(Rune r) =>
+        Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark
+            ? !UnicodeCompat.Contains(UnicodeCompat.NotNonSpacingMark, r.Value)
+            : UnicodeCompat.Contains(UnicodeCompat.ExtraNonSpacingMark, r.Value);
+
     private static bool IsOther(UnicodeCategory c) => c is UnicodeCategory.Control or UnicodeCategory.Format
-        or UnicodeCategory.PrivateUse or UnicodeCategory.OtherNotAssigned or UnicodeCategory.Surrogate;
+        or UnicodeCategory.PrivateUse or UnicodeCategory.Surrogate;
 
     /// <summary>The CJK ranges of HF's BertNormalizer (tokenizers/src/normalizers/bert.rs).</summary>
     internal static bool IsChinese(int cp) =>
