@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Text;
 using TorchSharp;
 using BertHost.Abstractions;
 using BertHost.Core.Checkpoints;
@@ -108,7 +109,7 @@ public sealed class BertBody : IDisposable
     public PaddedBatch Encode(IReadOnlyList<string> texts, IReadOnlyList<string?>? pairs = null, EncodeOptions? options = null)
     {
         options ??= new EncodeOptions { MaxLength = MaxSequenceLength };
-        var encodings = new List<Encoding>(texts.Count);
+        var encodings = new List<EncodedSequence>(texts.Count);
         for (var i = 0; i < texts.Count; i++)
             encodings.Add(Tokenizer.Encode(texts[i], pairs?[i], options)[0]);
         return PaddedBatch.Create(encodings, Tokenizer.PadTokenId);

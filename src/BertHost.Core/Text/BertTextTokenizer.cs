@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Text;
 using System.Text;
 
 namespace BertHost.Core.Text;
@@ -6,7 +7,7 @@ namespace BertHost.Core.Text;
 /// BERT tokenizer with Hugging Face fast-tokenizer parity (ids, tokens, offsets into the original text, word ids,
 /// pairs, truncation strategies, overflowing windows with stride). Thread-safe.
 /// </summary>
-public sealed class BertTextTokenizer
+public sealed class BertTextTokenizer : ITextTokenizer
 {
     private readonly WordPieceModel _model;
     private readonly BertPreTokenizer _pre;
@@ -58,6 +59,7 @@ public sealed class BertTextTokenizer
     public int SepTokenId { get; }
     public int MaskTokenId { get; }
     public int UnkTokenId { get; }
+    public int ModelMaxLength => Settings.ModelMaxLength;
 
     public int? TokenToId(string token) => _model.TokenToId(token);
     public string IdToToken(int id) => _model.IdToToken(id);
@@ -75,7 +77,7 @@ public sealed class BertTextTokenizer
     /// <see cref="EncodeOptions.ReturnOverflowing"/> is set (same order as HF's [encoding, *encoding.overflowing]).
     /// Unless <see cref="TruncationStrategy.DoNotTruncate"/>, inputs are cut to MaxLength (default: model_max_length).
     /// </summary>
-    public IReadOnlyList<Encoding> Encode(string text, string? textPair = null, EncodeOptions? options = null)
+    public IReadOnlyList<EncodedSequence> Encode(string text, string? textPair = null, EncodeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(text);
         options ??= EncodeOptions.Default;
@@ -88,7 +90,7 @@ public sealed class BertTextTokenizer
     /// Encodes pre-split words (HF is_split_into_words): every word is normalized and tokenized on its own,
     /// WordIds are indices into <paramref name="words"/>, offsets are relative to each word.
     /// </summary>
-    public IReadOnlyList<Encoding> EncodeWords(IReadOnlyList<string> words, EncodeOptions? options = null)
+    public IReadOnlyList<EncodedSequence> EncodeWords(IReadOnlyList<string> words, EncodeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(words);
         options ??= EncodeOptions.Default;
@@ -162,7 +164,7 @@ public sealed class BertTextTokenizer
         return seq;
     }
 
-    private IReadOnlyList<Encoding> Assemble(Seq a, Seq? b, EncodeOptions o)
+    private IReadOnlyList<EncodedSequence> Assemble(Seq a, Seq? b, EncodeOptions o)
     {
         if (o.Stride < 0) throw new ArgumentOutOfRangeException(nameof(o), o.Stride, "Stride must be >= 0.");
         var added = o.AddSpecialTokens ? (b is null ? 2 : 3) : 0;
@@ -182,9 +184,9 @@ public sealed class BertTextTokenizer
             (wa, wb) = Truncation.Windows(a.Count, b?.Count, budget, o.Truncation, o.Stride);
         }
 
-        var result = new List<Encoding>();
+        var result = new List<EncodedSequence>();
         void Emit(int ia, int ib) => result.Add(Build(a, wa[ia], b, wb?[ib], o.AddSpecialTokens, result.Count));
-        // HF Encoding::merge_with order: main, then (A_i, B_0), (A_i, B_j>0) for i>0, then (A_0, B_j>0)
+        // HF EncodedSequence::merge_with order: main, then (A_i, B_0), (A_i, B_j>0) for i>0, then (A_0, B_j>0)
         Emit(0, 0);
         if (o.ReturnOverflowing)
         {
@@ -196,7 +198,7 @@ public sealed class BertTextTokenizer
         return result;
     }
 
-    private Encoding Build(Seq a, (int Start, int End) ra, Seq? b, (int Start, int End)? rb, bool special, int window)
+    private EncodedSequence Build(Seq a, (int Start, int End) ra, Seq? b, (int Start, int End)? rb, bool special, int window)
     {
         var n = (ra.End - ra.Start) + (rb is { } x ? x.End - x.Start : 0) + (special ? (b is null ? 2 : 3) : 0);
         var ids = new int[n];
@@ -226,7 +228,7 @@ public sealed class BertTextTokenizer
         }
         var tokens = new string[n];
         for (var i = 0; i < n; i++) tokens[i] = _model.IdToToken(ids[i]);
-        return new Encoding
+        return new EncodedSequence
         {
             InputIds = ids, Tokens = tokens, TokenTypeIds = types, Offsets = offs, WordIds = words,
             SequenceIds = seqs, SpecialTokensMask = mask, WindowIndex = window,

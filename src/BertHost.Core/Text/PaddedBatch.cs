@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Text;
 namespace BertHost.Core.Text;
 
 /// <summary>
@@ -21,7 +22,7 @@ public sealed class PaddedBatch
     /// <summary>Unpadded length of each row.</summary>
     public int[] Lengths { get; }
 
-    public static PaddedBatch Create(IReadOnlyList<Encoding> items, int padTokenId, int padToMultipleOf = 1)
+    public static PaddedBatch Create(IReadOnlyList<EncodedSequence> items, int padTokenId, int padToMultipleOf = 1)
     {
         ArgumentNullException.ThrowIfNull(items);
         if (items.Count == 0) throw new ArgumentException("A batch needs at least one encoding.", nameof(items));

@@ -1,7 +1,8 @@
+using BertHost.Abstractions.Text;
 namespace BertHost.Core.Text;
 
 /// <summary>
-/// Hugging Face truncation (tokenizers/src/utils/truncation.rs truncate_encodings + Encoding::truncate, direction
+/// Hugging Face truncation (tokenizers/src/utils/truncation.rs truncate_encodings + EncodedSequence::truncate, direction
 /// right), expressed as token ranges: each sequence becomes a list of windows, the first being the kept part and the
 /// rest HF's "overflowing" parts.
 /// </summary>
@@ -53,7 +54,7 @@ internal static class Truncation
         }
     }
 
-    /// <summary>Encoding::truncate(max_len, stride, Right): windows of max_len advancing by max_len - stride.</summary>
+    /// <summary>EncodedSequence::truncate(max_len, stride, Right): windows of max_len advancing by max_len - stride.</summary>
     internal static List<(int, int)> Split(int len, int maxLen, int stride)
     {
         if (maxLen >= len) return [(0, len)];

@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Text;
 using System.Text.Json;
 using BertHost.Core.Text;
 using BertHost.Tests.Support;
@@ -128,7 +129,7 @@ public sealed class HfParityTests
         };
     }
 
-    private static void AssertSame(JsonElement e, Encoding actual, string what)
+    private static void AssertSame(JsonElement e, EncodedSequence actual, string what)
     {
         var expTokens = Strings(e.GetProperty("tokens"));
         var ctx = $"{what}\n  expected: {string.Join(' ', expTokens)}\n  actual:   {string.Join(' ', actual.Tokens)}";

@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Text;
 using System.Diagnostics;
 using BertHost.Core.Text;
 using BertHost.Tests.Support;

@@ -1,4 +1,4 @@
-namespace BertHost.Core.Text;
+namespace BertHost.Abstractions.Text;
 
 /// <summary>Which sequence loses tokens when an input is longer than <see cref="EncodeOptions.MaxLength"/>
 /// (the Hugging Face truncation strategies).</summary>
@@ -14,7 +14,7 @@ public enum TruncationStrategy
     DoNotTruncate,
 }
 
-/// <summary>Options of <see cref="BertTextTokenizer.Encode"/>, mirroring transformers' fast tokenizer arguments.</summary>
+/// <summary>Options of <see cref="ITextTokenizer.Encode"/>, mirroring transformers' fast tokenizer arguments.</summary>
 public sealed record EncodeOptions
 {
     /// <summary>Maximum length of one window including special tokens; null = the tokenizer's model_max_length.</summary>

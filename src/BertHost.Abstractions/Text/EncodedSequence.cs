@@ -1,7 +1,7 @@
-namespace BertHost.Core.Text;
+namespace BertHost.Abstractions.Text;
 
 /// <summary>One window of one encoded input (the equivalent of a Hugging Face <c>Encoding</c>).</summary>
-public sealed class Encoding
+public sealed class EncodedSequence
 {
     public required int[] InputIds { get; init; }
     public required string[] Tokens { get; init; }
