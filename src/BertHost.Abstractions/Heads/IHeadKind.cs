@@ -1,0 +1,22 @@
+namespace BertHost.Abstractions.Heads;
+
+/// <summary>
+/// A kind of head a plugin assembly offers (e.g. <c>text-classification</c>). The host discovers every public,
+/// non-abstract type implementing this interface with a parameterless constructor, and calls
+/// <see cref="Create"/> once per head declared in YAML with <c>kind: Name</c>.
+/// </summary>
+public interface IHeadKind
+{
+    /// <summary>The name YAML refers to in <c>kind:</c> (lower-case, dash-separated by convention).</summary>
+    string Name { get; }
+
+    /// <summary>One line for listings.</summary>
+    string Description { get; }
+
+    /// <summary>
+    /// Builds a head: its module (fresh or loaded from <see cref="HeadContext.WeightsPath"/>) on the body's device and
+    /// dtype. Throw <see cref="HeadConfigurationException"/> for bad options, labels or weights; the host then fails
+    /// this head alone and reports the message.
+    /// </summary>
+    IHead Create(HeadContext context);
+}

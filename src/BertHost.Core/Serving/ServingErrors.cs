@@ -1,0 +1,26 @@
+namespace BertHost.Core.Serving;
+
+/// <summary>Why a request could not be served; the HTTP layer maps each to its status code.</summary>
+public enum ServingError
+{
+    /// <summary>Malformed request (not JSON, wrong shape): 400.</summary>
+    BadRequest,
+    /// <summary>No head of that name: 404.</summary>
+    UnknownHead,
+    /// <summary>Request too large (bytes or number of inputs): 413.</summary>
+    PayloadTooLarge,
+    /// <summary>An input the head refuses (missing field, too long when refusing): 422.</summary>
+    InvalidInput,
+    /// <summary>The queue is full: 429.</summary>
+    QueueFull,
+    /// <summary>The head failed to load or failed while serving, or the host is not ready / shutting down: 503.</summary>
+    Unavailable,
+}
+
+/// <summary>A request-level failure with a message meant for the client and, where known, the field at fault.</summary>
+public sealed class ServingException(ServingError error, string message, string? field = null, Exception? inner = null)
+    : Exception(message, inner)
+{
+    public ServingError Error { get; } = error;
+    public string? Field { get; } = field;
+}
