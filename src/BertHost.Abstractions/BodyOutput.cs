@@ -48,15 +48,26 @@ public sealed class BodyOutput : IDisposable
         return HiddenStates[i];
     }
 
+    /// <summary>Moves every tensor of this output out of the current dispose scope, so the caller owns them.</summary>
+    public void MoveToOuterDisposeScope()
+    {
+        foreach (var t in Tensors()) t.MoveToOuterDisposeScope();
+    }
+
+    private IEnumerable<Tensor> Tensors()
+    {
+        yield return LastHiddenState;
+        yield return AttentionMask;
+        if (_pooledOutput is not null) yield return _pooledOutput;
+        if (HiddenStates is null) yield break;
+        foreach (var t in HiddenStates)
+            if (!ReferenceEquals(t, LastHiddenState)) yield return t;
+    }
+
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        LastHiddenState.Dispose();
-        _pooledOutput?.Dispose();
-        AttentionMask.Dispose();
-        if (HiddenStates is null) return;
-        foreach (var t in HiddenStates)
-            if (!ReferenceEquals(t, LastHiddenState)) t.Dispose();
+        foreach (var t in Tensors()) t.Dispose();
     }
 }

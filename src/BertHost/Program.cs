@@ -1,6 +1,6 @@
 using BertHost.Cli;
 
-var app = new CliApp([new EmbedCommand()]);
+var app = CliApp.CreateDefault();
 using var cts = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
 {

@@ -1,3 +1,5 @@
+using BertHost.Abstractions.Text;
+using TorchSharp;
 using BertHost.Abstractions;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Text;
@@ -94,14 +96,20 @@ public sealed class BertBody : IDisposable
     public BodyOutput Forward(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask, bool outputHiddenStates = false)
     {
         using var noGrad = no_grad();
-        return Model.Forward(inputIds.to(Device), tokenTypeIds.to(Device), attentionMask.to(Device), outputHiddenStates);
+        using var scope = NewDisposeScope();
+        var output = Model.Forward(OnDevice(inputIds), OnDevice(tokenTypeIds), OnDevice(attentionMask), outputHiddenStates);
+        output.MoveToOuterDisposeScope();
+        return output;
     }
+
+    // Tensors already on the body's device are used as they are; copies made here die with the caller's scope.
+    private Tensor OnDevice(Tensor t) => t.device == Device ? t : t.to(Device);
 
     /// <summary>Tokenizes and pads texts (optionally pairs) for this body.</summary>
     public PaddedBatch Encode(IReadOnlyList<string> texts, IReadOnlyList<string?>? pairs = null, EncodeOptions? options = null)
     {
         options ??= new EncodeOptions { MaxLength = MaxSequenceLength };
-        var encodings = new List<Encoding>(texts.Count);
+        var encodings = new List<EncodedSequence>(texts.Count);
         for (var i = 0; i < texts.Count; i++)
             encodings.Add(Tokenizer.Encode(texts[i], pairs?[i], options)[0]);
         return PaddedBatch.Create(encodings, Tokenizer.PadTokenId);

@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Text;
 using BertHost.Core.Text;
 using static TorchSharp.torch;
 
@@ -27,11 +28,11 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
             throw new ArgumentException("pooling 'pooler' needs pooler weights, which this checkpoint does not have; use cls or mean");
         var encoded = inputs.Select(Encode).ToArray();
         var results = new EmbedResult[inputs.Count];
-        var order = Enumerable.Range(0, inputs.Count).OrderBy(i => encoded[i].Encoding.Length).ToArray();
+        var order = Enumerable.Range(0, inputs.Count).OrderBy(i => encoded[i].Sequence.Length).ToArray();
         foreach (var chunk in order.Chunk(Math.Max(1, batchSize)))
         {
-            var batch = PaddedBatch.Create(chunk.Select(i => encoded[i].Encoding).ToList(), body.Tokenizer.PadTokenId);
-            var rows = Run(batch, chunk.Select(i => encoded[i].Encoding.Length).ToArray());
+            var batch = PaddedBatch.Create(chunk.Select(i => encoded[i].Sequence).ToList(), body.Tokenizer.PadTokenId);
+            var rows = Run(batch, chunk.Select(i => encoded[i].Sequence.Length).ToArray());
             for (var j = 0; j < chunk.Length; j++)
             {
                 var (encoding, truncated) = encoded[chunk[j]];
@@ -41,7 +42,7 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
         return results;
     }
 
-    private (Encoding Encoding, bool Truncated) Encode(EmbedInput input)
+    private (EncodedSequence Sequence, bool Truncated) Encode(EmbedInput input)
     {
         var full = body.Tokenizer.Encode(input.Text, input.TextPair, new EncodeOptions { Truncation = TruncationStrategy.DoNotTruncate })[0];
         if (full.Length <= _maxLength) return (full, false);

@@ -12,6 +12,9 @@ public sealed class CliApp(IReadOnlyList<ICommand> commands)
 
     private const string Program = "berthost";
 
+    /// <summary>The application with every verb.</summary>
+    public static CliApp CreateDefault() => new([new EmbedCommand(), new InitModelCommand()]);
+
     public async Task<int> RunAsync(string[] args, CommandContext context, CancellationToken cancellationToken = default)
     {
         if (args.Length == 0)

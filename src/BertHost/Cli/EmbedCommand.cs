@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Text;
 using System.Text.Json;
 using BertHost.Core.Bert;
 using BertHost.Core.Text;
@@ -78,6 +79,9 @@ public sealed class EmbedCommand : ICommand
         return CliApp.ExitOk;
     }
 
+    // Texts are written as they are (no \u escapes for accents or CJK); this output is JSON Lines, not HTML.
+    private static readonly JsonWriterOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     private static async Task WriteAsync(IReadOnlyList<EmbedResult> results, bool normalize, CommandContext context, CancellationToken cancellationToken)
     {
         var stream = new MemoryStream();
@@ -87,7 +91,7 @@ public sealed class EmbedCommand : ICommand
             var r = results[i];
             if (r.Truncated) await context.Error.WriteLineAsync($"berthost embed: warning: input {i + 1} was truncated to {r.InputIds.Length} tokens");
             stream.SetLength(0);
-            using (var json = new Utf8JsonWriter(stream))
+            using (var json = new Utf8JsonWriter(stream, JsonOptions))
             {
                 json.WriteStartObject();
                 json.WriteString("text", r.Input.Text);

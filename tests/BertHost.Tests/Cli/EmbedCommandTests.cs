@@ -76,7 +76,7 @@ public class EmbedCommandTests
     [Fact]
     public async Task Stdin_input_and_normalised_cls_vectors()
     {
-        var result = await CliRunner.RunAsync("\"the dog\"\n", "embed", "--model", TinyBert, "--pooling", "cls", "--normalize", "--input", "-");
+        var result = await CliRunner.RunWithStdinAsync("\"the dog\"\n", "embed", "--model", TinyBert, "--pooling", "cls", "--normalize", "--input", "-");
         Assert.Equal(0, result.ExitCode);
         var json = ParseLine(Assert.Single(result.OutLines));
         var vector = json.GetProperty("embedding").EnumerateArray().Select(e => e.GetDouble()).ToArray();
@@ -123,7 +123,7 @@ public class EmbedCommandTests
     [InlineData("{oops", "<stdin>:1: not valid JSON")]
     public async Task Malformed_input_lines_are_reported_with_their_line(string line, string message)
     {
-        var result = await CliRunner.RunAsync(line + "\n", "embed", "--model", TinyBert, "--input", "-");
+        var result = await CliRunner.RunWithStdinAsync(line + "\n", "embed", "--model", TinyBert, "--input", "-");
         Assert.Equal(1, result.ExitCode);
         Assert.Contains(message, result.Error);
     }

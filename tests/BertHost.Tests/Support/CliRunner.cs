@@ -10,14 +10,14 @@ public static class CliRunner
         public string[] OutLines => Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
     }
 
-    public static async Task<Result> RunAsync(string stdin, params string[] args)
+    public static async Task<Result> RunWithStdinAsync(string stdin, params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
-        var app = new CliApp([new EmbedCommand()]);
+        var app = CliApp.CreateDefault();
         var code = await app.RunAsync(args, new CommandContext(new StringReader(stdin), output, error));
         return new Result(code, output.ToString(), error.ToString());
     }
 
-    public static Task<Result> RunAsync(params string[] args) => RunAsync("", args);
+    public static Task<Result> RunAsync(params string[] args) => RunWithStdinAsync("", args);
 }

@@ -1,0 +1,43 @@
+using BertHost.Core.Bert;
+
+namespace BertHost.Core.Checkpoints;
+
+/// <summary>
+/// Saves a body as a Hugging Face model folder (config.json, tokenizer files, model.safetensors with plain
+/// <c>BertModel</c> keys), so transformers and this host load it alike.
+/// </summary>
+public static class ModelFolderWriter
+{
+    private static readonly string[] TokenizerFiles = ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"];
+
+    /// <param name="tokenizerFolder">Folder whose vocab.txt (required) and tokenizer files are copied.</param>
+    public static void Save(BertModel model, string tokenizerFolder, string destination, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var vocab = Path.Combine(tokenizerFolder, "vocab.txt");
+        if (!File.Exists(vocab)) throw new CheckpointException($"{vocab}: file not found (a model folder needs the vocabulary it was built with)");
+        Directory.CreateDirectory(destination);
+        foreach (var name in TokenizerFiles)
+        {
+            var source = Path.Combine(tokenizerFolder, name);
+            var target = Path.Combine(destination, name);
+            if (!File.Exists(source) || Path.GetFullPath(source) == Path.GetFullPath(target)) continue;
+            File.Copy(source, target, overwrite: true);
+            // Copies of read-only sources (e.g. a shared model folder) stay writable, so a later save can replace them.
+            File.SetAttributes(target, FileAttributes.Normal);
+        }
+        var config = model.Config with { Architectures = model.Config.Architectures ?? ["BertModel"] };
+        WriteAtomically(Path.Combine(destination, "config.json"), config.ToJson());
+        var tensors = model.named_parameters().Select(p => new KeyValuePair<string, TorchSharp.torch.Tensor>(p.name, p.parameter));
+        var meta = new Dictionary<string, string> { ["format"] = "pt" };
+        if (metadata is not null)
+            foreach (var (k, v) in metadata) meta[k] = v;
+        SafetensorsWriter.Save(Path.Combine(destination, "model.safetensors"), tensors, meta);
+    }
+
+    private static void WriteAtomically(string path, string text)
+    {
+        var temp = path + $".{Guid.NewGuid():N}.tmp";
+        File.WriteAllText(temp, text);
+        File.Move(temp, path, overwrite: true);
+    }
+}
