@@ -13,20 +13,33 @@ Files written:
                             an nn.Parameter (torch._utils._rebuild_parameter), the same tensor object under two keys
   state_dict.expected.json  for every key: dtype (safetensors spelling), shape, values (flattened, row-major; absent
                             when non-finite) and hex (the little-endian bytes of the contiguous tensor)
-  legacy.pt                 the same state dict saved with _use_new_zipfile_serialization=False (must be refused)
+  legacy.pt                 the same state dict saved with _use_new_zipfile_serialization=False (the legacy, pre-1.6,
+                            non-zip format; every dtype, views, tied storages): reads back equal to
+                            state_dict.expected.json
+  legacy_storage_views.pt   a legacy-format file written by hand here, whose persistent ids carry view_metadata
+                            (storage views, which torch >= 1.0 no longer writes but still loads), plus
+  legacy_storage_views.expected.json  what torch.load gives for it
   evil.pt                   a zip checkpoint whose pickle calls builtins.print (must be refused, never executed)
   reference.safetensors     a safetensors file written by hand here (independent of the C# writer), with metadata
   sharded_bin/              pytorch_model-0000{1,2}-of-00002.bin + pytorch_model.bin.index.json (HF sharding layout)
+
+and, under tests/BertHost.Tests/Fixtures/models/:
+  tiny-bert-legacy-format/  tiny-bert-pt's pytorch_model.bin loaded with torch and re-saved in the legacy format (tied
+                            decoder/word-embedding storage kept), with copies of its config.json, vocab.txt and
+                            tokenizer_config.json (tiny-bert-pt comes from make_model_fixtures.py; run that first)
 """
 import collections
 import json
 import os
+import pickle
+import shutil
 import struct
 import sys
 
 import torch
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "BertHost.Tests", "Fixtures", "checkpoints")
+MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "BertHost.Tests", "Fixtures", "models")
 
 DTYPES = {
     torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
@@ -131,6 +144,90 @@ def write_safetensors(path, tensors, metadata=None):
             f.write(b)
 
 
+class _Storage:
+    """A storage reference for the hand-written legacy pickle: becomes the persistent id
+    ('storage', storage_type, root_key, location, numel, view_metadata), exactly as torch's _legacy_save spells it."""
+
+    def __init__(self, storage_type, root_key, numel, view=None):
+        self.pid = ("storage", storage_type, root_key, "cpu", numel, view)
+
+
+class _Tensor:
+    """Pickles as torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, hooks)."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, tuple(size), tuple(stride), False, collections.OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+class _LegacyPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return obj.pid if isinstance(obj, _Storage) else None
+
+
+def write_legacy_storage_views(path):
+    """The legacy layout (torch/serialization.py _legacy_save) written by hand, so that persistent ids can carry
+    view_metadata (view_key, offset, view_size): magic number, protocol version, sys_info, the state dict, the storage
+    keys, then per key an int64 element count and the raw bytes."""
+    root = torch.arange(100, 110, dtype=torch.float32)          # storage 'root': 10 floats
+    ints = torch.tensor([7, -8, 2**40, -(2**50)], dtype=torch.int64)
+    halves = torch.arange(6, dtype=torch.float16) / 4
+    sd = collections.OrderedDict()
+    # A view of root elements [2, 7); the tensor starts 1 element into it: root[3], root[4].
+    sd["view.slice"] = _Tensor(_Storage(torch.FloatStorage, "root", 10, ("root_v2", 2, 5)), 1, [2], [1])
+    # A view of root elements [6, 10) read transposed (stride (1, 2)): [[r6, r8], [r7, r9]].
+    sd["view.transposed"] = _Tensor(_Storage(torch.FloatStorage, "root", 10, ("root_v6", 6, 4)), 0, [2, 2], [1, 2])
+    # The whole root storage, no view metadata.
+    sd["plain"] = _Tensor(_Storage(torch.FloatStorage, "root", 10), 0, [10], [1])
+    # An int64 storage through a view of its last 3 elements, and a half storage without view.
+    sd["ints.tail"] = _Tensor(_Storage(torch.LongStorage, "ints", 4, ("ints_v1", 1, 3)), 0, [3], [1])
+    sd["halves"] = _Tensor(_Storage(torch.HalfStorage, "halves", 6), 0, [2, 3], [3, 1])
+    storages = [("halves", halves), ("ints", ints), ("root", root)]   # sorted by key, as _legacy_save does
+
+    with open(path, "wb") as f:
+        pickle.dump(torch.serialization.MAGIC_NUMBER, f, protocol=2)
+        pickle.dump(torch.serialization.PROTOCOL_VERSION, f, protocol=2)
+        pickle.dump({"protocol_version": torch.serialization.PROTOCOL_VERSION, "little_endian": True,
+                     "type_sizes": {"short": 2, "int": 4, "long": 4}}, f, protocol=2)
+        _LegacyPickler(f, protocol=2).dump(sd)
+        pickle.dump([k for k, _ in storages], f, protocol=2)
+        for _, t in storages:
+            f.write(struct.pack("<q", t.numel()))
+            f.write(raw_bytes(t))
+
+    back = torch.load(path)
+    assert list(back) == list(sd)
+    assert back["view.slice"].tolist() == [103.0, 104.0]
+    assert back["view.transposed"].tolist() == [[106.0, 108.0], [107.0, 109.0]]
+    assert back["ints.tail"].tolist() == [-8, 2**40, -(2**50)]
+    with open(os.path.splitext(path)[0] + ".expected.json", "w") as f:
+        json.dump(expected(back), f, indent=1)
+
+
+def write_tiny_bert_legacy_format():
+    """tiny-bert-pt re-saved in the legacy format, with its config and tokenizer files."""
+    src = os.path.join(MODELS, "tiny-bert-pt")
+    dst = os.path.join(MODELS, "tiny-bert-legacy-format")
+    os.makedirs(dst, exist_ok=True)
+    sd = torch.load(os.path.join(src, "pytorch_model.bin"), map_location="cpu")
+    tied = ("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight")
+    assert sd[tied[0]].data_ptr() == sd[tied[1]].data_ptr()
+    out = os.path.join(dst, "pytorch_model.bin")
+    torch.save(sd, out, _use_new_zipfile_serialization=False)
+    for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
+        shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+
+    with open(out, "rb") as f:
+        assert f.read(4) == b"\x80\x02\x8a\x0a"      # legacy: the pickled magic number, not a zip
+    back = torch.load(out, map_location="cpu")
+    assert list(back) == list(sd)
+    for k in sd:
+        assert torch.equal(back[k], sd[k]), k
+    assert back[tied[0]].data_ptr() == back[tied[1]].data_ptr()   # still one storage
+
+
 class Evil:
     def __reduce__(self):
         import builtins
@@ -142,6 +239,7 @@ def main():
     sd = build_state_dict()
     torch.save(sd, os.path.join(OUT, "state_dict.pt"))
     torch.save(sd, os.path.join(OUT, "legacy.pt"), _use_new_zipfile_serialization=False)
+    write_legacy_storage_views(os.path.join(OUT, "legacy_storage_views.pt"))
     torch.save({"x": torch.ones(1), "evil": Evil()}, os.path.join(OUT, "evil.pt"))
     with open(os.path.join(OUT, "state_dict.expected.json"), "w") as f:
         json.dump(expected(sd), f, indent=1)
@@ -152,6 +250,15 @@ def main():
         assert torch.equal(back[k].detach(), sd[k].detach()) or k.startswith("special."), k
     assert back["views.transposed"].stride() == (1, 4)
     assert back["views.slice"].storage_offset() == 5
+    legacy = torch.load(os.path.join(OUT, "legacy.pt"))
+    with open(os.path.join(OUT, "legacy.pt"), "rb") as f:
+        assert f.read(4) == b"\x80\x02\x8a\x0a"
+    assert list(legacy) == list(sd)
+    for k in sd:
+        assert torch.equal(legacy[k].detach(), sd[k].detach()) or k.startswith("special."), k
+    assert raw_bytes(legacy["special.f16"]) == raw_bytes(sd["special.f16"])
+    assert legacy["views.transposed"].stride() == (1, 4)
+    assert legacy["tied.decoder.weight"].data_ptr() == legacy["tied.word_embeddings.weight"].data_ptr()
 
     st = collections.OrderedDict((k, v.detach()) for k, v in sd.items()
                                  if not k.startswith("views.") and not k.startswith("same.") and not k.startswith("tied."))
@@ -173,7 +280,9 @@ def main():
     with open(os.path.join(shard_dir, "expected.json"), "w") as f:
         json.dump(expected(collections.OrderedDict(list(s1.items()) + list(s2.items()))), f, indent=1)
 
-    print("wrote", OUT)
+    write_tiny_bert_legacy_format()
+
+    print("wrote", OUT, "and", os.path.join(MODELS, "tiny-bert-legacy-format"))
 
 
 if __name__ == "__main__":

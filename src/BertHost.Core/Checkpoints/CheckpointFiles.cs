@@ -42,7 +42,8 @@ public static class CheckpointFiles
     /// <summary>
     /// Opens one checkpoint file by its name: <c>*.index.json</c> → <see cref="ShardedCheckpoint"/>,
     /// <c>*.safetensors</c> → <see cref="SafetensorsFile"/>, <c>*.bin</c>/<c>*.pt</c>/<c>*.pth</c>/<c>*.ckpt</c> →
-    /// <see cref="PyTorchCheckpointFile"/>. Other names are recognised by content (safetensors or zip).
+    /// <see cref="PyTorchCheckpointFile"/>. Other names are recognised by content (a zip archive or a pickle, the legacy
+    /// torch.save format, open as <see cref="PyTorchCheckpointFile"/>; anything else as safetensors).
     /// </summary>
     public static ITensorSource Open(string path)
     {
@@ -58,11 +59,16 @@ public static class CheckpointFiles
             name.EndsWith(".pth", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".ckpt", StringComparison.OrdinalIgnoreCase))
             return PyTorchCheckpointFile.Open(path);
 
-        // Unknown extension: zip archives start with "PK"; anything else is tried as safetensors.
-        Span<byte> head = stackalloc byte[2];
+        // Unknown extension: zip archives start with "PK", the legacy torch.save format with its pickled magic number
+        // (80 02 8a 0a: PROTO 2, LONG1 of 10 bytes); anything else is tried as safetensors.
+        Span<byte> head = stackalloc byte[4];
         using (var fs = File.OpenRead(path))
-            if (fs.ReadAtLeast(head, 2, throwOnEndOfStream: false) == 2 && head[0] == (byte)'P' && head[1] == (byte)'K')
+        {
+            var got = fs.ReadAtLeast(head, 4, throwOnEndOfStream: false);
+            if ((got >= 2 && head[0] == (byte)'P' && head[1] == (byte)'K') ||
+                (got == 4 && head[0] == 0x80 && head[1] == 0x02 && head[2] == 0x8a && head[3] == 0x0a))
                 return PyTorchCheckpointFile.Open(path);
+        }
         return SafetensorsFile.Open(path);
     }
 }

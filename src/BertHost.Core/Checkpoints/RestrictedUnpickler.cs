@@ -1,10 +1,13 @@
 using System.Buffers.Binary;
+using System.Numerics;
 using System.Text;
 
 namespace BertHost.Core.Checkpoints;
 
 /// <summary>
-/// A deliberately small pickle VM for the <c>data.pkl</c> of <c>torch.save</c> zip checkpoints (pickle protocol 2).
+/// A deliberately small pickle VM for the pickles <c>torch.save</c> writes (pickle protocol 2): the <c>data.pkl</c> of
+/// zip checkpoints and the consecutive pickles of the legacy (pre-1.6) format. It reads one pickle from a stream, up to
+/// and including its STOP opcode, and leaves the stream just after it, so consecutive pickles can be read one by one.
 /// It never imports or calls anything: the only globals it accepts are a fixed list (OrderedDict, torch's tensor and
 /// parameter rebuild functions, storage types and dtypes), which it evaluates itself; any other global or opcode is
 /// refused with an error that names it.
@@ -40,8 +43,14 @@ internal sealed class RestrictedUnpickler
         }
     }
 
-    /// <summary>A storage referenced through a persistent id: ('storage', storage_type, key, location, numel).</summary>
-    internal sealed record StorageRef(string DType, string Key, string Location, long Numel);
+    /// <summary>
+    /// A storage referenced through a persistent id: ('storage', storage_type, key, location, numel) in the zip format,
+    /// ('storage', storage_type, root_key, location, numel, view_metadata) in the legacy format. <see cref="Key"/> is
+    /// always the key the bytes are stored under (the root storage); a legacy storage view, view_metadata
+    /// (view_key, offset, view_size), starts <see cref="ViewOffset"/> elements into that root storage and has
+    /// <see cref="Numel"/> = view_size elements. Offsets and counts are in elements of <see cref="DType"/>.
+    /// </summary>
+    internal sealed record StorageRef(string DType, string Key, string Location, long Numel, long ViewOffset = 0);
 
     /// <summary>The result of <c>torch._utils._rebuild_tensor_v2</c>: a view of a storage.</summary>
     internal sealed record TensorRef(StorageRef Storage, long StorageOffset, long[] Size, long[] Stride);
@@ -67,16 +76,36 @@ internal sealed class RestrictedUnpickler
     private static readonly PyGlobal RebuildTensorV2 = new("torch._utils", "_rebuild_tensor_v2");
     private static readonly PyGlobal RebuildParameter = new("torch._utils", "_rebuild_parameter");
 
-    private readonly byte[] _data;
-    private int _pos;
+    /// <summary>The most a single pickle may be (the zip format's data.pkl limit too).</summary>
+    public const long MaxPickleBytes = 1L << 30;
+
+    private readonly Stream _in;
+    private readonly long _remaining; // bytes left in a seekable stream when the pickle started, else long.MaxValue
+    private readonly List<StorageRef>? _storages;
+    private byte[] _scratch = new byte[256];
+    private long _pos;
     private readonly List<object?> _stack = new();
     private readonly Stack<int> _marks = new();
     private readonly Dictionary<int, object?> _memo = new();
 
-    private RestrictedUnpickler(byte[] data) => _data = data;
+    private RestrictedUnpickler(Stream input, List<StorageRef>? storages)
+    {
+        _in = input;
+        _storages = storages;
+        _remaining = input.CanSeek ? Math.Max(0, input.Length - input.Position) : long.MaxValue;
+    }
 
     /// <summary>Runs the pickle and returns its result. Throws <see cref="InvalidDataException"/> on anything refused or malformed.</summary>
-    public static object? Load(byte[] pickle) => new RestrictedUnpickler(pickle).Run();
+    public static object? Load(byte[] pickle) => Load(new MemoryStream(pickle, writable: false));
+
+    /// <summary>
+    /// Runs one pickle from the stream's position up to and including its STOP opcode and returns its result; the stream
+    /// is left just after the STOP (any data after it is not read). When <paramref name="storages"/> is given, every
+    /// storage the pickle refers to through a persistent id is added to it, in pickle order. Offsets in messages count
+    /// from the pickle's first byte. Throws <see cref="InvalidDataException"/> on anything refused or malformed, and
+    /// when the stream ends before the STOP.
+    /// </summary>
+    public static object? Load(Stream input, List<StorageRef>? storages = null) => new RestrictedUnpickler(input, storages).Run();
 
     private object? Run()
     {
@@ -239,7 +268,7 @@ internal sealed class RestrictedUnpickler
         }
     }
 
-    private object ResolveGlobal(int at, string module, string name)
+    private object ResolveGlobal(long at, string module, string name)
     {
         if (module == "collections" && name == "OrderedDict") return OrderedDict;
         if (module == "torch._utils" && name is "_rebuild_tensor_v2" or "_rebuild_parameter") return new PyGlobal(module, name);
@@ -250,23 +279,40 @@ internal sealed class RestrictedUnpickler
                        "(this loader never runs code from a checkpoint)");
     }
 
-    private object PersistentLoad(int at, object? pid)
+    private object PersistentLoad(long at, object? pid)
     {
-        // ('storage', storage_type, key, location, numel)
-        if (pid is not PyTuple { Items: [string tag, var type, var key, var location, var numel] } || tag != "storage")
-            throw Fail(at, $"unsupported persistent id {Describe(pid)}; expected ('storage', type, key, location, numel)");
+        // zip: ('storage', storage_type, key, location, numel)
+        // legacy: ('storage', storage_type, root_key, location, numel, view_metadata), view_metadata None or (view_key, offset, view_size)
+        if (pid is not PyTuple { Items: [string tag, var type, var key, var location, var numel, .. var rest] } ||
+            tag != "storage" || rest.Length > 1)
+            throw Fail(at, $"unsupported persistent id {Describe(pid)}; expected ('storage', type, key, location, numel[, view_metadata])");
         if (type is not DTypeRef dtype) throw Fail(at, $"persistent id storage type {Describe(type)} is not a torch storage type");
-        var k = key switch
-        {
-            string s => s,
-            long l => l.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            _ => throw Fail(at, $"persistent id key {Describe(key)} is not a string"),
-        };
+        var k = StorageKey(at, key);
         if (numel is not long n || n < 0) throw Fail(at, $"persistent id numel {Describe(numel)} is not a count");
-        return new StorageRef(dtype.DType, k, location as string ?? "", n);
+        var storage = new StorageRef(dtype.DType, k, location as string ?? "", n);
+        if (rest is [PyTuple view])
+        {
+            if (view.Items is not [var viewKey, long offset, long viewSize] || offset < 0 || viewSize < 0)
+                throw Fail(at, $"storage '{k}' has view metadata {Describe(view)}; expected (view_key, offset, size)");
+            StorageKey(at, viewKey);
+            if (offset > n || viewSize > n - offset)
+                throw Fail(at, $"storage view of {viewSize} elements at offset {offset} reaches past the {n} elements of storage '{k}'");
+            storage = storage with { Numel = viewSize, ViewOffset = offset };
+        }
+        else if (rest is [var other] && other is not null)
+            throw Fail(at, $"storage '{k}' has view metadata {Describe(other)}; expected None or (view_key, offset, size)");
+        _storages?.Add(storage);
+        return storage;
     }
 
-    private object? Reduce(int at, object? func, object?[] args)
+    private string StorageKey(long at, object? key) => key switch
+    {
+        string s => s,
+        long l => l.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        _ => throw Fail(at, $"persistent id key {Describe(key)} is not a string"),
+    };
+
+    private object? Reduce(long at, object? func, object?[] args)
     {
         if (ReferenceEquals(func, OrderedDict) || func is PyGlobal { Module: "collections", Name: "OrderedDict" })
         {
@@ -303,7 +349,7 @@ internal sealed class RestrictedUnpickler
         throw Fail(at, $"refusing to call {Describe(func)}");
     }
 
-    private void Build(int at, object? target, object? state)
+    private void Build(long at, object? target, object? state)
     {
         // OrderedDict.__reduce__ gives its instance __dict__ as the state, e.g. {'_metadata': OrderedDict(...)}.
         if (target is PyDict d)
@@ -317,7 +363,7 @@ internal sealed class RestrictedUnpickler
         throw Fail(at, $"refusing BUILD on {Describe(target)}");
     }
 
-    private void SetItem(int at, object? target, object? key, object? value)
+    private void SetItem(long at, object? target, object? key, object? value)
     {
         if (target is not PyDict d) throw Fail(at, $"SETITEM target is {Describe(target)}, not a dict");
         try
@@ -330,7 +376,7 @@ internal sealed class RestrictedUnpickler
         }
     }
 
-    private long[] LongTuple(int at, object? value, string what)
+    private long[] LongTuple(long at, object? value, string what)
     {
         if (value is not PyTuple t) throw Fail(at, $"_rebuild_tensor_v2 {what} is {Describe(value)}");
         var result = new long[t.Items.Length];
@@ -339,10 +385,10 @@ internal sealed class RestrictedUnpickler
         return result;
     }
 
-    private object? GetMemo(int at, int index) =>
+    private object? GetMemo(long at, int index) =>
         _memo.TryGetValue(index, out var v) ? v : throw Fail(at, $"memo entry {index} was never stored");
 
-    private List<object?> PopMark(int at)
+    private List<object?> PopMark(long at)
     {
         if (_marks.Count == 0) throw Fail(at, "no MARK on the stack");
         var start = _marks.Pop();
@@ -368,16 +414,25 @@ internal sealed class RestrictedUnpickler
         return _stack[^1];
     }
 
-    private byte ReadByte() => Take(1)[0];
+    private byte ReadByte()
+    {
+        if (_pos >= _remaining) throw Fail(_pos, "pickle data ends early");
+        var b = _in.ReadByte();
+        if (b < 0) throw Fail(_pos, "pickle data ends early");
+        _pos++;
+        return (byte)b;
+    }
 
-    private int ReadInt32(int at) => BinaryPrimitives.ReadInt32LittleEndian(Take(4));
+    private int ReadInt32(long at) => BinaryPrimitives.ReadInt32LittleEndian(Take(4));
 
-    private object ReadLong1(int at)
+    private object ReadLong1(long at)
     {
         var n = ReadByte();
         var bytes = Take(n);
         if (n == 0) return 0L;
-        if (n > 8) throw Fail(at, $"LONG1 integer of {n} bytes is too large");
+        // Wider integers (the legacy format's magic number is 10 bytes) are returned as BigInteger; nothing that needs
+        // a count or an offset accepts those.
+        if (n > 8) return new BigInteger(bytes, isUnsigned: false, isBigEndian: false);
         long v = (sbyte)bytes[n - 1] < 0 ? -1L : 0L; // sign-extend
         for (var i = n - 1; i >= 0; i--) v = (v << 8) | bytes[i];
         return v;
@@ -385,30 +440,47 @@ internal sealed class RestrictedUnpickler
 
     private string ReadLine()
     {
-        var end = Array.IndexOf(_data, (byte)'\n', _pos);
-        if (end < 0) throw Fail(_pos, "unterminated GLOBAL line");
-        var s = Encoding.UTF8.GetString(_data, _pos, end - _pos);
-        _pos = end + 1;
-        return s;
+        const int maxLine = 1024;
+        var start = _pos;
+        var line = new List<byte>();
+        while (true)
+        {
+            var b = ReadByte();
+            if (b == (byte)'\n') return Encoding.UTF8.GetString(line.ToArray());
+            if (line.Count == maxLine) throw Fail(start, $"GLOBAL line longer than {maxLine} bytes");
+            line.Add(b);
+        }
     }
 
     private void Skip(int n) => Take(n);
 
+    /// <summary>The next <paramref name="n"/> bytes; the span is only valid until the next read.</summary>
     private ReadOnlySpan<byte> Take(int n)
     {
-        if (n < 0 || _pos + n > _data.Length) throw Fail(_pos, "pickle data ends early");
-        var span = _data.AsSpan(_pos, n);
+        if (n < 0 || n > _remaining - _pos) throw Fail(_pos, "pickle data ends early");
+        if (_pos + n > MaxPickleBytes) throw Fail(_pos, $"pickle is larger than the {MaxPickleBytes} bytes allowed");
+        if (_scratch.Length < n) _scratch = new byte[Math.Max(n, _scratch.Length * 2)];
+        var span = _scratch.AsSpan(0, n);
+        try
+        {
+            _in.ReadExactly(span);
+        }
+        catch (EndOfStreamException)
+        {
+            throw Fail(_pos, "pickle data ends early");
+        }
         _pos += n;
         return span;
     }
 
-    private static InvalidDataException Fail(int at, string message) => new($"{message} (pickle offset {at})");
+    private static InvalidDataException Fail(long at, string message) => new($"{message} (pickle offset {at})");
 
     internal static string Describe(object? v) => v switch
     {
         null => "None",
         string s => $"'{s}'",
         long l => l.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        BigInteger i => i.ToString(System.Globalization.CultureInfo.InvariantCulture),
         bool b => b ? "True" : "False",
         PyGlobal g => g.FullName,
         PyTuple t => $"a tuple of {t.Items.Length}",

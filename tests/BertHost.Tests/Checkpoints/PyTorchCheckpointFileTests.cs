@@ -101,15 +101,6 @@ public class PyTorchCheckpointFileTests
     }
 
     [Fact]
-    public void Legacy_non_zip_format_is_refused_with_advice()
-    {
-        var ex = Assert.Throws<CheckpointException>(() => PyTorchCheckpointFile.Open(Fixture("legacy.pt")));
-        Assert.Contains("legacy", ex.Message);
-        Assert.Contains("newer torch", ex.Message);
-        Assert.Contains("legacy.pt", ex.Message);
-    }
-
-    [Fact]
     public void Pickle_with_a_disallowed_global_is_refused_not_run()
     {
         var ex = Assert.Throws<CheckpointException>(() => PyTorchCheckpointFile.Open(Fixture("evil.pt")));

@@ -133,4 +133,47 @@ public class RestrictedUnpicklerTests
         Assert.Contains("tensor 'w'", ex.Message);
         Assert.Contains("reaches element", ex.Message);
     }
+    [Theory]
+    [InlineData(2, 3, null)]                     // view of elements [2, 5) of a 4-element storage
+    [InlineData(-1, 2, "expected (view_key, offset, size)")]
+    public void Legacy_storage_view_metadata_is_checked(int offset, int size, string? message)
+    {
+        // {'w': _rebuild_tensor_v2(('storage', FloatStorage, '0', 'cpu', 4, ('v', offset, size)), 0, (1,), (1,), False, None)}
+        static byte[] Short(string s) => P(0x8c, s.Length, s);
+        var pickle = P(0x80, 2, "}",
+            Short("w"),
+            "c", "torch._utils\n_rebuild_tensor_v2\n",
+            "(", "(", Short("storage"), "c", "torch\nFloatStorage\n", Short("0"), Short("cpu"), "K", 4,
+                 "(", Short("v"), "J", BitConverter.GetBytes(offset), "K", size, "t", "t", "Q",
+            "K", 0, "K", 1, 0x85, "K", 1, 0x85, 0x89, "N", "t", "R",
+            "s", ".");
+        using var tmp = new TempFolder();
+        var path = ZipWithPickle(tmp, pickle);
+        var ex = Assert.Throws<CheckpointException>(() => PyTorchCheckpointFile.Open(path));
+        Assert.Contains(message ?? "reaches past the 4 elements of storage '0'", ex.Message);
+        Assert.Contains("hand.pt", ex.Message);
+    }
+
+    [Fact]
+    public void Consecutive_pickles_are_read_one_at_a_time_from_a_stream()
+    {
+        // 1001, then {'a': True}, then a 10-byte LONG1 (the legacy magic number), then bytes that are not a pickle.
+        var bytes = P(0x80, 2, "M", BitConverter.GetBytes((ushort)1001), ".",
+                      0x80, 2, "}", Uni("a"), 0x88, "s", ".",
+                      0x80, 2, 0x8a, 10, new byte[] { 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19 }, ".",
+                      new byte[] { 1, 2, 3 });
+        using var ms = new MemoryStream(bytes);
+        Assert.Equal(1001L, RestrictedUnpickler.Load(ms));
+        Assert.Equal(6, ms.Position);
+        var d = Assert.IsType<RestrictedUnpickler.PyDict>(RestrictedUnpickler.Load(ms));
+        Assert.Equal(true, Assert.Single(d.Items).Value);
+        var magic = Assert.IsType<System.Numerics.BigInteger>(RestrictedUnpickler.Load(ms));
+        Assert.Equal(System.Numerics.BigInteger.Parse("1950a86a20f9469cfc6c", System.Globalization.NumberStyles.HexNumber), magic);
+        Assert.Equal(bytes.Length - 3, ms.Position);
+        var ex = Assert.Throws<InvalidDataException>(() => RestrictedUnpickler.Load(ms));
+        Assert.Contains("unsupported pickle opcode", ex.Message);
+        ms.Position = bytes.Length;
+        ex = Assert.Throws<InvalidDataException>(() => RestrictedUnpickler.Load(ms));
+        Assert.Contains("ends early", ex.Message);
+    }
 }
