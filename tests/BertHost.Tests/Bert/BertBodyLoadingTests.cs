@@ -20,6 +20,7 @@ public class BertBodyLoadingTests
     [InlineData("tiny-bert-pt")]            // pytorch_model.bin, bert. prefix, tied cls.* keys
     [InlineData("tiny-bert-sharded")]       // two safetensors shards + index, bert. prefix
     [InlineData("tiny-bert-legacy-names")]  // LayerNorm gamma/beta, position_ids buffer
+    [InlineData("tiny-bert-legacy-format")] // pre-1.6 torch.save (how bert-base-uncased is published)
     public void Every_checkpoint_format_gives_identical_outputs_and_fingerprint(string folder)
     {
         using var reference = BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert"));
