@@ -7,7 +7,8 @@ namespace BertHost.Abstractions.Heads;
 /// <summary>
 /// One task head on the shared body. The host owns the body, batching, devices and training loop; a head turns task
 /// input into token sequences, body output into logits, and logits into task output.
-/// Calls for one head never overlap: the host serialises them.
+/// <see cref="Encode"/> may run on several request threads at once (it should only read the head's settings and the
+/// tokenizer); <see cref="Forward"/>, <see cref="Decode"/> and training calls are serialised by the host.
 /// </summary>
 public interface IHead : IDisposable
 {
