@@ -34,6 +34,12 @@ public sealed class HeadContext
 
     public required ILogger Logger { get; init; }
 
+    /// <summary>
+    /// The deployment's policy for inputs longer than <see cref="BodyInfo.MaxSequenceLength"/>: true (default) =
+    /// truncate (or split into windows, for heads that do); false = refuse them with a <see cref="HeadInputException"/>.
+    /// </summary>
+    public bool TruncateOversized { get; init; } = true;
+
     /// <summary>Seed for fresh weights, so a deployment starts the same way every time.</summary>
     public long Seed { get; init; } = 42;
 

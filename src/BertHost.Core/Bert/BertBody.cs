@@ -1,6 +1,7 @@
 using BertHost.Abstractions.Text;
 using TorchSharp;
 using BertHost.Abstractions;
+using BertHost.Abstractions.Heads;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Text;
 using static TorchSharp.torch;
@@ -14,8 +15,9 @@ namespace BertHost.Core.Bert;
 public sealed class BertBody : IDisposable
 {
     private BertBody(string folder, BertConfig config, BertTextTokenizer tokenizer, BertModel model, Device device,
-        ScalarType dtype, string fingerprint, BodyLoadReport report)
+        ScalarType dtype, string fingerprint, BodyLoadReport report, int? maxSequenceLength)
     {
+        MaxSequenceLength = Math.Min(maxSequenceLength ?? int.MaxValue, ModelMaxSequenceLength(config, tokenizer));
         Folder = folder;
         Config = config;
         Tokenizer = tokenizer;
@@ -63,6 +65,8 @@ public sealed class BertBody : IDisposable
 
         var config = Wrap(() => BertConfig.Load(Path.Combine(folder, "config.json")));
         var tokenizer = Wrap(() => BertTextTokenizer.FromFolder(folder));
+        if (options.MaxSequenceLength is { } cap && (cap < 2 || cap > ModelMaxSequenceLength(config, tokenizer)))
+            throw new BodyLoadException($"max_sequence_length {cap} is outside what the model accepts (2 to {ModelMaxSequenceLength(config, tokenizer)}: max_position_embeddings and the tokenizer's model_max_length)");
         if (tokenizer.VocabSize > config.VocabSize)
             throw new BodyLoadException($"{Path.Combine(folder, "vocab.txt")} has {tokenizer.VocabSize} tokens but config.json says vocab_size {config.VocabSize}: token ids would fall outside the embedding table");
 
@@ -74,7 +78,7 @@ public sealed class BertBody : IDisposable
             var fingerprint = BodyFingerprint.Compute(model, Path.Combine(folder, "vocab.txt"));
             model.to(device).to(dtype);
             model.eval();
-            return new BertBody(folder, config, tokenizer, model, device, dtype, fingerprint, report);
+            return new BertBody(folder, config, tokenizer, model, device, dtype, fingerprint, report, options.MaxSequenceLength);
         }
         catch
         {
@@ -115,8 +119,26 @@ public sealed class BertBody : IDisposable
         return PaddedBatch.Create(encodings, Tokenizer.PadTokenId);
     }
 
-    /// <summary>The longest input the body accepts: the smaller of the position table and the tokenizer's limit.</summary>
-    public int MaxSequenceLength => Math.Min(Config.MaxPositionEmbeddings, Tokenizer.Settings.ModelMaxLength);
+    /// <summary>The longest input the body accepts: the position table, the tokenizer's limit and the configured cap.</summary>
+    public int MaxSequenceLength { get; }
+
+    /// <summary>What heads are told about this body.</summary>
+    public BodyInfo Info => new()
+    {
+        ModelFolder = Folder,
+        HiddenSize = Config.HiddenSize,
+        NumHiddenLayers = Config.NumHiddenLayers,
+        MaxSequenceLength = MaxSequenceLength,
+        HasPooler = Model.HasPooler,
+        Fingerprint = Fingerprint,
+        Device = Device,
+        DType = DType,
+        HiddenDropoutProb = Config.HiddenDropoutProb,
+        InitializerRange = Config.InitializerRange,
+    };
+
+    private static int ModelMaxSequenceLength(BertConfig config, BertTextTokenizer tokenizer) =>
+        Math.Min(config.MaxPositionEmbeddings, tokenizer.Settings.ModelMaxLength);
 
     public void Dispose() => Model.Dispose();
 

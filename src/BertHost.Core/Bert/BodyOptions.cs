@@ -9,6 +9,9 @@ public sealed record BodyOptions
     /// <summary><c>float32</c> (default), <c>bfloat16</c> or <c>float16</c>.</summary>
     public string DType { get; init; } = "float32";
 
+    /// <summary>Cap on the sequence length inputs are truncated to (≤ the model's own limit); null = the model's limit.</summary>
+    public int? MaxSequenceLength { get; init; }
+
     /// <summary>Return every layer's hidden states from <see cref="BertBody.Forward(BertHost.Core.Text.PaddedBatch,bool)"/> by default.</summary>
     public bool OutputHiddenStates { get; init; }
 }
