@@ -58,7 +58,7 @@ public sealed record BatchingSection
     /// <summary>How long the first waiting input may wait for others to join its batch.</summary>
     public int MaxWaitMs { get; init; } = 5;
 
-    /// <summary>Inputs waiting at most; beyond it requests are refused with 429 instead of queueing without bound.</summary>
+    /// <summary>Inputs waiting or running at most; beyond it requests are refused with 429 instead of queueing without bound.</summary>
     public int MaxQueuedInputs { get; init; } = 4096;
 }
 

@@ -1,0 +1,100 @@
+using BertHost.Abstractions.Text;
+
+namespace BertHost.Core.Serving;
+
+/// <summary>One body pass: the jobs it serves and its de-duplicated rows.</summary>
+public sealed class PlannedBatch
+{
+    public required IReadOnlyList<InferenceJob> Jobs { get; init; }
+
+    /// <summary>Unique sequences, in row order.</summary>
+    public required IReadOnlyList<EncodedSequence> Rows { get; init; }
+
+    /// <summary>For each head work of <see cref="Jobs"/>: the body row of each of its sequences.</summary>
+    public required IReadOnlyDictionary<HeadWork, int[]> RowsOf { get; init; }
+
+    /// <summary>Rows × longest row: what the pass costs in padded tokens.</summary>
+    public int PaddedTokens => Rows.Count * Rows.Max(r => r.Length);
+}
+
+/// <summary>
+/// Splits waiting jobs into body passes: jobs sorted by length (so each pass pads little), cut so that a pass holds
+/// at most <c>maxBatchTokens</c> padded tokens and <c>maxBatchRequests</c> jobs; a job is never split, and one job
+/// larger than the budget runs alone.
+/// </summary>
+public static class BatchPlanner
+{
+    public static IReadOnlyList<PlannedBatch> Plan(IReadOnlyList<InferenceJob> jobs, int maxBatchTokens, int maxBatchRequests)
+    {
+        var batches = new List<PlannedBatch>();
+        var current = new List<InferenceJob>();
+        int rows = 0, longest = 0;
+        foreach (var job in jobs.OrderBy(j => j.MaxSequenceLength))
+        {
+            var newLongest = Math.Max(longest, job.MaxSequenceLength);
+            var fits = current.Count < maxBatchRequests && (long)(rows + job.RowCount) * newLongest <= maxBatchTokens;
+            if (current.Count > 0 && !fits)
+            {
+                batches.Add(Build(current));
+                current = [];
+                rows = 0;
+                newLongest = job.MaxSequenceLength;
+            }
+            current.Add(job);
+            rows += job.RowCount;
+            longest = newLongest;
+        }
+        if (current.Count > 0) batches.Add(Build(current));
+        return batches;
+    }
+
+    private static PlannedBatch Build(List<InferenceJob> jobs)
+    {
+        var rowOf = new Dictionary<SequenceKey, int>();
+        var rows = new List<EncodedSequence>();
+        var rowsOf = new Dictionary<HeadWork, int[]>();
+        foreach (var work in jobs.SelectMany(j => j.Work))
+        {
+            var indices = new int[work.Features.Sequences.Count];
+            for (var i = 0; i < indices.Length; i++)
+            {
+                var sequence = work.Features.Sequences[i];
+                var key = new SequenceKey(sequence);
+                if (!rowOf.TryGetValue(key, out var row))
+                {
+                    row = rows.Count;
+                    rows.Add(sequence);
+                    rowOf[key] = row;
+                }
+                indices[i] = row;
+            }
+            rowsOf[work] = indices;
+        }
+        return new PlannedBatch { Jobs = jobs, Rows = rows, RowsOf = rowsOf };
+    }
+
+    /// <summary>Two sequences give the same body output when their token ids and segment ids are equal.</summary>
+    private readonly struct SequenceKey(EncodedSequence sequence) : IEquatable<SequenceKey>
+    {
+        private readonly int _hash = Hash(sequence);
+
+        public EncodedSequence Sequence { get; } = sequence;
+
+        public bool Equals(SequenceKey other) =>
+            _hash == other._hash
+            && Sequence.InputIds.AsSpan().SequenceEqual(other.Sequence.InputIds)
+            && Sequence.TokenTypeIds.AsSpan().SequenceEqual(other.Sequence.TokenTypeIds);
+
+        public override bool Equals(object? obj) => obj is SequenceKey other && Equals(other);
+
+        public override int GetHashCode() => _hash;
+
+        private static int Hash(EncodedSequence s)
+        {
+            var hash = new HashCode();
+            foreach (var id in s.InputIds) hash.Add(id);
+            foreach (var t in s.TokenTypeIds) hash.Add(t);
+            return hash.ToHashCode();
+        }
+    }
+}

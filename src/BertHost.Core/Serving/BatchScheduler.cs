@@ -1,0 +1,196 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using BertHost.Abstractions.Heads;
+using BertHost.Core.Bert;
+using BertHost.Core.Config;
+using BertHost.Core.Text;
+using Microsoft.Extensions.Logging;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Serving;
+
+/// <summary>
+/// The one place the body runs for serving. Requests of every head wait in a bounded queue; a single worker takes
+/// what has arrived (waiting at most <c>max_wait_ms</c> for company), plans body passes by token budget
+/// (<see cref="BatchPlanner"/>), runs the body ONCE per pass and hands each head its rows.
+/// </summary>
+public sealed class BatchScheduler : IAsyncDisposable
+{
+    private readonly BertBody _body;
+    private readonly BatchingSection _options;
+    private readonly ServingMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly Channel<InferenceJob> _queue = Channel.CreateUnbounded<InferenceJob>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _worker;
+    private int _inFlight;
+    private long _bodyPasses;
+    private long _bodyRows;
+
+    public BatchScheduler(BertBody body, BatchingSection options, ServingMetrics metrics, ILogger logger)
+    {
+        _body = body;
+        _options = options;
+        _metrics = metrics;
+        _logger = logger;
+        _worker = Task.Run(RunAsync);
+    }
+
+    /// <summary>Body passes run so far (a multi-head request for one input costs one).</summary>
+    public long BodyPasses => Interlocked.Read(ref _bodyPasses);
+
+    /// <summary>Body rows computed so far, after de-duplication.</summary>
+    public long BodyRows => Interlocked.Read(ref _bodyRows);
+
+    /// <summary>Inputs admitted and not finished (waiting or running): what max_queued_inputs bounds.</summary>
+    public int InFlightInputs => Volatile.Read(ref _inFlight);
+
+    /// <summary>Queues all jobs of a request, or none: a request that does not fit is refused whole.</summary>
+    public void Enqueue(IReadOnlyList<InferenceJob> jobs)
+    {
+        if (_stop.IsCancellationRequested) throw new ServingException(ServingError.Unavailable, "the host is shutting down");
+        var after = Interlocked.Add(ref _inFlight, jobs.Count);
+        if (after > _options.MaxQueuedInputs)
+        {
+            Interlocked.Add(ref _inFlight, -jobs.Count);
+            throw new ServingException(ServingError.QueueFull,
+                $"the queue is full ({_options.MaxQueuedInputs} inputs waiting at most); retry shortly");
+        }
+        foreach (var job in jobs) _queue.Writer.TryWrite(job);
+    }
+
+    private async Task RunAsync()
+    {
+        var reader = _queue.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync(_stop.Token))
+            {
+                var pending = await CollectAsync(reader);
+                foreach (var batch in BatchPlanner.Plan(pending, _options.MaxBatchTokens, _options.MaxBatchRequests))
+                {
+                    RunBatch(batch);
+                    Interlocked.Add(ref _inFlight, -batch.Jobs.Count);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            _logger.LogCritical(e, "the batch scheduler stopped");
+        }
+        while (reader.TryRead(out var left)) left.Fail(new ServingException(ServingError.Unavailable, "the host is shutting down"));
+    }
+
+    /// <summary>Takes the first waiting job and whatever joins it within max_wait_ms, up to the batch limits.</summary>
+    private async Task<List<InferenceJob>> CollectAsync(ChannelReader<InferenceJob> reader)
+    {
+        var pending = new List<InferenceJob>();
+        long tokens = 0;
+        long deadline = 0;
+        while (pending.Count < _options.MaxBatchRequests && tokens < _options.MaxBatchTokens)
+        {
+            if (reader.TryRead(out var job))
+            {
+                if (pending.Count == 0) deadline = job.EnqueuedAt + (long)(_options.MaxWaitMs * Stopwatch.Frequency / 1000.0);
+                pending.Add(job);
+                tokens += (long)job.RowCount * job.MaxSequenceLength;
+                continue;
+            }
+            var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
+            if (pending.Count > 0 && remaining <= TimeSpan.Zero) break;
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            if (pending.Count > 0) wait.CancelAfter(remaining);
+            try
+            {
+                if (!await reader.WaitToReadAsync(wait.Token)) break;
+            }
+            catch (OperationCanceledException) when (!_stop.IsCancellationRequested)
+            {
+                break;
+            }
+        }
+        return pending;
+    }
+
+    private void RunBatch(PlannedBatch planned)
+    {
+        var now = Stopwatch.GetTimestamp();
+        var jobs = new List<InferenceJob>();
+        foreach (var job in planned.Jobs)
+        {
+            if (job.CancellationToken.IsCancellationRequested) job.Cancel();
+            else jobs.Add(job);
+            _metrics.RecordQueueTime(Stopwatch.GetElapsedTime(job.EnqueuedAt, now).TotalSeconds);
+        }
+        if (jobs.Count == 0) return;
+        var batch = jobs.Count == planned.Jobs.Count ? planned : BatchPlanner.Plan(jobs, int.MaxValue, int.MaxValue)[0];
+        try
+        {
+            RunBodyAndHeads(batch);
+            foreach (var job in jobs) job.Complete();
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "body pass failed for {Rows} rows", batch.Rows.Count);
+            var failure = new ServingException(ServingError.Unavailable, $"the body pass failed: {e.Message}", inner: e);
+            foreach (var job in jobs) job.Fail(failure);
+        }
+    }
+
+    private void RunBodyAndHeads(PlannedBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var works = batch.Jobs.SelectMany(j => j.Work).ToList();
+        var needHidden = works.Any(w => w.Slot.Head!.Requirements.NeedsHiddenStates);
+        var padded = PaddedBatch.Create(batch.Rows, _body.Tokenizer.PadTokenId);
+
+        var start = Stopwatch.GetTimestamp();
+        using var output = _body.Forward(padded, needHidden);
+        var bodySeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        Interlocked.Increment(ref _bodyPasses);
+        Interlocked.Add(ref _bodyRows, batch.Rows.Count);
+        _metrics.RecordBatch(batch.Rows.Count, batch.Rows.Sum(r => r.Length), batch.PaddedTokens, bodySeconds);
+
+        foreach (var group in works.GroupBy(w => w.Slot))
+            RunHead(group.Key, group.ToList(), batch, output);
+    }
+
+    private void RunHead(HeadSlot slot, List<HeadWork> works, PlannedBatch batch, Abstractions.BodyOutput output)
+    {
+        var start = Stopwatch.GetTimestamp();
+        try
+        {
+            using var scope = NewDisposeScope();
+            var rows = works.SelectMany(w => batch.RowsOf[w]).ToArray();
+            using var slice = BodyOutputRows.Select(output, rows);
+            var headBatch = new HeadBatch(works.Select(w => w.Features).ToList(), _body.Device);
+            var head = slot.Head!;
+            var logits = head.Forward(slice, headBatch);
+            var outputs = head.Decode(logits, headBatch);
+            if (outputs.Count != works.Count)
+                throw new InvalidOperationException($"Decode returned {outputs.Count} outputs for {works.Count} inputs");
+            for (var i = 0; i < works.Count; i++) works[i].Output = outputs[i];
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "head {Head} failed while serving", slot.Name);
+            slot.RecordServingError(e.Message);
+            _metrics.RecordError(slot.Name, "head_error");
+            var failure = new ServingException(ServingError.Unavailable, $"head '{slot.Name}' failed while serving: {e.Message}", inner: e);
+            foreach (var work in works) work.Failure = failure;
+        }
+        _metrics.RecordHeadTime(slot.Name, works.Count, Stopwatch.GetElapsedTime(start).TotalSeconds);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _stop.CancelAsync();
+        await _worker;
+        _stop.Dispose();
+    }
+}

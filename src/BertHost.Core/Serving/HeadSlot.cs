@@ -1,0 +1,92 @@
+using System.Text.Json.Nodes;
+using BertHost.Abstractions.Heads;
+
+namespace BertHost.Core.Serving;
+
+/// <summary>One configured head at run time: the loaded head or why there is none, and its serving record.</summary>
+public sealed class HeadSlot
+{
+    private long _errors;
+    private string? _lastError;
+
+    public HeadSlot(string name, string kind, IHead? head, string state, string? error, string? plugin, string? pluginSha256)
+    {
+        Name = name;
+        Kind = kind;
+        Head = head;
+        State = state;
+        Error = error;
+        Plugin = plugin;
+        PluginSha256 = pluginSha256;
+    }
+
+    public string Name { get; }
+    public string Kind { get; }
+
+    /// <summary>The head, when it loaded (also kept for stale heads, which are refused but can be retrained).</summary>
+    public IHead? Head { get; }
+
+    /// <summary><c>ready</c>, <c>failed</c> or <c>stale</c>.</summary>
+    public string State { get; }
+
+    /// <summary>Why the head is not ready.</summary>
+    public string? Error { get; }
+
+    public string? Plugin { get; }
+    public string? PluginSha256 { get; }
+
+    public bool IsReady => State == HeadStates.Ready && Head is not null;
+
+    /// <summary>Errors raised by the head while serving (its requests failed; the head stays up).</summary>
+    public long ServingErrors => Interlocked.Read(ref _errors);
+
+    public string? LastServingError => Volatile.Read(ref _lastError);
+
+    internal void RecordServingError(string message)
+    {
+        Interlocked.Increment(ref _errors);
+        Volatile.Write(ref _lastError, message);
+    }
+
+    public HeadStatus ToStatus(bool withDetails)
+    {
+        JsonObject? details = null;
+        if (withDetails)
+        {
+            details = Head is null ? new JsonObject() : SafeDescribe(Head);
+            details["serving_errors"] = ServingErrors;
+            if (LastServingError is { } last) details["last_serving_error"] = last;
+        }
+        return new HeadStatus
+        {
+            Name = Name,
+            Kind = Kind,
+            State = State,
+            Error = Error,
+            Labels = Head?.Labels ?? [],
+            Plugin = Plugin,
+            PluginSha256 = PluginSha256,
+            Details = details,
+        };
+    }
+
+    // A plugin's Describe is plugin code too: its failure must not break listing the heads.
+    private static JsonObject SafeDescribe(IHead head)
+    {
+        try
+        {
+            return head.Describe();
+        }
+        catch (Exception e)
+        {
+            return new JsonObject { ["describe_error"] = e.Message };
+        }
+    }
+}
+
+public static class HeadStates
+{
+    public const string Ready = "ready";
+    public const string Failed = "failed";
+    public const string Stale = "stale";
+}

@@ -1,0 +1,47 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using BertHost.Abstractions.Heads;
+
+namespace BertHost.Core.Serving;
+
+/// <summary>One input for one head, encoded; filled with the head's output or its failure.</summary>
+public sealed class HeadWork(HeadSlot slot, HeadFeatures features)
+{
+    public HeadSlot Slot { get; } = slot;
+    public HeadFeatures Features { get; } = features;
+    public JsonNode? Output { get; internal set; }
+    public Exception? Failure { get; internal set; }
+}
+
+/// <summary>
+/// One input of a request with the heads it goes to. The heads' sequences ride in the same body pass; identical
+/// sequences (e.g. several classifiers of the same text) become one body row.
+/// </summary>
+public sealed class InferenceJob
+{
+    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public InferenceJob(IReadOnlyList<HeadWork> work, CancellationToken cancellationToken)
+    {
+        Work = work;
+        CancellationToken = cancellationToken;
+        MaxSequenceLength = work.SelectMany(w => w.Features.Sequences).Select(s => s.Length).DefaultIfEmpty(0).Max();
+        RowCount = work.Sum(w => w.Features.Sequences.Count);
+    }
+
+    public IReadOnlyList<HeadWork> Work { get; }
+    public CancellationToken CancellationToken { get; }
+    public long EnqueuedAt { get; } = Stopwatch.GetTimestamp();
+    public int MaxSequenceLength { get; }
+
+    /// <summary>Rows before de-duplication (an upper bound for the token budget).</summary>
+    public int RowCount { get; }
+
+    public Task Completion => _done.Task;
+
+    internal void Complete() => _done.TrySetResult();
+
+    internal void Fail(Exception e) => _done.TrySetException(e);
+
+    internal void Cancel() => _done.TrySetCanceled(CancellationToken);
+}
