@@ -9,32 +9,14 @@ public static class EmbedInputReader
     public static async Task<List<EmbedInput>> ReadAsync(string path, TextReader stdin, CancellationToken cancellationToken)
     {
         var name = path == "-" ? "<stdin>" : path;
-        if (path != "-" && !File.Exists(path)) throw new CommandException($"--input: file '{path}' not found");
-        using var owned = path == "-" ? null : new StreamReader(path);
-        var reader = owned ?? stdin;
         var inputs = new List<EmbedInput>();
-        var lineNumber = 0;
-        while (await reader.ReadLineAsync(cancellationToken) is { } line)
-        {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            inputs.Add(ParseLine(line, $"{name}:{lineNumber}"));
-        }
+        foreach (var (line, value) in await JsonLines.ReadNumberedAsync(path, stdin, cancellationToken))
+            inputs.Add(Parse(value, $"{name}:{line}"));
         return inputs;
     }
 
-    public static EmbedInput ParseLine(string line, string where)
+    private static EmbedInput Parse(JsonElement root, string where)
     {
-        JsonElement root;
-        try
-        {
-            using var doc = JsonDocument.Parse(line);
-            root = doc.RootElement.Clone();
-        }
-        catch (JsonException e)
-        {
-            throw new CommandException($"{where}: not valid JSON ({e.Message})");
-        }
         switch (root.ValueKind)
         {
             case JsonValueKind.String:
