@@ -74,9 +74,10 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
     private YamlNode? LoadDocument(string yaml)
     {
         var stream = new YamlStream();
+        var parser = new TrackingParser(new Parser(new StringReader(yaml)));
         try
         {
-            stream.Load(new StringReader(yaml));
+            stream.Load(parser);
         }
         catch (YamlException e)
         {
@@ -84,6 +85,14 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             if (e.InnerException is { } inner && !string.IsNullOrWhiteSpace(inner.Message) && !message.Contains(inner.Message, StringComparison.Ordinal))
                 message += $" ({inner.Message})";
             _problems.Add(new ConfigProblem((int)e.Start.Line, (int)e.Start.Column, "", $"invalid YAML: {message}"));
+            return null;
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IndexOutOfRangeException)
+        {
+            // YamlDotNet's scanner fails this way on some inputs (an unclosed flow sequence spanning lines): report
+            // where the last well-formed piece ended.
+            _problems.Add(new ConfigProblem(Math.Max(1, (int)parser.LastEnd.Line), Math.Max(1, (int)parser.LastEnd.Column), "",
+                "invalid YAML: cannot parse what follows (is a '[', '{' or quote left open?)"));
             return null;
         }
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode s && IsNull(s))
@@ -586,4 +595,19 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
     }
 
     private static string Show(IEnumerable<string> labels) => $"[{string.Join(", ", labels)}]";
+
+    /// <summary>Remembers where the last parsed event ended, for errors that carry no position.</summary>
+    private sealed class TrackingParser(IParser inner) : IParser
+    {
+        public Mark LastEnd { get; private set; } = Mark.Empty;
+
+        public YamlDotNet.Core.Events.ParsingEvent? Current => inner.Current;
+
+        public bool MoveNext()
+        {
+            var moved = inner.MoveNext();
+            if (inner.Current is { } current) LastEnd = current.End;
+            return moved;
+        }
+    }
 }
