@@ -13,7 +13,7 @@ public sealed class CliApp(IReadOnlyList<ICommand> commands)
     private const string Program = "berthost";
 
     /// <summary>The application with every verb.</summary>
-    public static CliApp CreateDefault() => new([new EmbedCommand(), new InitModelCommand()]);
+    public static CliApp CreateDefault() => new([new EmbedCommand(), new InitModelCommand(), new ValidateCommand()]);
 
     public async Task<int> RunAsync(string[] args, CommandContext context, CancellationToken cancellationToken = default)
     {
