@@ -57,8 +57,12 @@ public static class ApiServer
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            // Backstop for bodies without Content-Length; JsonRequestReader refuses declared lengths before reading.
-            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBytes;
+            // JsonRequestReader enforces MaxRequestBytes: a declared Content-Length above it is answered 413 before any
+            // byte is read, a chunked body as soon as it passes the limit. Kestrel then discards (never buffers) the rest
+            // of the body for up to 5 s so that clients that only read the response after sending everything (HttpClient,
+            // requests) still get the JSON 413 instead of a reset connection. Kestrel's own limit is only a backstop:
+            // bodies declared above it get the connection closed.
+            kestrel.Limits.MaxRequestBodySize = BodySizeBackstop(options.MaxRequestBytes);
         });
         builder.WebHost.UseUrls(options.Urls);
         builder.Services.AddRoutingCore();
@@ -137,6 +141,7 @@ public static class ApiServer
             var (status, code, message, field) = Classify(e);
             errorCode = code;
             if (status >= 500 && e is not ServingException) logger.LogError(e, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
+            else if (status >= 500) logger.LogWarning("{Method} {Path}: {Status} {Code}: {Message}", context.Request.Method, context.Request.Path, status, code, message);
             else logger.LogDebug("{Method} {Path}: {Status} {Code}: {Message}", context.Request.Method, context.Request.Path, status, code, message);
             if (context.Response.HasStarted)
             {
@@ -156,6 +161,10 @@ public static class ApiServer
             metrics.RecordResponse(route, context.Response.StatusCode, Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }
+
+    /// <summary>Kestrel's limit: 16 × the API's limit, at least 64 MiB.</summary>
+    public static long BodySizeBackstop(long maxRequestBytes) =>
+        maxRequestBytes > long.MaxValue / 16 ? long.MaxValue : Math.Max(maxRequestBytes * 16, 64L << 20);
 
     private static (int Status, string Code, string Message, string? Field) Classify(Exception e)
     {
