@@ -26,6 +26,26 @@ public sealed class ApiServerTests
     }
 
     [Fact]
+    public void Invalid_options_are_refused()
+    {
+        var engine = new FakeEngine();
+        Assert.Throws<ArgumentOutOfRangeException>(() => ApiServer.Build(new ApiOptions { MaxRequestBytes = 0 }, engine, new()));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ApiServer.Build(new ApiOptions { MaxInputsPerRequest = 0 }, engine, new()));
+        Assert.Throws<ArgumentException>(() => ApiServer.Build(new ApiOptions { Urls = " " }, engine, new()));
+    }
+
+    [Fact]
+    public async Task Default_console_logging_serves()
+    {
+        await using var app = ApiServer.Build(new ApiOptions { Urls = "http://127.0.0.1:0" }, new FakeEngine(), new());
+        await app.StartAsync();
+        using var client = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+        using var response = await client.GetAsync("/healthz");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await app.StopAsync();
+    }
+
+    [Fact]
     public async Task Healthz_answers_ok()
     {
         await using var server = await ApiTestServer.StartAsync();
