@@ -1,12 +1,296 @@
+using System.Globalization;
+using System.Text;
+
 namespace BertHost.Core.Serving;
-// TEMPORARY STUB (not committed): the real class comes from the HTTP branch.
+
+/// <summary>
+/// The host's metrics, written in the Prometheus text exposition format (version 0.0.4) by <c>GET /metrics</c>.
+/// Thread-safe; one instance per host (no static state). The HTTP layer records requests, responses and errors; the
+/// engine records queue times, batches, head times and head readiness.
+/// </summary>
 public sealed class ServingMetrics
 {
-    public void RecordRequest(string route, string? head, int inputs) { }
-    public void RecordResponse(string route, int statusCode, double seconds) { }
-    public void RecordError(string? head, string code) { }
-    public void RecordQueueTime(double seconds) { }
-    public void RecordBatch(int rows, int realTokens, int paddedTokens, double bodySeconds) { }
-    public void RecordHeadTime(string head, int rows, double seconds) { }
-    public void SetHeadsReady(int ready, int failed) { }
+    /// <summary>The Content-Type of <see cref="WritePrometheus"/>'s output.</summary>
+    public const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+    private static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+    private static readonly double[] QueueBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+    private static readonly double[] RowBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+    private static readonly double[] TokenBuckets = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
+
+    private readonly Counter _requests = new("berthost_requests_total", "Requests received, by route and head.", "route", "head");
+    private readonly Counter _requestInputs = new("berthost_request_inputs_total", "Inputs received in requests, by route and head.", "route", "head");
+    private readonly Counter _responses = new("berthost_responses_total", "Responses sent, by route and HTTP status code.", "route", "status");
+    private readonly Histogram _httpDuration = new("berthost_http_request_duration_seconds", "Time from request start to response end, by route.", LatencyBuckets, "route");
+    private readonly Counter _errors = new("berthost_request_errors_total", "Requests that failed, by head and error code.", "head", "code");
+    private readonly Histogram _queueTime = new("berthost_queue_time_seconds", "Time an input waited in the queue before its body pass.", QueueBuckets);
+    private readonly Histogram _batchRows = new("berthost_batch_rows", "Rows (token sequences) per body pass.", RowBuckets);
+    private readonly Histogram _batchTokens = new("berthost_batch_tokens", "Tokens per body pass: real (attended) and padded (rows x longest row).", TokenBuckets, "kind");
+    private readonly Histogram _bodySeconds = new("berthost_body_seconds", "Time of one body pass.", LatencyBuckets);
+    private readonly Histogram _headSeconds = new("berthost_head_seconds", "Time of one head pass over a batch, by head.", LatencyBuckets, "head");
+    private readonly Counter _headRows = new("berthost_head_rows_total", "Rows run through a head, by head.", "head");
+    private readonly Gauge _heads = new("berthost_heads", "Configured heads by state (ready, failed: failed to load or stale).", "state");
+
+    public ServingMetrics()
+    {
+        _queueTime.Touch();
+        _batchRows.Touch();
+        _batchTokens.Touch("real");
+        _batchTokens.Touch("padded");
+        _bodySeconds.Touch();
+        _heads.Set(0, "ready");
+        _heads.Set(0, "failed");
+    }
+
+    /// <summary>A request arrived on <paramref name="route"/> (the route pattern, e.g. <c>/v1/heads/{name}/predict</c>).</summary>
+    /// <param name="head">The head addressed, or null (several heads, or none).</param>
+    /// <param name="inputs">Inputs in the request (0 when it carries none).</param>
+    public void RecordRequest(string route, string? head, int inputs)
+    {
+        _requests.Add(1, route, head ?? "");
+        _requestInputs.Add(inputs, route, head ?? "");
+    }
+
+    /// <summary>A response was sent: its status and the time the request took.</summary>
+    public void RecordResponse(string route, int statusCode, double seconds)
+    {
+        _responses.Add(1, route, statusCode.ToString(CultureInfo.InvariantCulture));
+        _httpDuration.Observe(seconds, route);
+    }
+
+    /// <summary>A request failed with an error <paramref name="code"/> (<c>invalid_input</c>, <c>queue_full</c>...).</summary>
+    public void RecordError(string? head, string code) => _errors.Add(1, head ?? "", code);
+
+    /// <summary>An input waited <paramref name="seconds"/> in the queue before its body pass.</summary>
+    public void RecordQueueTime(double seconds) => _queueTime.Observe(seconds);
+
+    /// <summary>One body pass: rows, real (non-padding) tokens, padded tokens (rows × longest row), and its duration.</summary>
+    public void RecordBatch(int rows, int realTokens, int paddedTokens, double bodySeconds)
+    {
+        _batchRows.Observe(rows);
+        _batchTokens.Observe(realTokens, "real");
+        _batchTokens.Observe(paddedTokens, "padded");
+        _bodySeconds.Observe(bodySeconds);
+    }
+
+    /// <summary>One head pass over <paramref name="rows"/> rows of a batch.</summary>
+    public void RecordHeadTime(string head, int rows, double seconds)
+    {
+        _headSeconds.Observe(seconds, head);
+        _headRows.Add(rows, head);
+    }
+
+    /// <summary>How many heads are ready and how many failed (to load, or stale).</summary>
+    public void SetHeadsReady(int ready, int failed)
+    {
+        _heads.Set(ready, "ready");
+        _heads.Set(failed, "failed");
+    }
+
+    /// <summary>Writes every metric in the Prometheus text exposition format, version 0.0.4.</summary>
+    public void WritePrometheus(TextWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        var sb = new StringBuilder(4096);
+        _requests.Write(sb);
+        _requestInputs.Write(sb);
+        _responses.Write(sb);
+        _httpDuration.Write(sb);
+        _errors.Write(sb);
+        _queueTime.Write(sb);
+        _batchRows.Write(sb);
+        _batchTokens.Write(sb);
+        _bodySeconds.Write(sb);
+        _headSeconds.Write(sb);
+        _headRows.Write(sb);
+        _heads.Write(sb);
+        writer.Write(sb.ToString());
+    }
+
+    /// <summary>The exposition as a string.</summary>
+    public string ToPrometheusText()
+    {
+        var w = new StringWriter(CultureInfo.InvariantCulture) { NewLine = "\n" };
+        WritePrometheus(w);
+        return w.ToString();
+    }
+
+    internal static string FormatValue(double value) => value switch
+    {
+        double.PositiveInfinity => "+Inf",
+        double.NegativeInfinity => "-Inf",
+        _ when double.IsNaN(value) => "NaN",
+        _ => value.ToString("R", CultureInfo.InvariantCulture),
+    };
+
+    internal static string EscapeLabelValue(string value)
+    {
+        if (value.AsSpan().IndexOfAny("\\\"\n") < 0) return value;
+        return value.Replace("\\", @"\\").Replace("\"", "\\\"").Replace("\n", @"\n");
+    }
+
+    private static string EscapeHelp(string value) => value.Replace("\\", @"\\").Replace("\n", @"\n");
+
+    private abstract class Family(string name, string help, string type, string[] labelNames)
+    {
+        protected readonly object Gate = new();
+        protected string Name { get; } = name;
+        protected string[] LabelNames { get; } = labelNames;
+
+        protected static string Key(string[] values) => string.Join('\u0001', values);
+
+        protected void CheckArity(string[] values)
+        {
+            if (values.Length != LabelNames.Length)
+                throw new ArgumentException($"{Name} takes {LabelNames.Length} label value(s), got {values.Length}");
+        }
+
+        protected void WriteHeader(StringBuilder sb)
+        {
+            sb.Append("# HELP ").Append(Name).Append(' ').Append(EscapeHelp(help)).Append('\n');
+            sb.Append("# TYPE ").Append(Name).Append(' ').Append(type).Append('\n');
+        }
+
+        /// <summary><c>{a="x",b="y"}</c> with an optional extra label last (le); nothing when there are no labels.</summary>
+        protected void AppendLabels(StringBuilder sb, string[] values, string? extraName = null, string? extraValue = null)
+        {
+            if (values.Length == 0 && extraName is null) return;
+            sb.Append('{');
+            for (var i = 0; i < values.Length; i++)
+            {
+                if (i > 0) sb.Append(',');
+                sb.Append(LabelNames[i]).Append("=\"").Append(EscapeLabelValue(values[i])).Append('"');
+            }
+            if (extraName is not null)
+            {
+                if (values.Length > 0) sb.Append(',');
+                sb.Append(extraName).Append("=\"").Append(extraValue).Append('"');
+            }
+            sb.Append('}');
+        }
+
+        public abstract void Write(StringBuilder sb);
+    }
+
+    private sealed class Counter(string name, string help, params string[] labelNames) : Family(name, help, "counter", labelNames)
+    {
+        private readonly Dictionary<string, (string[] Labels, double Value)> _series = new(StringComparer.Ordinal);
+
+        public void Add(double amount, params string[] labels)
+        {
+            CheckArity(labels);
+            if (amount < 0 || double.IsNaN(amount)) throw new ArgumentOutOfRangeException(nameof(amount), "counters only go up");
+            var key = Key(labels);
+            lock (Gate)
+                _series[key] = _series.TryGetValue(key, out var s) ? (s.Labels, s.Value + amount) : ((string[])labels.Clone(), amount);
+        }
+
+        public override void Write(StringBuilder sb)
+        {
+            WriteHeader(sb);
+            lock (Gate)
+            {
+                foreach (var (_, (labels, value)) in _series.OrderBy(p => p.Key, StringComparer.Ordinal))
+                {
+                    sb.Append(Name);
+                    AppendLabels(sb, labels);
+                    sb.Append(' ').Append(FormatValue(value)).Append('\n');
+                }
+            }
+        }
+    }
+
+    private sealed class Gauge(string name, string help, params string[] labelNames) : Family(name, help, "gauge", labelNames)
+    {
+        private readonly Dictionary<string, (string[] Labels, double Value)> _series = new(StringComparer.Ordinal);
+
+        public void Set(double value, params string[] labels)
+        {
+            CheckArity(labels);
+            lock (Gate) _series[Key(labels)] = ((string[])labels.Clone(), value);
+        }
+
+        public override void Write(StringBuilder sb)
+        {
+            WriteHeader(sb);
+            lock (Gate)
+            {
+                foreach (var (_, (labels, value)) in _series.OrderBy(p => p.Key, StringComparer.Ordinal))
+                {
+                    sb.Append(Name);
+                    AppendLabels(sb, labels);
+                    sb.Append(' ').Append(FormatValue(value)).Append('\n');
+                }
+            }
+        }
+    }
+
+    private sealed class Histogram(string name, string help, double[] buckets, params string[] labelNames) : Family(name, help, "histogram", labelNames)
+    {
+        private sealed class Series(string[] labels, int buckets)
+        {
+            public readonly string[] Labels = labels;
+            /// <summary>Observations per bucket, not cumulative; the last slot is above the largest bound.</summary>
+            public readonly long[] Counts = new long[buckets + 1];
+            public double Sum;
+            public long Count;
+        }
+
+        private readonly Dictionary<string, Series> _series = new(StringComparer.Ordinal);
+        private readonly string[] _bounds = buckets.Select(FormatValue).ToArray();
+
+        /// <summary>Creates the series with zero observations, so it is exposed before the first one.</summary>
+        public void Touch(params string[] labels)
+        {
+            CheckArity(labels);
+            lock (Gate) GetSeries(labels);
+        }
+
+        public void Observe(double value, params string[] labels)
+        {
+            CheckArity(labels);
+            if (double.IsNaN(value)) return;
+            var slot = Array.BinarySearch(buckets, value);
+            if (slot < 0) slot = ~slot; // first bound >= value (le is inclusive)
+            lock (Gate)
+            {
+                var s = GetSeries(labels);
+                s.Counts[slot]++;
+                s.Sum += value;
+                s.Count++;
+            }
+        }
+
+        private Series GetSeries(string[] labels)
+        {
+            var key = Key(labels);
+            if (!_series.TryGetValue(key, out var s)) _series[key] = s = new Series((string[])labels.Clone(), buckets.Length);
+            return s;
+        }
+
+        public override void Write(StringBuilder sb)
+        {
+            WriteHeader(sb);
+            lock (Gate)
+            {
+                foreach (var (_, s) in _series.OrderBy(p => p.Key, StringComparer.Ordinal))
+                {
+                    long cumulative = 0;
+                    for (var i = 0; i <= buckets.Length; i++)
+                    {
+                        cumulative += s.Counts[i];
+                        sb.Append(Name).Append("_bucket");
+                        AppendLabels(sb, s.Labels, "le", i < buckets.Length ? _bounds[i] : "+Inf");
+                        sb.Append(' ').Append(cumulative.ToString(CultureInfo.InvariantCulture)).Append('\n');
+                    }
+                    sb.Append(Name).Append("_sum");
+                    AppendLabels(sb, s.Labels);
+                    sb.Append(' ').Append(FormatValue(s.Sum)).Append('\n');
+                    sb.Append(Name).Append("_count");
+                    AppendLabels(sb, s.Labels);
+                    sb.Append(' ').Append(s.Count.ToString(CultureInfo.InvariantCulture)).Append('\n');
+                }
+            }
+        }
+    }
 }

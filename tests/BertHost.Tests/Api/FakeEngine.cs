@@ -1,0 +1,76 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BertHost.Core.Serving;
+
+namespace BertHost.Tests.Api;
+
+/// <summary>
+/// An <see cref="IInferenceEngine"/> with controllable behaviour: echoes each input (with its head and index), or waits,
+/// or throws what it is told to.
+/// </summary>
+internal sealed class FakeEngine : IInferenceEngine
+{
+    public volatile bool Ready = true;
+
+    public List<HeadStatus> HeadList { get; } =
+    [
+        new()
+        {
+            Name = "sentiment", Kind = "sequence_classification", State = "ready", Labels = ["negative", "positive"],
+            Plugin = "/plugins/Cls/Cls.dll", PluginSha256 = "ab12", Details = new JsonObject { ["pooling"] = "cls" },
+        },
+        new() { Name = "ner", Kind = "token_classification", State = "ready", Labels = ["O", "B-PER", "I-PER"] },
+        new() { Name = "broken", Kind = "sequence_classification", State = "failed", Error = "plugin not found" },
+    ];
+
+    /// <summary>Thrown by every predict call when set.</summary>
+    public Exception? Throw { get; set; }
+
+    /// <summary>Wait before answering (honours cancellation).</summary>
+    public TimeSpan Delay { get; set; }
+
+    /// <summary>Replaces the outputs when set (e.g. to return the wrong number).</summary>
+    public Func<IReadOnlyList<JsonElement>, IReadOnlyList<JsonNode>>? Outputs { get; set; }
+
+    private int _calls;
+    public int Calls => Volatile.Read(ref _calls);
+    public JsonElement LastParameters { get; private set; }
+    public IReadOnlyList<string>? LastHeads { get; private set; }
+
+    public bool IsReady => Ready;
+    public IReadOnlyList<HeadStatus> Heads => HeadList;
+    public HeadStatus? FindHead(string name) => HeadList.FirstOrDefault(h => h.Name == name);
+
+    public JsonObject DescribeBody() => new() { ["model"] = "/models/tiny-bert", ["hidden_size"] = 32, ["device"] = "cpu" };
+
+    public async Task<IReadOnlyList<JsonNode>> PredictAsync(string head, IReadOnlyList<JsonElement> inputs, JsonElement parameters, CancellationToken cancellationToken)
+    {
+        await BeforeAsync([head], parameters, cancellationToken);
+        if (Outputs is not null) return Outputs(inputs);
+        return inputs.Select((input, i) => (JsonNode)Echo(head, i, input)).ToList();
+    }
+
+    public async Task<IReadOnlyList<JsonObject>> PredictManyAsync(IReadOnlyList<string> heads, IReadOnlyList<JsonElement> inputs, JsonElement parameters, CancellationToken cancellationToken)
+    {
+        await BeforeAsync(heads, parameters, cancellationToken);
+        return inputs.Select((input, i) =>
+        {
+            var row = new JsonObject();
+            foreach (var head in heads) row[head] = Echo(head, i, input);
+            return row;
+        }).ToList();
+    }
+
+    private async Task BeforeAsync(IReadOnlyList<string> heads, JsonElement parameters, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _calls);
+        LastHeads = heads;
+        LastParameters = parameters.Clone();
+        if (Delay > TimeSpan.Zero) await Task.Delay(Delay, cancellationToken);
+        else await Task.Yield();
+        if (Throw is not null) throw Throw;
+    }
+
+    private static JsonObject Echo(string head, int index, JsonElement input) =>
+        new() { ["head"] = head, ["index"] = index, ["input"] = JsonNode.Parse(input.GetRawText()) };
+}
