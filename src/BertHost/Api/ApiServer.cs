@@ -67,6 +67,8 @@ public static class ApiServer
         builder.WebHost.UseUrls(options.Urls);
         builder.Services.AddRoutingCore();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownTimeout);
+        // Under systemd (Type=notify) this reports readiness and stopping; elsewhere it does nothing.
+        builder.Services.AddSystemd();
 
         builder.Logging.ClearProviders();
         if (logging is not null)

@@ -13,7 +13,10 @@ public sealed class CliApp(IReadOnlyList<ICommand> commands)
     private const string Program = "berthost";
 
     /// <summary>The application with every verb.</summary>
-    public static CliApp CreateDefault() => new([new EmbedCommand(), new InitModelCommand(), new ValidateCommand()]);
+    public static CliApp CreateDefault() => new(
+    [
+        new ServeCommand(), new ValidateCommand(), new PredictCommand(), new HeadsCommand(), new EmbedCommand(), new InitModelCommand(),
+    ]);
 
     public async Task<int> RunAsync(string[] args, CommandContext context, CancellationToken cancellationToken = default)
     {
