@@ -1,0 +1,301 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BertHost.Abstractions.Heads;
+using Microsoft.Extensions.Logging;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BertHost.Heads.Classification;
+
+/// <summary>
+/// <c>kind: text-classification</c>: one label (or several, multi_label) per text or text pair, like transformers'
+/// text-classification pipeline over a BertForSequenceClassification.
+/// </summary>
+public sealed class TextClassificationKind : IHeadKind
+{
+    public const string KindName = "text-classification";
+
+    public string Name => KindName;
+
+    public string Description => "Sequence classification of a text or text pair (sentiment, paraphrase, topic; single- or multi-label)";
+
+    public IHead Create(HeadContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var yamlOptions = ClassificationOptions.Parse(context.Options, context.Body);
+        var weights = WeightsSource.Load(context, yamlOptions);
+        try
+        {
+            var options = weights.Options;
+            var labels = ResolveLabels(context, weights);
+            Validate(context, options, labels, weights);
+
+            var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
+            var module = new ClassificationModule(context.Body.HiddenSize, options.HiddenLayers, labels.Count, dropout, options.Activation);
+            try
+            {
+                if (weights.Tensors is null) module.InitializeFresh(context.Body.InitializerRange, context.Seed);
+                else LoadTensors(module, weights);
+                module.to(context.Body.Device).to(context.Body.DType);
+                module.eval();
+            }
+            catch
+            {
+                module.Dispose();
+                throw;
+            }
+
+            if (weights.TrainedOn is { } trainedOn && trainedOn != context.Body.Fingerprint)
+                context.Logger.LogWarning(
+                    "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
+                    context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
+            return new ClassificationHead(context, options, labels, dropout, module, weights.Kind, weights.TrainedOn);
+        }
+        finally
+        {
+            weights.DisposeTensors();
+        }
+    }
+
+    private static IReadOnlyList<string> ResolveLabels(HeadContext context, WeightsSource weights)
+    {
+        if (context.Labels is { } yaml)
+        {
+            if (weights.Labels is { } stored && !yaml.SequenceEqual(stored, StringComparer.Ordinal))
+                throw new HeadConfigurationException("labels",
+                    $"labels [{string.Join(", ", yaml)}] in the configuration differ from [{string.Join(", ", stored)}] in {weights.Describe} (same names in the same order are needed; or leave labels out to use the weights' labels)");
+            return yaml;
+        }
+        return weights.Labels ?? throw new HeadConfigurationException("labels",
+            weights.Tensors is null
+                ? "a fresh text-classification head needs labels: list them in the head's 'labels'"
+                : $"{weights.Describe} names no labels; list them in the head's 'labels'");
+    }
+
+    private static void Validate(HeadContext context, ClassificationOptions options, IReadOnlyList<string> labels, WeightsSource weights)
+    {
+        var min = options.ProblemType == ProblemType.MultiLabel ? 1 : 2;
+        if (labels.Count < min)
+            throw new HeadConfigurationException("labels", $"a {ClassificationOptions.Name(options.ProblemType)} head needs at least {min} labels, got {labels.Count}");
+        var empty = labels.FirstOrDefault(string.IsNullOrWhiteSpace);
+        if (empty is not null) throw new HeadConfigurationException("labels", "labels must be non-empty names");
+        var duplicate = labels.GroupBy(l => l, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new HeadConfigurationException("labels", $"label '{duplicate.Key}' is listed twice");
+        if (options.Pooling == PoolingMode.Pooler && !context.Body.HasPooler)
+            throw new HeadConfigurationException("options.pooling",
+                $"pooling 'pooler' needs the body's pooler, but the body ({context.Body.ModelFolder}) has no pooler weights; use pooling cls, mean or max");
+        if (options.ClassWeights is { } w && w.Count != labels.Count)
+            throw new HeadConfigurationException("options.class_weights", $"class_weights has {w.Count} values but the head has {labels.Count} labels");
+        if (weights.ClassifierRows is { } rows && rows != labels.Count)
+            throw new HeadConfigurationException("labels", $"{weights.Describe} has a classifier for {rows} labels but the head has {labels.Count} labels ([{string.Join(", ", labels)}])");
+    }
+
+    private static void LoadTensors(ClassificationModule module, WeightsSource weights)
+    {
+        var parameters = module.state_dict();
+        var stored = weights.Tensors!;
+        var missing = parameters.Keys.Where(k => !stored.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        var unexpected = stored.Keys.Where(k => !parameters.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        var wrong = parameters.Where(p => stored.TryGetValue(p.Key, out var t) && !t.shape.SequenceEqual(p.Value.shape))
+            .Select(p => $"{p.Key} is [{string.Join(",", stored[p.Key].shape)}], the head expects [{string.Join(",", p.Value.shape)}]").ToList();
+        if (missing.Count + unexpected.Count + wrong.Count > 0)
+        {
+            var problems = new List<string>();
+            if (missing.Count > 0) problems.Add($"missing {string.Join(", ", missing)}");
+            if (unexpected.Count > 0) problems.Add($"unexpected {string.Join(", ", unexpected)}");
+            problems.AddRange(wrong);
+            throw new HeadConfigurationException("weights",
+                $"{weights.Describe} does not match this head ({string.Join("; ", problems)}); check options.hidden_layers and the labels");
+        }
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in parameters) parameter.copy_(stored[name]);
+    }
+}
+
+/// <summary>Where a head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF task model.</summary>
+internal sealed class WeightsSource
+{
+    public const string Fresh = "fresh";
+    public const string HeadFolder = "head-folder";
+    public const string HuggingFace = "huggingface";
+
+    public required string Kind { get; init; }
+    public required string Describe { get; init; }
+    public required ClassificationOptions Options { get; init; }
+    public IReadOnlyList<string>? Labels { get; init; }
+    public IReadOnlyDictionary<string, Tensor>? Tensors { get; init; }
+    public string? TrainedOn { get; init; }
+    public double? DefaultDropout { get; init; }
+    public int? ClassifierRows => Tensors is not null && Tensors.TryGetValue("classifier.weight", out var w) ? (int)w.shape[0] : null;
+
+    public void DisposeTensors()
+    {
+        if (Tensors is null) return;
+        foreach (var t in Tensors.Values) t.Dispose();
+    }
+
+    public static WeightsSource Load(HeadContext context, ClassificationOptions yamlOptions)
+    {
+        var path = context.WeightsPath;
+        if (path is null) return new WeightsSource { Kind = Fresh, Describe = "fresh weights", Options = yamlOptions };
+        if (File.Exists(path))
+            throw new HeadConfigurationException("weights", $"{path} is a file; weights must be a head folder (head.json + head.safetensors) or a Hugging Face BertForSequenceClassification folder");
+        if (!Directory.Exists(path))
+            throw new HeadConfigurationException("weights", $"{path} does not exist");
+        if (File.Exists(Path.Combine(path, HeadManifest.FileName))) return LoadHeadFolder(context, path, yamlOptions);
+        if (File.Exists(Path.Combine(path, "config.json"))) return LoadHuggingFace(context, path, yamlOptions);
+        throw new HeadConfigurationException("weights",
+            $"{path} is neither a head folder ({HeadManifest.FileName} + {HeadManifest.WeightsFileName}) nor a Hugging Face model folder (config.json + weights)");
+    }
+
+    private static WeightsSource LoadHeadFolder(HeadContext context, string folder, ClassificationOptions yamlOptions)
+    {
+        HeadManifest manifest;
+        try
+        {
+            manifest = HeadManifest.Read(Path.Combine(folder, HeadManifest.FileName));
+        }
+        catch (Exception e) when (e is FormatException or IOException or InvalidOperationException)
+        {
+            throw new HeadConfigurationException("weights", $"{Path.Combine(folder, HeadManifest.FileName)}: {e.Message}");
+        }
+        if (manifest.Kind != TextClassificationKind.KindName)
+            throw new HeadConfigurationException("weights", $"{folder} holds a '{manifest.Kind}' head, not a {TextClassificationKind.KindName} head");
+
+        // Options: the saved ones, overridden by the configuration's; what changes the meaning of the weights must agree.
+        ClassificationOptions saved;
+        try
+        {
+            saved = ClassificationOptions.Parse(JsonSerializer.SerializeToElement(manifest.Options), context.Body);
+        }
+        catch (HeadConfigurationException e)
+        {
+            throw new HeadConfigurationException("weights", $"{Path.Combine(folder, HeadManifest.FileName)}: {e.Message}");
+        }
+        foreach (var key in ClassificationOptions.StructuralKeys.Where(yamlOptions.Given.Contains))
+        {
+            var mine = ValueOf(yamlOptions, key);
+            var theirs = ValueOf(saved, key);
+            if (mine != theirs)
+                throw new HeadConfigurationException($"options.{key}",
+                    $"the weights in {folder} were trained with {key} {theirs}, the configuration says {mine}; remove options.{key} or train a new head");
+        }
+        var merged = new JsonObject();
+        foreach (var (k, v) in manifest.Options) merged[k] = v?.DeepClone();
+        foreach (var p in context.Options.ValueKind == JsonValueKind.Object ? context.Options.EnumerateObject() : Enumerable.Empty<JsonProperty>())
+            merged[p.Name] = JsonNode.Parse(p.Value.GetRawText());
+        var options = ClassificationOptions.Parse(JsonSerializer.SerializeToElement(merged), context.Body) with { Given = yamlOptions.Given };
+
+        var weightsFile = Path.Combine(folder, HeadManifest.WeightsFileName);
+        if (!File.Exists(weightsFile))
+            throw new HeadConfigurationException("weights", $"{folder} has {HeadManifest.FileName} but no {HeadManifest.WeightsFileName}");
+        var tensors = ReadTensors(context, weightsFile, _ => true);
+        return new WeightsSource
+        {
+            Kind = HeadFolder, Describe = $"the head folder {folder}", Options = options, Labels = manifest.Labels,
+            Tensors = tensors, TrainedOn = manifest.BodyFingerprint,
+        };
+    }
+
+    private static string ValueOf(ClassificationOptions o, string key) => key switch
+    {
+        "pooling" => ClassificationOptions.Name(o.Pooling),
+        "hidden_layers" => $"[{string.Join(", ", o.HiddenLayers)}]",
+        "activation" => ClassificationOptions.Name(o.Activation),
+        "problem_type" => ClassificationOptions.Name(o.ProblemType),
+        "layer" => o.Layer.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        _ => "",
+    };
+
+    private static WeightsSource LoadHuggingFace(HeadContext context, string folder, ClassificationOptions yamlOptions)
+    {
+        var configPath = Path.Combine(folder, "config.json");
+        JsonObject config;
+        try
+        {
+            config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? throw new FormatException("not a JSON object");
+        }
+        catch (Exception e) when (e is JsonException or FormatException or IOException)
+        {
+            throw new HeadConfigurationException("weights", $"{configPath}: {e.Message}");
+        }
+
+        // BertForSequenceClassification pools with the pooler and has a single Linear on top.
+        if (yamlOptions.Pooling != PoolingMode.Pooler)
+            throw new HeadConfigurationException("options.pooling", $"{folder} is a Hugging Face BertForSequenceClassification: its classifier reads the pooler output, so pooling must be 'pooler'");
+        if (yamlOptions.HiddenLayers.Count > 0)
+            throw new HeadConfigurationException("options.hidden_layers", $"{folder} is a Hugging Face BertForSequenceClassification: its classifier has no hidden layers");
+
+        var options = yamlOptions;
+        if (config["problem_type"] is JsonValue pt && pt.TryGetValue<string>(out var problem))
+        {
+            if (problem == "regression")
+                throw new HeadConfigurationException("weights", $"{folder} is a regression model (problem_type regression), which a text-classification head does not serve");
+            var stored = ClassificationOptions.ParseProblemType("weights", problem);
+            if (yamlOptions.Given.Contains("problem_type") && stored != yamlOptions.ProblemType)
+                throw new HeadConfigurationException("options.problem_type",
+                    $"{folder} was trained as {ClassificationOptions.Name(stored)} (config.json problem_type), the configuration says {ClassificationOptions.Name(yamlOptions.ProblemType)}");
+            options = options with { ProblemType = stored };
+        }
+
+        IReadOnlyList<string>? labels = null;
+        if (config["id2label"] is JsonObject id2label)
+        {
+            var pairs = new List<(int Id, string Label)>();
+            foreach (var (k, v) in id2label)
+            {
+                if (!int.TryParse(k, out var id) || v is not JsonValue lv || !lv.TryGetValue<string>(out var label))
+                    throw new HeadConfigurationException("weights", $"{configPath}: id2label entry '{k}' is not an integer id with a label name");
+                pairs.Add((id, label));
+            }
+            pairs.Sort((a, b) => a.Id.CompareTo(b.Id));
+            if (pairs.Select(p => p.Id).Where((id, i) => id != i).Any())
+                throw new HeadConfigurationException("weights", $"{configPath}: id2label ids must be 0..{pairs.Count - 1}");
+            labels = pairs.Select(p => p.Label).ToList();
+        }
+        double? dropout = config["classifier_dropout"] is JsonValue cd && cd.TryGetValue<double>(out var d) ? d : null;
+
+        var tensors = ReadTensors(context, folder, n => n.StartsWith("classifier.", StringComparison.Ordinal));
+        try
+        {
+            if (tensors.Count == 0)
+                throw new HeadConfigurationException("weights", $"{folder} has no classifier.* weights: it is not a BertForSequenceClassification checkpoint");
+
+            string fingerprint;
+            try
+            {
+                fingerprint = context.Checkpoints.BodyFingerprint(folder);
+            }
+            catch (Exception e)
+            {
+                throw new HeadConfigurationException("weights", $"the body weights of {folder} cannot be read to check them against the served body: {e.Message}");
+            }
+            if (fingerprint != context.Body.Fingerprint)
+                throw new HeadConfigurationException("weights",
+                    $"{folder} was fine-tuned on another body (fingerprint {fingerprint}, the served body is {context.Body.Fingerprint}): " +
+                    $"serve it with that folder as body.checkpoint, or train this head on the served body");
+        }
+        catch
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+            throw;
+        }
+        return new WeightsSource
+        {
+            Kind = HuggingFace, Describe = $"the Hugging Face model {folder}", Options = options, Labels = labels,
+            Tensors = tensors, TrainedOn = context.Body.Fingerprint, DefaultDropout = dropout,
+        };
+    }
+
+    private static IReadOnlyDictionary<string, Tensor> ReadTensors(HeadContext context, string path, Func<string, bool> include)
+    {
+        try
+        {
+            return context.Checkpoints.Read(path, include);
+        }
+        catch (Exception e) when (e is not HeadConfigurationException)
+        {
+            throw new HeadConfigurationException("weights", $"cannot read {path}: {e.Message}");
+        }
+    }
+}
