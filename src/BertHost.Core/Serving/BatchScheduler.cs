@@ -179,7 +179,6 @@ public sealed class BatchScheduler : IAsyncDisposable
         {
             _logger.LogError(e, "head {Head} failed while serving", slot.Name);
             slot.RecordServingError(e.Message);
-            _metrics.RecordError(slot.Name, "head_error");
             var failure = new ServingException(ServingError.Unavailable, $"head '{slot.Name}' failed while serving: {e.Message}", inner: e);
             foreach (var work in works) work.Failure = failure;
         }
