@@ -1,18 +1,25 @@
+using System.Runtime.InteropServices;
 using BertHost.Cli;
 
-var app = CliApp.CreateDefault();
 using var cts = new CancellationTokenSource();
-Console.CancelKeyPress += (_, e) =>
-{
-    e.Cancel = true;
-    cts.Cancel();
-};
+// SIGINT (Ctrl+C), SIGTERM (systemd, docker stop, kill) and SIGQUIT ask the running verb to stop: the daemon then stops
+// listening, drains in-flight requests and exits 0, instead of being killed mid-request.
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+using var sigquit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, Stop);
+
 var stdout = new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = false };
 try
 {
-    return await app.RunAsync(args, new CommandContext(Console.In, stdout, Console.Error), cts.Token);
+    return await CliApp.CreateDefault().RunAsync(args, new CommandContext(Console.In, stdout, Console.Error), cts.Token);
 }
 finally
 {
     stdout.Flush();
+}
+
+void Stop(PosixSignalContext context)
+{
+    context.Cancel = true;
+    cts.Cancel();
 }

@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions;
@@ -34,10 +35,11 @@ public sealed class ThrowsInForwardKind : IHeadKind
 {
     public string Name => "throws-in-forward";
     public string Description => "Throws in Forward (test)";
-    public IHead Create(HeadContext context) => new ThrowsInForwardHead(context.Name);
+    public IHead Create(HeadContext context) => new ThrowsInForwardHead(context.Name, context.Tokenizer);
 }
 
-public sealed class ThrowsInForwardHead(string name) : IHead
+/// <summary>Encodes like a real head (so its inputs reach the body pass), then fails in Forward.</summary>
+public sealed class ThrowsInForwardHead(string name, ITextTokenizer tokenizer) : IHead
 {
     private readonly nn.Module _module = nn.Identity();
     public string Name => name;
@@ -48,7 +50,13 @@ public sealed class ThrowsInForwardHead(string name) : IHead
     public string? TrainedOnFingerprint => null;
     public IHeadTraining? Training => null;
     public JsonObject Describe() => new();
-    public HeadFeatures Encode(JsonElement input, JsonElement parameters) => throw new HeadInputException("text", "throws-in-forward takes no input");
+    public HeadFeatures Encode(JsonElement input, JsonElement parameters)
+    {
+        var text = input.ValueKind == JsonValueKind.String ? input.GetString()
+            : input.ValueKind == JsonValueKind.Object && input.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()
+            : throw new HeadInputException("text", "text must be a string");
+        return new HeadFeatures { Sequences = tokenizer.Encode(text!) };
+    }
     public Tensor Forward(BodyOutput body, HeadBatch batch) => throw new InvalidOperationException("throws-in-forward failed in Forward on purpose");
     public IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch) => throw new NotSupportedException();
     public void Save(string folder, HeadSaveInfo info) => throw new NotSupportedException();
