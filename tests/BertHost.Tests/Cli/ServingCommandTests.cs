@@ -1,0 +1,124 @@
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using BertHost.Cli;
+using BertHost.Tests.Integration;
+using BertHost.Tests.Support;
+
+namespace BertHost.Tests.Cli;
+
+/// <summary>The verbs that load a deployment: serve (the daemon), predict, heads, validate.</summary>
+public sealed class ServingCommandTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("berthost-cli-");
+
+    public void Dispose() => _dir.Delete(recursive: true);
+
+    private string WriteConfig(string yaml)
+    {
+        var path = Path.Combine(_dir.FullName, "deployment.yaml");
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    [Fact]
+    public async Task Serve_answers_http_until_stopped_then_drains_and_exits_0()
+    {
+        var config = WriteConfig(HostFixture.Yaml());
+        var outputText = new StringWriter();
+        var errorText = new StringWriter();
+        var output = TextWriter.Synchronized(outputText);
+        var error = TextWriter.Synchronized(errorText);
+        using var stop = new CancellationTokenSource();
+        var run = CliApp.CreateDefault().RunAsync(["serve", "--config", config, "--urls", "http://127.0.0.1:0"],
+            new CommandContext(new StringReader(""), output, error), stop.Token);
+
+        string? url = null;
+        for (var i = 0; i < 300 && url is null && !run.IsCompleted; i++)
+        {
+            await Task.Delay(100);
+            url = Regex.Match(Read(outputText, output), @"serving 5 of 6 heads on (http://127\.0\.0\.1:\d+)") is { Success: true } m ? m.Groups[1].Value : null;
+        }
+        Assert.True(url is not null, $"serve did not start: {Read(outputText, output)}{Read(errorText, error)}");
+
+        using var client = new HttpClient { BaseAddress = new Uri(url!) };
+        using var response = await client.PostAsJsonAsync("/v1/heads/sentiment/predict", new { inputs = new[] { "the dog" } });
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.NotNull(body["outputs"]![0]!["label"]);
+
+        stop.Cancel();
+        Assert.Equal(0, await run);
+    }
+
+    // The synchronised wrapper locks on itself; reading under the same lock sees whole writes.
+    private static string Read(StringWriter inner, TextWriter synchronised)
+    {
+        lock (synchronised) return inner.ToString();
+    }
+
+    [Fact]
+    public async Task Serve_refuses_to_start_on_a_config_with_problems_and_lists_them()
+    {
+        var config = WriteConfig($"""
+            body:
+              checkpoint: /no/such/model
+            batching:
+              max_batch_token: 10
+            """);
+        var result = await CliRunner.RunAsync("serve", "--config", config);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("model folder not found: /no/such/model", result.Error);
+        Assert.Contains("did you mean 'max_batch_tokens'?", result.Error);
+        Assert.Contains(":2:", result.Error);
+        Assert.Contains(":4:", result.Error);
+    }
+
+    [Fact]
+    public async Task Predict_prints_the_api_json_per_input_and_reports_bad_inputs_by_number()
+    {
+        var config = WriteConfig(HostFixture.Yaml());
+        var result = await CliRunner.RunWithStdinAsync("{\"text\": \"she said no\"}\n{\"text\": 5}\n", "predict", "--config", config, "--head", "topic",
+            "--parameters", "{\"top_k\": 2}", "the dog", "--input", "-");
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal(2, result.OutLines.Length);
+        foreach (var line in result.OutLines)
+        {
+            var json = JsonNode.Parse(line)!;
+            Assert.Contains(json["label"]!.GetValue<string>(), new[] { "sports", "politics", "science" });
+            Assert.Equal(2, json["top"]!.AsArray().Count);
+        }
+        Assert.Contains("input 3.text:", result.Error);
+    }
+
+    [Fact]
+    public async Task Predict_on_a_failed_or_unknown_head_is_one_clear_line()
+    {
+        var config = WriteConfig(HostFixture.Yaml());
+        var broken = await CliRunner.RunAsync("predict", "--config", config, "--head", "broken", "x");
+        Assert.Equal(1, broken.ExitCode);
+        Assert.Contains("head 'broken' is failed:", broken.Error);
+        var unknown = await CliRunner.RunAsync("predict", "--config", config, "--head", "nope", "x");
+        Assert.Equal(1, unknown.ExitCode);
+        Assert.Contains("no head named 'nope'", unknown.Error);
+    }
+
+    [Fact]
+    public async Task Heads_lists_every_head_and_exits_1_when_one_failed()
+    {
+        var config = WriteConfig(HostFixture.Yaml());
+        var result = await CliRunner.RunAsync("heads", "--config", config);
+        Assert.Equal(1, result.ExitCode);
+        var heads = result.OutLines.Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal(6, heads.Count);
+        Assert.Equal("failed", heads.Single(h => h["name"]!.GetValue<string>() == "broken")["state"]!.GetValue<string>());
+        Assert.Equal(64, heads.First()["plugin_sha256"]!.GetValue<string>().Length);
+    }
+
+    [Fact]
+    public async Task The_default_deployment_validates()
+    {
+        var result = await CliRunner.RunAsync("validate", "--config", Path.Combine(TestPaths.RepoRoot, "config", "default.yaml"));
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("OK (1 body, 1 head: sentiment (text-classification))", result.Out);
+    }
+}
