@@ -172,25 +172,17 @@ public sealed class ServingMetrics
         public abstract void Write(StringBuilder sb);
     }
 
-    private sealed class Counter(string name, string help, params string[] labelNames) : Family(name, help, "counter", labelNames)
+    /// <summary>A family whose series are single numbers (counters and gauges print alike).</summary>
+    private abstract class ScalarFamily(string name, string help, string type, string[] labelNames) : Family(name, help, type, labelNames)
     {
-        private readonly Dictionary<string, (string[] Labels, double Value)> _series = new(StringComparer.Ordinal);
-
-        public void Add(double amount, params string[] labels)
-        {
-            CheckArity(labels);
-            if (amount < 0 || double.IsNaN(amount)) throw new ArgumentOutOfRangeException(nameof(amount), "counters only go up");
-            var key = Key(labels);
-            lock (Gate)
-                _series[key] = _series.TryGetValue(key, out var s) ? (s.Labels, s.Value + amount) : ((string[])labels.Clone(), amount);
-        }
+        protected readonly Dictionary<string, (string[] Labels, double Value)> Series = new(StringComparer.Ordinal);
 
         public override void Write(StringBuilder sb)
         {
             WriteHeader(sb);
             lock (Gate)
             {
-                foreach (var (_, (labels, value)) in _series.OrderBy(p => p.Key, StringComparer.Ordinal))
+                foreach (var (_, (labels, value)) in Series.OrderBy(p => p.Key, StringComparer.Ordinal))
                 {
                     sb.Append(Name);
                     AppendLabels(sb, labels);
@@ -200,28 +192,24 @@ public sealed class ServingMetrics
         }
     }
 
-    private sealed class Gauge(string name, string help, params string[] labelNames) : Family(name, help, "gauge", labelNames)
+    private sealed class Counter(string name, string help, params string[] labelNames) : ScalarFamily(name, help, "counter", labelNames)
     {
-        private readonly Dictionary<string, (string[] Labels, double Value)> _series = new(StringComparer.Ordinal);
+        public void Add(double amount, params string[] labels)
+        {
+            CheckArity(labels);
+            if (amount < 0 || double.IsNaN(amount)) throw new ArgumentOutOfRangeException(nameof(amount), "counters only go up");
+            var key = Key(labels);
+            lock (Gate)
+                Series[key] = Series.TryGetValue(key, out var s) ? (s.Labels, s.Value + amount) : ((string[])labels.Clone(), amount);
+        }
+    }
 
+    private sealed class Gauge(string name, string help, params string[] labelNames) : ScalarFamily(name, help, "gauge", labelNames)
+    {
         public void Set(double value, params string[] labels)
         {
             CheckArity(labels);
-            lock (Gate) _series[Key(labels)] = ((string[])labels.Clone(), value);
-        }
-
-        public override void Write(StringBuilder sb)
-        {
-            WriteHeader(sb);
-            lock (Gate)
-            {
-                foreach (var (_, (labels, value)) in _series.OrderBy(p => p.Key, StringComparer.Ordinal))
-                {
-                    sb.Append(Name);
-                    AppendLabels(sb, labels);
-                    sb.Append(' ').Append(FormatValue(value)).Append('\n');
-                }
-            }
+            lock (Gate) Series[Key(labels)] = ((string[])labels.Clone(), value);
         }
     }
 

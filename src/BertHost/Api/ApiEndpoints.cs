@@ -50,7 +50,11 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
 
         var outputs = await engine.PredictAsync(head.Name, request.Inputs, request.Parameters, context.RequestAborted);
         CheckOutputCount(outputs.Count, request.Inputs.Count, head.Name);
-        await ApiResponses.WriteJsonAsync(context, StatusCodes.Status200OK, w =>
+        await WriteOutputsAsync(context, outputs);
+    }
+
+    private static Task WriteOutputsAsync(HttpContext context, IEnumerable<System.Text.Json.Nodes.JsonNode> outputs) =>
+        ApiResponses.WriteJsonAsync(context, StatusCodes.Status200OK, w =>
         {
             w.WriteStartObject();
             w.WriteStartArray("outputs");
@@ -58,7 +62,6 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
             w.WriteEndArray();
             w.WriteEndObject();
         });
-    }
 
     public async Task PredictManyAsync(HttpContext context)
     {
@@ -69,14 +72,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
 
         var outputs = await engine.PredictManyAsync(request.Heads, request.Inputs, request.Parameters, context.RequestAborted);
         CheckOutputCount(outputs.Count, request.Inputs.Count, string.Join(",", request.Heads));
-        await ApiResponses.WriteJsonAsync(context, StatusCodes.Status200OK, w =>
-        {
-            w.WriteStartObject();
-            w.WriteStartArray("outputs");
-            foreach (var output in outputs) WriteNode(w, output);
-            w.WriteEndArray();
-            w.WriteEndObject();
-        });
+        await WriteOutputsAsync(context, outputs);
     }
 
     public Task HealthAsync(HttpContext context) =>

@@ -32,19 +32,7 @@ public static class HeadTestSupport
     /// <summary>tiny-bert on the CPU, shared by the head tests (read-only: eval, no grad).</summary>
     public static BertBody TinyBert => TinyBertBody.Value;
 
-    public static BodyInfo InfoOf(BertBody body) => new()
-    {
-        ModelFolder = body.Folder,
-        HiddenSize = body.Config.HiddenSize,
-        NumHiddenLayers = body.Config.NumHiddenLayers,
-        MaxSequenceLength = body.MaxSequenceLength,
-        HasPooler = body.Model.HasPooler,
-        Fingerprint = body.Fingerprint,
-        Device = body.Device,
-        DType = body.DType,
-        HiddenDropoutProb = body.Config.HiddenDropoutProb,
-        InitializerRange = body.Config.InitializerRange,
-    };
+    public static BodyInfo InfoOf(BertBody body) => body.Info;
 
     public static HeadContext Context(BertBody body, string kind = "text-classification", string name = "test-head",
         IReadOnlyList<string>? labels = null, string? weights = null, string? options = null, long seed = 42) => new()
