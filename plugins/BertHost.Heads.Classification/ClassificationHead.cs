@@ -68,7 +68,17 @@ public sealed class ClassificationHead : IHead
     {
         var (text, pair) = ReadInput(input);
         var state = ReadParameters(parameters);
+        if (!_context.TruncateOversized) RefuseIfOversized(text, pair);
         return new HeadFeatures { Sequences = [EncodeText(text, pair)], State = state };
+    }
+
+    // The deployment says oversized: refuse — the caller learns the input's length instead of a silently cut answer.
+    private void RefuseIfOversized(string text, string? pair)
+    {
+        var full = _context.Tokenizer.Encode(text, pair, new EncodeOptions { Truncation = TruncationStrategy.DoNotTruncate })[0];
+        if (full.Length > MaxLength)
+            throw new HeadInputException(pair is null ? "text" : "text_pair",
+                $"the input is {full.Length} tokens; this head accepts at most {MaxLength} (the deployment refuses oversized inputs instead of truncating)");
     }
 
     internal EncodedSequence EncodeText(string text, string? pair) =>

@@ -121,4 +121,15 @@ public sealed class ServingCommandTests : IDisposable
         Assert.Equal(0, result.ExitCode);
         Assert.Contains("OK (1 body, 1 head: sentiment (text-classification))", result.Out);
     }
+
+    [Fact]
+    public async Task With_oversized_refuse_a_long_input_is_an_error_naming_its_length_and_short_ones_pass()
+    {
+        var config = WriteConfig(HostFixture.Yaml().Replace("  max_inputs_per_request: 32", "  max_inputs_per_request: 32\n  oversized: refuse"));
+        var longText = string.Join(' ', Enumerable.Repeat("the old man went to the city", 20));
+        var result = await CliRunner.RunAsync("predict", "--config", config, "--head", "sentiment", "the dog", longText);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Single(result.OutLines);
+        Assert.Contains("input 2.text: the input is 142 tokens; this head accepts at most 64", result.Error);
+    }
 }
