@@ -7,6 +7,12 @@ namespace BertHost.Core.Config;
 /// </summary>
 public sealed record ConfigProblem(int Line, int Column, string Path, string Message)
 {
+    /// <summary>
+    /// A problem with one head's plugin assembly (not found, sha256 pin mismatch). <c>validate</c> reports it like any
+    /// other; <c>serve</c> can start without that head, which the plugin loader then reports as failed.
+    /// </summary>
+    public bool HeadPluginOnly { get; init; }
+
     /// <summary><c>FILE:LINE: PATH: message</c> (the line part is left out when 0, the path part when empty).</summary>
     public string Format(string file)
     {

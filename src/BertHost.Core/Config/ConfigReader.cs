@@ -8,7 +8,7 @@ using YamlDotNet.RepresentationModel;
 namespace BertHost.Core.Config;
 
 /// <summary>Walks one YAML document, collecting every problem; see <see cref="HostConfigLoader"/>.</summary>
-internal sealed partial class ConfigReader(string sourcePath, Func<string, string?> environment)
+internal sealed partial class ConfigReader(string sourcePath, Func<string, string?> environment, bool tolerateHeadPluginProblems = false)
 {
     internal static readonly string[] TopKeys = ["host", "body", "batching", "heads"];
     internal static readonly string[] HostKeys = ["urls", "max_request_bytes", "max_inputs_per_request", "oversized", "shutdown_timeout_seconds"];
@@ -50,10 +50,11 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
         var batching = ReadBatching(top);
         var heads = ReadHeads(top);
 
-        if (_problems.Count > 0 || body is null) throw Failure();
+        if (_problems.Any(p => !(tolerateHeadPluginProblems && p.HeadPluginOnly)) || body is null) throw Failure();
         return new HostConfig
         {
             SourcePath = Path.GetFullPath(sourcePath),
+            HeadPluginProblems = _problems.Select(p => p.Format(sourcePath)).ToList(),
             Host = host,
             Body = body,
             Batching = batching,
@@ -64,8 +65,8 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
     private ConfigException Failure() =>
         new(sourcePath, _problems.OrderBy(p => p.Line).ThenBy(p => p.Column).ToList());
 
-    private void Add(YamlNode node, string path, string message) =>
-        _problems.Add(new ConfigProblem((int)node.Start.Line, (int)node.Start.Column, path, message));
+    private void Add(YamlNode node, string path, string message, bool headPluginOnly = false) =>
+        _problems.Add(new ConfigProblem((int)node.Start.Line, (int)node.Start.Column, path, message) { HeadPluginOnly = headPluginOnly });
 
     private static string Join(string path, string key) => path.Length == 0 ? key : $"{path}.{key}";
 
@@ -447,7 +448,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
         {
             assembly = PluginPaths.ResolveAssembly(plugin, out var lookedFor);
             if (assembly is null)
-                Add(pluginNode!, Join(path, "plugin"), $"no plugin assembly found for {plugin} (looked for {lookedFor})");
+                Add(pluginNode!, Join(path, "plugin"), $"no plugin assembly found for {plugin} (looked for {lookedFor})", headPluginOnly: true);
         }
 
         var sha = String(e, "sha256", path, out var shaNode)?.Trim();
@@ -461,7 +462,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             {
                 sha = sha.ToLowerInvariant();
                 if (assembly is not null && PluginPaths.Sha256Of(assembly) is var actual && actual != sha)
-                    Add(shaNode!, Join(path, "sha256"), $"sha256 mismatch for {assembly}: expected {sha}, actual {actual}");
+                    Add(shaNode!, Join(path, "sha256"), $"sha256 mismatch for {assembly}: expected {sha}, actual {actual}", headPluginOnly: true);
             }
         }
 
@@ -484,7 +485,8 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             ? YamlJson.ToOptions(optionsEntry.Value, Join(path, "options"), environment, (node, p, message) => Add(node, p, message))
             : (JsonElement?)null;
 
-        if (_problems.Count > before) return null;
+        // A head whose only problems are with its plugin assembly is kept: serving may start without it (it then fails to load).
+        if (_problems.Skip(before).Any(p => !p.HeadPluginOnly)) return null;
         var head = new HeadSection
         {
             Name = name!,

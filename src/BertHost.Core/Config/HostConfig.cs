@@ -12,6 +12,12 @@ public sealed record HostConfig
     public required BodySection Body { get; init; }
     public BatchingSection Batching { get; init; } = new();
     public IReadOnlyList<HeadSection> Heads { get; init; } = [];
+
+    /// <summary>
+    /// Head plugin problems (assembly not found, sha256 mismatch) tolerated when loading for serving, formatted
+    /// <c>FILE:LINE: PATH: message</c>; those heads fail to load and the others serve.
+    /// </summary>
+    public IReadOnlyList<string> HeadPluginProblems { get; init; } = [];
 }
 
 /// <summary><c>host:</c></summary>

@@ -10,8 +10,10 @@ public static class HostConfigLoader
 {
     /// <summary>Reads and validates <paramref name="yamlPath"/>.</summary>
     /// <param name="environment">Looks up <c>${NAME}</c> references; the process environment by default.</param>
+    /// <param name="tolerateHeadPluginProblems">Serving: return the config despite head plugin problems (see
+    /// <see cref="ConfigProblem.HeadPluginOnly"/>), listing them in <see cref="HostConfig.HeadPluginProblems"/>.</param>
     /// <exception cref="ConfigException">The file is missing or has problems (all of them are listed).</exception>
-    public static HostConfig Load(string yamlPath, Func<string, string?>? environment = null)
+    public static HostConfig Load(string yamlPath, Func<string, string?>? environment = null, bool tolerateHeadPluginProblems = false)
     {
         string text;
         try
@@ -26,7 +28,7 @@ public static class HostConfigLoader
         {
             throw new ConfigException(yamlPath, [new ConfigProblem(0, 0, "", $"cannot read the file: {e.Message}")]);
         }
-        return Parse(text, yamlPath, environment);
+        return Parse(text, yamlPath, environment, tolerateHeadPluginProblems);
     }
 
     /// <summary>
@@ -34,6 +36,6 @@ public static class HostConfigLoader
     /// that file's folder; messages name it).
     /// </summary>
     /// <exception cref="ConfigException">The text has problems (all of them are listed).</exception>
-    public static HostConfig Parse(string yaml, string sourcePath, Func<string, string?>? environment = null) =>
-        new ConfigReader(sourcePath, environment ?? Environment.GetEnvironmentVariable).Read(yaml);
+    public static HostConfig Parse(string yaml, string sourcePath, Func<string, string?>? environment = null, bool tolerateHeadPluginProblems = false) =>
+        new ConfigReader(sourcePath, environment ?? Environment.GetEnvironmentVariable, tolerateHeadPluginProblems).Read(yaml);
 }

@@ -8,12 +8,18 @@ namespace BertHost.Cli;
 /// <summary>Loads a deployment's config and engine for the verbs that serve (serve, predict, heads).</summary>
 internal static class EngineLoader
 {
-    public static HostConfig LoadConfig(ParsedArgs args)
+    /// <summary>
+    /// The deployment for serving: every problem stops the host, except a head plugin that cannot be found or fails its
+    /// sha256 pin — that head is reported failed (the plugin loader gives the same reason) and the others serve.
+    /// </summary>
+    public static HostConfig LoadConfig(ParsedArgs args, TextWriter error)
     {
         var path = args.Require("config");
         try
         {
-            return HostConfigLoader.Load(path);
+            var config = HostConfigLoader.Load(path, tolerateHeadPluginProblems: true);
+            foreach (var problem in config.HeadPluginProblems) error.WriteLine($"berthost: warning: {problem} (this head will not load)");
+            return config;
         }
         catch (ConfigException e)
         {

@@ -20,7 +20,7 @@ public sealed class HeadsCommand : ICommand
 
     public async Task<int> RunAsync(ParsedArgs args, CommandContext context, CancellationToken cancellationToken)
     {
-        var config = EngineLoader.LoadConfig(args);
+        var config = EngineLoader.LoadConfig(args, context.Error);
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Critical);
         await using var engine = EngineLoader.Start(config, loggers, new ServingMetrics());
         foreach (var head in engine.Heads)

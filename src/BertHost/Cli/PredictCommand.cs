@@ -35,7 +35,7 @@ public sealed class PredictCommand : ICommand
         var inputs = args.Positionals.Select(t => JsonSerializer.SerializeToElement(new { text = t })).ToList();
         if (args.Get("input") is { } path) inputs.AddRange(await JsonLines.ReadAsync(path, context.In, cancellationToken));
         if (inputs.Count == 0) throw new UsageException("no input: give TEXT arguments or --input FILE");
-        var config = EngineLoader.LoadConfig(args);
+        var config = EngineLoader.LoadConfig(args, context.Error);
 
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Warning);
         await using var engine = EngineLoader.Start(config, loggers, new ServingMetrics());

@@ -34,7 +34,7 @@ public sealed class ServeCommand : ICommand
 
     public async Task<int> RunAsync(ParsedArgs args, CommandContext context, CancellationToken cancellationToken)
     {
-        var config = EngineLoader.LoadConfig(args);
+        var config = EngineLoader.LoadConfig(args, context.Error);
         using var loggers = EngineLoader.StderrLogging(LogLevel.Information);
         var metrics = new ServingMetrics();
         await using var engine = EngineLoader.Start(config, loggers, metrics);

@@ -132,4 +132,38 @@ public sealed class ServingCommandTests : IDisposable
         Assert.Single(result.OutLines);
         Assert.Contains("input 2.text: the input is 142 tokens; this head accepts at most 64", result.Error);
     }
+
+    [Fact]
+    public async Task A_missing_plugin_or_a_bad_sha256_fails_that_head_only_while_validate_reports_both()
+    {
+        var extra = $"""
+              - name: missing
+                kind: text-classification
+                plugin: {Path.Combine(_dir.FullName, "NoSuchPlugin")}
+              - name: pinned
+                kind: text-classification
+                plugin: {Plugins.HeadTestSupport.ClassificationPlugin}
+                sha256: {new string('0', 64)}
+                labels: [a, b]
+            """;
+        var config = WriteConfig(HostFixture.Yaml(extra));
+
+        var validate = await CliRunner.RunAsync("validate", "--config", config);
+        Assert.Equal(1, validate.ExitCode);
+        Assert.Contains("heads[6].plugin: no plugin assembly found", validate.Error);
+        Assert.Contains("heads[7].sha256: sha256 mismatch", validate.Error);
+
+        var heads = await CliRunner.RunAsync("heads", "--config", config);
+        Assert.True(heads.OutLines.Length == 8, heads.Out + heads.Error);
+        var states = heads.OutLines.Select(l => JsonNode.Parse(l)!).ToDictionary(h => h["name"]!.GetValue<string>());
+        Assert.Equal("failed", states["missing"]["state"]!.GetValue<string>());
+        Assert.Contains("no assembly found", states["missing"]["error"]!.GetValue<string>());
+        Assert.Equal("failed", states["pinned"]["state"]!.GetValue<string>());
+        Assert.Contains("sha256 mismatch", states["pinned"]["error"]!.GetValue<string>());
+        Assert.Equal("ready", states["sentiment"]["state"]!.GetValue<string>());
+        Assert.Contains("this head will not load", heads.Error);
+
+        var predict = await CliRunner.RunAsync("predict", "--config", config, "--head", "sentiment", "the dog");
+        Assert.Equal(0, predict.ExitCode);
+    }
 }

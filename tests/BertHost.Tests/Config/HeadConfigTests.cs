@@ -40,8 +40,8 @@ public sealed class HeadConfigTests : IDisposable
         var folder = _folder.PathOf("plugins/Empty");
         Assert.Equal(
         [
-            new ConfigProblem(3, 33, "heads[0].plugin", $"no plugin assembly found for {folder} (looked for {folder}/Empty.dll or {folder}/bin/<Release|Debug>/net*/Empty.dll)"),
-            new ConfigProblem(4, 33, "heads[1].plugin", $"no plugin assembly found for {_folder.PathOf("plugins/Other.dll")} (looked for {_folder.PathOf("plugins/Other.dll")})"),
+            new ConfigProblem(3, 33, "heads[0].plugin", $"no plugin assembly found for {folder} (looked for {folder}/Empty.dll or {folder}/bin/<Release|Debug>/net*/Empty.dll)") { HeadPluginOnly = true },
+            new ConfigProblem(4, 33, "heads[1].plugin", $"no plugin assembly found for {_folder.PathOf("plugins/Other.dll")} (looked for {_folder.PathOf("plugins/Other.dll")})") { HeadPluginOnly = true },
         ], e.Problems);
     }
 
@@ -67,7 +67,7 @@ public sealed class HeadConfigTests : IDisposable
                 plugin: ../plugins/Foo
                 sha256: {pinned}
             """));
-        Assert.Equal(new ConfigProblem(6, 13, "heads[0].sha256", $"sha256 mismatch for {_folder.PluginDll}: expected {pinned}, actual {actual}"), problem);
+        Assert.Equal(new ConfigProblem(6, 13, "heads[0].sha256", $"sha256 mismatch for {_folder.PluginDll}: expected {pinned}, actual {actual}") { HeadPluginOnly = true }, problem);
     }
 
     [Theory]
