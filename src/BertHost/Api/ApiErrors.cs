@@ -49,7 +49,6 @@ internal static class ApiResponses
     /// <summary>Seconds a client should wait after 429 (queue full) or 503 before retrying.</summary>
     public const int RetryAfterSeconds = 1;
 
-    private static readonly JsonWriterOptions WriterOptions = new() { Indented = false };
 
     /// <summary>Writes <c>{"error": {"code", "message", "field"}}</c> with <paramref name="status"/>.</summary>
     public static Task WriteErrorAsync(HttpContext context, int status, string code, string message, string? field)
@@ -74,7 +73,7 @@ internal static class ApiResponses
     public static async Task WriteJsonAsync(HttpContext context, int status, Action<Utf8JsonWriter> write)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
-        using (var writer = new Utf8JsonWriter(buffer, WriterOptions)) write(writer);
+        using (var writer = new Utf8JsonWriter(buffer, JsonOutput.Writer)) write(writer);
         context.Response.StatusCode = status;
         context.Response.ContentType = JsonContentType;
         context.Response.ContentLength = buffer.WrittenCount;

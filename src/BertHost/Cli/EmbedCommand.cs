@@ -79,9 +79,6 @@ public sealed class EmbedCommand : ICommand
         return CliApp.ExitOk;
     }
 
-    // Texts are written as they are (no \u escapes for accents or CJK); this output is JSON Lines, not HTML.
-    private static readonly JsonWriterOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-
     private static async Task WriteAsync(IReadOnlyList<EmbedResult> results, bool normalize, CommandContext context, CancellationToken cancellationToken)
     {
         var stream = new MemoryStream();
@@ -91,7 +88,7 @@ public sealed class EmbedCommand : ICommand
             var r = results[i];
             if (r.Truncated) await context.Error.WriteLineAsync($"berthost embed: warning: input {i + 1} was truncated to {r.InputIds.Length} tokens");
             stream.SetLength(0);
-            using (var json = new Utf8JsonWriter(stream, JsonOptions))
+            using (var json = new Utf8JsonWriter(stream, JsonOutput.Writer))
             {
                 json.WriteStartObject();
                 json.WriteString("text", r.Input.Text);

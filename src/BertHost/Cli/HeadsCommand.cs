@@ -37,7 +37,7 @@ public sealed class HeadsCommand : ICommand
             line["plugin"] = status.Plugin;
             line["plugin_sha256"] = status.PluginSha256;
             line["details"] = status.Details?.DeepClone();
-            await context.Out.WriteLineAsync(line.ToJsonString());
+            await context.Out.WriteLineAsync(line.ToJsonString(JsonOutput.Serializer));
         }
         return engine.Heads.All(h => h.IsReady) ? CliApp.ExitOk : CliApp.ExitFailure;
     }

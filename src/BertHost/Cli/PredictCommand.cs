@@ -50,7 +50,7 @@ public sealed class PredictCommand : ICommand
             try
             {
                 var output = await engine.PredictAsync(headName, [inputs[i]], parameters, cancellationToken);
-                await context.Out.WriteLineAsync(output[0].ToJsonString());
+                await context.Out.WriteLineAsync(output[0].ToJsonString(JsonOutput.Serializer));
             }
             catch (ServingException e)
             {
