@@ -1,3 +1,4 @@
+using BertHost.Abstractions;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
@@ -5,7 +6,6 @@ using BertHost.Abstractions.Heads;
 namespace BertHost.Heads.Classification;
 
 /// <summary>How the sequence becomes one vector before the classifier.</summary>
-public enum PoolingMode { Pooler, Cls, Mean, Max }
 
 public enum ProblemType { SingleLabel, MultiLabel }
 

@@ -1,3 +1,4 @@
+using BertHost.Abstractions;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
@@ -143,7 +144,7 @@ internal sealed class WeightsSource
         if (!Directory.Exists(path))
             throw new HeadConfigurationException("weights", $"{path} does not exist");
         if (File.Exists(Path.Combine(path, HeadManifest.FileName))) return LoadHeadFolder(context, path, yamlOptions);
-        if (File.Exists(Path.Combine(path, "config.json"))) return LoadHuggingFace(context, path, yamlOptions);
+        if (HuggingFaceTaskModel.IsModelFolder(path)) return LoadHuggingFace(context, path, yamlOptions);
         throw new HeadConfigurationException("weights",
             $"{path} is neither a head folder ({HeadManifest.FileName} + {HeadManifest.WeightsFileName}) nor a Hugging Face model folder (config.json + weights)");
     }
@@ -209,16 +210,7 @@ internal sealed class WeightsSource
 
     private static WeightsSource LoadHuggingFace(HeadContext context, string folder, ClassificationOptions yamlOptions)
     {
-        var configPath = Path.Combine(folder, "config.json");
-        JsonObject config;
-        try
-        {
-            config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? throw new FormatException("not a JSON object");
-        }
-        catch (Exception e) when (e is JsonException or FormatException or IOException)
-        {
-            throw new HeadConfigurationException("weights", $"{configPath}: {e.Message}");
-        }
+        var model = HuggingFaceTaskModel.Open(context, folder, "BertForSequenceClassification");
 
         // BertForSequenceClassification pools with the pooler and has a single Linear on top.
         if (yamlOptions.Pooling != PoolingMode.Pooler)
@@ -227,7 +219,7 @@ internal sealed class WeightsSource
             throw new HeadConfigurationException("options.hidden_layers", $"{folder} is a Hugging Face BertForSequenceClassification: its classifier has no hidden layers");
 
         var options = yamlOptions;
-        if (config["problem_type"] is JsonValue pt && pt.TryGetValue<string>(out var problem))
+        if (model.String("problem_type") is { } problem)
         {
             if (problem == "regression")
                 throw new HeadConfigurationException("weights", $"{folder} is a regression model (problem_type regression), which a text-classification head does not serve");
@@ -238,52 +230,11 @@ internal sealed class WeightsSource
             options = options with { ProblemType = stored };
         }
 
-        IReadOnlyList<string>? labels = null;
-        if (config["id2label"] is JsonObject id2label)
-        {
-            var pairs = new List<(int Id, string Label)>();
-            foreach (var (k, v) in id2label)
-            {
-                if (!int.TryParse(k, out var id) || v is not JsonValue lv || !lv.TryGetValue<string>(out var label))
-                    throw new HeadConfigurationException("weights", $"{configPath}: id2label entry '{k}' is not an integer id with a label name");
-                pairs.Add((id, label));
-            }
-            pairs.Sort((a, b) => a.Id.CompareTo(b.Id));
-            if (pairs.Select(p => p.Id).Where((id, i) => id != i).Any())
-                throw new HeadConfigurationException("weights", $"{configPath}: id2label ids must be 0..{pairs.Count - 1}");
-            labels = pairs.Select(p => p.Label).ToList();
-        }
-        double? dropout = config["classifier_dropout"] is JsonValue cd && cd.TryGetValue<double>(out var d) ? d : null;
-
-        var tensors = ReadTensors(context, folder, n => n.StartsWith("classifier.", StringComparison.Ordinal));
-        try
-        {
-            if (tensors.Count == 0)
-                throw new HeadConfigurationException("weights", $"{folder} has no classifier.* weights: it is not a BertForSequenceClassification checkpoint");
-
-            string fingerprint;
-            try
-            {
-                fingerprint = context.Checkpoints.BodyFingerprint(folder);
-            }
-            catch (Exception e)
-            {
-                throw new HeadConfigurationException("weights", $"the body weights of {folder} cannot be read to check them against the served body: {e.Message}");
-            }
-            if (fingerprint != context.Body.Fingerprint)
-                throw new HeadConfigurationException("weights",
-                    $"{folder} was fine-tuned on another body (fingerprint {fingerprint}, the served body is {context.Body.Fingerprint}): " +
-                    $"serve it with that folder as body.checkpoint, or train this head on the served body");
-        }
-        catch
-        {
-            foreach (var t in tensors.Values) t.Dispose();
-            throw;
-        }
+        var tensors = model.ReadHeadTensors("classifier.");
         return new WeightsSource
         {
-            Kind = HuggingFace, Describe = $"the Hugging Face model {folder}", Options = options, Labels = labels,
-            Tensors = tensors, TrainedOn = context.Body.Fingerprint, DefaultDropout = dropout,
+            Kind = HuggingFace, Describe = $"the Hugging Face model {folder}", Options = options, Labels = model.Labels,
+            Tensors = tensors, TrainedOn = context.Body.Fingerprint, DefaultDropout = model.Number("classifier_dropout"),
         };
     }
 

@@ -1,3 +1,4 @@
+using BertHost.Abstractions;
 using BertHost.Abstractions.Text;
 using BertHost.Core.Text;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using BertHost.Abstractions;
 using BertHost.Abstractions.Text;
 using System.Text.Json;
 using BertHost.Core.Bert;

@@ -1,3 +1,4 @@
+using BertHost.Abstractions;
 using System.Text.Json;
 using BertHost.Core.Bert;
 using BertHost.Tests.Support;

@@ -1,3 +1,4 @@
+using BertHost.Abstractions;
 using BertHost.Core.Bert;
 using BertHost.Tests.Support;
 using TorchSharp;

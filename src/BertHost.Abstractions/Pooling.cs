@@ -1,7 +1,6 @@
-using BertHost.Abstractions;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Abstractions;
 
 /// <summary>How a sequence of hidden states becomes one vector.</summary>
 public enum PoolingMode
@@ -30,8 +29,14 @@ public static class Pooling
         _ => throw new ArgumentException($"pooling '{value}' is not one of none, cls, mean, max, pooler"),
     };
 
-    /// <summary>[B,H] sentence vectors from a body pass (for <see cref="PoolingMode.None"/>, use the hidden states directly).</summary>
-    public static Tensor Pool(BodyOutput output, PoolingMode mode) => Pool(output.LastHiddenState, output.AttentionMask, mode, output);
+    /// <summary>
+    /// [B,H] sentence vectors from a body pass (for <see cref="PoolingMode.None"/>, use the hidden states directly).
+    /// <paramref name="layer"/> picks the hidden state to pool, counted like Python (-1 = last layer; others need the
+    /// pass to have returned every layer); the pooler output is always the last layer's.
+    /// </summary>
+    public static Tensor Pool(BodyOutput output, PoolingMode mode, int layer = -1) => mode == PoolingMode.Pooler
+        ? output.PooledOutput.clone()
+        : Pool(layer == -1 ? output.LastHiddenState : output.HiddenState(layer), output.AttentionMask, mode, output);
 
     /// <summary>Pools any [B,T,H] hidden states (e.g. a chosen layer) under a [B,T] attention mask.</summary>
     public static Tensor Pool(Tensor hidden, Tensor attentionMask, PoolingMode mode, BodyOutput? output = null)

@@ -1,10 +1,10 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace BertHost.Heads.Classification;
+namespace BertHost.Abstractions.Heads;
 
 /// <summary>
-/// <c>head.json</c>, written next to <c>head.safetensors</c>:
+/// The manifest of a saved head folder, for every head kind: <c>head.json</c>, written next to <c>head.safetensors</c>:
 /// <c>{ kind, labels, options, body_fingerprint, metrics, saved_at }</c>.
 /// </summary>
 public sealed record HeadManifest(string Kind, IReadOnlyList<string> Labels, JsonObject Options, string BodyFingerprint,
