@@ -1,0 +1,40 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BertHost.Heads.MultipleChoice;
+
+/// <summary>
+/// pooled [R,H] (one row per choice) -> dropout -> classifier: Linear(H, 1) -> one score per row [R]. Parameter names
+/// are <c>classifier.weight</c> [1,H] / <c>classifier.bias</c> [1], as Hugging Face's BertForMultipleChoice, so an
+/// import is a plain name match. (BertForMultipleChoice reshapes the [B*C,1] scores to [B,C]; here items may have
+/// different numbers of choices, so the scores stay one per row and <c>HeadBatch.RowStarts</c> groups them.)
+/// </summary>
+public sealed class MultipleChoiceModule : nn.Module<Tensor, Tensor>
+{
+    private readonly Dropout dropout;
+    private readonly Linear classifier;
+
+    public MultipleChoiceModule(int hiddenSize, double dropoutProb) : base(nameof(MultipleChoiceModule))
+    {
+        dropout = nn.Dropout(dropoutProb);
+        classifier = nn.Linear(hiddenSize, 1);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor pooled)
+    {
+        using var scope = NewDisposeScope();
+        return classifier.call(dropout.call(pooled)).squeeze(-1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>classifier.weight ~ N(0, <paramref name="std"/>) from a generator seeded with <paramref name="seed"/>, bias 0.</summary>
+    public void InitializeFresh(double std, long seed)
+    {
+        using var generator = new Generator((ulong)seed);
+        using var noGrad = no_grad();
+        using var values = randn(classifier.weight!.shape, dtype: ScalarType.Float32, generator: generator);
+        classifier.weight!.copy_(values.mul_(std));
+        nn.init.zeros_(classifier.bias!);
+    }
+}
