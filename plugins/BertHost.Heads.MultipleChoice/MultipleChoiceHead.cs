@@ -180,7 +180,7 @@ public sealed class MultipleChoiceHead : IHead
             var best = ArgMax(scores);
             var result = new JsonObject { ["choice"] = best };
             if (batch.Items[i].State is MultipleChoiceState state && best < state.Choices.Count) result["label"] = state.Choices[best];
-            result["scores"] = new JsonArray(scores.ToArray().Select(s => (JsonNode)s).ToArray());
+            result["scores"] = new JsonArray(scores.ToArray().Select(s => (JsonNode)(double)s).ToArray());
             result["probabilities"] = new JsonArray(probabilities.Select(p => (JsonNode)p).ToArray());
             results.Add(result);
         }
