@@ -20,6 +20,10 @@ public sealed record BodyInfo
     /// <summary>See the host's body fingerprint: heads record it when trained and are refused on another body.</summary>
     public required string Fingerprint { get; init; }
 
+    /// <summary>The fingerprint without the pooler weights, for task models that have no pooler (HF token classification,
+    /// question answering). Defaults to <see cref="Fingerprint"/> when not given.</summary>
+    public string? EncoderFingerprint { get; init; }
+
     public required Device Device { get; init; }
     public required ScalarType DType { get; init; }
 

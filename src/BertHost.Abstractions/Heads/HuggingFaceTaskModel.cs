@@ -79,23 +79,31 @@ public sealed class HuggingFaceTaskModel
         }
     }
 
-    /// <summary>The folder's body must be the served body: a task head is only right on the body it was fine-tuned with.</summary>
+    /// <summary>
+    /// The folder's body must be the served body: a task head is only right on the body it was fine-tuned with. Task
+    /// models saved without a pooler (token classification, question answering) are matched on the encoder alone.
+    /// </summary>
     public void VerifyBody()
     {
-        string fingerprint;
+        string fingerprint, served;
         try
         {
-            fingerprint = _context.Checkpoints.BodyFingerprint(Folder);
+            var encoderOnly = !_context.Checkpoints.ListTensors(Folder).Any(IsPoolerKey);
+            fingerprint = _context.Checkpoints.BodyFingerprint(Folder, encoderOnly);
+            served = encoderOnly ? _context.Body.EncoderFingerprint ?? _context.Body.Fingerprint : _context.Body.Fingerprint;
         }
         catch (Exception e)
         {
             throw new HeadConfigurationException("weights", $"the body weights of {Folder} cannot be read to check them against the served body: {e.Message}");
         }
-        if (fingerprint != _context.Body.Fingerprint)
+        if (fingerprint != served)
             throw new HeadConfigurationException("weights",
-                $"{Folder} was fine-tuned on another body (fingerprint {fingerprint}, the served body is {_context.Body.Fingerprint}): " +
+                $"{Folder} was fine-tuned on another body (fingerprint {fingerprint}, the served body is {served}): " +
                 "serve it with that folder as body.checkpoint, or train this head on the served body");
     }
+
+    private static bool IsPoolerKey(string name) =>
+        name.StartsWith("pooler.", StringComparison.Ordinal) || name.StartsWith("bert.pooler.", StringComparison.Ordinal);
 
     /// <summary>A number from config.json (e.g. <c>classifier_dropout</c>), or null.</summary>
     public double? Number(string key) => Config[key] is JsonValue v && v.TryGetValue<double>(out var d) ? d : null;

@@ -16,7 +16,8 @@ public interface ICheckpointStore
 
     /// <summary>
     /// The fingerprint the body stored in a Hugging Face folder (its <c>bert.*</c> weights with that folder's config and
-    /// vocabulary) would have, to check that an imported task model was fine-tuned on the body being served.
+    /// vocabulary) would have, to check that an imported task model was fine-tuned on the body being served. With
+    /// <paramref name="encoderOnly"/>, the pooler is left out (compare with <see cref="BodyInfo.EncoderFingerprint"/>).
     /// </summary>
-    string BodyFingerprint(string modelFolder);
+    string BodyFingerprint(string modelFolder, bool encoderOnly = false);
 }

@@ -38,6 +38,9 @@ public sealed class BertBody : IDisposable
     /// <summary>See <see cref="BodyFingerprint"/>.</summary>
     public string Fingerprint { get; }
 
+    /// <summary>The fingerprint without the pooler: what task models without a pooler are matched against.</summary>
+    public required string EncoderFingerprint { get; init; }
+
     public BodyLoadReport LoadReport { get; }
 
     /// <summary>
@@ -75,10 +78,13 @@ public sealed class BertBody : IDisposable
         try
         {
             var report = Wrap(() => BertCheckpointLoader.Load(model, source));
-            var fingerprint = BodyFingerprint.Compute(model, Path.Combine(folder, "vocab.txt"));
+            var (fingerprint, encoderFingerprint) = BodyFingerprint.ComputeBoth(model, Path.Combine(folder, "vocab.txt"));
             model.to(device).to(dtype);
             model.eval();
-            return new BertBody(folder, config, tokenizer, model, device, dtype, fingerprint, report, options.MaxSequenceLength);
+            return new BertBody(folder, config, tokenizer, model, device, dtype, fingerprint, report, options.MaxSequenceLength)
+            {
+                EncoderFingerprint = encoderFingerprint,
+            };
         }
         catch
         {
@@ -131,6 +137,7 @@ public sealed class BertBody : IDisposable
         MaxSequenceLength = MaxSequenceLength,
         HasPooler = Model.HasPooler,
         Fingerprint = Fingerprint,
+        EncoderFingerprint = EncoderFingerprint,
         Device = Device,
         DType = DType,
         HiddenDropoutProb = Config.HiddenDropoutProb,

@@ -15,19 +15,37 @@ public static class BodyFingerprint
 {
     public const string Prefix = "sha256:";
 
-    public static string Compute(BertModel model, string? vocabPath)
+    /// <summary>The fingerprint of the whole body, pooler included.</summary>
+    public static string Compute(BertModel model, string? vocabPath) => ComputeBoth(model, vocabPath).Body;
+
+    /// <summary>
+    /// The whole body's fingerprint and the encoder's (everything but the pooler), in one pass over the weights.
+    /// Task models without a pooler (token classification, question answering) are matched by the encoder's.
+    /// </summary>
+    public static (string Body, string Encoder) ComputeBoth(BertModel model, string? vocabPath)
     {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        AppendString(sha, ArchitectureKey(model.Config));
-        if (vocabPath is not null) sha.AppendData(File.ReadAllBytes(vocabPath));
+        using var body = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        using var encoder = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var prefix = Encoding.UTF8.GetBytes(ArchitectureKey(model.Config));
+        var vocab = vocabPath is null ? [] : File.ReadAllBytes(vocabPath);
+        foreach (var sha in new[] { body, encoder })
+        {
+            sha.AppendData(prefix);
+            sha.AppendData(vocab);
+        }
 
         foreach (var (name, parameter) in model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal))
         {
-            AppendString(sha, $"{name}[{string.Join(",", parameter.shape)}]");
+            var isPooler = name.StartsWith("pooler.", StringComparison.Ordinal);
+            var header = Encoding.UTF8.GetBytes($"{name}[{string.Join(",", parameter.shape)}]");
             using var cpu = parameter.detach().to(ScalarType.Float32, CPU).contiguous();
-            sha.AppendData(cpu.bytes);
+            body.AppendData(header);
+            body.AppendData(cpu.bytes);
+            if (isPooler) continue;
+            encoder.AppendData(header);
+            encoder.AppendData(cpu.bytes);
         }
-        return Prefix + Convert.ToHexStringLower(sha.GetHashAndReset());
+        return (Prefix + Convert.ToHexStringLower(body.GetHashAndReset()), Prefix + Convert.ToHexStringLower(encoder.GetHashAndReset()));
     }
 
     /// <summary>The config fields that change what a body computes (dropout rates and label maps do not).</summary>
@@ -35,6 +53,4 @@ public static class BodyFingerprint
         $"bert|vocab={c.VocabSize}|hidden={c.HiddenSize}|layers={c.NumHiddenLayers}|heads={c.NumAttentionHeads}" +
         $"|intermediate={c.IntermediateSize}|act={c.HiddenAct}|positions={c.MaxPositionEmbeddings}|types={c.TypeVocabSize}" +
         $"|eps={c.LayerNormEps:R}\n";
-
-    private static void AppendString(IncrementalHash sha, string s) => sha.AppendData(Encoding.UTF8.GetBytes(s));
 }

@@ -46,7 +46,7 @@ public sealed class CheckpointStore(string? servedVocabPath = null) : ICheckpoin
     /// ignored) and fingerprints it with the folder's vocab.txt, or the served body's when the folder has none.
     /// </summary>
     /// <exception cref="BodyLoadException">The folder's config, weights or vocabulary cannot be read (the message says which and why).</exception>
-    public string BodyFingerprint(string modelFolder)
+    public string BodyFingerprint(string modelFolder, bool encoderOnly = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(modelFolder);
         var folder = Path.GetFullPath(modelFolder);
@@ -59,7 +59,8 @@ public sealed class CheckpointStore(string? servedVocabPath = null) : ICheckpoin
             using var source = CheckpointFiles.OpenFolder(folder);
             using var model = new BertModel(config, addPoolingLayer: BertCheckpointLoader.HasPooler(source));
             BertCheckpointLoader.Load(model, source);
-            return Checkpoints.BodyFingerprint.Compute(model, vocab);
+            var (body, encoder) = Checkpoints.BodyFingerprint.ComputeBoth(model, vocab);
+            return encoderOnly ? encoder : body;
         }
         catch (Exception e) when (e is BertConfigException or CheckpointException or IOException)
         {

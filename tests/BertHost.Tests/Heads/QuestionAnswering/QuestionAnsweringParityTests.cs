@@ -1,3 +1,4 @@
+using BertHost.Core.Bert;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
@@ -93,15 +94,22 @@ public class QuestionAnsweringParityTests
     }
 
     [Fact]
+    public void A_task_model_without_pooler_is_matched_on_the_encoder_so_it_serves_on_the_same_body_with_a_pooler()
+    {
+        // tiny-bert has a pooler, tiny-bert-qa (like every BertForQuestionAnswering) has none, and the same encoder.
+        using var head = QaKind.CreateHead(Context(TinyBert, kind: KindName, weights: QaFolder));
+        Assert.Equal(TinyBert.Fingerprint, head.TrainedOnFingerprint);
+    }
+
+    [Fact]
     public void A_task_model_on_a_body_with_other_weights_is_refused_with_both_fingerprints()
     {
-        // tiny-bert has a pooler, tiny-bert-qa (like every BertForQuestionAnswering) has none: another body.
-        var body = TinyBert;
-        var e = Assert.Throws<HeadConfigurationException>(() => QaKind.CreateHead(Context(body, kind: KindName, weights: QaFolder)));
+        using var other = BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert-seqcls-other"));
+        var e = Assert.Throws<HeadConfigurationException>(() => QaKind.CreateHead(Context(other, kind: KindName, weights: QaFolder)));
         Assert.Equal("weights", e.Field);
         Assert.Contains($"{QaFolder} was fine-tuned on another body", e.Message);
-        Assert.Contains(new CheckpointStore().BodyFingerprint(QaFolder), e.Message);
-        Assert.Contains($"the served body is {body.Fingerprint}", e.Message);
+        Assert.Contains(new CheckpointStore().BodyFingerprint(QaFolder, encoderOnly: true), e.Message);
+        Assert.Contains($"the served body is {other.EncoderFingerprint}", e.Message);
     }
 
     [Fact]
