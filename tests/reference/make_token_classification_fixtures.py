@@ -288,7 +288,7 @@ def main():
         scores = torch.softmax(logits, dim=-1)[1:-1].tolist()
         pre = gather_pre_entities(sentence, toks, scores, word_ids, word_starts)
         case = {kind: value, "sentence": sentence, "input_ids": input_ids,
-                "tokens": ["[CLS]"] + [t for t, _, _ in toks] + ["[SEP]"],
+                "token_strings": ["[CLS]"] + [t for t, _, _ in toks] + ["[SEP]"],
                 "offsets": [[0, 0]] + [[s, e] for _, s, e in toks] + [[0, 0]],
                 "logits": rnd(logits), "outputs": {}}
         case["outputs"]["none_all"] = postprocess(sentence, pre, "none", [])
@@ -311,7 +311,7 @@ def main():
     print(f"wrote {folder} and {len(cases)} cases:")
     for case in cases:
         print(" ", case["sentence"])
-        print("    tokens:", " ".join(case["tokens"]))
+        print("    tokens:", " ".join(case["token_strings"]))
         print("    tags:  ", " ".join(e["entity"] for e in case["outputs"]["none_all"]))
         for strategy in STRATEGIES[1:]:
             print(f"    {strategy:>7}:", [(e["entity_group"], e["text"]) for e in case["outputs"][strategy]])
