@@ -1,0 +1,264 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BertHost.Abstractions;
+using BertHost.Abstractions.Heads;
+using BertHost.Abstractions.Text;
+using static TorchSharp.torch;
+
+namespace BertHost.Heads.TokenClassification;
+
+/// <summary>
+/// A token-classification (NER) head, like transformers' token-classification pipeline over a
+/// BertForTokenClassification. Input <c>{"text": "..."}</c>, <c>{"tokens": ["EU", "rejects", ...]}</c> or a bare
+/// string; request parameters <c>aggregation</c> (none | simple | first | average | max) and <c>ignore_labels</c>
+/// (default ["O"]). Output: a list of <c>{entity, score, index, word, start, end}</c> (none) or
+/// <c>{entity_group, score, word, start, end}</c> (the others), offsets in UTF-16 characters of the original text.
+/// Inputs longer than one window are split into overlapping windows; every token is predicted once.
+/// </summary>
+public sealed class TokenClassificationHead : IHead
+{
+    private readonly HeadContext _context;
+    private readonly TokenClassificationModule _module;
+    private readonly double _dropout;
+    private readonly string _weightsKind;
+
+    internal TokenClassificationHead(HeadContext context, TokenClassificationOptions options, IReadOnlyList<string> labels, double dropout,
+        TokenClassificationModule module, string weightsKind, string? trainedOn)
+    {
+        _context = context;
+        Options = options;
+        Labels = labels;
+        _dropout = dropout;
+        _module = module;
+        _weightsKind = weightsKind;
+        TrainedOnFingerprint = trainedOn;
+        MaxLength = Math.Min(options.MaxLength ?? int.MaxValue, context.Body.MaxSequenceLength);
+        if (options.Stride >= MaxLength - 2)
+            throw new HeadConfigurationException("options.stride",
+                $"stride {options.Stride} must be smaller than the {MaxLength - 2} text tokens of a window (max_length {MaxLength} minus [CLS] and [SEP])");
+        var extra = options.Layers.Where(l => l != -1).ToList();
+        Requirements = new BodyRequirements(HiddenLayers: extra.Count == 0 ? null : extra);
+        Training = new TokenClassificationTraining(this);
+    }
+
+    public string Name => _context.Name;
+    public string Kind => TokenClassificationKind.KindName;
+    public IReadOnlyList<string> Labels { get; }
+    public nn.Module Module => _module;
+    public BodyRequirements Requirements { get; }
+    public string? TrainedOnFingerprint { get; private set; }
+    public IHeadTraining? Training { get; }
+
+    public TokenClassificationOptions Options { get; }
+
+    /// <summary>Tokens per window, special tokens included.</summary>
+    public int MaxLength { get; }
+
+    internal ITextTokenizer Tokenizer => _context.Tokenizer;
+
+    public JsonObject Describe() => new()
+    {
+        ["labels"] = new JsonArray(Labels.Select(l => (JsonNode)l).ToArray()),
+        ["options"] = Options.ToJson(_dropout),
+        ["max_length"] = MaxLength,
+        ["stride"] = Options.Stride,
+        ["weights"] = _weightsKind,
+        ["trained_on"] = TrainedOnFingerprint,
+        ["stale"] = TrainedOnFingerprint is not null && TrainedOnFingerprint != _context.Body.Fingerprint,
+        ["parameters"] = new JsonArray("aggregation", "ignore_labels"),
+    };
+
+    public HeadFeatures Encode(JsonElement input, JsonElement parameters)
+    {
+        var (text, words) = ReadInput(input);
+        var (aggregation, ignore) = ReadParameters(parameters);
+        var (windows, state) = words is null ? EncodeText(text!) : EncodeWords(words);
+        if (!_context.TruncateOversized && windows.Count > 1)
+            throw new HeadInputException(words is null ? "text" : "tokens",
+                $"the input is {state.Windows.Count + 2} tokens; this head accepts at most {MaxLength} (the deployment refuses oversized inputs instead of splitting them into windows)");
+        return new HeadFeatures { Sequences = windows, State = new TokenClassificationState
+        {
+            Text = state.Text, WordStarts = state.WordStarts, Windows = state.Windows, Aggregation = aggregation, IgnoreLabels = ignore,
+        } };
+    }
+
+    private EncodeOptions WindowOptions => new()
+    {
+        MaxLength = MaxLength, Truncation = TruncationStrategy.LongestFirst, ReturnOverflowing = true, Stride = Options.Stride,
+    };
+
+    private int Step => MaxLength - 2 - Options.Stride;
+
+    internal (IReadOnlyList<EncodedSequence> Windows, TokenClassificationState State) EncodeText(string text)
+    {
+        var windows = _context.Tokenizer.Encode(text, null, WindowOptions);
+        return (windows, new TokenClassificationState { Text = text, Windows = TokenWindows.Of(windows, Step) });
+    }
+
+    /// <summary>Pre-split words: the text is the words joined by single spaces (as the pipeline's is_split_into_words), offsets point into it.</summary>
+    internal (IReadOnlyList<EncodedSequence> Windows, TokenClassificationState State) EncodeWords(IReadOnlyList<string> words)
+    {
+        var windows = _context.Tokenizer.EncodeWords(words, WindowOptions);
+        var starts = new int[words.Count];
+        for (var i = 1; i < words.Count; i++) starts[i] = starts[i - 1] + words[i - 1].Length + 1;
+        return (windows, new TokenClassificationState { Text = string.Join(' ', words), WordStarts = starts, Windows = TokenWindows.Of(windows, Step) });
+    }
+
+    private static (string? Text, IReadOnlyList<string>? Words) ReadInput(JsonElement input)
+    {
+        switch (input.ValueKind)
+        {
+            case JsonValueKind.String:
+                return (NonEmpty("text", input.GetString()!), null);
+            case JsonValueKind.Object:
+                string? text = null;
+                List<string>? words = null;
+                foreach (var p in input.EnumerateObject())
+                {
+                    switch (p.Name)
+                    {
+                        case "text":
+                            text = p.Value.ValueKind == JsonValueKind.String
+                                ? NonEmpty("text", p.Value.GetString()!)
+                                : throw new HeadInputException("text", $"text must be a string, got {TokenClassificationOptions.Describe(p.Value)}");
+                            break;
+                        case "tokens":
+                            words = ReadWords(p.Value);
+                            break;
+                        default:
+                            throw new HeadInputException(p.Name, $"unknown input field '{p.Name}' (a token-classification input has text, or tokens: a list of words)");
+                    }
+                }
+                if (text is not null && words is not null) throw new HeadInputException("tokens", "give either text or tokens, not both");
+                if (text is null && words is null) throw new HeadInputException("text", "text is missing: send {\"text\": \"...\"}, {\"tokens\": [\"...\", ...]} or a string");
+                return (text, words);
+            default:
+                throw new HeadInputException("text", $"the input must be a string, or an object with text or tokens, got {TokenClassificationOptions.Describe(input)}");
+        }
+    }
+
+    private static List<string> ReadWords(JsonElement v)
+    {
+        if (v.ValueKind != JsonValueKind.Array) throw new HeadInputException("tokens", $"tokens must be a list of words, got {TokenClassificationOptions.Describe(v)}");
+        var words = new List<string>();
+        foreach (var e in v.EnumerateArray())
+        {
+            var field = $"tokens[{words.Count}]";
+            if (e.ValueKind != JsonValueKind.String) throw new HeadInputException(field, $"{field} must be a string, got {TokenClassificationOptions.Describe(e)}");
+            words.Add(e.GetString()!.Length == 0 ? throw new HeadInputException(field, $"{field} is empty") : e.GetString()!);
+        }
+        return words.Count == 0 ? throw new HeadInputException("tokens", "tokens is empty") : words;
+    }
+
+    private static string NonEmpty(string field, string value) =>
+        string.IsNullOrWhiteSpace(value) ? throw new HeadInputException(field, $"{field} is empty") : value;
+
+    private static (AggregationStrategy, IReadOnlySet<string>) ReadParameters(JsonElement parameters)
+    {
+        var aggregation = AggregationStrategy.None;
+        IReadOnlySet<string> ignore = new HashSet<string>(StringComparer.Ordinal) { "O" };
+        if (parameters.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return (aggregation, ignore);
+        if (parameters.ValueKind != JsonValueKind.Object)
+            throw new HeadInputException("parameters", $"parameters must be an object, got {TokenClassificationOptions.Describe(parameters)}");
+        if (parameters.TryGetProperty("aggregation", out var a) && a.ValueKind != JsonValueKind.Null)
+        {
+            if (a.ValueKind != JsonValueKind.String)
+                throw new HeadInputException("parameters.aggregation", $"aggregation must be a string, got {TokenClassificationOptions.Describe(a)}");
+            try
+            {
+                aggregation = EntityAggregator.Parse(a.GetString()!);
+            }
+            catch (ArgumentException e)
+            {
+                throw new HeadInputException("parameters.aggregation", e.Message);
+            }
+        }
+        if (parameters.TryGetProperty("ignore_labels", out var i) && i.ValueKind != JsonValueKind.Null)
+        {
+            if (i.ValueKind != JsonValueKind.Array || i.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
+                throw new HeadInputException("parameters.ignore_labels", $"ignore_labels must be a list of label names, got {TokenClassificationOptions.Describe(i)}");
+            ignore = i.EnumerateArray().Select(e => e.GetString()!).ToHashSet(StringComparer.Ordinal);
+        }
+        return (aggregation, ignore);
+    }
+
+    public Tensor Forward(BodyOutput body, HeadBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        var features = Options.Layers.Count == 1
+            ? Hidden(body, Options.Layers[0])
+            : cat(Options.Layers.Select(l => Hidden(body, l)).ToArray(), -1);
+        if (features.shape[0] != batch.RowCount)
+            throw new ArgumentException($"the body output has {features.shape[0]} rows but the batch has {batch.RowCount}");
+        return _module.call(features).MoveToOuterDisposeScope();
+    }
+
+    private static Tensor Hidden(BodyOutput body, int layer) => layer == -1 ? body.LastHiddenState : body.HiddenState(layer);
+
+    public IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch)
+    {
+        if (logits.dim() != 3 || logits.shape[0] != batch.RowCount || logits.shape[2] != Labels.Count)
+            throw new ArgumentException($"logits are [{string.Join(",", logits.shape)}], expected [{batch.RowCount}, tokens, {Labels.Count}]");
+        int length = (int)logits.shape[1], n = Labels.Count;
+        float[] values;
+        using (var cpu = logits.detach().to(ScalarType.Float32, CPU).contiguous()) values = cpu.data<float>().ToArray();
+
+        var results = new List<JsonNode>(batch.Items.Count);
+        for (var i = 0; i < batch.Items.Count; i++)
+        {
+            var item = batch.Items[i];
+            var state = item.State as TokenClassificationState ?? throw new ArgumentException($"batch item {i} was not encoded by this head");
+            var pre = new List<PreEntity>(state.Windows.Count);
+            foreach (var (w, p) in state.Windows.Owners)
+            {
+                var seq = item.Sequences[w];
+                var row = batch.RowStarts[i] + w;
+                if (p >= length) throw new ArgumentException($"logits have {length} positions, window {w} of item {i} has {seq.Length}");
+                var scores = Softmax(values.AsSpan((row * length + p) * n, n));
+                var (start, end) = seq.Offsets[p];
+                if (state.WordStarts is { } ws && seq.WordIds[p] is { } word)
+                {
+                    start += ws[word];
+                    end += ws[word];
+                }
+                var token = seq.Tokens[p];
+                var reference = state.Text[start..end];
+                // The pipeline's word test for tokenizers with a continuing-subword prefix: a "##" piece is longer than its span.
+                var isSubword = token.Length != reference.Length;
+                if (seq.InputIds[p] == _context.Tokenizer.UnkTokenId)
+                {
+                    token = reference;
+                    isSubword = false;
+                }
+                pre.Add(new PreEntity(token, scores, start, end, p, isSubword, w));
+            }
+            results.Add(EntityAggregator.Run(pre, state.Aggregation, Labels, state.IgnoreLabels, state.Text, item.Sequences.Count > 1));
+        }
+        return results;
+    }
+
+    /// <summary>Softmax (max-subtracted) in double precision.</summary>
+    private static double[] Softmax(ReadOnlySpan<float> logits)
+    {
+        var s = new double[logits.Length];
+        var max = double.NegativeInfinity;
+        foreach (var v in logits) max = Math.Max(max, v);
+        double sum = 0;
+        for (var j = 0; j < s.Length; j++) sum += s[j] = Math.Exp(logits[j] - max);
+        for (var j = 0; j < s.Length; j++) s[j] /= sum;
+        return s;
+    }
+
+    public void Save(string folder, HeadSaveInfo info)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        ArgumentNullException.ThrowIfNull(info);
+        Directory.CreateDirectory(folder);
+        _context.Checkpoints.Save(Path.Combine(folder, HeadManifest.WeightsFileName), _module.state_dict(),
+            new Dictionary<string, string> { ["format"] = "pt", ["kind"] = Kind });
+        new HeadManifest(Kind, Labels, Options.ToJson(_dropout), info.BodyFingerprint, info.Metrics, DateTimeOffset.UtcNow).Write(folder);
+        TrainedOnFingerprint = info.BodyFingerprint;
+    }
+
+    public void Dispose() => _module.Dispose();
+}

@@ -1,0 +1,213 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BertHost.Abstractions.Heads;
+using Microsoft.Extensions.Logging;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BertHost.Heads.TokenClassification;
+
+/// <summary>
+/// <c>kind: token-classification</c>: one label per token (named entities, BIO or IOB1 tags), like transformers'
+/// token-classification ("ner") pipeline over a BertForTokenClassification.
+/// </summary>
+public sealed class TokenClassificationKind : IHeadKind
+{
+    public const string KindName = "token-classification";
+
+    public string Name => KindName;
+
+    public string Description => "Token classification (named entities with BIO/IOB1 tags; entity grouping; long texts in overlapping windows)";
+
+    public IHead Create(HeadContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var yamlOptions = TokenClassificationOptions.Parse(context.Options, context.Body);
+        var weights = WeightsSource.Load(context, yamlOptions);
+        try
+        {
+            var options = weights.Options;
+            var labels = ResolveLabels(context, weights);
+            Validate(labels, weights);
+            var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
+            var module = new TokenClassificationModule(context.Body.HiddenSize * options.Layers.Count, options.HiddenSize, labels.Count, dropout, options.Activation);
+            try
+            {
+                if (weights.Tensors is null) module.InitializeFresh(context.Body.InitializerRange, context.Seed);
+                else LoadTensors(module, weights);
+                module.to(context.Body.Device).to(context.Body.DType);
+                module.eval();
+                if (weights.TrainedOn is { } trainedOn && trainedOn != context.Body.Fingerprint)
+                    context.Logger.LogWarning(
+                        "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
+                        context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
+                return new TokenClassificationHead(context, options, labels, dropout, module, weights.Kind, weights.TrainedOn);
+            }
+            catch
+            {
+                module.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            weights.DisposeTensors();
+        }
+    }
+
+    private static IReadOnlyList<string> ResolveLabels(HeadContext context, WeightsSource weights)
+    {
+        if (context.Labels is { } yaml)
+        {
+            if (weights.Labels is { } stored && !yaml.SequenceEqual(stored, StringComparer.Ordinal))
+                throw new HeadConfigurationException("labels",
+                    $"labels [{string.Join(", ", yaml)}] in the configuration differ from [{string.Join(", ", stored)}] in {weights.Describe} (same names in the same order are needed; or leave labels out to use the weights' labels)");
+            return yaml;
+        }
+        return weights.Labels ?? throw new HeadConfigurationException("labels",
+            weights.Tensors is null
+                ? "a fresh token-classification head needs labels: list them in the head's 'labels' (e.g. [O, B-PER, I-PER, B-LOC, I-LOC])"
+                : $"{weights.Describe} names no labels; list them in the head's 'labels'");
+    }
+
+    private static void Validate(IReadOnlyList<string> labels, WeightsSource weights)
+    {
+        if (labels.Count < 2) throw new HeadConfigurationException("labels", $"a token-classification head needs at least 2 labels, got {labels.Count}");
+        if (labels.Any(string.IsNullOrWhiteSpace)) throw new HeadConfigurationException("labels", "labels must be non-empty names");
+        var duplicate = labels.GroupBy(l => l, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new HeadConfigurationException("labels", $"label '{duplicate.Key}' is listed twice");
+        if (weights.ClassifierRows is { } rows && rows != labels.Count)
+            throw new HeadConfigurationException("labels", $"{weights.Describe} has a classifier for {rows} labels but the head has {labels.Count} labels ([{string.Join(", ", labels)}])");
+    }
+
+    private static void LoadTensors(TokenClassificationModule module, WeightsSource weights)
+    {
+        var parameters = module.state_dict();
+        var stored = weights.Tensors!;
+        var missing = parameters.Keys.Where(k => !stored.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        var unexpected = stored.Keys.Where(k => !parameters.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        var wrong = parameters.Where(p => stored.TryGetValue(p.Key, out var t) && !t.shape.SequenceEqual(p.Value.shape))
+            .Select(p => $"{p.Key} is [{string.Join(",", stored[p.Key].shape)}], the head expects [{string.Join(",", p.Value.shape)}]").ToList();
+        if (missing.Count + unexpected.Count + wrong.Count > 0)
+        {
+            var problems = new List<string>();
+            if (missing.Count > 0) problems.Add($"missing {string.Join(", ", missing)}");
+            if (unexpected.Count > 0) problems.Add($"unexpected {string.Join(", ", unexpected)}");
+            problems.AddRange(wrong);
+            throw new HeadConfigurationException("weights",
+                $"{weights.Describe} does not match this head ({string.Join("; ", problems)}); check options.layers, options.hidden_size and the labels");
+        }
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in parameters) parameter.copy_(stored[name]);
+    }
+}
+
+/// <summary>Where a head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF BertForTokenClassification folder.</summary>
+internal sealed class WeightsSource
+{
+    public const string Fresh = "fresh";
+    public const string HeadFolder = "head-folder";
+    public const string HuggingFace = "huggingface";
+
+    public required string Kind { get; init; }
+    public required string Describe { get; init; }
+    public required TokenClassificationOptions Options { get; init; }
+    public IReadOnlyList<string>? Labels { get; init; }
+    public IReadOnlyDictionary<string, Tensor>? Tensors { get; init; }
+    public string? TrainedOn { get; init; }
+    public double? DefaultDropout { get; init; }
+    public int? ClassifierRows => Tensors is not null && Tensors.TryGetValue("classifier.weight", out var w) ? (int)w.shape[0] : null;
+
+    public void DisposeTensors()
+    {
+        if (Tensors is null) return;
+        foreach (var t in Tensors.Values) t.Dispose();
+    }
+
+    public static WeightsSource Load(HeadContext context, TokenClassificationOptions yamlOptions)
+    {
+        var path = context.WeightsPath;
+        if (path is null) return new WeightsSource { Kind = Fresh, Describe = "fresh weights", Options = yamlOptions };
+        if (File.Exists(path))
+            throw new HeadConfigurationException("weights", $"{path} is a file; weights must be a head folder (head.json + head.safetensors) or a Hugging Face BertForTokenClassification folder");
+        if (!Directory.Exists(path)) throw new HeadConfigurationException("weights", $"{path} does not exist");
+        if (File.Exists(Path.Combine(path, HeadManifest.FileName))) return LoadHeadFolder(context, path, yamlOptions);
+        if (HuggingFaceTaskModel.IsModelFolder(path)) return LoadHuggingFace(context, path, yamlOptions);
+        throw new HeadConfigurationException("weights",
+            $"{path} is neither a head folder ({HeadManifest.FileName} + {HeadManifest.WeightsFileName}) nor a Hugging Face model folder (config.json + weights)");
+    }
+
+    private static WeightsSource LoadHeadFolder(HeadContext context, string folder, TokenClassificationOptions yamlOptions)
+    {
+        var manifestPath = Path.Combine(folder, HeadManifest.FileName);
+        HeadManifest manifest;
+        try
+        {
+            manifest = HeadManifest.Read(manifestPath);
+        }
+        catch (Exception e) when (e is FormatException or IOException or InvalidOperationException)
+        {
+            throw new HeadConfigurationException("weights", $"{manifestPath}: {e.Message}");
+        }
+        if (manifest.Kind != TokenClassificationKind.KindName)
+            throw new HeadConfigurationException("weights", $"{folder} holds a '{manifest.Kind}' head, not a {TokenClassificationKind.KindName} head");
+
+        TokenClassificationOptions saved;
+        try
+        {
+            saved = TokenClassificationOptions.Parse(JsonSerializer.SerializeToElement(manifest.Options), context.Body);
+        }
+        catch (HeadConfigurationException e)
+        {
+            throw new HeadConfigurationException("weights", $"{manifestPath}: {e.Message}");
+        }
+        foreach (var key in TokenClassificationOptions.StructuralKeys.Where(yamlOptions.Given.Contains))
+        {
+            var mine = yamlOptions.ValueOf(key);
+            var theirs = saved.ValueOf(key);
+            if (mine != theirs)
+                throw new HeadConfigurationException($"options.{key}",
+                    $"the weights in {folder} were trained with {key} {theirs}, the configuration says {mine}; remove options.{key} or train a new head");
+        }
+        var merged = new JsonObject();
+        foreach (var (k, v) in manifest.Options) merged[k] = v?.DeepClone();
+        if (context.Options.ValueKind == JsonValueKind.Object)
+            foreach (var p in context.Options.EnumerateObject()) merged[p.Name] = JsonNode.Parse(p.Value.GetRawText());
+        var options = TokenClassificationOptions.Parse(JsonSerializer.SerializeToElement(merged), context.Body) with { Given = yamlOptions.Given };
+
+        var weightsFile = Path.Combine(folder, HeadManifest.WeightsFileName);
+        if (!File.Exists(weightsFile))
+            throw new HeadConfigurationException("weights", $"{folder} has {HeadManifest.FileName} but no {HeadManifest.WeightsFileName}");
+        IReadOnlyDictionary<string, Tensor> tensors;
+        try
+        {
+            tensors = context.Checkpoints.Read(weightsFile, _ => true);
+        }
+        catch (Exception e) when (e is not HeadConfigurationException)
+        {
+            throw new HeadConfigurationException("weights", $"cannot read {weightsFile}: {e.Message}");
+        }
+        return new WeightsSource
+        {
+            Kind = HeadFolder, Describe = $"the head folder {folder}", Options = options, Labels = manifest.Labels,
+            Tensors = tensors, TrainedOn = manifest.BodyFingerprint,
+        };
+    }
+
+    private static WeightsSource LoadHuggingFace(HeadContext context, string folder, TokenClassificationOptions yamlOptions)
+    {
+        var model = HuggingFaceTaskModel.Open(context, folder, "BertForTokenClassification");
+        // BertForTokenClassification: dropout + one Linear over the last hidden state.
+        if (yamlOptions.Layers is not [-1])
+            throw new HeadConfigurationException("options.layers", $"{folder} is a Hugging Face BertForTokenClassification: its classifier reads the last hidden state only, so layers must be [-1]");
+        if (yamlOptions.HiddenSize is not null)
+            throw new HeadConfigurationException("options.hidden_size", $"{folder} is a Hugging Face BertForTokenClassification: its classifier has no hidden layer");
+        var tensors = model.ReadHeadTensors("classifier.");
+        return new WeightsSource
+        {
+            Kind = HuggingFace, Describe = $"the Hugging Face model {folder}", Options = yamlOptions, Labels = model.Labels,
+            Tensors = tensors, TrainedOn = context.Body.Fingerprint,
+            DefaultDropout = model.Number("classifier_dropout") ?? model.Number("hidden_dropout_prob"),
+        };
+    }
+}

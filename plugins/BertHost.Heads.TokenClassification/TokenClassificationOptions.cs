@@ -1,0 +1,168 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BertHost.Abstractions.Heads;
+
+namespace BertHost.Heads.TokenClassification;
+
+/// <summary>The tag scheme of the labels: IOB2 ("bio": every entity starts with B-) or IOB1 (B- only between two adjacent entities of one type).</summary>
+public enum TagScheme { Bio, Iob1 }
+
+public enum HiddenActivation { Gelu, Relu, Tanh }
+
+/// <summary>
+/// The <c>options:</c> of a token-classification head. Every key is optional:
+/// <list type="bullet">
+/// <item><c>layers</c>: hidden states concatenated for the classifier, counted like Python (0 = embeddings, -1 = last layer); default [-1]</item>
+/// <item><c>dropout</c>: before the classifier (and after the hidden layer); default the body's hidden_dropout_prob</item>
+/// <item><c>hidden_size</c>: an optional Linear + activation + dropout layer of this size before the classifier</item>
+/// <item><c>activation</c>: of the hidden layer: <c>gelu</c> (default) | <c>relu</c> | <c>tanh</c></item>
+/// <item><c>stride</c>: tokens shared by consecutive windows of a text longer than <c>max_length</c> (default 16)</item>
+/// <item><c>max_length</c>: tokens per window (special tokens included); the body's limit when larger or absent</item>
+/// <item><c>scheme</c>: <c>bio</c> (IOB2, default) | <c>iob1</c>: the tag scheme the head predicts; training data in the other scheme is converted when read</item>
+/// </list>
+/// </summary>
+public sealed record TokenClassificationOptions
+{
+    public const int DefaultStride = 16;
+
+    public static IReadOnlyList<string> Keys { get; } = ["layers", "dropout", "hidden_size", "activation", "stride", "max_length", "scheme"];
+
+    /// <summary>Keys that change what the weights mean: a saved head must be served with the values it was trained with.</summary>
+    public static IReadOnlyList<string> StructuralKeys { get; } = ["layers", "hidden_size", "activation", "scheme"];
+
+    /// <summary>Normalised layer indices: negative (-1 = last layer), one per concatenated hidden state, in the given order.</summary>
+    public IReadOnlyList<int> Layers { get; init; } = [-1];
+    public double? Dropout { get; init; }
+    public int? HiddenSize { get; init; }
+    public HiddenActivation Activation { get; init; } = HiddenActivation.Gelu;
+    public int Stride { get; init; } = DefaultStride;
+    public int? MaxLength { get; init; }
+    public TagScheme Scheme { get; init; } = TagScheme.Bio;
+
+    /// <summary>The keys present in the YAML (so saved values fill in the others).</summary>
+    public IReadOnlySet<string> Given { get; init; } = new HashSet<string>();
+
+    public static string Name(HiddenActivation a) => a.ToString().ToLowerInvariant();
+    public static string Name(TagScheme s) => s == TagScheme.Iob1 ? "iob1" : "bio";
+
+    public static TokenClassificationOptions Parse(JsonElement options, BodyInfo body)
+    {
+        if (options.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return new TokenClassificationOptions();
+        if (options.ValueKind != JsonValueKind.Object)
+            throw new HeadConfigurationException("options", $"options must be an object, got {Describe(options)}");
+        var unknown = options.EnumerateObject().Select(p => p.Name).Where(n => !Keys.Contains(n)).ToList();
+        if (unknown.Count > 0)
+            throw new HeadConfigurationException($"options.{unknown[0]}",
+                $"unknown option{(unknown.Count > 1 ? "s" : "")} {string.Join(", ", unknown.Select(u => $"'{u}'"))} for a token-classification head (known: {string.Join(", ", Keys)})");
+
+        var result = new TokenClassificationOptions { Given = options.EnumerateObject().Select(p => p.Name).ToHashSet() };
+        foreach (var p in options.EnumerateObject())
+        {
+            var field = "options." + p.Name;
+            var v = p.Value;
+            result = p.Name switch
+            {
+                "layers" => result with { Layers = ParseLayers(field, v, body) },
+                "dropout" => result with { Dropout = Probability(field, v) },
+                "hidden_size" => result with { HiddenSize = v.ValueKind == JsonValueKind.Null ? null : Int(field, v, min: 1) },
+                "activation" => result with { Activation = ParseActivation(field, String(field, v)) },
+                "stride" => result with { Stride = Int(field, v, min: 0) },
+                "max_length" => result with { MaxLength = Int(field, v, min: 3) },
+                "scheme" => result with { Scheme = ParseScheme(field, String(field, v)) },
+                _ => result,
+            };
+        }
+        return result;
+    }
+
+    /// <summary>The options with every key explicit (what head.json records).</summary>
+    public JsonObject ToJson(double effectiveDropout)
+    {
+        var o = new JsonObject
+        {
+            ["layers"] = new JsonArray(Layers.Select(l => (JsonNode)l).ToArray()),
+            ["dropout"] = effectiveDropout,
+            ["hidden_size"] = HiddenSize,
+            ["activation"] = Name(Activation),
+            ["stride"] = Stride,
+            ["scheme"] = Name(Scheme),
+        };
+        if (MaxLength is { } m) o["max_length"] = m;
+        return o;
+    }
+
+    internal string ValueOf(string key) => key switch
+    {
+        "layers" => $"[{string.Join(", ", Layers)}]",
+        "hidden_size" => HiddenSize?.ToString(CultureInfo.InvariantCulture) ?? "none",
+        "activation" => Name(Activation),
+        "scheme" => Name(Scheme),
+        _ => "",
+    };
+
+    private static IReadOnlyList<int> ParseLayers(string field, JsonElement v, BodyInfo body)
+    {
+        if (v.ValueKind != JsonValueKind.Array || v.GetArrayLength() == 0)
+            throw new HeadConfigurationException(field, $"{field} must be a non-empty list of layer indices (e.g. [-1] or [-1, -2, -3, -4]), got {Describe(v)}");
+        var count = body.NumHiddenLayers + 1;
+        var list = new List<int>();
+        foreach (var e in v.EnumerateArray())
+        {
+            var f = $"{field}[{list.Count}]";
+            var layer = Int(f, e, min: int.MinValue);
+            if (layer < -count || layer >= count)
+                throw new HeadConfigurationException(f,
+                    $"layer {layer} does not exist: the body has {count} hidden states (0 = embeddings .. {body.NumHiddenLayers} = last layer, or -1 .. -{count})");
+            var normalised = layer < 0 ? layer : layer - count;
+            if (list.Contains(normalised)) throw new HeadConfigurationException(f, $"layer {layer} is listed twice");
+            list.Add(normalised);
+        }
+        return list;
+    }
+
+    private static HiddenActivation ParseActivation(string field, string s) => s.ToLowerInvariant() switch
+    {
+        "gelu" => HiddenActivation.Gelu,
+        "relu" => HiddenActivation.Relu,
+        "tanh" => HiddenActivation.Tanh,
+        _ => throw new HeadConfigurationException(field, $"activation '{s}' is not one of gelu, relu, tanh"),
+    };
+
+    internal static TagScheme ParseScheme(string field, string s) => s.ToLowerInvariant() switch
+    {
+        "bio" or "iob2" => TagScheme.Bio,
+        "iob1" => TagScheme.Iob1,
+        _ => throw new HeadConfigurationException(field, $"scheme '{s}' is not one of bio, iob1"),
+    };
+
+    private static string String(string field, JsonElement v) =>
+        v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new HeadConfigurationException(field, $"{field} must be a string, got {Describe(v)}");
+
+    private static int Int(string field, JsonElement v, int min)
+    {
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var i))
+            throw new HeadConfigurationException(field, $"{field} must be an integer, got {Describe(v)}");
+        if (i < min) throw new HeadConfigurationException(field, $"{field} must be at least {min}, got {i}");
+        return i;
+    }
+
+    private static double Probability(string field, JsonElement v)
+    {
+        if (v.ValueKind != JsonValueKind.Number) throw new HeadConfigurationException(field, $"{field} must be a number, got {Describe(v)}");
+        var d = v.GetDouble();
+        if (d is < 0 or >= 1) throw new HeadConfigurationException(field, $"{field} must be in [0, 1), got {d}");
+        return d;
+    }
+
+    internal static string Describe(JsonElement v) => v.ValueKind switch
+    {
+        JsonValueKind.String => $"the string \"{v.GetString()}\"",
+        JsonValueKind.Number => $"the number {v.GetRawText()}",
+        JsonValueKind.True or JsonValueKind.False => v.GetRawText(),
+        JsonValueKind.Null => "null",
+        JsonValueKind.Array => "a list",
+        JsonValueKind.Object => "an object",
+        _ => v.ValueKind.ToString(),
+    };
+}

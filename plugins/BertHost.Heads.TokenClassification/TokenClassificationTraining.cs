@@ -1,0 +1,231 @@
+using System.Text;
+using System.Text.Json;
+using BertHost.Abstractions.Heads;
+using static TorchSharp.torch;
+
+namespace BertHost.Heads.TokenClassification;
+
+/// <summary>
+/// Training support of a token-classification head: readers for <c>conll</c> (one token per line, whitespace-separated
+/// columns, the first is the word and the last the tag; a blank line ends a sentence; <c>-DOCSTART-</c> lines are skipped)
+/// and <c>jsonl</c> (<c>{"tokens": [...], "tags": [...]}</c>, tags as names or label indices; <c>ner_tags</c> is read as
+/// <c>tags</c>; other fields are ignored). Tags are converted to the head's scheme (IOB1 data for a bio head and the
+/// reverse; a no-op for data already in it). Each word's tag goes on its first sub-token, -100 (no loss) on the other
+/// sub-tokens and the special tokens; a sentence longer than a window is split into windows like inference, and each
+/// word is labelled in exactly one window. Loss: token-level cross-entropy over the labelled positions.
+/// </summary>
+public sealed class TokenClassificationTraining : IHeadTraining
+{
+    public const string Conll = "conll";
+    public const string Jsonl = "jsonl";
+    public const int Ignored = -100;
+
+    private readonly TokenClassificationHead _head;
+
+    internal TokenClassificationTraining(TokenClassificationHead head) => _head = head;
+
+    public IReadOnlyList<string> DataFormats { get; } = [Conll, Jsonl];
+
+    private IReadOnlyList<string> Labels => _head.Labels;
+
+    public IEnumerable<HeadFeatures> ReadExamples(string path, TrainingDataOptions options)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(options);
+        if (!File.Exists(path)) throw new FileNotFoundException($"training data {path} does not exist", path);
+        var format = options.Format ?? DetectFormat(path);
+        var records = format switch
+        {
+            Conll => ReadConll(path),
+            Jsonl => ReadJsonl(path),
+            _ => throw new ArgumentException($"data format '{format}' is not one of {string.Join(", ", DataFormats)}"),
+        };
+        return Examples(path, records, options);
+    }
+
+    /// <summary>By extension (.jsonl/.json/.ndjson = jsonl), else by the first non-blank character ('{' = jsonl, else conll).</summary>
+    public static string DetectFormat(string path)
+    {
+        var ext = Path.GetExtension(path).ToLowerInvariant();
+        if (ext is ".jsonl" or ".json" or ".ndjson") return Jsonl;
+        using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+        int c;
+        while ((c = reader.Read()) >= 0 && char.IsWhiteSpace((char)c)) { }
+        return c == '{' ? Jsonl : Conll;
+    }
+
+    /// <summary>A sentence as read: its words, their tags (names), the line of each word, or the error that makes it malformed.</summary>
+    private sealed record Sentence(int Line, List<string> Words, List<string> Tags, List<int> Lines, TrainingDataException? Error = null);
+
+    private IEnumerable<HeadFeatures> Examples(string path, IEnumerable<Sentence> sentences, TrainingDataOptions options)
+    {
+        foreach (var s in sentences)
+        {
+            HeadFeatures example;
+            try
+            {
+                if (s.Error is not null) throw s.Error;
+                example = Example(path, s);
+            }
+            catch (TrainingDataException e) when (options.SkipMalformed)
+            {
+                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
+                continue;
+            }
+            yield return example;
+        }
+    }
+
+    private static IEnumerable<Sentence> ReadConll(string path)
+    {
+        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
+        var words = new List<string>();
+        var tags = new List<string>();
+        var lines = new List<int>();
+        TrainingDataException? error = null;
+        var lineNo = 0;
+        string? line;
+        while (true)
+        {
+            line = reader.ReadLine();
+            if (line is not null) lineNo++;
+            var cells = line?.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries) ?? [];
+            if (cells.Length == 0 || cells[0] == "-DOCSTART-")
+            {
+                if (words.Count > 0 || error is not null) yield return new Sentence(lines.Count > 0 ? lines[0] : lineNo, words, tags, lines, error);
+                words = [];
+                tags = [];
+                lines = [];
+                error = null;
+                if (line is null) yield break;
+                continue;
+            }
+            if (cells.Length < 2)
+                error ??= new TrainingDataException(path, lineNo, $"'{line!.Trim()}' has one column; a conll line is 'word ... tag' (the last column is the tag)");
+            words.Add(cells[0]);
+            tags.Add(cells[^1]);
+            lines.Add(lineNo);
+        }
+    }
+
+    private IEnumerable<Sentence> ReadJsonl(string path)
+    {
+        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
+        var lineNo = 0;
+        string? line;
+        while ((line = reader.ReadLine()) is not null)
+        {
+            lineNo++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            Sentence sentence;
+            try
+            {
+                sentence = JsonlSentence(path, lineNo, line);
+            }
+            catch (TrainingDataException e)
+            {
+                sentence = new Sentence(lineNo, [], [], [], e);
+            }
+            yield return sentence;
+        }
+    }
+
+    private Sentence JsonlSentence(string path, int lineNo, string line)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(line);
+        }
+        catch (JsonException e)
+        {
+            throw new TrainingDataException(path, lineNo, $"not valid JSON: {e.Message}");
+        }
+        using (doc)
+        {
+            var o = doc.RootElement;
+            if (o.ValueKind != JsonValueKind.Object) throw new TrainingDataException(path, lineNo, "each line must be a JSON object {\"tokens\": [...], \"tags\": [...]}");
+            if (!o.TryGetProperty("tokens", out var tokens) || tokens.ValueKind != JsonValueKind.Array)
+                throw new TrainingDataException(path, lineNo, "tokens must be a list of words");
+            if (!(o.TryGetProperty("tags", out var tags) || o.TryGetProperty("ner_tags", out tags)) || tags.ValueKind != JsonValueKind.Array)
+                throw new TrainingDataException(path, lineNo, "tags must be a list of tags (one per token)");
+            var words = tokens.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String && e.GetString()!.Length > 0
+                ? e.GetString()! : throw new TrainingDataException(path, lineNo, "every token must be a non-empty string")).ToList();
+            var names = tags.EnumerateArray().Select(e => e.ValueKind switch
+            {
+                JsonValueKind.String => e.GetString()!,
+                JsonValueKind.Number when e.TryGetInt32(out var i) && i >= 0 && i < Labels.Count => Labels[i],
+                _ => throw new TrainingDataException(path, lineNo, $"tag {e.GetRawText()} is neither a label name nor an index of the {Labels.Count} labels"),
+            }).ToList();
+            if (names.Count != words.Count) throw new TrainingDataException(path, lineNo, $"{words.Count} tokens but {names.Count} tags");
+            if (words.Count == 0) throw new TrainingDataException(path, lineNo, "tokens is empty");
+            return new Sentence(lineNo, words, names, Enumerable.Repeat(lineNo, words.Count).ToList());
+        }
+    }
+
+    private HeadFeatures Example(string path, Sentence s)
+    {
+        for (var k = 0; k < s.Tags.Count; k++)
+            if (!Labels.Contains(s.Tags[k]))
+                throw new TrainingDataException(path, s.Lines[k], $"tag '{s.Tags[k]}' is not one of the head's labels ({string.Join(", ", Labels)})");
+        var converted = _head.Options.Scheme == TagScheme.Bio ? Seqeval.ToIob2(s.Tags) : Seqeval.ToIob1(s.Tags);
+        var ids = new int[converted.Length];
+        for (var k = 0; k < converted.Length; k++)
+        {
+            ids[k] = IndexOf(converted[k]);
+            if (ids[k] < 0)
+                throw new TrainingDataException(path, s.Lines[k],
+                    $"tag '{s.Tags[k]}' is '{converted[k]}' in the head's {TokenClassificationOptions.Name(_head.Options.Scheme)} scheme, which is not one of its labels ({string.Join(", ", Labels)})");
+        }
+
+        var (windows, state) = _head.EncodeWords(s.Words);
+        var tokenLabels = windows.Select(w => Enumerable.Repeat(Ignored, w.Length).ToArray()).ToArray();
+        var seen = new bool[s.Words.Count];
+        foreach (var (w, p) in state.Windows.Owners)
+        {
+            // the owner of a word's first sub-token carries the word's tag
+            if (windows[w].WordIds[p] is not { } word || seen[word]) continue;
+            seen[word] = true;
+            tokenLabels[w][p] = ids[word];
+        }
+        return new HeadFeatures
+        {
+            Sequences = windows,
+            State = new TokenClassificationState
+            {
+                Text = state.Text, WordStarts = state.WordStarts, Windows = state.Windows,
+                TokenLabels = tokenLabels, WordTags = ids, Source = $"{path}:{s.Line}",
+            },
+        };
+    }
+
+    private int IndexOf(string label)
+    {
+        for (var i = 0; i < Labels.Count; i++) if (string.Equals(Labels[i], label, StringComparison.Ordinal)) return i;
+        return -1;
+    }
+
+    public Tensor Loss(Tensor logits, HeadBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        int rows = (int)logits.shape[0], length = (int)logits.shape[1], n = (int)logits.shape[2];
+        if (rows != batch.RowCount) throw new ArgumentException($"logits have {rows} rows, the batch has {batch.RowCount}");
+        var targets = Enumerable.Repeat((long)Ignored, rows * length).ToArray();
+        for (var i = 0; i < batch.Items.Count; i++)
+        {
+            var state = batch.Items[i].State as TokenClassificationState;
+            var labels = state?.TokenLabels ?? throw new ArgumentException($"batch item {i} has no training tags");
+            for (var w = 0; w < labels.Length; w++)
+            {
+                var row = batch.RowStarts[i] + w;
+                for (var p = 0; p < labels[w].Length; p++) targets[row * length + p] = labels[w][p];
+            }
+        }
+        var labelled = targets.Count(t => t != Ignored);
+        var target = tensor(targets, ScalarType.Int64, batch.Device);
+        var sum = nn.functional.cross_entropy(logits.to(ScalarType.Float32).reshape(-1, n), target, ignore_index: Ignored, reduction: nn.Reduction.Sum);
+        return sum.div(Math.Max(labelled, 1)).MoveToOuterDisposeScope();
+    }
+
+    public IHeadMetric CreateMetric() => new EntityMetric(Labels);
+}
