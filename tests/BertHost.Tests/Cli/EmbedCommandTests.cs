@@ -146,4 +146,35 @@ public class EmbedCommandTests
         var general = await CliRunner.RunAsync("--help");
         Assert.Contains("embed", general.Out);
     }
+
+    [Theory]
+    [InlineData("broken/bad-config", "config.json")]
+    [InlineData("broken/missing-key", "encoder.layer.1.output.dense.weight")]
+    [InlineData("broken/no-weights", "pytorch_model.bin")]
+    public async Task A_malformed_model_folder_is_one_clear_line_and_exit_1(string folder, string expected)
+    {
+        var result = await CliRunner.RunAsync("embed", "--model", TestPaths.Fixture("models", folder), "hi");
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains(expected, result.Error);
+        Assert.Single(result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
+
+    [Fact]
+    public async Task A_config_the_encoder_cannot_honour_is_refused_naming_the_field()
+    {
+        var dir = Directory.CreateTempSubdirectory("berthost-embed-config-");
+        try
+        {
+            foreach (var f in Directory.GetFiles(TinyBert)) File.Copy(f, Path.Combine(dir.FullName, Path.GetFileName(f)));
+            var configPath = Path.Combine(dir.FullName, "config.json");
+            File.WriteAllText(configPath, File.ReadAllText(configPath).Replace("\"absolute\"", "\"relative_key\""));
+            var result = await CliRunner.RunAsync("embed", "--model", dir.FullName, "hi");
+            Assert.Equal(1, result.ExitCode);
+            Assert.Contains("position_embedding_type 'relative_key' is not supported", result.Error);
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
 }
