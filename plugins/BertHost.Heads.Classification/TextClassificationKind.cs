@@ -33,23 +33,10 @@ public sealed class TextClassificationKind : IHeadKind
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
             var module = new ClassificationModule(context.Body.HiddenSize, options.HiddenLayers, labels.Count, dropout, options.Activation);
-            try
-            {
-                if (weights.Tensors is null) module.InitializeFresh(context.Body.InitializerRange, context.Seed);
-                else LoadTensors(module, weights);
-                module.to(context.Body.Device).to(context.Body.DType);
-                module.eval();
-            }
-            catch
-            {
-                module.Dispose();
-                throw;
-            }
+            HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
+                () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe, "check options.hidden_layers and the labels");
 
-            if (weights.TrainedOn is { } trainedOn && trainedOn != context.Body.Fingerprint)
-                context.Logger.LogWarning(
-                    "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
-                    context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
+            HeadWeights.WarnIfStale(context, weights.TrainedOn);
             return new ClassificationHead(context, options, labels, dropout, module, weights.Kind, weights.TrainedOn);
         }
         finally
@@ -90,9 +77,6 @@ public sealed class TextClassificationKind : IHeadKind
         if (weights.ClassifierRows is { } rows && rows != labels.Count)
             throw new HeadConfigurationException("labels", $"{weights.Describe} has a classifier for {rows} labels but the head has {labels.Count} labels ([{string.Join(", ", labels)}])");
     }
-
-    private static void LoadTensors(ClassificationModule module, WeightsSource weights) =>
-        HeadWeights.LoadInto(module, weights.Tensors!, weights.Describe, "check options.hidden_layers and the labels");
 }
 
 /// <summary>Where a head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF task model.</summary>
@@ -111,11 +95,7 @@ internal sealed class WeightsSource
     public double? DefaultDropout { get; init; }
     public int? ClassifierRows => Tensors is not null && Tensors.TryGetValue("classifier.weight", out var w) ? (int)w.shape[0] : null;
 
-    public void DisposeTensors()
-    {
-        if (Tensors is null) return;
-        foreach (var t in Tensors.Values) t.Dispose();
-    }
+    public void DisposeTensors() => HeadWeights.DisposeAll(Tensors);
 
     public static WeightsSource Load(HeadContext context, ClassificationOptions yamlOptions)
     {

@@ -37,23 +37,10 @@ public sealed class MultipleChoiceKind : IHeadKind
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
             var module = new MultipleChoiceModule(context.Body.HiddenSize, dropout);
-            try
-            {
-                if (weights.Tensors is null) module.InitializeFresh(context.Body.InitializerRange, context.Seed);
-                else LoadTensors(module, weights);
-                module.to(context.Body.Device).to(context.Body.DType);
-                module.eval();
-            }
-            catch
-            {
-                module.Dispose();
-                throw;
-            }
+            HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
+                () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe);
 
-            if (weights.TrainedOn is { } trainedOn && trainedOn != context.Body.Fingerprint)
-                context.Logger.LogWarning(
-                    "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
-                    context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
+            HeadWeights.WarnIfStale(context, weights.TrainedOn);
             return new MultipleChoiceHead(context, options, dropout, module, weights.Kind, weights.TrainedOn);
         }
         finally
@@ -61,9 +48,6 @@ public sealed class MultipleChoiceKind : IHeadKind
             weights.DisposeTensors();
         }
     }
-
-    private static void LoadTensors(MultipleChoiceModule module, McWeightsSource weights) =>
-        HeadWeights.LoadInto(module, weights.Tensors!, weights.Describe);
 }
 
 /// <summary>Where a head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF BertForMultipleChoice.</summary>
@@ -80,11 +64,7 @@ internal sealed class McWeightsSource
     public string? TrainedOn { get; init; }
     public double? DefaultDropout { get; init; }
 
-    public void DisposeTensors()
-    {
-        if (Tensors is null) return;
-        foreach (var t in Tensors.Values) t.Dispose();
-    }
+    public void DisposeTensors() => HeadWeights.DisposeAll(Tensors);
 
     public static McWeightsSource Load(HeadContext context, MultipleChoiceOptions yamlOptions)
     {

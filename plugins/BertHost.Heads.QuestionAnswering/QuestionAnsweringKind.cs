@@ -32,22 +32,9 @@ public sealed class QuestionAnsweringKind : IHeadKind
             if ((options.MaxLength ?? context.Body.MaxSequenceLength) < 8)
                 throw new HeadConfigurationException("options.max_length", $"max_length must be at least 8, got {options.MaxLength}");
             var module = new QuestionAnsweringModule(context.Body.HiddenSize, options.Dropout);
-            try
-            {
-                if (weights.Tensors is null) module.InitializeFresh(context.Body.InitializerRange, context.Seed);
-                else LoadTensors(module, weights);
-                module.to(context.Body.Device).to(context.Body.DType);
-                module.eval();
-            }
-            catch
-            {
-                module.Dispose();
-                throw;
-            }
-            if (weights.TrainedOn is { } trainedOn && trainedOn != context.Body.Fingerprint)
-                context.Logger.LogWarning(
-                    "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
-                    context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
+            HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
+                () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe);
+            HeadWeights.WarnIfStale(context, weights.TrainedOn);
             return new QuestionAnsweringHead(context, options, module, weights.Kind, weights.TrainedOn);
         }
         finally
@@ -55,9 +42,6 @@ public sealed class QuestionAnsweringKind : IHeadKind
             weights.DisposeTensors();
         }
     }
-
-    private static void LoadTensors(QuestionAnsweringModule module, QaWeights weights) =>
-        HeadWeights.LoadInto(module, weights.Tensors!, weights.Describe);
 }
 
 /// <summary>Where a QA head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF BertForQuestionAnswering.</summary>
@@ -69,11 +53,7 @@ internal sealed class QaWeights
     public IReadOnlyDictionary<string, Tensor>? Tensors { get; init; }
     public string? TrainedOn { get; init; }
 
-    public void DisposeTensors()
-    {
-        if (Tensors is null) return;
-        foreach (var t in Tensors.Values) t.Dispose();
-    }
+    public void DisposeTensors() => HeadWeights.DisposeAll(Tensors);
 
     public static QaWeights Load(HeadContext context, QuestionAnsweringOptions yamlOptions)
     {

@@ -31,19 +31,14 @@ public sealed class TokenClassificationKind : IHeadKind
             Validate(labels, weights);
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
             var module = new TokenClassificationModule(context.Body.HiddenSize * options.Layers.Count, options.HiddenSize, labels.Count, dropout, options.Activation);
+            HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
+                () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe, "check options.layers, options.hidden_size and the labels");
+            HeadWeights.WarnIfStale(context, weights.TrainedOn);
             try
             {
-                if (weights.Tensors is null) module.InitializeFresh(context.Body.InitializerRange, context.Seed);
-                else LoadTensors(module, weights);
-                module.to(context.Body.Device).to(context.Body.DType);
-                module.eval();
-                if (weights.TrainedOn is { } trainedOn && trainedOn != context.Body.Fingerprint)
-                    context.Logger.LogWarning(
-                        "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
-                        context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
                 return new TokenClassificationHead(context, options, labels, dropout, module, weights.Kind, weights.TrainedOn);
             }
-            catch
+            catch   // the head checks the window options (stride vs max_length) and then owns nothing
             {
                 module.Dispose();
                 throw;
@@ -79,9 +74,6 @@ public sealed class TokenClassificationKind : IHeadKind
         if (weights.ClassifierRows is { } rows && rows != labels.Count)
             throw new HeadConfigurationException("labels", $"{weights.Describe} has a classifier for {rows} labels but the head has {labels.Count} labels ([{string.Join(", ", labels)}])");
     }
-
-    private static void LoadTensors(TokenClassificationModule module, WeightsSource weights) =>
-        HeadWeights.LoadInto(module, weights.Tensors!, weights.Describe, "check options.layers, options.hidden_size and the labels");
 }
 
 /// <summary>Where a head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF BertForTokenClassification folder.</summary>
@@ -100,11 +92,7 @@ internal sealed class WeightsSource
     public double? DefaultDropout { get; init; }
     public int? ClassifierRows => Tensors is not null && Tensors.TryGetValue("classifier.weight", out var w) ? (int)w.shape[0] : null;
 
-    public void DisposeTensors()
-    {
-        if (Tensors is null) return;
-        foreach (var t in Tensors.Values) t.Dispose();
-    }
+    public void DisposeTensors() => HeadWeights.DisposeAll(Tensors);
 
     public static WeightsSource Load(HeadContext context, TokenClassificationOptions yamlOptions)
     {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -124,6 +125,53 @@ public static class HeadWeights
                 $"{describe} does not match this head ({string.Join("; ", problems)}){(hint is null ? "" : $"; {hint}")}");
         using var noGrad = no_grad();   // copy_ into leaf parameters that require grad is only allowed without autograd
         foreach (var (name, parameter) in parameters) parameter.copy_(stored[name]);
+    }
+
+    /// <summary>
+    /// Gives a freshly built head module its weights and puts it where the body runs: <paramref name="initializeFresh"/>
+    /// when there are no stored tensors, otherwise <see cref="LoadInto"/>; then the body's device and dtype, in eval mode
+    /// (serving never trains). On any failure the module is disposed, since the caller never gets it to dispose.
+    /// </summary>
+    /// <param name="stored">The tensors to load, or null for a fresh head.</param>
+    /// <param name="initializeFresh">The kind's own initialization (its module knows its layers), run only for a fresh head.</param>
+    public static void PrepareModule(nn.Module module, BodyInfo body, IReadOnlyDictionary<string, Tensor>? stored, Action initializeFresh,
+        string describe, string? hint = null)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(body);
+        ArgumentNullException.ThrowIfNull(initializeFresh);
+        try
+        {
+            if (stored is null) initializeFresh();
+            else LoadInto(module, stored, describe, hint);
+            module.to(body.Device).to(body.DType);
+            module.eval();
+        }
+        catch
+        {
+            module.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Logs that a head's weights were trained on another body than the served one. Only a warning: the head still
+    /// works, but its answers are those of a head reading features it was not trained on.
+    /// </summary>
+    public static void WarnIfStale(HeadContext context, string? trainedOn)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (trainedOn is not null && trainedOn != context.Body.Fingerprint)
+            context.Logger.LogWarning(
+                "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
+                context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
+    }
+
+    /// <summary>Disposes tensors read by <see cref="ReadTensors"/> or a Hugging Face import once copied into a module (null: nothing).</summary>
+    public static void DisposeAll(IReadOnlyDictionary<string, Tensor>? tensors)
+    {
+        if (tensors is null) return;
+        foreach (var t in tensors.Values) t.Dispose();
     }
 
     /// <summary>The differences between a module's state and stored tensors, in a stable (ordinal) order for the message.</summary>
