@@ -195,6 +195,7 @@ public static class HeadWeights
     public static void Save(HeadContext context, string folder, nn.Module module, HeadManifest manifest)
     {
         ArgumentNullException.ThrowIfNull(context);
+        ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(manifest);
         Directory.CreateDirectory(folder);
