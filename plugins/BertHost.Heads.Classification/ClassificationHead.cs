@@ -220,11 +220,7 @@ public sealed class ClassificationHead : IHead
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentNullException.ThrowIfNull(info);
-        Directory.CreateDirectory(folder);
-        var state = _module.state_dict();
-        _context.Checkpoints.Save(Path.Combine(folder, HeadManifest.WeightsFileName), state,
-            new Dictionary<string, string> { ["format"] = "pt", ["kind"] = Kind });
-        new HeadManifest(Kind, Labels, Options.ToJson(_dropout), info.BodyFingerprint, info.Metrics, DateTimeOffset.UtcNow).Write(folder);
+        HeadWeights.Save(_context, folder, _module, new HeadManifest(Kind, Labels, Options.ToJson(_dropout), info.BodyFingerprint, info.Metrics, DateTimeOffset.UtcNow));
         TrainedOnFingerprint = info.BodyFingerprint;
     }
 

@@ -1,9 +1,6 @@
 using BertHost.Abstractions;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
-using Microsoft.Extensions.Logging;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BertHost.Heads.Classification;
@@ -33,23 +30,10 @@ public sealed class TextClassificationKind : IHeadKind
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
             var module = new ClassificationModule(context.Body.HiddenSize, options.HiddenLayers, labels.Count, dropout, options.Activation);
-            try
-            {
-                if (weights.Tensors is null) module.InitializeFresh(context.Body.InitializerRange, context.Seed);
-                else LoadTensors(module, weights);
-                module.to(context.Body.Device).to(context.Body.DType);
-                module.eval();
-            }
-            catch
-            {
-                module.Dispose();
-                throw;
-            }
+            HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
+                () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe, "check options.hidden_layers and the labels");
 
-            if (weights.TrainedOn is { } trainedOn && trainedOn != context.Body.Fingerprint)
-                context.Logger.LogWarning(
-                    "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
-                    context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
+            HeadWeights.WarnIfStale(context, weights.TrainedOn);
             return new ClassificationHead(context, options, labels, dropout, module, weights.Kind, weights.TrainedOn);
         }
         finally
@@ -90,27 +74,6 @@ public sealed class TextClassificationKind : IHeadKind
         if (weights.ClassifierRows is { } rows && rows != labels.Count)
             throw new HeadConfigurationException("labels", $"{weights.Describe} has a classifier for {rows} labels but the head has {labels.Count} labels ([{string.Join(", ", labels)}])");
     }
-
-    private static void LoadTensors(ClassificationModule module, WeightsSource weights)
-    {
-        var parameters = module.state_dict();
-        var stored = weights.Tensors!;
-        var missing = parameters.Keys.Where(k => !stored.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-        var unexpected = stored.Keys.Where(k => !parameters.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-        var wrong = parameters.Where(p => stored.TryGetValue(p.Key, out var t) && !t.shape.SequenceEqual(p.Value.shape))
-            .Select(p => $"{p.Key} is [{string.Join(",", stored[p.Key].shape)}], the head expects [{string.Join(",", p.Value.shape)}]").ToList();
-        if (missing.Count + unexpected.Count + wrong.Count > 0)
-        {
-            var problems = new List<string>();
-            if (missing.Count > 0) problems.Add($"missing {string.Join(", ", missing)}");
-            if (unexpected.Count > 0) problems.Add($"unexpected {string.Join(", ", unexpected)}");
-            problems.AddRange(wrong);
-            throw new HeadConfigurationException("weights",
-                $"{weights.Describe} does not match this head ({string.Join("; ", problems)}); check options.hidden_layers and the labels");
-        }
-        using var noGrad = no_grad();
-        foreach (var (name, parameter) in parameters) parameter.copy_(stored[name]);
-    }
 }
 
 /// <summary>Where a head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF task model.</summary>
@@ -129,39 +92,22 @@ internal sealed class WeightsSource
     public double? DefaultDropout { get; init; }
     public int? ClassifierRows => Tensors is not null && Tensors.TryGetValue("classifier.weight", out var w) ? (int)w.shape[0] : null;
 
-    public void DisposeTensors()
-    {
-        if (Tensors is null) return;
-        foreach (var t in Tensors.Values) t.Dispose();
-    }
+    public void DisposeTensors() => HeadWeights.DisposeAll(Tensors);
 
     public static WeightsSource Load(HeadContext context, ClassificationOptions yamlOptions)
     {
         var path = context.WeightsPath;
-        if (path is null) return new WeightsSource { Kind = Fresh, Describe = "fresh weights", Options = yamlOptions };
-        if (File.Exists(path))
-            throw new HeadConfigurationException("weights", $"{path} is a file; weights must be a head folder (head.json + head.safetensors) or a Hugging Face BertForSequenceClassification folder");
-        if (!Directory.Exists(path))
-            throw new HeadConfigurationException("weights", $"{path} does not exist");
-        if (File.Exists(Path.Combine(path, HeadManifest.FileName))) return LoadHeadFolder(context, path, yamlOptions);
-        if (HuggingFaceTaskModel.IsModelFolder(path)) return LoadHuggingFace(context, path, yamlOptions);
-        throw new HeadConfigurationException("weights",
-            $"{path} is neither a head folder ({HeadManifest.FileName} + {HeadManifest.WeightsFileName}) nor a Hugging Face model folder (config.json + weights)");
+        return HeadWeights.Locate(path, "BertForSequenceClassification") switch
+        {
+            WeightsLocation.HeadFolder => LoadHeadFolder(context, path!, yamlOptions),
+            WeightsLocation.HuggingFace => LoadHuggingFace(context, path!, yamlOptions),
+            _ => new WeightsSource { Kind = Fresh, Describe = "fresh weights", Options = yamlOptions },
+        };
     }
 
     private static WeightsSource LoadHeadFolder(HeadContext context, string folder, ClassificationOptions yamlOptions)
     {
-        HeadManifest manifest;
-        try
-        {
-            manifest = HeadManifest.Read(Path.Combine(folder, HeadManifest.FileName));
-        }
-        catch (Exception e) when (e is FormatException or IOException or InvalidOperationException)
-        {
-            throw new HeadConfigurationException("weights", $"{Path.Combine(folder, HeadManifest.FileName)}: {e.Message}");
-        }
-        if (manifest.Kind != TextClassificationKind.KindName)
-            throw new HeadConfigurationException("weights", $"{folder} holds a '{manifest.Kind}' head, not a {TextClassificationKind.KindName} head");
+        var manifest = HeadWeights.ReadManifest(folder, TextClassificationKind.KindName);
 
         // Options: the saved ones, overridden by the configuration's; what changes the meaning of the weights must agree.
         ClassificationOptions saved;
@@ -181,16 +127,10 @@ internal sealed class WeightsSource
                 throw new HeadConfigurationException($"options.{key}",
                     $"the weights in {folder} were trained with {key} {theirs}, the configuration says {mine}; remove options.{key} or train a new head");
         }
-        var merged = new JsonObject();
-        foreach (var (k, v) in manifest.Options) merged[k] = v?.DeepClone();
-        foreach (var p in context.Options.ValueKind == JsonValueKind.Object ? context.Options.EnumerateObject() : Enumerable.Empty<JsonProperty>())
-            merged[p.Name] = JsonNode.Parse(p.Value.GetRawText());
-        var options = ClassificationOptions.Parse(JsonSerializer.SerializeToElement(merged), context.Body) with { Given = yamlOptions.Given };
+        var merged = HeadWeights.MergeOptions(manifest.Options, context.Options);
+        var options = ClassificationOptions.Parse(merged, context.Body) with { Given = yamlOptions.Given };
 
-        var weightsFile = Path.Combine(folder, HeadManifest.WeightsFileName);
-        if (!File.Exists(weightsFile))
-            throw new HeadConfigurationException("weights", $"{folder} has {HeadManifest.FileName} but no {HeadManifest.WeightsFileName}");
-        var tensors = ReadTensors(context, weightsFile, _ => true);
+        var tensors = HeadWeights.ReadTensors(context, folder);
         return new WeightsSource
         {
             Kind = HeadFolder, Describe = $"the head folder {folder}", Options = options, Labels = manifest.Labels,
@@ -236,17 +176,5 @@ internal sealed class WeightsSource
             Kind = HuggingFace, Describe = $"the Hugging Face model {folder}", Options = options, Labels = model.Labels,
             Tensors = tensors, TrainedOn = context.Body.Fingerprint, DefaultDropout = model.Number("classifier_dropout"),
         };
-    }
-
-    private static IReadOnlyDictionary<string, Tensor> ReadTensors(HeadContext context, string path, Func<string, bool> include)
-    {
-        try
-        {
-            return context.Checkpoints.Read(path, include);
-        }
-        catch (Exception e) when (e is not HeadConfigurationException)
-        {
-            throw new HeadConfigurationException("weights", $"cannot read {path}: {e.Message}");
-        }
     }
 }

@@ -1,9 +1,6 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using BertHost.Abstractions;
 using BertHost.Abstractions.Heads;
-using Microsoft.Extensions.Logging;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BertHost.Heads.MultipleChoice;
@@ -37,49 +34,16 @@ public sealed class MultipleChoiceKind : IHeadKind
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
             var module = new MultipleChoiceModule(context.Body.HiddenSize, dropout);
-            try
-            {
-                if (weights.Tensors is null) module.InitializeFresh(context.Body.InitializerRange, context.Seed);
-                else LoadTensors(module, weights);
-                module.to(context.Body.Device).to(context.Body.DType);
-                module.eval();
-            }
-            catch
-            {
-                module.Dispose();
-                throw;
-            }
+            HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
+                () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe);
 
-            if (weights.TrainedOn is { } trainedOn && trainedOn != context.Body.Fingerprint)
-                context.Logger.LogWarning(
-                    "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
-                    context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
+            HeadWeights.WarnIfStale(context, weights.TrainedOn);
             return new MultipleChoiceHead(context, options, dropout, module, weights.Kind, weights.TrainedOn);
         }
         finally
         {
             weights.DisposeTensors();
         }
-    }
-
-    private static void LoadTensors(MultipleChoiceModule module, McWeightsSource weights)
-    {
-        var parameters = module.state_dict();
-        var stored = weights.Tensors!;
-        var missing = parameters.Keys.Where(k => !stored.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-        var unexpected = stored.Keys.Where(k => !parameters.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-        var wrong = parameters.Where(p => stored.TryGetValue(p.Key, out var t) && !t.shape.SequenceEqual(p.Value.shape))
-            .Select(p => $"{p.Key} is [{string.Join(",", stored[p.Key].shape)}], the head expects [{string.Join(",", p.Value.shape)}]").ToList();
-        if (missing.Count + unexpected.Count + wrong.Count > 0)
-        {
-            var problems = new List<string>();
-            if (missing.Count > 0) problems.Add($"missing {string.Join(", ", missing)}");
-            if (unexpected.Count > 0) problems.Add($"unexpected {string.Join(", ", unexpected)}");
-            problems.AddRange(wrong);
-            throw new HeadConfigurationException("weights", $"{weights.Describe} does not match this head ({string.Join("; ", problems)})");
-        }
-        using var noGrad = no_grad();
-        foreach (var (name, parameter) in parameters) parameter.copy_(stored[name]);
     }
 }
 
@@ -97,40 +61,23 @@ internal sealed class McWeightsSource
     public string? TrainedOn { get; init; }
     public double? DefaultDropout { get; init; }
 
-    public void DisposeTensors()
-    {
-        if (Tensors is null) return;
-        foreach (var t in Tensors.Values) t.Dispose();
-    }
+    public void DisposeTensors() => HeadWeights.DisposeAll(Tensors);
 
     public static McWeightsSource Load(HeadContext context, MultipleChoiceOptions yamlOptions)
     {
         var path = context.WeightsPath;
-        if (path is null) return new McWeightsSource { Kind = Fresh, Describe = "fresh weights", Options = yamlOptions };
-        if (File.Exists(path))
-            throw new HeadConfigurationException("weights", $"{path} is a file; weights must be a head folder (head.json + head.safetensors) or a Hugging Face BertForMultipleChoice folder");
-        if (!Directory.Exists(path))
-            throw new HeadConfigurationException("weights", $"{path} does not exist");
-        if (File.Exists(Path.Combine(path, HeadManifest.FileName))) return LoadHeadFolder(context, path, yamlOptions);
-        if (HuggingFaceTaskModel.IsModelFolder(path)) return LoadHuggingFace(context, path, yamlOptions);
-        throw new HeadConfigurationException("weights",
-            $"{path} is neither a head folder ({HeadManifest.FileName} + {HeadManifest.WeightsFileName}) nor a Hugging Face model folder (config.json + weights)");
+        return HeadWeights.Locate(path, "BertForMultipleChoice") switch
+        {
+            WeightsLocation.HeadFolder => LoadHeadFolder(context, path!, yamlOptions),
+            WeightsLocation.HuggingFace => LoadHuggingFace(context, path!, yamlOptions),
+            _ => new McWeightsSource { Kind = Fresh, Describe = "fresh weights", Options = yamlOptions },
+        };
     }
 
     private static McWeightsSource LoadHeadFolder(HeadContext context, string folder, MultipleChoiceOptions yamlOptions)
     {
         var manifestPath = Path.Combine(folder, HeadManifest.FileName);
-        HeadManifest manifest;
-        try
-        {
-            manifest = HeadManifest.Read(manifestPath);
-        }
-        catch (Exception e) when (e is FormatException or IOException or InvalidOperationException)
-        {
-            throw new HeadConfigurationException("weights", $"{manifestPath}: {e.Message}");
-        }
-        if (manifest.Kind != MultipleChoiceKind.KindName)
-            throw new HeadConfigurationException("weights", $"{folder} holds a '{manifest.Kind}' head, not a {MultipleChoiceKind.KindName} head");
+        var manifest = HeadWeights.ReadManifest(folder, MultipleChoiceKind.KindName);
 
         // Options: the saved ones, overridden by the configuration's; what changes the meaning of the weights must agree.
         MultipleChoiceOptions saved;
@@ -145,24 +92,10 @@ internal sealed class McWeightsSource
         if (yamlOptions.Given.Contains("pooling") && yamlOptions.Pooling != saved.Pooling)
             throw new HeadConfigurationException("options.pooling",
                 $"the weights in {folder} were trained with pooling {MultipleChoiceOptions.Name(saved.Pooling)}, the configuration says {MultipleChoiceOptions.Name(yamlOptions.Pooling)}; remove options.pooling or train a new head");
-        var merged = new JsonObject();
-        foreach (var (k, v) in manifest.Options) merged[k] = v?.DeepClone();
-        foreach (var p in context.Options.ValueKind == JsonValueKind.Object ? context.Options.EnumerateObject() : Enumerable.Empty<JsonProperty>())
-            merged[p.Name] = JsonNode.Parse(p.Value.GetRawText());
-        var options = MultipleChoiceOptions.Parse(JsonSerializer.SerializeToElement(merged)) with { Given = yamlOptions.Given };
+        var merged = HeadWeights.MergeOptions(manifest.Options, context.Options);
+        var options = MultipleChoiceOptions.Parse(merged) with { Given = yamlOptions.Given };
 
-        var weightsFile = Path.Combine(folder, HeadManifest.WeightsFileName);
-        if (!File.Exists(weightsFile))
-            throw new HeadConfigurationException("weights", $"{folder} has {HeadManifest.FileName} but no {HeadManifest.WeightsFileName}");
-        IReadOnlyDictionary<string, Tensor> tensors;
-        try
-        {
-            tensors = context.Checkpoints.Read(weightsFile, _ => true);
-        }
-        catch (Exception e) when (e is not HeadConfigurationException)
-        {
-            throw new HeadConfigurationException("weights", $"cannot read {weightsFile}: {e.Message}");
-        }
+        var tensors = HeadWeights.ReadTensors(context, folder);
         return new McWeightsSource
         {
             Kind = HeadFolder, Describe = $"the head folder {folder}", Options = options, Tensors = tensors, TrainedOn = manifest.BodyFingerprint,

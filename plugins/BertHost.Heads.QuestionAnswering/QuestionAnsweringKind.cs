@@ -1,8 +1,5 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
-using Microsoft.Extensions.Logging;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BertHost.Heads.QuestionAnswering;
@@ -32,48 +29,15 @@ public sealed class QuestionAnsweringKind : IHeadKind
             if ((options.MaxLength ?? context.Body.MaxSequenceLength) < 8)
                 throw new HeadConfigurationException("options.max_length", $"max_length must be at least 8, got {options.MaxLength}");
             var module = new QuestionAnsweringModule(context.Body.HiddenSize, options.Dropout);
-            try
-            {
-                if (weights.Tensors is null) module.InitializeFresh(context.Body.InitializerRange, context.Seed);
-                else LoadTensors(module, weights);
-                module.to(context.Body.Device).to(context.Body.DType);
-                module.eval();
-            }
-            catch
-            {
-                module.Dispose();
-                throw;
-            }
-            if (weights.TrainedOn is { } trainedOn && trainedOn != context.Body.Fingerprint)
-                context.Logger.LogWarning(
-                    "Head {Head}: the weights in {Weights} were trained on body {TrainedOn}, the served body is {Body}: the head is stale",
-                    context.Name, context.WeightsPath, trainedOn, context.Body.Fingerprint);
+            HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
+                () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe);
+            HeadWeights.WarnIfStale(context, weights.TrainedOn);
             return new QuestionAnsweringHead(context, options, module, weights.Kind, weights.TrainedOn);
         }
         finally
         {
             weights.DisposeTensors();
         }
-    }
-
-    private static void LoadTensors(QuestionAnsweringModule module, QaWeights weights)
-    {
-        var parameters = module.state_dict();
-        var stored = weights.Tensors!;
-        var missing = parameters.Keys.Where(k => !stored.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-        var unexpected = stored.Keys.Where(k => !parameters.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-        var wrong = parameters.Where(p => stored.TryGetValue(p.Key, out var t) && !t.shape.SequenceEqual(p.Value.shape))
-            .Select(p => $"{p.Key} is [{string.Join(",", stored[p.Key].shape)}], the head expects [{string.Join(",", p.Value.shape)}]").ToList();
-        if (missing.Count + unexpected.Count + wrong.Count > 0)
-        {
-            var problems = new List<string>();
-            if (missing.Count > 0) problems.Add($"missing {string.Join(", ", missing)}");
-            if (unexpected.Count > 0) problems.Add($"unexpected {string.Join(", ", unexpected)}");
-            problems.AddRange(wrong);
-            throw new HeadConfigurationException("weights", $"{weights.Describe} does not match this head ({string.Join("; ", problems)})");
-        }
-        using var noGrad = no_grad();
-        foreach (var (name, parameter) in parameters) parameter.copy_(stored[name]);
     }
 }
 
@@ -86,67 +50,37 @@ internal sealed class QaWeights
     public IReadOnlyDictionary<string, Tensor>? Tensors { get; init; }
     public string? TrainedOn { get; init; }
 
-    public void DisposeTensors()
-    {
-        if (Tensors is null) return;
-        foreach (var t in Tensors.Values) t.Dispose();
-    }
+    public void DisposeTensors() => HeadWeights.DisposeAll(Tensors);
 
     public static QaWeights Load(HeadContext context, QuestionAnsweringOptions yamlOptions)
     {
         var path = context.WeightsPath;
-        if (path is null) return new QaWeights { Kind = "fresh", Describe = "fresh weights", Options = yamlOptions };
-        if (File.Exists(path))
-            throw new HeadConfigurationException("weights", $"{path} is a file; weights must be a head folder (head.json + head.safetensors) or a Hugging Face BertForQuestionAnswering folder");
-        if (!Directory.Exists(path)) throw new HeadConfigurationException("weights", $"{path} does not exist");
-        if (File.Exists(Path.Combine(path, HeadManifest.FileName))) return LoadHeadFolder(context, path);
-        if (HuggingFaceTaskModel.IsModelFolder(path)) return LoadHuggingFace(context, path, yamlOptions);
-        throw new HeadConfigurationException("weights",
-            $"{path} is neither a head folder ({HeadManifest.FileName} + {HeadManifest.WeightsFileName}) nor a Hugging Face model folder (config.json + weights)");
+        return HeadWeights.Locate(path, "BertForQuestionAnswering") switch
+        {
+            WeightsLocation.HeadFolder => LoadHeadFolder(context, path!),
+            WeightsLocation.HuggingFace => LoadHuggingFace(context, path!, yamlOptions),
+            _ => new QaWeights { Kind = "fresh", Describe = "fresh weights", Options = yamlOptions },
+        };
     }
 
     private static QaWeights LoadHeadFolder(HeadContext context, string folder)
     {
         var manifestPath = Path.Combine(folder, HeadManifest.FileName);
-        HeadManifest manifest;
-        try
-        {
-            manifest = HeadManifest.Read(manifestPath);
-        }
-        catch (Exception e) when (e is FormatException or IOException or InvalidOperationException)
-        {
-            throw new HeadConfigurationException("weights", $"{manifestPath}: {e.Message}");
-        }
-        if (manifest.Kind != QuestionAnsweringKind.KindName)
-            throw new HeadConfigurationException("weights", $"{folder} holds a '{manifest.Kind}' head, not a {QuestionAnsweringKind.KindName} head");
+        var manifest = HeadWeights.ReadManifest(folder, QuestionAnsweringKind.KindName);
 
         // The saved options, overridden by the configuration's (none of them changes what the weights mean).
-        var merged = new JsonObject();
-        foreach (var (k, v) in manifest.Options) merged[k] = v?.DeepClone();
-        if (context.Options.ValueKind == JsonValueKind.Object)
-            foreach (var p in context.Options.EnumerateObject()) merged[p.Name] = JsonNode.Parse(p.Value.GetRawText());
+        var merged = HeadWeights.MergeOptions(manifest.Options, context.Options);
         QuestionAnsweringOptions options;
         try
         {
-            options = QuestionAnsweringOptions.Parse(JsonSerializer.SerializeToElement(merged));
+            options = QuestionAnsweringOptions.Parse(merged);
         }
         catch (HeadConfigurationException e)   // the YAML options were checked before: the saved ones are at fault
         {
             throw new HeadConfigurationException("weights", $"{manifestPath}: {e.Message}");
         }
 
-        var weightsFile = Path.Combine(folder, HeadManifest.WeightsFileName);
-        if (!File.Exists(weightsFile))
-            throw new HeadConfigurationException("weights", $"{folder} has {HeadManifest.FileName} but no {HeadManifest.WeightsFileName}");
-        IReadOnlyDictionary<string, Tensor> tensors;
-        try
-        {
-            tensors = context.Checkpoints.Read(weightsFile, _ => true);
-        }
-        catch (Exception e)
-        {
-            throw new HeadConfigurationException("weights", $"cannot read {weightsFile}: {e.Message}");
-        }
+        var tensors = HeadWeights.ReadTensors(context, folder);
         return new QaWeights
         {
             Kind = "head-folder", Describe = $"the head folder {folder}", Options = options, Tensors = tensors, TrainedOn = manifest.BodyFingerprint,

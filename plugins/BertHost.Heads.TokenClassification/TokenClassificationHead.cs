@@ -253,10 +253,7 @@ public sealed class TokenClassificationHead : IHead
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentNullException.ThrowIfNull(info);
-        Directory.CreateDirectory(folder);
-        _context.Checkpoints.Save(Path.Combine(folder, HeadManifest.WeightsFileName), _module.state_dict(),
-            new Dictionary<string, string> { ["format"] = "pt", ["kind"] = Kind });
-        new HeadManifest(Kind, Labels, Options.ToJson(_dropout), info.BodyFingerprint, info.Metrics, DateTimeOffset.UtcNow).Write(folder);
+        HeadWeights.Save(_context, folder, _module, new HeadManifest(Kind, Labels, Options.ToJson(_dropout), info.BodyFingerprint, info.Metrics, DateTimeOffset.UtcNow));
         TrainedOnFingerprint = info.BodyFingerprint;
     }
 
