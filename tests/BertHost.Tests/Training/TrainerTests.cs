@@ -1,0 +1,94 @@
+using BertHost.Core.Bert;
+using BertHost.Core.Training;
+using static TorchSharp.torch;
+
+namespace BertHost.Tests.Training;
+
+public class TrainerTests
+{
+    private static Dictionary<string, Tensor> Copy(BertBody body) =>
+        body.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+
+    private static List<string> Changed(BertBody body, Dictionary<string, Tensor> before) =>
+        body.Model.named_parameters().Where(p => !p.parameter.eq(before[p.name]).all().item<bool>()).Select(p => p.name).ToList();
+
+    [Fact]
+    public void Head_mode_learns_the_labels_keeps_the_body_bit_identical_and_caches_body_outputs()
+    {
+        using var body = TrainingData.LoadBody();
+        using var head = TrainingData.Head(body);
+        var train = TrainingData.Examples(head, TrainingData.WriteJsonl(48, seed: 1));
+        var before = Copy(body);
+        var trainer = new Trainer(body, head, new TrainingOptions { Epochs = 20, BatchSize = 8, LearningRate = 1e-2, WeightDecay = 0, Seed = 7 });
+        var chance = trainer.Evaluate(train)["accuracy"];
+        var passesBefore = trainer.BodyPasses;
+
+        var reports = new List<TrainingProgress>();
+        var result = trainer.Train(train, train, new SyncProgress(reports.Add));
+
+        Assert.Equal(20, result.Epochs.Count);
+        Assert.True(result.Epochs[^1].TrainLoss < result.Epochs[0].TrainLoss * 0.7, string.Join(", ", result.Epochs.Select(e => e.TrainLoss)));
+        var accuracy = trainer.Evaluate(train)["accuracy"];
+        Assert.True(accuracy >= 0.85, $"accuracy {accuracy} (before training {chance})");
+        Assert.Empty(Changed(body, before));
+        // Epoch 1 fills the cache (6 training batches; the eval set is the same examples); later epochs and their
+        // evaluations run no body pass.
+        Assert.Equal(passesBefore + 6, result.BodyPasses);
+        Assert.Equal(120, reports.Count);
+        Assert.Equal(120, reports[^1].TotalSteps);
+        Assert.True(reports.All(r => r.Loss > 0 && r.ExamplesPerSecond > 0));
+    }
+
+    [Fact]
+    public void Without_the_cache_every_batch_runs_the_body()
+    {
+        using var body = TrainingData.LoadBody();
+        using var head = TrainingData.Head(body);
+        var train = TrainingData.Examples(head, TrainingData.WriteJsonl(16, seed: 2));
+        var trainer = new Trainer(body, head, new TrainingOptions { Epochs = 2, BatchSize = 8, UseFeatureCache = false });
+        var result = trainer.Train(train);
+        Assert.Equal(4, result.BodyPasses);
+    }
+
+    [Fact]
+    public void Partial_mode_changes_only_the_top_layer_and_the_pooler_and_full_mode_changes_the_whole_body()
+    {
+        using var body = TrainingData.LoadBody();
+        using var head = TrainingData.Head(body);
+        var train = TrainingData.Examples(head, TrainingData.WriteJsonl(16, seed: 3));
+        var before = Copy(body);
+        new Trainer(body, head, new TrainingOptions { Mode = TrainingMode.Partial, PartialLayers = 1, Epochs = 1, BatchSize = 8, LearningRate = 1e-3, WarmupRatio = 0 }).Train(train);
+        var changed = Changed(body, before);
+        Assert.NotEmpty(changed);
+        Assert.All(changed, name => Assert.True(name.StartsWith("encoder.layer.1.") || name.StartsWith("pooler."), name));
+        Assert.Contains(changed, n => n.StartsWith("encoder.layer.1."));
+        Assert.True(body.Model.parameters().All(p => p.requires_grad), "requires_grad is restored");
+
+        var mid = Copy(body);
+        new Trainer(body, head, new TrainingOptions { Mode = TrainingMode.Full, Epochs = 1, BatchSize = 8, LearningRate = 1e-3, WarmupRatio = 0 }).Train(train);
+        var changedFull = Changed(body, mid);
+        Assert.Contains(changedFull, n => n.StartsWith("embeddings."));
+        Assert.Contains(changedFull, n => n.StartsWith("encoder.layer.0."));
+        Assert.False(body.Model.training);
+    }
+
+    [Fact]
+    public void Early_stopping_stops_when_the_metric_cannot_improve_and_keeps_the_best_epoch()
+    {
+        using var body = TrainingData.LoadBody();
+        using var head = TrainingData.Head(body);
+        var train = TrainingData.Examples(head, TrainingData.WriteJsonl(8, seed: 4));
+        // Learning rate 0: the metric never changes, so it never improves after epoch 1.
+        var result = new Trainer(body, head, new TrainingOptions { Epochs = 10, BatchSize = 4, LearningRate = 0, EarlyStoppingPatience = 2 })
+            .Train(train, train);
+        Assert.True(result.StoppedEarly);
+        Assert.Equal(3, result.Epochs.Count);
+        Assert.Equal(1, result.BestEpoch);
+        Assert.All(result.Epochs, e => Assert.NotNull(e.Metrics));
+    }
+
+    private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}
