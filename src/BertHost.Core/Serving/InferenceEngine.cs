@@ -41,16 +41,11 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     public static InferenceEngine Start(HostConfig config, ILoggerFactory loggers, ServingMetrics metrics)
     {
         var logger = loggers.CreateLogger<InferenceEngine>();
-        var body = BertBody.Load(config.Body.Checkpoint, new BodyOptions
-        {
-            Device = config.Body.Device,
-            DType = config.Body.DType,
-            MaxSequenceLength = config.Body.MaxSequenceLength,
-        });
+        var body = DeploymentLoading.LoadBody(config);
         logger.LogInformation("body {Folder} loaded on {Device} as {DType}: {Layers} layers, hidden {Hidden}, {Fingerprint}",
             body.Folder, body.Device, body.DType, body.Config.NumHiddenLayers, body.Config.HiddenSize, body.Fingerprint);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
-        var store = new CheckpointStore(Path.Combine(body.Folder, "vocab.txt"));
+        var store = DeploymentLoading.CheckpointStoreFor(body);
         var slots = config.Heads.Select(h => LoadHead(config, h, body, plugins, store, loggers)).ToList();
         return new InferenceEngine(config, body, plugins, slots, metrics, logger);
     }
@@ -62,19 +57,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         try
         {
             kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-            var head = kind.CreateHead(new HeadContext
-            {
-                Name = section.Name,
-                Kind = section.Kind,
-                Labels = section.Labels,
-                WeightsPath = section.Weights,
-                Options = section.Options,
-                Body = body.Info,
-                Tokenizer = body.Tokenizer,
-                Checkpoints = store,
-                Logger = logger,
-                TruncateOversized = !string.Equals(config.Host.Oversized, "refuse", StringComparison.OrdinalIgnoreCase),
-            });
+            var head = kind.CreateHead(DeploymentLoading.ContextFor(config, section, body, store, loggers));
             if (head.TrainedOnFingerprint is { } trainedOn && trainedOn != body.Fingerprint)
             {
                 var why = $"head '{section.Name}' was trained on body {trainedOn}, but the served body is {body.Fingerprint}: retrain it on this body";

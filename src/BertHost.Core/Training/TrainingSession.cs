@@ -3,6 +3,7 @@ using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Config;
 using BertHost.Core.Plugins;
+using BertHost.Core.Serving;
 using Microsoft.Extensions.Logging;
 
 namespace BertHost.Core.Training;
@@ -32,29 +33,12 @@ public sealed class TrainingSession : IDisposable
     {
         var section = config.Heads.FirstOrDefault(h => string.Equals(h.Name, headName, StringComparison.OrdinalIgnoreCase))
             ?? throw new HeadLoadException($"no head named '{headName}' in {config.SourcePath} (heads: {string.Join(", ", config.Heads.Select(h => h.Name))})");
-        var body = BertBody.Load(config.Body.Checkpoint, new BodyOptions
-        {
-            Device = config.Body.Device,
-            DType = config.Body.DType,
-            MaxSequenceLength = config.Body.MaxSequenceLength,
-        });
+        var body = DeploymentLoading.LoadBody(config);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
         try
         {
             var kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-            var head = kind.CreateHead(new HeadContext
-            {
-                Name = section.Name,
-                Kind = section.Kind,
-                Labels = section.Labels,
-                WeightsPath = section.Weights,
-                Options = section.Options,
-                Body = body.Info,
-                Tokenizer = body.Tokenizer,
-                Checkpoints = new CheckpointStore(Path.Combine(body.Folder, "vocab.txt")),
-                Logger = loggers.CreateLogger($"BertHost.Heads.{section.Name}"),
-                TruncateOversized = !string.Equals(config.Host.Oversized, "refuse", StringComparison.OrdinalIgnoreCase),
-            });
+            var head = kind.CreateHead(DeploymentLoading.ContextFor(config, section, body, DeploymentLoading.CheckpointStoreFor(body), loggers));
             if (head.Training is null)
             {
                 head.Dispose();

@@ -1,0 +1,37 @@
+using BertHost.Abstractions.Heads;
+using BertHost.Core.Bert;
+using BertHost.Core.Checkpoints;
+using BertHost.Core.Config;
+using Microsoft.Extensions.Logging;
+
+namespace BertHost.Core.Serving;
+
+/// <summary>How a deployment's body and heads are built, shared by serving and training so both see the same heads.</summary>
+public static class DeploymentLoading
+{
+    /// <summary>The body of a deployment; a body that does not load throws <see cref="BodyLoadException"/>.</summary>
+    public static BertBody LoadBody(HostConfig config) => BertBody.Load(config.Body.Checkpoint, new BodyOptions
+    {
+        Device = config.Body.Device,
+        DType = config.Body.DType,
+        MaxSequenceLength = config.Body.MaxSequenceLength,
+    });
+
+    /// <summary>The checkpoint store heads get: it fingerprints task folders without a vocabulary with the body's.</summary>
+    public static ICheckpointStore CheckpointStoreFor(BertBody body) => new CheckpointStore(Path.Combine(body.Folder, "vocab.txt"));
+
+    /// <summary>What the head kind of <paramref name="section"/> is given to build the head.</summary>
+    public static HeadContext ContextFor(HostConfig config, HeadSection section, BertBody body, ICheckpointStore store, ILoggerFactory loggers) => new()
+    {
+        Name = section.Name,
+        Kind = section.Kind,
+        Labels = section.Labels,
+        WeightsPath = section.Weights,
+        Options = section.Options,
+        Body = body.Info,
+        Tokenizer = body.Tokenizer,
+        Checkpoints = store,
+        Logger = loggers.CreateLogger($"BertHost.Heads.{section.Name}"),
+        TruncateOversized = !string.Equals(config.Host.Oversized, "refuse", StringComparison.OrdinalIgnoreCase),
+    };
+}
