@@ -194,7 +194,7 @@ public sealed class MultipleChoiceTraining : IHeadTraining
                     if (label < 0) throw new TrainingDataException(path, lineNo, $"label '{text}' is not one of the choices");
                     break;
                 default:
-                    throw new TrainingDataException(path, lineNo, $"label must be a choice index or the text of a choice, got {MultipleChoiceOptions.Describe(l)}");
+                    throw new TrainingDataException(path, lineNo, $"label must be a choice index or the text of a choice, got {HeadOptions.Describe(l)}");
             }
             return Encode(path, lineNo, item.Context, item.Question, item.Choices, label);
         }
