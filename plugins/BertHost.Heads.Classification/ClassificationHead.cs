@@ -200,14 +200,9 @@ public sealed class ClassificationHead : IHead
         switch (function)
         {
             case ScoreFunction.Softmax:
-                var max = double.NegativeInfinity;
-                foreach (var v in logits) max = Math.Max(max, v);
-                double sum = 0;
-                for (var j = 0; j < s.Length; j++) sum += s[j] = Math.Exp(logits[j] - max);
-                for (var j = 0; j < s.Length; j++) s[j] /= sum;
-                break;
+                return HeadMath.Softmax(logits);
             case ScoreFunction.Sigmoid:
-                for (var j = 0; j < s.Length; j++) s[j] = 1.0 / (1.0 + Math.Exp(-(double)logits[j]));
+                for (var j = 0; j < s.Length; j++) s[j] = HeadMath.Sigmoid(logits[j]);
                 break;
             default:
                 for (var j = 0; j < s.Length; j++) s[j] = logits[j];

@@ -176,8 +176,8 @@ public sealed class MultipleChoiceHead : IHead
         {
             var n = batch.RowCountOf(i);
             var scores = values.AsSpan(batch.RowStarts[i], n);
-            var probabilities = Softmax(scores);
-            var best = ArgMax(scores);
+            var probabilities = HeadMath.Softmax(scores);
+            var best = HeadMath.ArgMax(scores);
             var result = new JsonObject { ["choice"] = best };
             if (batch.Items[i].State is MultipleChoiceState state && best < state.Choices.Count) result["label"] = state.Choices[best];
             result["scores"] = new JsonArray(scores.ToArray().Select(s => (JsonNode)(double)s).ToArray());
@@ -195,26 +195,6 @@ public sealed class MultipleChoiceHead : IHead
         if (values.Length != batch.RowCount)
             throw new ArgumentException($"logits have {values.Length} values, expected one per row ({batch.RowCount} rows)");
         return values;
-    }
-
-    /// <summary>Index of the largest score (the first one on ties).</summary>
-    internal static int ArgMax(ReadOnlySpan<float> scores)
-    {
-        var best = 0;
-        for (var j = 1; j < scores.Length; j++) if (scores[j] > scores[best]) best = j;
-        return best;
-    }
-
-    /// <summary>Softmax (max-subtracted) in double precision.</summary>
-    public static double[] Softmax(ReadOnlySpan<float> logits)
-    {
-        var s = new double[logits.Length];
-        var max = double.NegativeInfinity;
-        foreach (var v in logits) max = Math.Max(max, v);
-        double sum = 0;
-        for (var j = 0; j < s.Length; j++) sum += s[j] = Math.Exp(logits[j] - max);
-        for (var j = 0; j < s.Length; j++) s[j] /= sum;
-        return s;
     }
 
     public void Save(string folder, HeadSaveInfo info)

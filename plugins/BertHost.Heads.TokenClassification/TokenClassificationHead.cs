@@ -214,7 +214,7 @@ public sealed class TokenClassificationHead : IHead
                 var seq = item.Sequences[w];
                 var row = batch.RowStarts[i] + w;
                 if (p >= length) throw new ArgumentException($"logits have {length} positions, window {w} of item {i} has {seq.Length}");
-                var scores = Softmax(values.AsSpan((row * length + p) * n, n));
+                var scores = HeadMath.Softmax(values.AsSpan((row * length + p) * n, n));
                 var (start, end) = seq.Offsets[p];
                 if (state.WordStarts is { } ws && seq.WordIds[p] is { } word)
                 {
@@ -235,18 +235,6 @@ public sealed class TokenClassificationHead : IHead
             results.Add(EntityAggregator.Run(pre, state.Aggregation, Labels, state.IgnoreLabels, state.Text, item.Sequences.Count > 1));
         }
         return results;
-    }
-
-    /// <summary>Softmax (max-subtracted) in double precision.</summary>
-    private static double[] Softmax(ReadOnlySpan<float> logits)
-    {
-        var s = new double[logits.Length];
-        var max = double.NegativeInfinity;
-        foreach (var v in logits) max = Math.Max(max, v);
-        double sum = 0;
-        for (var j = 0; j < s.Length; j++) sum += s[j] = Math.Exp(logits[j] - max);
-        for (var j = 0; j < s.Length; j++) s[j] /= sum;
-        return s;
     }
 
     public void Save(string folder, HeadSaveInfo info)
