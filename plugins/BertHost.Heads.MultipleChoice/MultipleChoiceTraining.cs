@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using BertHost.Abstractions.Heads;
 using static TorchSharp.torch;
@@ -29,15 +28,13 @@ public sealed class MultipleChoiceTraining : IHeadTraining
 
     public IEnumerable<HeadFeatures> ReadExamples(string path, TrainingDataOptions options)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        ArgumentNullException.ThrowIfNull(options);
-        if (!File.Exists(path)) throw new FileNotFoundException($"training data {path} does not exist", path);
+        TrainingRecords.Check(path, options);
         var format = options.Format ?? DetectFormat(path);
         return format switch
         {
             SwagCsv => ReadCsv(path, options),
             Jsonl => ReadJsonl(path, options),
-            _ => throw new ArgumentException($"data format '{format}' is not one of {string.Join(", ", DataFormats)}"),
+            _ => throw TrainingRecords.UnknownFormat(format, DataFormats),
         };
     }
 
@@ -47,15 +44,12 @@ public sealed class MultipleChoiceTraining : IHeadTraining
         var ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is ".csv") return SwagCsv;
         if (ext is ".jsonl" or ".json" or ".ndjson") return Jsonl;
-        using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
-        int c;
-        while ((c = reader.Read()) >= 0 && char.IsWhiteSpace((char)c)) { }
-        return c == '{' ? Jsonl : SwagCsv;
+        return TrainingRecords.StartsWithObject(path) ? Jsonl : SwagCsv;
     }
 
     private IEnumerable<HeadFeatures> ReadCsv(string path, TrainingDataOptions options)
     {
-        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
+        using var reader = TrainingRecords.Open(path);
         var csv = new CsvRecordReader(reader);
         var header = csv.Next() ?? throw new TrainingDataException(path, 1, "the file is empty (a swag-csv file starts with a header line)");
         if (header.Error is not null) throw new TrainingDataException(path, header.Line, header.Error);
@@ -88,7 +82,7 @@ public sealed class MultipleChoiceTraining : IHeadTraining
             }
             catch (TrainingDataException e) when (options.SkipMalformed)
             {
-                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
+                TrainingRecords.Skip(options, e);
                 continue;
             }
             yield return example;
@@ -131,40 +125,12 @@ public sealed class MultipleChoiceTraining : IHeadTraining
         }
     }
 
-    private IEnumerable<HeadFeatures> ReadJsonl(string path, TrainingDataOptions options)
-    {
-        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
-        var lineNo = 0;
-        string? line;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            lineNo++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            HeadFeatures example;
-            try
-            {
-                example = JsonlExample(path, lineNo, line);
-            }
-            catch (TrainingDataException e) when (options.SkipMalformed)
-            {
-                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
-                continue;
-            }
-            yield return example;
-        }
-    }
+    private IEnumerable<HeadFeatures> ReadJsonl(string path, TrainingDataOptions options) =>
+        TrainingRecords.Each(TrainingRecords.NonBlankLines(path), l => JsonlExample(path, l.Line, l.Text), options);
 
     private HeadFeatures JsonlExample(string path, int lineNo, string line)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(line);
-        }
-        catch (JsonException e)
-        {
-            throw new TrainingDataException(path, lineNo, $"not valid JSON: {e.Message}");
-        }
+        var doc = TrainingRecords.ParseLine(path, lineNo, line);
         using (doc)
         {
             var o = doc.RootElement;
