@@ -112,6 +112,38 @@ public static class HeadOptions
         return layer;
     }
 
+    /// <summary>
+    /// Parses the options a saved head folder records: a problem with them is a <see cref="HeadConfigurationException"/>
+    /// on <c>weights</c> naming the folder's head.json.
+    /// </summary>
+    public static T ParseSaved<T>(string folder, Func<T> parse)
+    {
+        try
+        {
+            return parse();
+        }
+        catch (HeadConfigurationException e)
+        {
+            throw new HeadConfigurationException("weights", $"{Path.Combine(folder, HeadManifest.FileName)}: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Checks that each of <paramref name="keys"/> (the structural options the configuration gives) has the value the saved
+    /// head in <paramref name="folder"/> was trained with; <paramref name="mine"/> and <paramref name="theirs"/> show a key's value.
+    /// </summary>
+    public static void CheckSavedAgree(string folder, IEnumerable<string> keys, Func<string, string> mine, Func<string, string> theirs)
+    {
+        foreach (var key in keys)
+        {
+            var m = mine(key);
+            var t = theirs(key);
+            if (m != t)
+                throw new HeadConfigurationException($"options.{key}",
+                    $"the weights in {folder} were trained with {key} {t}, the configuration says {m}; remove options.{key} or train a new head");
+        }
+    }
+
     /// <summary>A JSON value as an error message shows it: <c>the string "x"</c>, <c>the number 3</c>, <c>a list</c>, ...</summary>
     public static string Describe(JsonElement v) => v.ValueKind switch
     {
