@@ -64,30 +64,31 @@ public sealed class ClassificationTraining : IHeadTraining
                 $"header [{string.Join(", ", columns)}] has no {(textCol < 0 ? "text" : "label")} column (expected a text column named one of {string.Join(", ", TextColumns)}, " +
                 $"optionally a pair column {string.Join(", ", PairColumns)}, and a label column {string.Join(", ", LabelColumns)}, as SST-2's 'sentence\\tlabel' or MRPC's header)");
 
-        var lineNo = 1;
-        string? line;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            lineNo++;
-            if (line.Length == 0) continue;
-            HeadFeatures? example;
-            try
-            {
-                var cells = line.Split('\t');
-                if (cells.Length != columns.Length)
-                    throw new TrainingDataException(path, lineNo, $"{cells.Length} tab-separated columns, the header has {columns.Length}");
-                var text = cells[textCol];
-                var pair = pairCol >= 0 ? cells[pairCol] : null;
-                if (string.IsNullOrWhiteSpace(text)) throw new TrainingDataException(path, lineNo, $"the {columns[textCol]} column is empty");
-                if (pair is not null && string.IsNullOrWhiteSpace(pair)) throw new TrainingDataException(path, lineNo, $"the {columns[pairCol]} column is empty");
-                example = Example(text, pair, LabelFromText(path, lineNo, cells[labelCol].Trim()), path, lineNo);
-            }
-            catch (TrainingDataException e) when (options.SkipMalformed)
-            {
-                TrainingRecords.Skip(options, e);
-                continue;
-            }
+        foreach (var example in TrainingRecords.Each(Rows(), TsvExample, options))
             yield return example;
+
+        IEnumerable<(int LineNo, string Line)> Rows()
+        {
+            var lineNo = 1;
+            string? line;
+            while ((line = reader.ReadLine()) is not null)
+            {
+                lineNo++;
+                if (line.Length != 0) yield return (lineNo, line);
+            }
+        }
+
+        HeadFeatures TsvExample((int LineNo, string Line) row)
+        {
+            var (lineNo, line) = row;
+            var cells = line.Split('\t');
+            if (cells.Length != columns.Length)
+                throw new TrainingDataException(path, lineNo, $"{cells.Length} tab-separated columns, the header has {columns.Length}");
+            var text = cells[textCol];
+            var pair = pairCol >= 0 ? cells[pairCol] : null;
+            if (string.IsNullOrWhiteSpace(text)) throw new TrainingDataException(path, lineNo, $"the {columns[textCol]} column is empty");
+            if (pair is not null && string.IsNullOrWhiteSpace(pair)) throw new TrainingDataException(path, lineNo, $"the {columns[pairCol]} column is empty");
+            return Example(text, pair, LabelFromText(path, lineNo, cells[labelCol].Trim()), path, lineNo);
         }
     }
 

@@ -72,20 +72,13 @@ public sealed class MultipleChoiceTraining : IHeadTraining
         if (endingCols.Count > _head.Options.MaxChoices)
             throw new TrainingDataException(path, header.Line, $"the file has {endingCols.Count} endings per example; this head accepts at most {_head.Options.MaxChoices} choices (options.max_choices)");
 
-        while (csv.Next() is { } record)
-        {
-            if (record.Blank) continue;
-            HeadFeatures example;
-            try
-            {
-                example = CsvExample(path, record, columns, contextCol, questionCol, endingCols, labelCol);
-            }
-            catch (TrainingDataException e) when (options.SkipMalformed)
-            {
-                TrainingRecords.Skip(options, e);
-                continue;
-            }
+        foreach (var example in TrainingRecords.Each(Records(), r => CsvExample(path, r, columns, contextCol, questionCol, endingCols, labelCol), options))
             yield return example;
+
+        IEnumerable<CsvRecordReader.Record> Records()
+        {
+            while (csv.Next() is { } record)
+                if (!record.Blank) yield return record;
         }
     }
 
