@@ -101,13 +101,13 @@ public sealed class ClassificationHead : IHead
                             sawText = true;
                             text = p.Value.ValueKind == JsonValueKind.String
                                 ? NonEmpty("text", p.Value.GetString()!)
-                                : throw new HeadInputException("text", $"text must be a string, got {ClassificationOptions.Describe(p.Value)}");
+                                : throw new HeadInputException("text", $"text must be a string, got {HeadOptions.Describe(p.Value)}");
                             break;
                         case "text_pair":
                             if (p.Value.ValueKind == JsonValueKind.Null) break;
                             pair = p.Value.ValueKind == JsonValueKind.String
                                 ? NonEmpty("text_pair", p.Value.GetString()!)
-                                : throw new HeadInputException("text_pair", $"text_pair must be a string, got {ClassificationOptions.Describe(p.Value)}");
+                                : throw new HeadInputException("text_pair", $"text_pair must be a string, got {HeadOptions.Describe(p.Value)}");
                             break;
                         default:
                             throw new HeadInputException(p.Name, $"unknown input field '{p.Name}' (a text-classification input has text and optionally text_pair)");
@@ -116,7 +116,7 @@ public sealed class ClassificationHead : IHead
                 if (!sawText) throw new HeadInputException("text", "text is missing: send {\"text\": \"...\"} (optionally with \"text_pair\") or a string");
                 return (text!, pair);
             default:
-                throw new HeadInputException("text", $"the input must be a string or an object with text (and optionally text_pair), got {ClassificationOptions.Describe(input)}");
+                throw new HeadInputException("text", $"the input must be a string or an object with text (and optionally text_pair), got {HeadOptions.Describe(input)}");
         }
     }
 
@@ -127,13 +127,13 @@ public sealed class ClassificationHead : IHead
     {
         if (parameters.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return new ClassificationState();
         if (parameters.ValueKind != JsonValueKind.Object)
-            throw new HeadInputException("parameters", $"parameters must be an object, got {ClassificationOptions.Describe(parameters)}");
+            throw new HeadInputException("parameters", $"parameters must be an object, got {HeadOptions.Describe(parameters)}");
         int? topK = null;
         ScoreFunction? function = null;
         if (parameters.TryGetProperty("top_k", out var k) && k.ValueKind != JsonValueKind.Null)
         {
             if (k.ValueKind != JsonValueKind.Number || !k.TryGetInt32(out var kk) || kk < 1)
-                throw new HeadInputException("parameters.top_k", $"top_k must be a positive integer, got {ClassificationOptions.Describe(k)}");
+                throw new HeadInputException("parameters.top_k", $"top_k must be a positive integer, got {HeadOptions.Describe(k)}");
             topK = Math.Min(kk, Labels.Count);
         }
         if (parameters.TryGetProperty("function_to_apply", out var f) && f.ValueKind != JsonValueKind.Null)
@@ -146,7 +146,7 @@ public sealed class ClassificationHead : IHead
                     "none" => ScoreFunction.None,
                     var other => throw new HeadInputException("parameters.function_to_apply", $"function_to_apply '{other}' is not one of softmax, sigmoid, none"),
                 }
-                : throw new HeadInputException("parameters.function_to_apply", $"function_to_apply must be a string, got {ClassificationOptions.Describe(f)}");
+                : throw new HeadInputException("parameters.function_to_apply", $"function_to_apply must be a string, got {HeadOptions.Describe(f)}");
         }
         return new ClassificationState { TopK = topK, Function = function };
     }
@@ -200,14 +200,9 @@ public sealed class ClassificationHead : IHead
         switch (function)
         {
             case ScoreFunction.Softmax:
-                var max = double.NegativeInfinity;
-                foreach (var v in logits) max = Math.Max(max, v);
-                double sum = 0;
-                for (var j = 0; j < s.Length; j++) sum += s[j] = Math.Exp(logits[j] - max);
-                for (var j = 0; j < s.Length; j++) s[j] /= sum;
-                break;
+                return HeadMath.Softmax(logits);
             case ScoreFunction.Sigmoid:
-                for (var j = 0; j < s.Length; j++) s[j] = 1.0 / (1.0 + Math.Exp(-(double)logits[j]));
+                for (var j = 0; j < s.Length; j++) s[j] = HeadMath.Sigmoid(logits[j]);
                 break;
             default:
                 for (var j = 0; j < s.Length; j++) s[j] = logits[j];

@@ -51,30 +51,23 @@ public sealed record ClassificationOptions
     /// <summary>Parses an options object; every problem is a <see cref="HeadConfigurationException"/> on <c>options.key</c>.</summary>
     public static ClassificationOptions Parse(JsonElement options, BodyInfo body)
     {
-        if (options.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return new ClassificationOptions();
-        if (options.ValueKind != JsonValueKind.Object)
-            throw new HeadConfigurationException("options", $"options must be an object, got {options.ValueKind.ToString().ToLowerInvariant()}");
+        if (!HeadOptions.Check(options, Keys, "a text-classification head", HeadOptions.KindName)) return new ClassificationOptions();
 
-        var unknown = options.EnumerateObject().Select(p => p.Name).Where(n => !Keys.Contains(n)).ToList();
-        if (unknown.Count > 0)
-            throw new HeadConfigurationException($"options.{unknown[0]}",
-                $"unknown option{(unknown.Count > 1 ? "s" : "")} {string.Join(", ", unknown.Select(u => $"'{u}'"))} for a text-classification head (known: {string.Join(", ", Keys)})");
-
-        var result = new ClassificationOptions { Given = options.EnumerateObject().Select(p => p.Name).ToHashSet() };
+        var result = new ClassificationOptions { Given = HeadOptions.Given(options) };
         foreach (var p in options.EnumerateObject())
         {
             var field = "options." + p.Name;
             var v = p.Value;
             result = p.Name switch
             {
-                "pooling" => result with { Pooling = ParsePooling(field, String(field, v)) },
-                "dropout" => result with { Dropout = Probability(field, v) },
-                "hidden_layers" => result with { HiddenLayers = PositiveInts(field, v) },
-                "activation" => result with { Activation = ParseActivation(field, String(field, v)) },
-                "problem_type" => result with { ProblemType = ParseProblemType(field, String(field, v)) },
-                "max_length" => result with { MaxLength = Int(field, v, min: 2) },
+                "pooling" => result with { Pooling = ParsePooling(field, HeadOptions.String(field, v)) },
+                "dropout" => result with { Dropout = HeadOptions.Probability(field, v) },
+                "hidden_layers" => result with { HiddenLayers = HeadOptions.Ints(field, v, min: 1, "a list of layer sizes") },
+                "activation" => result with { Activation = ParseActivation(field, HeadOptions.String(field, v)) },
+                "problem_type" => result with { ProblemType = ParseProblemType(field, HeadOptions.String(field, v)) },
+                "max_length" => result with { MaxLength = HeadOptions.Int(field, v, min: 2) },
                 "layer" => result with { Layer = ParseLayer(field, v, body) },
-                "class_weights" => result with { ClassWeights = PositiveDoubles(field, v) },
+                "class_weights" => result with { ClassWeights = HeadOptions.PositiveNumbers(field, v, "a list of numbers (one per label)") },
                 _ => result,
             };
         }
@@ -127,65 +120,9 @@ public sealed record ClassificationOptions
 
     private static int ParseLayer(string field, JsonElement v, BodyInfo body)
     {
-        var layer = Int(field, v, min: int.MinValue);
+        var layer = HeadOptions.Layer(field, v, body);
         var count = body.NumHiddenLayers + 1;
-        if (layer < -count || layer >= count)
-            throw new HeadConfigurationException(field,
-                $"layer {layer} does not exist: the body has {count} hidden states (0 = embeddings .. {body.NumHiddenLayers} = last layer, or -1 .. -{count})");
         var index = layer < 0 ? count + layer : layer;
         return index == count - 1 ? -1 : index;   // the last layer is always -1: no extra hidden states needed
     }
-
-    private static string String(string field, JsonElement v) =>
-        v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new HeadConfigurationException(field, $"{field} must be a string, got {Describe(v)}");
-
-    private static int Int(string field, JsonElement v, int min)
-    {
-        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var i))
-            throw new HeadConfigurationException(field, $"{field} must be an integer, got {Describe(v)}");
-        if (i < min) throw new HeadConfigurationException(field, $"{field} must be at least {min}, got {i}");
-        return i;
-    }
-
-    private static double Probability(string field, JsonElement v)
-    {
-        if (v.ValueKind != JsonValueKind.Number) throw new HeadConfigurationException(field, $"{field} must be a number, got {Describe(v)}");
-        var d = v.GetDouble();
-        if (d is < 0 or >= 1) throw new HeadConfigurationException(field, $"{field} must be in [0, 1), got {d}");
-        return d;
-    }
-
-    private static IReadOnlyList<int> PositiveInts(string field, JsonElement v)
-    {
-        if (v.ValueKind != JsonValueKind.Array) throw new HeadConfigurationException(field, $"{field} must be a list of layer sizes, got {Describe(v)}");
-        var list = new List<int>();
-        foreach (var e in v.EnumerateArray()) list.Add(Int($"{field}[{list.Count}]", e, min: 1));
-        return list;
-    }
-
-    private static IReadOnlyList<double> PositiveDoubles(string field, JsonElement v)
-    {
-        if (v.ValueKind != JsonValueKind.Array) throw new HeadConfigurationException(field, $"{field} must be a list of numbers (one per label), got {Describe(v)}");
-        var list = new List<double>();
-        foreach (var e in v.EnumerateArray())
-        {
-            var f = $"{field}[{list.Count}]";
-            if (e.ValueKind != JsonValueKind.Number) throw new HeadConfigurationException(f, $"{f} must be a number, got {Describe(e)}");
-            var d = e.GetDouble();
-            if (!(d > 0) || double.IsInfinity(d)) throw new HeadConfigurationException(f, $"{f} must be a positive number, got {d}");
-            list.Add(d);
-        }
-        return list;
-    }
-
-    internal static string Describe(JsonElement v) => v.ValueKind switch
-    {
-        JsonValueKind.String => $"the string \"{v.GetString()}\"",
-        JsonValueKind.Number => $"the number {v.GetRawText()}",
-        JsonValueKind.True or JsonValueKind.False => v.GetRawText(),
-        JsonValueKind.Null => "null",
-        JsonValueKind.Array => "a list",
-        JsonValueKind.Object => "an object",
-        _ => v.ValueKind.ToString(),
-    };
 }

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using BertHost.Abstractions.Heads;
 using static TorchSharp.torch;
@@ -32,15 +31,13 @@ public sealed class ClassificationTraining : IHeadTraining
 
     public IEnumerable<HeadFeatures> ReadExamples(string path, TrainingDataOptions options)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        ArgumentNullException.ThrowIfNull(options);
-        if (!File.Exists(path)) throw new FileNotFoundException($"training data {path} does not exist", path);
+        TrainingRecords.Check(path, options);
         var format = options.Format ?? DetectFormat(path);
         return format switch
         {
             GlueTsv => ReadTsv(path, options),
             Jsonl => ReadJsonl(path, options),
-            _ => throw new ArgumentException($"data format '{format}' is not one of {string.Join(", ", DataFormats)}"),
+            _ => throw TrainingRecords.UnknownFormat(format, DataFormats),
         };
     }
 
@@ -50,15 +47,12 @@ public sealed class ClassificationTraining : IHeadTraining
         var ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is ".tsv") return GlueTsv;
         if (ext is ".jsonl" or ".json" or ".ndjson") return Jsonl;
-        using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
-        int c;
-        while ((c = reader.Read()) >= 0 && char.IsWhiteSpace((char)c)) { }
-        return c == '{' ? Jsonl : GlueTsv;
+        return TrainingRecords.StartsWithObject(path) ? Jsonl : GlueTsv;
     }
 
     private IEnumerable<HeadFeatures> ReadTsv(string path, TrainingDataOptions options)
     {
-        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
+        using var reader = TrainingRecords.Open(path);
         var header = reader.ReadLine() ?? throw new TrainingDataException(path, 1, "the file is empty (a glue-tsv file starts with a header line)");
         var columns = header.TrimStart('\uFEFF').Split('\t').Select(c => c.Trim()).ToArray();
         int Find(string[] names) => Array.FindIndex(columns, c => names.Contains(c, StringComparer.OrdinalIgnoreCase));
@@ -70,67 +64,40 @@ public sealed class ClassificationTraining : IHeadTraining
                 $"header [{string.Join(", ", columns)}] has no {(textCol < 0 ? "text" : "label")} column (expected a text column named one of {string.Join(", ", TextColumns)}, " +
                 $"optionally a pair column {string.Join(", ", PairColumns)}, and a label column {string.Join(", ", LabelColumns)}, as SST-2's 'sentence\\tlabel' or MRPC's header)");
 
-        var lineNo = 1;
-        string? line;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            lineNo++;
-            if (line.Length == 0) continue;
-            HeadFeatures? example;
-            try
-            {
-                var cells = line.Split('\t');
-                if (cells.Length != columns.Length)
-                    throw new TrainingDataException(path, lineNo, $"{cells.Length} tab-separated columns, the header has {columns.Length}");
-                var text = cells[textCol];
-                var pair = pairCol >= 0 ? cells[pairCol] : null;
-                if (string.IsNullOrWhiteSpace(text)) throw new TrainingDataException(path, lineNo, $"the {columns[textCol]} column is empty");
-                if (pair is not null && string.IsNullOrWhiteSpace(pair)) throw new TrainingDataException(path, lineNo, $"the {columns[pairCol]} column is empty");
-                example = Example(text, pair, LabelFromText(path, lineNo, cells[labelCol].Trim()), path, lineNo);
-            }
-            catch (TrainingDataException e) when (options.SkipMalformed)
-            {
-                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
-                continue;
-            }
+        foreach (var example in TrainingRecords.Each(Rows(), TsvExample, options))
             yield return example;
+
+        IEnumerable<(int LineNo, string Line)> Rows()
+        {
+            var lineNo = 1;
+            string? line;
+            while ((line = reader.ReadLine()) is not null)
+            {
+                lineNo++;
+                if (line.Length != 0) yield return (lineNo, line);
+            }
+        }
+
+        HeadFeatures TsvExample((int LineNo, string Line) row)
+        {
+            var (lineNo, line) = row;
+            var cells = line.Split('\t');
+            if (cells.Length != columns.Length)
+                throw new TrainingDataException(path, lineNo, $"{cells.Length} tab-separated columns, the header has {columns.Length}");
+            var text = cells[textCol];
+            var pair = pairCol >= 0 ? cells[pairCol] : null;
+            if (string.IsNullOrWhiteSpace(text)) throw new TrainingDataException(path, lineNo, $"the {columns[textCol]} column is empty");
+            if (pair is not null && string.IsNullOrWhiteSpace(pair)) throw new TrainingDataException(path, lineNo, $"the {columns[pairCol]} column is empty");
+            return Example(text, pair, LabelFromText(path, lineNo, cells[labelCol].Trim()), path, lineNo);
         }
     }
 
-    private IEnumerable<HeadFeatures> ReadJsonl(string path, TrainingDataOptions options)
-    {
-        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
-        var lineNo = 0;
-        string? line;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            lineNo++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            HeadFeatures? example;
-            try
-            {
-                example = JsonlExample(path, lineNo, line);
-            }
-            catch (TrainingDataException e) when (options.SkipMalformed)
-            {
-                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
-                continue;
-            }
-            yield return example;
-        }
-    }
+    private IEnumerable<HeadFeatures> ReadJsonl(string path, TrainingDataOptions options) =>
+        TrainingRecords.Each(TrainingRecords.NonBlankLines(path), l => JsonlExample(path, l.Line, l.Text), options);
 
     private HeadFeatures JsonlExample(string path, int lineNo, string line)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(line);
-        }
-        catch (JsonException e)
-        {
-            throw new TrainingDataException(path, lineNo, $"not valid JSON: {e.Message}");
-        }
+        var doc = TrainingRecords.ParseLine(path, lineNo, line);
         using (doc)
         {
             var o = doc.RootElement;

@@ -62,17 +62,13 @@ public sealed class TextClassificationKind : IHeadKind
         var min = options.ProblemType == ProblemType.MultiLabel ? 1 : 2;
         if (labels.Count < min)
             throw new HeadConfigurationException("labels", $"a {ClassificationOptions.Name(options.ProblemType)} head needs at least {min} labels, got {labels.Count}");
-        var empty = labels.FirstOrDefault(string.IsNullOrWhiteSpace);
-        if (empty is not null) throw new HeadConfigurationException("labels", "labels must be non-empty names");
-        var duplicate = labels.GroupBy(l => l, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new HeadConfigurationException("labels", $"label '{duplicate.Key}' is listed twice");
+        HeadLabels.CheckNames(labels);
         if (options.Pooling == PoolingMode.Pooler && !context.Body.HasPooler)
             throw new HeadConfigurationException("options.pooling",
                 $"pooling 'pooler' needs the body's pooler, but the body ({context.Body.ModelFolder}) has no pooler weights; use pooling cls, mean or max");
         if (options.ClassWeights is { } w && w.Count != labels.Count)
             throw new HeadConfigurationException("options.class_weights", $"class_weights has {w.Count} values but the head has {labels.Count} labels");
-        if (weights.ClassifierRows is { } rows && rows != labels.Count)
-            throw new HeadConfigurationException("labels", $"{weights.Describe} has a classifier for {rows} labels but the head has {labels.Count} labels ([{string.Join(", ", labels)}])");
+        HeadLabels.CheckClassifierRows(weights.Describe, weights.ClassifierRows, labels);
     }
 }
 
@@ -110,23 +106,9 @@ internal sealed class WeightsSource
         var manifest = HeadWeights.ReadManifest(folder, TextClassificationKind.KindName);
 
         // Options: the saved ones, overridden by the configuration's; what changes the meaning of the weights must agree.
-        ClassificationOptions saved;
-        try
-        {
-            saved = ClassificationOptions.Parse(JsonSerializer.SerializeToElement(manifest.Options), context.Body);
-        }
-        catch (HeadConfigurationException e)
-        {
-            throw new HeadConfigurationException("weights", $"{Path.Combine(folder, HeadManifest.FileName)}: {e.Message}");
-        }
-        foreach (var key in ClassificationOptions.StructuralKeys.Where(yamlOptions.Given.Contains))
-        {
-            var mine = ValueOf(yamlOptions, key);
-            var theirs = ValueOf(saved, key);
-            if (mine != theirs)
-                throw new HeadConfigurationException($"options.{key}",
-                    $"the weights in {folder} were trained with {key} {theirs}, the configuration says {mine}; remove options.{key} or train a new head");
-        }
+        var saved = HeadOptions.ParseSaved(folder, () => ClassificationOptions.Parse(JsonSerializer.SerializeToElement(manifest.Options), context.Body));
+        HeadOptions.CheckSavedAgree(folder, ClassificationOptions.StructuralKeys.Where(yamlOptions.Given.Contains),
+            key => ValueOf(yamlOptions, key), key => ValueOf(saved, key));
         var merged = HeadWeights.MergeOptions(manifest.Options, context.Options);
         var options = ClassificationOptions.Parse(merged, context.Body) with { Given = yamlOptions.Given };
 

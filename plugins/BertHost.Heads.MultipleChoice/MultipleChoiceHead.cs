@@ -64,7 +64,7 @@ public sealed class MultipleChoiceHead : IHead
     public HeadFeatures Encode(JsonElement input, JsonElement parameters)
     {
         if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null or JsonValueKind.Object))
-            throw new HeadInputException("parameters", $"parameters must be an object, got {MultipleChoiceOptions.Describe(parameters)}");
+            throw new HeadInputException("parameters", $"parameters must be an object, got {HeadOptions.Describe(parameters)}");
         var item = ReadInput(input, allowed: InputFields);
         return EncodeItem(item.Context, item.Question, item.Choices, label: null, source: null);
     }
@@ -77,7 +77,7 @@ public sealed class MultipleChoiceHead : IHead
     {
         if (input.ValueKind != JsonValueKind.Object)
             throw new HeadInputException("context",
-                $"the input must be an object {{\"context\": \"...\", \"choices\": [\"...\", ...], \"question\"?: \"...\"}}, got {MultipleChoiceOptions.Describe(input)}");
+                $"the input must be an object {{\"context\": \"...\", \"choices\": [\"...\", ...], \"question\"?: \"...\"}}, got {HeadOptions.Describe(input)}");
         string? context = null, question = null;
         List<string>? choices = null;
         var sawChoices = false;
@@ -88,25 +88,25 @@ public sealed class MultipleChoiceHead : IHead
                 case "context":
                     context = p.Value.ValueKind == JsonValueKind.String
                         ? NonEmpty("context", p.Value.GetString()!)
-                        : throw new HeadInputException("context", $"context must be a string, got {MultipleChoiceOptions.Describe(p.Value)}");
+                        : throw new HeadInputException("context", $"context must be a string, got {HeadOptions.Describe(p.Value)}");
                     break;
                 case "question":
                     if (p.Value.ValueKind == JsonValueKind.Null) break;
                     question = p.Value.ValueKind == JsonValueKind.String
                         ? NonEmpty("question", p.Value.GetString()!)
-                        : throw new HeadInputException("question", $"question must be a string, got {MultipleChoiceOptions.Describe(p.Value)}");
+                        : throw new HeadInputException("question", $"question must be a string, got {HeadOptions.Describe(p.Value)}");
                     break;
                 case "choices":
                     sawChoices = true;
                     if (p.Value.ValueKind != JsonValueKind.Array)
-                        throw new HeadInputException("choices", $"choices must be a list of strings, got {MultipleChoiceOptions.Describe(p.Value)}");
+                        throw new HeadInputException("choices", $"choices must be a list of strings, got {HeadOptions.Describe(p.Value)}");
                     choices = [];
                     foreach (var c in p.Value.EnumerateArray())
                     {
                         var field = $"choices[{choices.Count}]";
                         choices.Add(c.ValueKind == JsonValueKind.String
                             ? NonEmpty(field, c.GetString()!)
-                            : throw new HeadInputException(field, $"{field} must be a string, got {MultipleChoiceOptions.Describe(c)}"));
+                            : throw new HeadInputException(field, $"{field} must be a string, got {HeadOptions.Describe(c)}"));
                     }
                     break;
                 default:
@@ -176,8 +176,8 @@ public sealed class MultipleChoiceHead : IHead
         {
             var n = batch.RowCountOf(i);
             var scores = values.AsSpan(batch.RowStarts[i], n);
-            var probabilities = Softmax(scores);
-            var best = ArgMax(scores);
+            var probabilities = HeadMath.Softmax(scores);
+            var best = HeadMath.ArgMax(scores);
             var result = new JsonObject { ["choice"] = best };
             if (batch.Items[i].State is MultipleChoiceState state && best < state.Choices.Count) result["label"] = state.Choices[best];
             result["scores"] = new JsonArray(scores.ToArray().Select(s => (JsonNode)(double)s).ToArray());
@@ -195,26 +195,6 @@ public sealed class MultipleChoiceHead : IHead
         if (values.Length != batch.RowCount)
             throw new ArgumentException($"logits have {values.Length} values, expected one per row ({batch.RowCount} rows)");
         return values;
-    }
-
-    /// <summary>Index of the largest score (the first one on ties).</summary>
-    internal static int ArgMax(ReadOnlySpan<float> scores)
-    {
-        var best = 0;
-        for (var j = 1; j < scores.Length; j++) if (scores[j] > scores[best]) best = j;
-        return best;
-    }
-
-    /// <summary>Softmax (max-subtracted) in double precision.</summary>
-    public static double[] Softmax(ReadOnlySpan<float> logits)
-    {
-        var s = new double[logits.Length];
-        var max = double.NegativeInfinity;
-        foreach (var v in logits) max = Math.Max(max, v);
-        double sum = 0;
-        for (var j = 0; j < s.Length; j++) sum += s[j] = Math.Exp(logits[j] - max);
-        for (var j = 0; j < s.Length; j++) s[j] /= sum;
-        return s;
     }
 
     public void Save(string folder, HeadSaveInfo info)

@@ -76,22 +76,12 @@ internal sealed class McWeightsSource
 
     private static McWeightsSource LoadHeadFolder(HeadContext context, string folder, MultipleChoiceOptions yamlOptions)
     {
-        var manifestPath = Path.Combine(folder, HeadManifest.FileName);
         var manifest = HeadWeights.ReadManifest(folder, MultipleChoiceKind.KindName);
 
         // Options: the saved ones, overridden by the configuration's; what changes the meaning of the weights must agree.
-        MultipleChoiceOptions saved;
-        try
-        {
-            saved = MultipleChoiceOptions.Parse(JsonSerializer.SerializeToElement(manifest.Options));
-        }
-        catch (HeadConfigurationException e)
-        {
-            throw new HeadConfigurationException("weights", $"{manifestPath}: {e.Message}");
-        }
-        if (yamlOptions.Given.Contains("pooling") && yamlOptions.Pooling != saved.Pooling)
-            throw new HeadConfigurationException("options.pooling",
-                $"the weights in {folder} were trained with pooling {MultipleChoiceOptions.Name(saved.Pooling)}, the configuration says {MultipleChoiceOptions.Name(yamlOptions.Pooling)}; remove options.pooling or train a new head");
+        var saved = HeadOptions.ParseSaved(folder, () => MultipleChoiceOptions.Parse(JsonSerializer.SerializeToElement(manifest.Options)));
+        HeadOptions.CheckSavedAgree(folder, MultipleChoiceOptions.StructuralKeys.Where(yamlOptions.Given.Contains),
+            _ => MultipleChoiceOptions.Name(yamlOptions.Pooling), _ => MultipleChoiceOptions.Name(saved.Pooling));
         var merged = HeadWeights.MergeOptions(manifest.Options, context.Options);
         var options = MultipleChoiceOptions.Parse(merged) with { Given = yamlOptions.Given };
 

@@ -17,7 +17,7 @@ public sealed class MultipleChoiceMetric : IHeadMetric
         {
             var state = batch.Items[i].State as MultipleChoiceState ?? throw new ArgumentException($"batch item {i} has no gold label");
             var gold = state.Label ?? throw new ArgumentException($"batch item {i} ({state.Source}) has no gold label");
-            var best = MultipleChoiceHead.ArgMax(values.AsSpan(batch.RowStarts[i], batch.RowCountOf(i)));
+            var best = HeadMath.ArgMax(values.AsSpan(batch.RowStarts[i], batch.RowCountOf(i)));
             _examples++;
             if (best == gold) _correct++;
         }

@@ -40,27 +40,20 @@ public sealed record MultipleChoiceOptions
     /// <summary>Parses an options object; every problem is a <see cref="HeadConfigurationException"/> on <c>options.key</c>.</summary>
     public static MultipleChoiceOptions Parse(JsonElement options)
     {
-        if (options.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return new MultipleChoiceOptions();
-        if (options.ValueKind != JsonValueKind.Object)
-            throw new HeadConfigurationException("options", $"options must be an object, got {Describe(options)}");
+        if (!HeadOptions.Check(options, Keys, "a multiple-choice head")) return new MultipleChoiceOptions();
 
-        var unknown = options.EnumerateObject().Select(p => p.Name).Where(n => !Keys.Contains(n)).ToList();
-        if (unknown.Count > 0)
-            throw new HeadConfigurationException($"options.{unknown[0]}",
-                $"unknown option{(unknown.Count > 1 ? "s" : "")} {string.Join(", ", unknown.Select(u => $"'{u}'"))} for a multiple-choice head (known: {string.Join(", ", Keys)})");
-
-        var result = new MultipleChoiceOptions { Given = options.EnumerateObject().Select(p => p.Name).ToHashSet() };
+        var result = new MultipleChoiceOptions { Given = HeadOptions.Given(options) };
         foreach (var p in options.EnumerateObject())
         {
             var field = "options." + p.Name;
             var v = p.Value;
             result = p.Name switch
             {
-                "pooling" => result with { Pooling = ParsePooling(field, String(field, v)) },
-                "dropout" => result with { Dropout = Probability(field, v) },
-                "max_length" => result with { MaxLength = Int(field, v, min: 3) },
-                "max_choices" => result with { MaxChoices = Int(field, v, min: 2) },
-                "truncation" => result with { Truncation = ParseTruncation(field, String(field, v)) },
+                "pooling" => result with { Pooling = ParsePooling(field, HeadOptions.String(field, v)) },
+                "dropout" => result with { Dropout = HeadOptions.Probability(field, v) },
+                "max_length" => result with { MaxLength = HeadOptions.Int(field, v, min: 3) },
+                "max_choices" => result with { MaxChoices = HeadOptions.Int(field, v, min: 2) },
+                "truncation" => result with { Truncation = ParseTruncation(field, HeadOptions.String(field, v)) },
                 _ => result,
             };
         }
@@ -94,35 +87,5 @@ public sealed record MultipleChoiceOptions
         "longest_first" => TruncationStrategy.LongestFirst,
         "only_first" => TruncationStrategy.OnlyFirst,
         _ => throw new HeadConfigurationException(field, $"truncation '{s}' is not one of longest_first, only_first"),
-    };
-
-    private static string String(string field, JsonElement v) =>
-        v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new HeadConfigurationException(field, $"{field} must be a string, got {Describe(v)}");
-
-    private static int Int(string field, JsonElement v, int min)
-    {
-        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var i))
-            throw new HeadConfigurationException(field, $"{field} must be an integer, got {Describe(v)}");
-        if (i < min) throw new HeadConfigurationException(field, $"{field} must be at least {min}, got {i}");
-        return i;
-    }
-
-    private static double Probability(string field, JsonElement v)
-    {
-        if (v.ValueKind != JsonValueKind.Number) throw new HeadConfigurationException(field, $"{field} must be a number, got {Describe(v)}");
-        var d = v.GetDouble();
-        if (d is < 0 or >= 1) throw new HeadConfigurationException(field, $"{field} must be in [0, 1), got {d}");
-        return d;
-    }
-
-    internal static string Describe(JsonElement v) => v.ValueKind switch
-    {
-        JsonValueKind.String => $"the string \"{v.GetString()}\"",
-        JsonValueKind.Number => $"the number {v.GetRawText()}",
-        JsonValueKind.True or JsonValueKind.False => v.GetRawText(),
-        JsonValueKind.Null => "null",
-        JsonValueKind.Array => "a list",
-        JsonValueKind.Object => "an object",
-        _ => v.ValueKind.ToString(),
     };
 }

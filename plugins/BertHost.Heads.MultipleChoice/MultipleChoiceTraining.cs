@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using BertHost.Abstractions.Heads;
 using static TorchSharp.torch;
@@ -29,15 +28,13 @@ public sealed class MultipleChoiceTraining : IHeadTraining
 
     public IEnumerable<HeadFeatures> ReadExamples(string path, TrainingDataOptions options)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        ArgumentNullException.ThrowIfNull(options);
-        if (!File.Exists(path)) throw new FileNotFoundException($"training data {path} does not exist", path);
+        TrainingRecords.Check(path, options);
         var format = options.Format ?? DetectFormat(path);
         return format switch
         {
             SwagCsv => ReadCsv(path, options),
             Jsonl => ReadJsonl(path, options),
-            _ => throw new ArgumentException($"data format '{format}' is not one of {string.Join(", ", DataFormats)}"),
+            _ => throw TrainingRecords.UnknownFormat(format, DataFormats),
         };
     }
 
@@ -47,15 +44,12 @@ public sealed class MultipleChoiceTraining : IHeadTraining
         var ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is ".csv") return SwagCsv;
         if (ext is ".jsonl" or ".json" or ".ndjson") return Jsonl;
-        using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
-        int c;
-        while ((c = reader.Read()) >= 0 && char.IsWhiteSpace((char)c)) { }
-        return c == '{' ? Jsonl : SwagCsv;
+        return TrainingRecords.StartsWithObject(path) ? Jsonl : SwagCsv;
     }
 
     private IEnumerable<HeadFeatures> ReadCsv(string path, TrainingDataOptions options)
     {
-        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
+        using var reader = TrainingRecords.Open(path);
         var csv = new CsvRecordReader(reader);
         var header = csv.Next() ?? throw new TrainingDataException(path, 1, "the file is empty (a swag-csv file starts with a header line)");
         if (header.Error is not null) throw new TrainingDataException(path, header.Line, header.Error);
@@ -78,20 +72,13 @@ public sealed class MultipleChoiceTraining : IHeadTraining
         if (endingCols.Count > _head.Options.MaxChoices)
             throw new TrainingDataException(path, header.Line, $"the file has {endingCols.Count} endings per example; this head accepts at most {_head.Options.MaxChoices} choices (options.max_choices)");
 
-        while (csv.Next() is { } record)
-        {
-            if (record.Blank) continue;
-            HeadFeatures example;
-            try
-            {
-                example = CsvExample(path, record, columns, contextCol, questionCol, endingCols, labelCol);
-            }
-            catch (TrainingDataException e) when (options.SkipMalformed)
-            {
-                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
-                continue;
-            }
+        foreach (var example in TrainingRecords.Each(Records(), r => CsvExample(path, r, columns, contextCol, questionCol, endingCols, labelCol), options))
             yield return example;
+
+        IEnumerable<CsvRecordReader.Record> Records()
+        {
+            while (csv.Next() is { } record)
+                if (!record.Blank) yield return record;
         }
     }
 
@@ -131,40 +118,12 @@ public sealed class MultipleChoiceTraining : IHeadTraining
         }
     }
 
-    private IEnumerable<HeadFeatures> ReadJsonl(string path, TrainingDataOptions options)
-    {
-        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
-        var lineNo = 0;
-        string? line;
-        while ((line = reader.ReadLine()) is not null)
-        {
-            lineNo++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            HeadFeatures example;
-            try
-            {
-                example = JsonlExample(path, lineNo, line);
-            }
-            catch (TrainingDataException e) when (options.SkipMalformed)
-            {
-                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
-                continue;
-            }
-            yield return example;
-        }
-    }
+    private IEnumerable<HeadFeatures> ReadJsonl(string path, TrainingDataOptions options) =>
+        TrainingRecords.Each(TrainingRecords.NonBlankLines(path), l => JsonlExample(path, l.Line, l.Text), options);
 
     private HeadFeatures JsonlExample(string path, int lineNo, string line)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(line);
-        }
-        catch (JsonException e)
-        {
-            throw new TrainingDataException(path, lineNo, $"not valid JSON: {e.Message}");
-        }
+        var doc = TrainingRecords.ParseLine(path, lineNo, line);
         using (doc)
         {
             var o = doc.RootElement;
@@ -194,7 +153,7 @@ public sealed class MultipleChoiceTraining : IHeadTraining
                     if (label < 0) throw new TrainingDataException(path, lineNo, $"label '{text}' is not one of the choices");
                     break;
                 default:
-                    throw new TrainingDataException(path, lineNo, $"label must be a choice index or the text of a choice, got {MultipleChoiceOptions.Describe(l)}");
+                    throw new TrainingDataException(path, lineNo, $"label must be a choice index or the text of a choice, got {HeadOptions.Describe(l)}");
             }
             return Encode(path, lineNo, item.Context, item.Question, item.Choices, label);
         }

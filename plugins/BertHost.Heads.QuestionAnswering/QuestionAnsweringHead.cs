@@ -118,7 +118,7 @@ public sealed class QuestionAnsweringHead : IHead
     private static (string Question, string Context) ReadInput(JsonElement input)
     {
         if (input.ValueKind != JsonValueKind.Object)
-            throw new HeadInputException("question", $"the input must be an object {{\"question\": \"...\", \"context\": \"...\"}}, got {QuestionAnsweringOptions.Describe(input)}");
+            throw new HeadInputException("question", $"the input must be an object {{\"question\": \"...\", \"context\": \"...\"}}, got {HeadOptions.Describe(input)}");
         string? question = null, context = null;
         foreach (var p in input.EnumerateObject())
         {
@@ -142,7 +142,7 @@ public sealed class QuestionAnsweringHead : IHead
     private static string Text(string field, JsonElement v)
     {
         if (v.ValueKind != JsonValueKind.String)
-            throw new HeadInputException(field, $"{field} must be a string, got {QuestionAnsweringOptions.Describe(v)}");
+            throw new HeadInputException(field, $"{field} must be a string, got {HeadOptions.Describe(v)}");
         var s = v.GetString()!;
         return string.IsNullOrWhiteSpace(s) ? throw new HeadInputException(field, $"{field} is empty") : s;
     }
@@ -161,7 +161,7 @@ public sealed class QuestionAnsweringHead : IHead
         if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null))
         {
             if (parameters.ValueKind != JsonValueKind.Object)
-                throw new HeadInputException("parameters", $"parameters must be an object, got {QuestionAnsweringOptions.Describe(parameters)}");
+                throw new HeadInputException("parameters", $"parameters must be an object, got {HeadOptions.Describe(parameters)}");
             foreach (var p in parameters.EnumerateObject())
             {
                 if (p.Value.ValueKind == JsonValueKind.Null) continue;
@@ -169,13 +169,13 @@ public sealed class QuestionAnsweringHead : IHead
                 Exception Error(string m) => new HeadInputException(field, m);
                 switch (p.Name)
                 {
-                    case "top_k": topK = QuestionAnsweringOptions.Int(p.Name, p.Value, 1, Error); break;
-                    case "max_answer_len": maxAnswerLen = QuestionAnsweringOptions.Int(p.Name, p.Value, 1, Error); break;
-                    case "max_question_len": maxQuestionLen = QuestionAnsweringOptions.Int(p.Name, p.Value, 1, Error); break;
-                    case "doc_stride": docStride = QuestionAnsweringOptions.Int(p.Name, p.Value, 0, Error); break;
-                    case "max_seq_len": maxSeqLen = Math.Min(MaxLength, QuestionAnsweringOptions.Int(p.Name, p.Value, 8, Error)); break;
-                    case "handle_impossible_answer": impossible = QuestionAnsweringOptions.Bool(p.Name, p.Value, Error); break;
-                    case "align_to_words": align = QuestionAnsweringOptions.Bool(p.Name, p.Value, Error); break;
+                    case "top_k": topK = HeadOptions.Int(p.Name, p.Value, 1, Error); break;
+                    case "max_answer_len": maxAnswerLen = HeadOptions.Int(p.Name, p.Value, 1, Error); break;
+                    case "max_question_len": maxQuestionLen = HeadOptions.Int(p.Name, p.Value, 1, Error); break;
+                    case "doc_stride": docStride = HeadOptions.Int(p.Name, p.Value, 0, Error); break;
+                    case "max_seq_len": maxSeqLen = Math.Min(MaxLength, HeadOptions.Int(p.Name, p.Value, 8, Error)); break;
+                    case "handle_impossible_answer": impossible = HeadOptions.Bool(p.Name, p.Value, Error); break;
+                    case "align_to_words": align = HeadOptions.Bool(p.Name, p.Value, Error); break;
                 }
             }
         }

@@ -65,20 +65,12 @@ internal sealed class QaWeights
 
     private static QaWeights LoadHeadFolder(HeadContext context, string folder)
     {
-        var manifestPath = Path.Combine(folder, HeadManifest.FileName);
         var manifest = HeadWeights.ReadManifest(folder, QuestionAnsweringKind.KindName);
 
         // The saved options, overridden by the configuration's (none of them changes what the weights mean).
         var merged = HeadWeights.MergeOptions(manifest.Options, context.Options);
-        QuestionAnsweringOptions options;
-        try
-        {
-            options = QuestionAnsweringOptions.Parse(merged);
-        }
-        catch (HeadConfigurationException e)   // the YAML options were checked before: the saved ones are at fault
-        {
-            throw new HeadConfigurationException("weights", $"{manifestPath}: {e.Message}");
-        }
+        // The YAML options were checked before: a problem here is the saved ones' fault.
+        var options = HeadOptions.ParseSaved(folder, () => QuestionAnsweringOptions.Parse(merged));
 
         var tensors = HeadWeights.ReadTensors(context, folder);
         return new QaWeights

@@ -31,13 +31,7 @@ public sealed record QuestionAnsweringOptions
 
     public static QuestionAnsweringOptions Parse(JsonElement options)
     {
-        if (options.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return new QuestionAnsweringOptions();
-        if (options.ValueKind != JsonValueKind.Object)
-            throw new HeadConfigurationException("options", $"options must be an object, got {Describe(options)}");
-        var unknown = options.EnumerateObject().Select(p => p.Name).Where(n => !Keys.Contains(n)).ToList();
-        if (unknown.Count > 0)
-            throw new HeadConfigurationException($"options.{unknown[0]}",
-                $"unknown option{(unknown.Count > 1 ? "s" : "")} {string.Join(", ", unknown.Select(u => $"'{u}'"))} for a question-answering head (known: {string.Join(", ", Keys)})");
+        if (!HeadOptions.Check(options, Keys, "a question-answering head")) return new QuestionAnsweringOptions();
         var result = new QuestionAnsweringOptions();
         foreach (var p in options.EnumerateObject())
         {
@@ -45,12 +39,12 @@ public sealed record QuestionAnsweringOptions
             Exception Error(string m) => new HeadConfigurationException(field, m);
             result = p.Name switch
             {
-                "max_length" => result with { MaxLength = Int(field, p.Value, 8, Error) },
-                "doc_stride" => result with { DocStride = Int(field, p.Value, 0, Error) },
-                "max_answer_len" => result with { MaxAnswerLen = Int(field, p.Value, 1, Error) },
-                "max_question_len" => result with { MaxQuestionLen = Int(field, p.Value, 1, Error) },
-                "handle_impossible_answer" => result with { HandleImpossibleAnswer = Bool(field, p.Value, Error) },
-                "dropout" => result with { Dropout = Probability(field, p.Value, Error) },
+                "max_length" => result with { MaxLength = HeadOptions.Int(field, p.Value, 8, Error) },
+                "doc_stride" => result with { DocStride = HeadOptions.Int(field, p.Value, 0, Error) },
+                "max_answer_len" => result with { MaxAnswerLen = HeadOptions.Int(field, p.Value, 1, Error) },
+                "max_question_len" => result with { MaxQuestionLen = HeadOptions.Int(field, p.Value, 1, Error) },
+                "handle_impossible_answer" => result with { HandleImpossibleAnswer = HeadOptions.Bool(field, p.Value, Error) },
+                "dropout" => result with { Dropout = HeadOptions.Probability(field, p.Value, Error) },
                 _ => result,
             };
         }
@@ -66,39 +60,5 @@ public sealed record QuestionAnsweringOptions
         ["max_question_len"] = MaxQuestionLen,
         ["handle_impossible_answer"] = HandleImpossibleAnswer,
         ["dropout"] = Dropout,
-    };
-
-    internal static int Int(string field, JsonElement v, int min, Func<string, Exception> error)
-    {
-        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var i))
-            throw error($"{field} must be an integer, got {Describe(v)}");
-        if (i < min) throw error($"{field} must be at least {min}, got {i}");
-        return i;
-    }
-
-    internal static bool Bool(string field, JsonElement v, Func<string, Exception> error) => v.ValueKind switch
-    {
-        JsonValueKind.True => true,
-        JsonValueKind.False => false,
-        _ => throw error($"{field} must be true or false, got {Describe(v)}"),
-    };
-
-    private static double Probability(string field, JsonElement v, Func<string, Exception> error)
-    {
-        if (v.ValueKind != JsonValueKind.Number) throw error($"{field} must be a number, got {Describe(v)}");
-        var d = v.GetDouble();
-        if (d is < 0 or >= 1) throw error($"{field} must be in [0, 1), got {d}");
-        return d;
-    }
-
-    internal static string Describe(JsonElement v) => v.ValueKind switch
-    {
-        JsonValueKind.String => $"the string \"{v.GetString()}\"",
-        JsonValueKind.Number => $"the number {v.GetRawText()}",
-        JsonValueKind.True or JsonValueKind.False => v.GetRawText(),
-        JsonValueKind.Null => "null",
-        JsonValueKind.Array => "a list",
-        JsonValueKind.Object => "an object",
-        _ => v.ValueKind.ToString(),
     };
 }

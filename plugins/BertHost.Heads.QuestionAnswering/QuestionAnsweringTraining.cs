@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using BertHost.Abstractions.Heads;
 using BertHost.Abstractions.Text;
@@ -31,15 +30,13 @@ public sealed class QuestionAnsweringTraining : IHeadTraining
 
     public IEnumerable<HeadFeatures> ReadExamples(string path, TrainingDataOptions options)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        ArgumentNullException.ThrowIfNull(options);
-        if (!File.Exists(path)) throw new FileNotFoundException($"training data {path} does not exist", path);
+        TrainingRecords.Check(path, options);
         var format = options.Format ?? DetectFormat(path);
         return format switch
         {
             Squad => ReadSquad(path, options),
             SquadJsonl => ReadJsonl(path, options),
-            _ => throw new ArgumentException($"data format '{format}' is not one of {string.Join(", ", DataFormats)}"),
+            _ => throw TrainingRecords.UnknownFormat(format, DataFormats),
         };
     }
 
@@ -111,25 +108,13 @@ public sealed class QuestionAnsweringTraining : IHeadTraining
                 }
             }
             v2 |= questions.Any(q => q.Impossible);
-            foreach (var q in questions)
-            {
-                HeadFeatures example;
-                try
-                {
-                    example = Example(path, q, v2);
-                }
-                catch (TrainingDataException e) when (options.SkipMalformed)
-                {
-                    options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
-                    continue;
-                }
+            foreach (var example in TrainingRecords.Each(questions, q => Example(path, q, v2), options))
                 yield return example;
-            }
 
             void Fail(TrainingDataException e)
             {
                 if (!options.SkipMalformed) throw e;
-                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
+                TrainingRecords.Skip(options, e);
             }
         }
     }
@@ -137,55 +122,28 @@ public sealed class QuestionAnsweringTraining : IHeadTraining
     private IEnumerable<HeadFeatures> ReadJsonl(string path, TrainingDataOptions options)
     {
         var questions = new List<Question>();
-        using (var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true))
+        foreach (var (lineNo, line) in TrainingRecords.NonBlankLines(path))
         {
-            var lineNo = 0;
-            string? line;
-            while ((line = reader.ReadLine()) is not null)
-            {
-                lineNo++;
-                if (string.IsNullOrWhiteSpace(line)) continue;
-                try
-                {
-                    JsonDocument doc;
-                    try
-                    {
-                        doc = JsonDocument.Parse(line);
-                    }
-                    catch (JsonException e)
-                    {
-                        throw new TrainingDataException(path, lineNo, $"not valid JSON: {e.Message}");
-                    }
-                    using (doc)
-                    {
-                        var o = doc.RootElement;
-                        if (o.ValueKind != JsonValueKind.Object || !o.TryGetProperty("context", out var ctx) || ctx.ValueKind != JsonValueKind.String
-                            || string.IsNullOrWhiteSpace(ctx.GetString()))
-                            throw new TrainingDataException(path, lineNo, "each line must be an object {\"id\", \"question\", \"context\", \"answers\": {\"text\": [...], \"answer_start\": [...]}} with a non-empty context");
-                        questions.Add(ReadQuestion(path, lineNo, $"line {lineNo}", o, ctx.GetString()!, o.TryGetProperty("answers", out var a) ? a : null));
-                    }
-                }
-                catch (TrainingDataException e) when (options.SkipMalformed)
-                {
-                    options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
-                }
-            }
-        }
-        var v2 = questions.Any(q => q.Impossible);
-        foreach (var q in questions)
-        {
-            HeadFeatures example;
             try
             {
-                example = Example(path, q, v2);
+                var doc = TrainingRecords.ParseLine(path, lineNo, line);
+                using (doc)
+                {
+                    var o = doc.RootElement;
+                    if (o.ValueKind != JsonValueKind.Object || !o.TryGetProperty("context", out var ctx) || ctx.ValueKind != JsonValueKind.String
+                        || string.IsNullOrWhiteSpace(ctx.GetString()))
+                        throw new TrainingDataException(path, lineNo, "each line must be an object {\"id\", \"question\", \"context\", \"answers\": {\"text\": [...], \"answer_start\": [...]}} with a non-empty context");
+                    questions.Add(ReadQuestion(path, lineNo, $"line {lineNo}", o, ctx.GetString()!, o.TryGetProperty("answers", out var a) ? a : null));
+                }
             }
             catch (TrainingDataException e) when (options.SkipMalformed)
             {
-                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
-                continue;
+                TrainingRecords.Skip(options, e);
             }
-            yield return example;
         }
+        var v2 = questions.Any(q => q.Impossible);
+        foreach (var example in TrainingRecords.Each(questions, q => Example(path, q, v2), options))
+            yield return example;
     }
 
     /// <summary>One question (SQuAD qas item, or a jsonl row whose answers are columnar: <paramref name="columnar"/>).</summary>

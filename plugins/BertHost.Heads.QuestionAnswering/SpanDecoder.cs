@@ -1,4 +1,5 @@
 using BertHost.Abstractions.Text;
+using BertHost.Abstractions.Heads;
 
 namespace BertHost.Heads.QuestionAnswering;
 
@@ -69,15 +70,8 @@ public static class SpanDecoder
     private static double[] Softmax(ReadOnlySpan<float> logits, bool[] keep)
     {
         var p = new double[logits.Length];
-        var max = double.NegativeInfinity;
-        for (var t = 0; t < p.Length; t++)
-        {
-            p[t] = keep[t] ? logits[t] : MaskedLogit;
-            max = Math.Max(max, p[t]);
-        }
-        double sum = 0;
-        for (var t = 0; t < p.Length; t++) sum += p[t] = Math.Exp(p[t] - max);
-        for (var t = 0; t < p.Length; t++) p[t] /= sum;
+        for (var t = 0; t < p.Length; t++) p[t] = keep[t] ? logits[t] : MaskedLogit;
+        HeadMath.SoftmaxInPlace(p);
         return p;
     }
 

@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Heads;
 using System.Text.Json.Nodes;
 
 namespace BertHost.Heads.TokenClassification;
@@ -41,7 +42,7 @@ internal static class EntityAggregator
         var tagged = strategy is AggregationStrategy.None or AggregationStrategy.Simple
             ? pre.Select(p =>
             {
-                var best = ArgMax(p.Scores);
+                var best = HeadMath.ArgMax(p.Scores);
                 return new TaggedSpan(labels[best], p.Scores[best], p.Word, p.Start, p.End, p.Index, p.Window);
             }).ToList()
             : AggregateWords(pre, strategy, labels, text);
@@ -112,7 +113,7 @@ internal static class EntityAggregator
             default:
                 throw new ArgumentException($"aggregation {strategy} does not aggregate words");
         }
-        var best = ArgMax(scores);
+        var best = HeadMath.ArgMax(scores);
         int start = tokens[0].Start, end = tokens[^1].End;
         return new TaggedSpan(labels[best], scores[best], text[start..end], start, end, tokens[0].Index, tokens[0].Window);
     }
@@ -152,12 +153,5 @@ internal static class EntityAggregator
     {
         var dash = label.IndexOf('-');
         return dash < 0 ? label : label[(dash + 1)..];
-    }
-
-    internal static int ArgMax(ReadOnlySpan<double> v)
-    {
-        var best = 0;
-        for (var j = 1; j < v.Length; j++) if (v[j] > v[best]) best = j;
-        return best;
     }
 }

@@ -120,7 +120,7 @@ public sealed class TokenClassificationHead : IHead
                         case "text":
                             text = p.Value.ValueKind == JsonValueKind.String
                                 ? NonEmpty("text", p.Value.GetString()!)
-                                : throw new HeadInputException("text", $"text must be a string, got {TokenClassificationOptions.Describe(p.Value)}");
+                                : throw new HeadInputException("text", $"text must be a string, got {HeadOptions.Describe(p.Value)}");
                             break;
                         case "tokens":
                             words = ReadWords(p.Value);
@@ -133,18 +133,18 @@ public sealed class TokenClassificationHead : IHead
                 if (text is null && words is null) throw new HeadInputException("text", "text is missing: send {\"text\": \"...\"}, {\"tokens\": [\"...\", ...]} or a string");
                 return (text, words);
             default:
-                throw new HeadInputException("text", $"the input must be a string, or an object with text or tokens, got {TokenClassificationOptions.Describe(input)}");
+                throw new HeadInputException("text", $"the input must be a string, or an object with text or tokens, got {HeadOptions.Describe(input)}");
         }
     }
 
     private static List<string> ReadWords(JsonElement v)
     {
-        if (v.ValueKind != JsonValueKind.Array) throw new HeadInputException("tokens", $"tokens must be a list of words, got {TokenClassificationOptions.Describe(v)}");
+        if (v.ValueKind != JsonValueKind.Array) throw new HeadInputException("tokens", $"tokens must be a list of words, got {HeadOptions.Describe(v)}");
         var words = new List<string>();
         foreach (var e in v.EnumerateArray())
         {
             var field = $"tokens[{words.Count}]";
-            if (e.ValueKind != JsonValueKind.String) throw new HeadInputException(field, $"{field} must be a string, got {TokenClassificationOptions.Describe(e)}");
+            if (e.ValueKind != JsonValueKind.String) throw new HeadInputException(field, $"{field} must be a string, got {HeadOptions.Describe(e)}");
             words.Add(e.GetString()!.Length == 0 ? throw new HeadInputException(field, $"{field} is empty") : e.GetString()!);
         }
         return words.Count == 0 ? throw new HeadInputException("tokens", "tokens is empty") : words;
@@ -159,11 +159,11 @@ public sealed class TokenClassificationHead : IHead
         IReadOnlySet<string> ignore = new HashSet<string>(StringComparer.Ordinal) { "O" };
         if (parameters.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return (aggregation, ignore);
         if (parameters.ValueKind != JsonValueKind.Object)
-            throw new HeadInputException("parameters", $"parameters must be an object, got {TokenClassificationOptions.Describe(parameters)}");
+            throw new HeadInputException("parameters", $"parameters must be an object, got {HeadOptions.Describe(parameters)}");
         if (parameters.TryGetProperty("aggregation", out var a) && a.ValueKind != JsonValueKind.Null)
         {
             if (a.ValueKind != JsonValueKind.String)
-                throw new HeadInputException("parameters.aggregation", $"aggregation must be a string, got {TokenClassificationOptions.Describe(a)}");
+                throw new HeadInputException("parameters.aggregation", $"aggregation must be a string, got {HeadOptions.Describe(a)}");
             try
             {
                 aggregation = EntityAggregator.Parse(a.GetString()!);
@@ -176,7 +176,7 @@ public sealed class TokenClassificationHead : IHead
         if (parameters.TryGetProperty("ignore_labels", out var i) && i.ValueKind != JsonValueKind.Null)
         {
             if (i.ValueKind != JsonValueKind.Array || i.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
-                throw new HeadInputException("parameters.ignore_labels", $"ignore_labels must be a list of label names, got {TokenClassificationOptions.Describe(i)}");
+                throw new HeadInputException("parameters.ignore_labels", $"ignore_labels must be a list of label names, got {HeadOptions.Describe(i)}");
             ignore = i.EnumerateArray().Select(e => e.GetString()!).ToHashSet(StringComparer.Ordinal);
         }
         return (aggregation, ignore);
@@ -214,7 +214,7 @@ public sealed class TokenClassificationHead : IHead
                 var seq = item.Sequences[w];
                 var row = batch.RowStarts[i] + w;
                 if (p >= length) throw new ArgumentException($"logits have {length} positions, window {w} of item {i} has {seq.Length}");
-                var scores = Softmax(values.AsSpan((row * length + p) * n, n));
+                var scores = HeadMath.Softmax(values.AsSpan((row * length + p) * n, n));
                 var (start, end) = seq.Offsets[p];
                 if (state.WordStarts is { } ws && seq.WordIds[p] is { } word)
                 {
@@ -235,18 +235,6 @@ public sealed class TokenClassificationHead : IHead
             results.Add(EntityAggregator.Run(pre, state.Aggregation, Labels, state.IgnoreLabels, state.Text, item.Sequences.Count > 1));
         }
         return results;
-    }
-
-    /// <summary>Softmax (max-subtracted) in double precision.</summary>
-    private static double[] Softmax(ReadOnlySpan<float> logits)
-    {
-        var s = new double[logits.Length];
-        var max = double.NegativeInfinity;
-        foreach (var v in logits) max = Math.Max(max, v);
-        double sum = 0;
-        for (var j = 0; j < s.Length; j++) sum += s[j] = Math.Exp(logits[j] - max);
-        for (var j = 0; j < s.Length; j++) s[j] /= sum;
-        return s;
     }
 
     public void Save(string folder, HeadSaveInfo info)

@@ -65,11 +65,8 @@ public sealed class TokenClassificationKind : IHeadKind
     private static void Validate(IReadOnlyList<string> labels, WeightsSource weights)
     {
         if (labels.Count < 2) throw new HeadConfigurationException("labels", $"a token-classification head needs at least 2 labels, got {labels.Count}");
-        if (labels.Any(string.IsNullOrWhiteSpace)) throw new HeadConfigurationException("labels", "labels must be non-empty names");
-        var duplicate = labels.GroupBy(l => l, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new HeadConfigurationException("labels", $"label '{duplicate.Key}' is listed twice");
-        if (weights.ClassifierRows is { } rows && rows != labels.Count)
-            throw new HeadConfigurationException("labels", $"{weights.Describe} has a classifier for {rows} labels but the head has {labels.Count} labels ([{string.Join(", ", labels)}])");
+        HeadLabels.CheckNames(labels);
+        HeadLabels.CheckClassifierRows(weights.Describe, weights.ClassifierRows, labels);
     }
 }
 
@@ -104,26 +101,10 @@ internal sealed class WeightsSource
 
     private static WeightsSource LoadHeadFolder(HeadContext context, string folder, TokenClassificationOptions yamlOptions)
     {
-        var manifestPath = Path.Combine(folder, HeadManifest.FileName);
         var manifest = HeadWeights.ReadManifest(folder, TokenClassificationKind.KindName);
 
-        TokenClassificationOptions saved;
-        try
-        {
-            saved = TokenClassificationOptions.Parse(JsonSerializer.SerializeToElement(manifest.Options), context.Body);
-        }
-        catch (HeadConfigurationException e)
-        {
-            throw new HeadConfigurationException("weights", $"{manifestPath}: {e.Message}");
-        }
-        foreach (var key in TokenClassificationOptions.StructuralKeys.Where(yamlOptions.Given.Contains))
-        {
-            var mine = yamlOptions.ValueOf(key);
-            var theirs = saved.ValueOf(key);
-            if (mine != theirs)
-                throw new HeadConfigurationException($"options.{key}",
-                    $"the weights in {folder} were trained with {key} {theirs}, the configuration says {mine}; remove options.{key} or train a new head");
-        }
+        var saved = HeadOptions.ParseSaved(folder, () => TokenClassificationOptions.Parse(JsonSerializer.SerializeToElement(manifest.Options), context.Body));
+        HeadOptions.CheckSavedAgree(folder, TokenClassificationOptions.StructuralKeys.Where(yamlOptions.Given.Contains), yamlOptions.ValueOf, saved.ValueOf);
         var merged = HeadWeights.MergeOptions(manifest.Options, context.Options);
         var options = TokenClassificationOptions.Parse(merged, context.Body) with { Given = yamlOptions.Given };
 

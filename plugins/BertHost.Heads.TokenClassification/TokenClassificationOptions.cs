@@ -48,15 +48,9 @@ public sealed record TokenClassificationOptions
 
     public static TokenClassificationOptions Parse(JsonElement options, BodyInfo body)
     {
-        if (options.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return new TokenClassificationOptions();
-        if (options.ValueKind != JsonValueKind.Object)
-            throw new HeadConfigurationException("options", $"options must be an object, got {Describe(options)}");
-        var unknown = options.EnumerateObject().Select(p => p.Name).Where(n => !Keys.Contains(n)).ToList();
-        if (unknown.Count > 0)
-            throw new HeadConfigurationException($"options.{unknown[0]}",
-                $"unknown option{(unknown.Count > 1 ? "s" : "")} {string.Join(", ", unknown.Select(u => $"'{u}'"))} for a token-classification head (known: {string.Join(", ", Keys)})");
+        if (!HeadOptions.Check(options, Keys, "a token-classification head")) return new TokenClassificationOptions();
 
-        var result = new TokenClassificationOptions { Given = options.EnumerateObject().Select(p => p.Name).ToHashSet() };
+        var result = new TokenClassificationOptions { Given = HeadOptions.Given(options) };
         foreach (var p in options.EnumerateObject())
         {
             var field = "options." + p.Name;
@@ -64,12 +58,12 @@ public sealed record TokenClassificationOptions
             result = p.Name switch
             {
                 "layers" => result with { Layers = ParseLayers(field, v, body) },
-                "dropout" => result with { Dropout = Probability(field, v) },
-                "hidden_size" => result with { HiddenSize = v.ValueKind == JsonValueKind.Null ? null : Int(field, v, min: 1) },
-                "activation" => result with { Activation = ParseActivation(field, String(field, v)) },
-                "stride" => result with { Stride = Int(field, v, min: 0) },
-                "max_length" => result with { MaxLength = Int(field, v, min: 3) },
-                "scheme" => result with { Scheme = ParseScheme(field, String(field, v)) },
+                "dropout" => result with { Dropout = HeadOptions.Probability(field, v) },
+                "hidden_size" => result with { HiddenSize = v.ValueKind == JsonValueKind.Null ? null : HeadOptions.Int(field, v, min: 1) },
+                "activation" => result with { Activation = ParseActivation(field, HeadOptions.String(field, v)) },
+                "stride" => result with { Stride = HeadOptions.Int(field, v, min: 0) },
+                "max_length" => result with { MaxLength = HeadOptions.Int(field, v, min: 3) },
+                "scheme" => result with { Scheme = ParseScheme(field, HeadOptions.String(field, v)) },
                 _ => result,
             };
         }
@@ -104,16 +98,13 @@ public sealed record TokenClassificationOptions
     private static IReadOnlyList<int> ParseLayers(string field, JsonElement v, BodyInfo body)
     {
         if (v.ValueKind != JsonValueKind.Array || v.GetArrayLength() == 0)
-            throw new HeadConfigurationException(field, $"{field} must be a non-empty list of layer indices (e.g. [-1] or [-1, -2, -3, -4]), got {Describe(v)}");
+            throw new HeadConfigurationException(field, $"{field} must be a non-empty list of layer indices (e.g. [-1] or [-1, -2, -3, -4]), got {HeadOptions.Describe(v)}");
         var count = body.NumHiddenLayers + 1;
         var list = new List<int>();
         foreach (var e in v.EnumerateArray())
         {
             var f = $"{field}[{list.Count}]";
-            var layer = Int(f, e, min: int.MinValue);
-            if (layer < -count || layer >= count)
-                throw new HeadConfigurationException(f,
-                    $"layer {layer} does not exist: the body has {count} hidden states (0 = embeddings .. {body.NumHiddenLayers} = last layer, or -1 .. -{count})");
+            var layer = HeadOptions.Layer(f, e, body);
             var normalised = layer < 0 ? layer : layer - count;
             if (list.Contains(normalised)) throw new HeadConfigurationException(f, $"layer {layer} is listed twice");
             list.Add(normalised);
@@ -134,35 +125,5 @@ public sealed record TokenClassificationOptions
         "bio" or "iob2" => TagScheme.Bio,
         "iob1" => TagScheme.Iob1,
         _ => throw new HeadConfigurationException(field, $"scheme '{s}' is not one of bio, iob1"),
-    };
-
-    private static string String(string field, JsonElement v) =>
-        v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new HeadConfigurationException(field, $"{field} must be a string, got {Describe(v)}");
-
-    private static int Int(string field, JsonElement v, int min)
-    {
-        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var i))
-            throw new HeadConfigurationException(field, $"{field} must be an integer, got {Describe(v)}");
-        if (i < min) throw new HeadConfigurationException(field, $"{field} must be at least {min}, got {i}");
-        return i;
-    }
-
-    private static double Probability(string field, JsonElement v)
-    {
-        if (v.ValueKind != JsonValueKind.Number) throw new HeadConfigurationException(field, $"{field} must be a number, got {Describe(v)}");
-        var d = v.GetDouble();
-        if (d is < 0 or >= 1) throw new HeadConfigurationException(field, $"{field} must be in [0, 1), got {d}");
-        return d;
-    }
-
-    internal static string Describe(JsonElement v) => v.ValueKind switch
-    {
-        JsonValueKind.String => $"the string \"{v.GetString()}\"",
-        JsonValueKind.Number => $"the number {v.GetRawText()}",
-        JsonValueKind.True or JsonValueKind.False => v.GetRawText(),
-        JsonValueKind.Null => "null",
-        JsonValueKind.Array => "a list",
-        JsonValueKind.Object => "an object",
-        _ => v.ValueKind.ToString(),
     };
 }

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using BertHost.Abstractions.Heads;
 using static TorchSharp.torch;
@@ -30,15 +29,13 @@ public sealed class TokenClassificationTraining : IHeadTraining
 
     public IEnumerable<HeadFeatures> ReadExamples(string path, TrainingDataOptions options)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        ArgumentNullException.ThrowIfNull(options);
-        if (!File.Exists(path)) throw new FileNotFoundException($"training data {path} does not exist", path);
+        TrainingRecords.Check(path, options);
         var format = options.Format ?? DetectFormat(path);
         var records = format switch
         {
             Conll => ReadConll(path),
             Jsonl => ReadJsonl(path),
-            _ => throw new ArgumentException($"data format '{format}' is not one of {string.Join(", ", DataFormats)}"),
+            _ => throw TrainingRecords.UnknownFormat(format, DataFormats),
         };
         return Examples(path, records, options);
     }
@@ -48,37 +45,18 @@ public sealed class TokenClassificationTraining : IHeadTraining
     {
         var ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is ".jsonl" or ".json" or ".ndjson") return Jsonl;
-        using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
-        int c;
-        while ((c = reader.Read()) >= 0 && char.IsWhiteSpace((char)c)) { }
-        return c == '{' ? Jsonl : Conll;
+        return TrainingRecords.StartsWithObject(path) ? Jsonl : Conll;
     }
 
     /// <summary>A sentence as read: its words, their tags (names), the line of each word, or the error that makes it malformed.</summary>
     private sealed record Sentence(int Line, List<string> Words, List<string> Tags, List<int> Lines, TrainingDataException? Error = null);
 
-    private IEnumerable<HeadFeatures> Examples(string path, IEnumerable<Sentence> sentences, TrainingDataOptions options)
-    {
-        foreach (var s in sentences)
-        {
-            HeadFeatures example;
-            try
-            {
-                if (s.Error is not null) throw s.Error;
-                example = Example(path, s);
-            }
-            catch (TrainingDataException e) when (options.SkipMalformed)
-            {
-                options.SkippedRecords?.Invoke(e.File, e.Line, e.Reason);
-                continue;
-            }
-            yield return example;
-        }
-    }
+    private IEnumerable<HeadFeatures> Examples(string path, IEnumerable<Sentence> sentences, TrainingDataOptions options) =>
+        TrainingRecords.Each(sentences, s => s.Error is not null ? throw s.Error : Example(path, s), options);
 
     private static IEnumerable<Sentence> ReadConll(string path)
     {
-        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
+        using var reader = TrainingRecords.Open(path);
         var words = new List<string>();
         var tags = new List<string>();
         var lines = new List<int>();
@@ -110,13 +88,8 @@ public sealed class TokenClassificationTraining : IHeadTraining
 
     private IEnumerable<Sentence> ReadJsonl(string path)
     {
-        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
-        var lineNo = 0;
-        string? line;
-        while ((line = reader.ReadLine()) is not null)
+        foreach (var (lineNo, line) in TrainingRecords.NonBlankLines(path))
         {
-            lineNo++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
             Sentence sentence;
             try
             {
@@ -132,15 +105,7 @@ public sealed class TokenClassificationTraining : IHeadTraining
 
     private Sentence JsonlSentence(string path, int lineNo, string line)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(line);
-        }
-        catch (JsonException e)
-        {
-            throw new TrainingDataException(path, lineNo, $"not valid JSON: {e.Message}");
-        }
+        var doc = TrainingRecords.ParseLine(path, lineNo, line);
         using (doc)
         {
             var o = doc.RootElement;

@@ -1,0 +1,21 @@
+namespace BertHost.Abstractions.Heads;
+
+/// <summary>The checks of a head's <c>labels:</c> that every labelled kind makes; each problem is a <see cref="HeadConfigurationException"/> on <c>labels</c>.</summary>
+public static class HeadLabels
+{
+    /// <summary>Every label is a non-blank name and none is listed twice.</summary>
+    public static void CheckNames(IReadOnlyList<string> labels)
+    {
+        if (labels.Any(string.IsNullOrWhiteSpace)) throw new HeadConfigurationException("labels", "labels must be non-empty names");
+        var duplicate = labels.GroupBy(l => l, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new HeadConfigurationException("labels", $"label '{duplicate.Key}' is listed twice");
+    }
+
+    /// <summary>A loaded classifier of <paramref name="rows"/> outputs (null: none loaded) has one per label.</summary>
+    /// <param name="weightsDescription">How the message names the weights, e.g. <c>the head folder x</c>.</param>
+    public static void CheckClassifierRows(string weightsDescription, int? rows, IReadOnlyList<string> labels)
+    {
+        if (rows is { } r && r != labels.Count)
+            throw new HeadConfigurationException("labels", $"{weightsDescription} has a classifier for {r} labels but the head has {labels.Count} labels ([{string.Join(", ", labels)}])");
+    }
+}
