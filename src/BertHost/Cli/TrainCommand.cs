@@ -14,14 +14,16 @@ public sealed class TrainCommand : ICommand
 {
     public string Name => "train";
     public string Summary => "Train a head of a deployment on labelled data and save its weights";
-    public string Usage => "--config FILE --head NAME --train PATH [--eval PATH] [--mode head|partial|full] [--epochs N] [--out DIR] ...";
+    public string Usage => "--config FILE --head NAME --train PATH [--eval PATH] [--mode head|partial|full] [--epochs N] [--out DIR] [--history DIR] ...";
 
     public string Details => """
         Modes: head (default; body frozen, its outputs cached once per example), partial (the top --partial-layers
         encoder layers train too), full (the whole body trains). Progress goes to stderr; one JSON line per epoch
         ({"epoch", "loss", "metrics"}) goes to stdout. The best epoch's weights (by the head's metric on --eval) are
         saved to --out (default: heads/NAME next to the config): head.json + head.safetensors, and in partial/full
-        mode the new body as a Hugging Face folder in OUT/body (serve it as body.checkpoint).
+        mode the new body as a Hugging Face folder in OUT/body (serve it as body.checkpoint). The run's history goes to
+        --history (default: OUT): history.json (per epoch loss, seconds, metrics; the options; the data files with their
+        sha256), history.csv (epoch,loss,seconds,<metrics>) and history.svg (loss and the primary eval metric per epoch).
         example:
           berthost train --config config/default.yaml --head sentiment --train sst2/train.tsv --eval sst2/dev.tsv --epochs 3
         """;
@@ -41,6 +43,7 @@ public sealed class TrainCommand : ICommand
         new("patience", "stop after N epochs without improvement", "N"),
         new("format", "data format (default: from the file)", "NAME"),
         new("out", "output folder", "DIR"),
+        new("history", "folder for history.json, history.csv and history.svg (default: the output folder)", "DIR"),
         new("verbose", "log loading details to stderr"),
     ];
 
@@ -63,7 +66,8 @@ public sealed class TrainCommand : ICommand
         using var session = Open(config, headName, loggers);
         var format = args.Get("format");
         var train = ReadExamples(session.Head, trainPath, format);
-        var eval = args.Get("eval") is { } evalPath ? ReadExamples(session.Head, evalPath, format) : null;
+        var evalPath = args.Get("eval");
+        var eval = evalPath is not null ? ReadExamples(session.Head, evalPath, format) : null;
 
         Trainer trainer;
         try
@@ -76,7 +80,9 @@ public sealed class TrainCommand : ICommand
         }
         var live = ReferenceEquals(context.Error, Console.Error) && !Console.IsErrorRedirected;
         var reporter = new ProgressLine(context.Error, live);
+        var runClock = System.Diagnostics.Stopwatch.StartNew();
         var result = trainer.Train(train, eval, reporter, cancellationToken);
+        var runSeconds = runClock.Elapsed.TotalSeconds;
         reporter.Finish();
         foreach (var epoch in result.Epochs)
         {
@@ -102,6 +108,29 @@ public sealed class TrainCommand : ICommand
         session.Head.Save(outDir, new HeadSaveInfo(fingerprint, result.BestMetrics ?? result.Epochs[^1].Metrics));
         context.Error.WriteLine($"berthost train: wrote head '{session.Section.Name}' to {outDir}" +
             (result.BestEpoch is { } best ? $" (best epoch {best}{(result.StoppedEarly ? ", stopped early" : "")})" : ""));
+
+        var historyDir = Path.GetFullPath(args.Get("history") ?? outDir);
+        var data = new List<TrainingDataFile> { TrainingDataFile.Describe("train", trainPath) };
+        if (evalPath is not null) data.Add(TrainingDataFile.Describe("eval", evalPath));
+        var info = new Dictionary<string, JsonNode?>
+        {
+            ["config"] = Path.GetFullPath(config.SourcePath),
+            ["head"] = session.Section.Name,
+            ["kind"] = session.Head.Kind,
+            ["body"] = session.Body.Folder,
+            ["body_fingerprint"] = fingerprint,
+            ["train_examples"] = train.Count,
+            ["eval_examples"] = eval?.Count ?? 0,
+            ["best_epoch"] = result.BestEpoch,
+            ["stopped_early"] = result.StoppedEarly,
+            ["body_passes"] = result.BodyPasses,
+            ["seconds"] = Math.Round(runSeconds, 3),
+            ["train_examples_per_second"] = Math.Round(train.Count * (double)result.Epochs.Count / Math.Max(1e-9, runSeconds), 2),
+            ["out"] = outDir,
+        };
+        var history = new TrainingHistory(result.Epochs, session.Head.Training!.CreateMetric().Primary, options, data, info);
+        history.WriteTo(historyDir);
+        context.Error.WriteLine($"berthost train: wrote {TrainingHistory.JsonFile}, {TrainingHistory.CsvFile} and {TrainingHistory.SvgFile} to {historyDir}");
         context.Out.Flush();
         return Task.FromResult(CliApp.ExitOk);
     }
