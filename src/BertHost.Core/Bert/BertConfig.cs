@@ -34,7 +34,7 @@ public sealed record BertConfig
     /// <summary>Model types whose checkpoints have BERT's layout (same keys, same maths).</summary>
     public static IReadOnlyList<string> SupportedModelTypes { get; } = ["bert"];
 
-    public int HeadDim => HiddenSize / NumAttentionHeads;
+    [JsonIgnore] public int HeadDim => HiddenSize / NumAttentionHeads;
 
     private static readonly JsonSerializerOptions ReadOptions = new()
     {

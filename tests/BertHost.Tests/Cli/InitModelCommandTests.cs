@@ -30,6 +30,9 @@ public sealed class InitModelCommandTests : IDisposable
         Assert.Equal(bodyA.Fingerprint, bodyB.Fingerprint);
         Assert.NotEqual(bodyA.Fingerprint, bodyC.Fingerprint);
         Assert.Equal(File.ReadAllBytes(Path.Combine(Vocab, "vocab.txt")), File.ReadAllBytes(Path.Combine(a, "vocab.txt")));
+        // config.json holds only transformers' fields (no derived values such as the head size).
+        Assert.DoesNotContain("HeadDim", File.ReadAllText(Path.Combine(a, "config.json")));
+        Assert.Contains("\"num_attention_heads\": 2", File.ReadAllText(Path.Combine(a, "config.json")));
 
         // transformers' initialisation: N(0, 0.02) weights, zero biases, LayerNorm (1, 0), zero padding embedding.
         var p = bodyA.Model.named_parameters().ToDictionary(x => x.name, x => x.parameter);
