@@ -114,12 +114,18 @@ public sealed class ServingCommandTests : IDisposable
         Assert.Equal(64, heads.First()["plugin_sha256"]!.GetValue<string>().Length);
     }
 
-    [Fact]
-    public async Task The_default_deployment_validates()
+    [Theory]
+    [InlineData("default.yaml", "OK (1 body, 1 head: sentiment (text-classification))")]
+    [InlineData("all-heads.yaml", "OK (1 body, 4 heads: sentiment (text-classification), ner (token-classification), qa (question-answering), choice (multiple-choice))")]
+    public async Task The_shipped_deployments_validate_and_their_heads_load(string file, string expected)
     {
-        var result = await CliRunner.RunAsync("validate", "--config", Path.Combine(TestPaths.RepoRoot, "config", "default.yaml"));
+        var config = Path.Combine(TestPaths.RepoRoot, "config", file);
+        var result = await CliRunner.RunAsync("validate", "--config", config);
         Assert.Equal(0, result.ExitCode);
-        Assert.Contains("OK (1 body, 1 head: sentiment (text-classification))", result.Out);
+        Assert.Contains(expected, result.Out);
+        var heads = await CliRunner.RunAsync("heads", "--config", config);
+        Assert.Equal(0, heads.ExitCode);
+        Assert.All(heads.OutLines, l => Assert.Equal("ready", JsonNode.Parse(l)!["state"]!.GetValue<string>()));
     }
 
     [Fact]
