@@ -38,8 +38,10 @@ public sealed class Trainer
 
     private bool BodyTrains => _options.Mode != TrainingMode.Head;
 
+    /// <param name="epochCompleted">Called with each epoch's result as soon as it is known (loss, metrics, time).</param>
     public TrainingResult Train(IReadOnlyList<HeadFeatures> train, IReadOnlyList<HeadFeatures>? eval = null,
-        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default,
+        Action<EpochResult>? epochCompleted = null)
     {
         if (train.Count == 0) throw new ArgumentException("no training examples");
         manual_seed(_options.Seed);
@@ -75,14 +77,14 @@ public sealed class Trainer
             var sinceBest = 0;
             var stoppedEarly = false;
             var step = 0;
-            var clock = Stopwatch.StartNew();
-            long examplesSeen = 0;
             var order = Enumerable.Range(0, train.Count).ToArray();
             try
             {
                 for (var epoch = 1; epoch <= _options.Epochs; epoch++)
                 {
                     var epochClock = Stopwatch.StartNew();
+                    long epochExamples = 0;
+                    var epochSteps = 0;
                     rng.Shuffle(order);
                     SetModes(training: true);
                     double lossSum = 0;
@@ -103,7 +105,7 @@ public sealed class Trainer
                             lossCount++;
                             (_options.GradientAccumulationSteps > 1 ? loss.div(_options.GradientAccumulationSteps) : loss).backward();
                         }
-                        examplesSeen += items.Count;
+                        epochExamples += items.Count;
                         var last = b == batchesPerEpoch - 1;
                         if ((b + 1) % _options.GradientAccumulationSteps != 0 && !last) continue;
                         using (var scope = NewDisposeScope())
@@ -114,8 +116,12 @@ public sealed class Trainer
                             optimizer.zero_grad();
                         }
                         step++;
-                        var rate = examplesSeen / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
-                        var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / step * (totalSteps - step));
+                        epochSteps++;
+                        // Rates come from the current epoch: in head mode the first epoch also fills the feature cache
+                        // and later epochs are far faster, so a whole-run average would mislead.
+                        var seconds = Math.Max(1e-9, epochClock.Elapsed.TotalSeconds);
+                        var rate = epochExamples / seconds;
+                        var eta = TimeSpan.FromSeconds(seconds / epochSteps * (totalSteps - step));
                         progress?.Report(new TrainingProgress(epoch, _options.Epochs, step, totalSteps, lossSum / lossCount, rate, eta));
                     }
 
@@ -134,7 +140,9 @@ public sealed class Trainer
                         }
                         else sinceBest++;
                     }
-                    epochs.Add(new EpochResult(epoch, lossCount == 0 ? double.NaN : lossSum / lossCount, metrics, epochClock.Elapsed.TotalSeconds));
+                    var epochResult = new EpochResult(epoch, lossCount == 0 ? double.NaN : lossSum / lossCount, metrics, epochClock.Elapsed.TotalSeconds);
+                    epochs.Add(epochResult);
+                    epochCompleted?.Invoke(epochResult);
                     if (_options.EarlyStoppingPatience is { } patience && metrics is not null && sinceBest >= patience && epoch < _options.Epochs)
                     {
                         stoppedEarly = true;

@@ -81,10 +81,8 @@ public sealed class TrainCommand : ICommand
         var live = ReferenceEquals(context.Error, Console.Error) && !Console.IsErrorRedirected;
         var reporter = new ProgressLine(context.Error, live);
         var runClock = System.Diagnostics.Stopwatch.StartNew();
-        var result = trainer.Train(train, eval, reporter, cancellationToken);
-        var runSeconds = runClock.Elapsed.TotalSeconds;
-        reporter.Finish();
-        foreach (var epoch in result.Epochs)
+        // Each epoch's line is printed when the epoch ends, so a long run shows its progress on stdout too.
+        var result = trainer.Train(train, eval, reporter, cancellationToken, epoch =>
         {
             var line = new JsonObject
             {
@@ -94,7 +92,10 @@ public sealed class TrainCommand : ICommand
                 ["metrics"] = epoch.Metrics is null ? null : Metrics(epoch.Metrics),
             };
             context.Out.WriteLine(line.ToJsonString(JsonOutput.Serializer));
-        }
+            context.Out.Flush();
+        });
+        var runSeconds = runClock.Elapsed.TotalSeconds;
+        reporter.Finish();
 
         var outDir = Path.GetFullPath(args.Get("out") ?? Path.Combine(Path.GetDirectoryName(config.SourcePath) ?? ".", "heads", session.Section.Name));
         var fingerprint = session.Body.Fingerprint;
