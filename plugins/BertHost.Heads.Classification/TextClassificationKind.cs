@@ -25,7 +25,8 @@ public sealed class TextClassificationKind : IHeadKind
         try
         {
             var options = weights.Options;
-            var labels = ResolveLabels(context, weights);
+            var labels = HeadLabels.Resolve(context.Labels, weights.Labels, weights.Describe, weights.Tensors is null,
+                "a fresh text-classification head needs labels: list them in the head's 'labels'");
             Validate(context, options, labels, weights);
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
@@ -40,21 +41,6 @@ public sealed class TextClassificationKind : IHeadKind
         {
             weights.DisposeTensors();
         }
-    }
-
-    private static IReadOnlyList<string> ResolveLabels(HeadContext context, WeightsSource weights)
-    {
-        if (context.Labels is { } yaml)
-        {
-            if (weights.Labels is { } stored && !yaml.SequenceEqual(stored, StringComparer.Ordinal))
-                throw new HeadConfigurationException("labels",
-                    $"labels [{string.Join(", ", yaml)}] in the configuration differ from [{string.Join(", ", stored)}] in {weights.Describe} (same names in the same order are needed; or leave labels out to use the weights' labels)");
-            return yaml;
-        }
-        return weights.Labels ?? throw new HeadConfigurationException("labels",
-            weights.Tensors is null
-                ? "a fresh text-classification head needs labels: list them in the head's 'labels'"
-                : $"{weights.Describe} names no labels; list them in the head's 'labels'");
     }
 
     private static void Validate(HeadContext context, ClassificationOptions options, IReadOnlyList<string> labels, WeightsSource weights)

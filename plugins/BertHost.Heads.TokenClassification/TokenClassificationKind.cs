@@ -24,7 +24,8 @@ public sealed class TokenClassificationKind : IHeadKind
         try
         {
             var options = weights.Options;
-            var labels = ResolveLabels(context, weights);
+            var labels = HeadLabels.Resolve(context.Labels, weights.Labels, weights.Describe, weights.Tensors is null,
+                "a fresh token-classification head needs labels: list them in the head's 'labels' (e.g. [O, B-PER, I-PER, B-LOC, I-LOC])");
             Validate(labels, weights);
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
             var module = new TokenClassificationModule(context.Body.HiddenSize * options.Layers.Count, options.HiddenSize, labels.Count, dropout, options.Activation);
@@ -45,21 +46,6 @@ public sealed class TokenClassificationKind : IHeadKind
         {
             weights.DisposeTensors();
         }
-    }
-
-    private static IReadOnlyList<string> ResolveLabels(HeadContext context, WeightsSource weights)
-    {
-        if (context.Labels is { } yaml)
-        {
-            if (weights.Labels is { } stored && !yaml.SequenceEqual(stored, StringComparer.Ordinal))
-                throw new HeadConfigurationException("labels",
-                    $"labels [{string.Join(", ", yaml)}] in the configuration differ from [{string.Join(", ", stored)}] in {weights.Describe} (same names in the same order are needed; or leave labels out to use the weights' labels)");
-            return yaml;
-        }
-        return weights.Labels ?? throw new HeadConfigurationException("labels",
-            weights.Tensors is null
-                ? "a fresh token-classification head needs labels: list them in the head's 'labels' (e.g. [O, B-PER, I-PER, B-LOC, I-LOC])"
-                : $"{weights.Describe} names no labels; list them in the head's 'labels'");
     }
 
     private static void Validate(IReadOnlyList<string> labels, WeightsSource weights)
