@@ -14,7 +14,7 @@ namespace BertHost.Heads.Classification;
 public sealed class ClassificationTraining : IHeadTraining
 {
     public const string GlueTsv = "glue-tsv";
-    public const string Jsonl = "jsonl";
+    public const string Jsonl = TrainingRecords.Jsonl;
 
     private static readonly string[] TextColumns = ["sentence", "sentence1", "#1 String", "text", "question"];
     private static readonly string[] PairColumns = ["sentence2", "#2 String", "text_pair"];
@@ -42,13 +42,7 @@ public sealed class ClassificationTraining : IHeadTraining
     }
 
     /// <summary>By extension (.tsv, .jsonl/.json), else by the first non-blank character ('{' = jsonl).</summary>
-    public static string DetectFormat(string path)
-    {
-        var ext = Path.GetExtension(path).ToLowerInvariant();
-        if (ext is ".tsv") return GlueTsv;
-        if (ext is ".jsonl" or ".json" or ".ndjson") return Jsonl;
-        return TrainingRecords.StartsWithObject(path) ? Jsonl : GlueTsv;
-    }
+    public static string DetectFormat(string path) => TrainingRecords.DetectJsonlOr(path, GlueTsv, ".tsv");
 
     private IEnumerable<HeadFeatures> ReadTsv(string path, TrainingDataOptions options)
     {

@@ -16,7 +16,7 @@ namespace BertHost.Heads.MultipleChoice;
 public sealed class MultipleChoiceTraining : IHeadTraining
 {
     public const string SwagCsv = "swag-csv";
-    public const string Jsonl = "jsonl";
+    public const string Jsonl = TrainingRecords.Jsonl;
 
     private static readonly string[] JsonlFields = ["context", "choices", "question", "label"];
 
@@ -39,13 +39,7 @@ public sealed class MultipleChoiceTraining : IHeadTraining
     }
 
     /// <summary>By extension (.csv, .jsonl/.json/.ndjson), else by the first non-blank character ('{' = jsonl).</summary>
-    public static string DetectFormat(string path)
-    {
-        var ext = Path.GetExtension(path).ToLowerInvariant();
-        if (ext is ".csv") return SwagCsv;
-        if (ext is ".jsonl" or ".json" or ".ndjson") return Jsonl;
-        return TrainingRecords.StartsWithObject(path) ? Jsonl : SwagCsv;
-    }
+    public static string DetectFormat(string path) => TrainingRecords.DetectJsonlOr(path, SwagCsv, ".csv");
 
     private IEnumerable<HeadFeatures> ReadCsv(string path, TrainingDataOptions options)
     {

@@ -16,7 +16,7 @@ namespace BertHost.Heads.TokenClassification;
 public sealed class TokenClassificationTraining : IHeadTraining
 {
     public const string Conll = "conll";
-    public const string Jsonl = "jsonl";
+    public const string Jsonl = TrainingRecords.Jsonl;
     public const int Ignored = -100;
 
     private readonly TokenClassificationHead _head;
@@ -41,12 +41,7 @@ public sealed class TokenClassificationTraining : IHeadTraining
     }
 
     /// <summary>By extension (.jsonl/.json/.ndjson = jsonl), else by the first non-blank character ('{' = jsonl, else conll).</summary>
-    public static string DetectFormat(string path)
-    {
-        var ext = Path.GetExtension(path).ToLowerInvariant();
-        if (ext is ".jsonl" or ".json" or ".ndjson") return Jsonl;
-        return TrainingRecords.StartsWithObject(path) ? Jsonl : Conll;
-    }
+    public static string DetectFormat(string path) => TrainingRecords.DetectJsonlOr(path, Conll);
 
     /// <summary>A sentence as read: its words, their tags (names), the line of each word, or the error that makes it malformed.</summary>
     private sealed record Sentence(int Line, List<string> Words, List<string> Tags, List<int> Lines, TrainingDataException? Error = null);

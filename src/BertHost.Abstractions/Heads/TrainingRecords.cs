@@ -25,6 +25,21 @@ public static class TrainingRecords
     /// <summary>Opens a training file as UTF-8 (a byte-order mark is skipped).</summary>
     public static StreamReader Open(string path) => new(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
 
+    /// <summary>The JSON Lines format name every head uses.</summary>
+    public const string Jsonl = "jsonl";
+
+    /// <summary>
+    /// A file's format when none is given: JSON Lines by extension (.jsonl, .json, .ndjson), the head's own table format
+    /// by <paramref name="tableExtension"/>, else JSON Lines when the first non-blank character is '{'.
+    /// </summary>
+    public static string DetectJsonlOr(string path, string tableFormat, string? tableExtension = null)
+    {
+        var ext = Path.GetExtension(path).ToLowerInvariant();
+        if (tableExtension is not null && ext == tableExtension) return tableFormat;
+        if (ext is ".jsonl" or ".json" or ".ndjson") return Jsonl;
+        return StartsWithObject(path) ? Jsonl : tableFormat;
+    }
+
     /// <summary>Whether the first non-blank character of the file is <c>{</c> (a JSON-lines file).</summary>
     public static bool StartsWithObject(string path)
     {
