@@ -18,12 +18,13 @@ public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
 
     /// <summary>Runs every layer; when <paramref name="allHiddenStates"/> is given, each layer's output is appended to it
     /// (the caller owns them) and the last one is also returned.</summary>
-    public Tensor Run(Tensor hidden, Tensor maskBias, List<Tensor>? allHiddenStates)
+    /// <param name="maskBias">Additive [B,1,1,T] mask, or null when no position is padded.</param>
+    public Tensor Run(Tensor hidden, Tensor? maskBias, List<Tensor>? allHiddenStates)
     {
         var current = hidden;
         foreach (var block in layer)
         {
-            var next = block.call(current, maskBias);
+            var next = block.call(current, maskBias!);
             // Intermediate states are dropped as soon as the next layer has them, unless the caller keeps them all.
             if (allHiddenStates is null && !ReferenceEquals(current, hidden)) current.Dispose();
             allHiddenStates?.Add(next);

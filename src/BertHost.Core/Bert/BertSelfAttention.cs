@@ -25,7 +25,8 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     }
 
     /// <param name="hidden">[B,T,H].</param>
-    /// <param name="maskBias">[B,1,1,T] additive bias: 0 where attended, the dtype's minimum on padding.</param>
+    /// <param name="maskBias">[B,1,1,T] additive bias: 0 where attended, the dtype's minimum on padding; null when nothing
+    /// is padded (libtorch can then use its fused kernels).</param>
     /// <returns>[B,T,H] context.</returns>
     public override Tensor forward(Tensor hidden, Tensor maskBias)
     {

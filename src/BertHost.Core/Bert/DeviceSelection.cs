@@ -26,7 +26,7 @@ public static class DeviceSelection
             if (!cuda.is_available())
                 throw new ArgumentException(
                     $"device '{device}' was requested but CUDA is not available here (no NVIDIA GPU found, or this build uses " +
-                    "the CPU libtorch: build with -p:TorchBackend=cuda for CUDA deployments); use device 'cpu' or 'auto'");
+                    "the CPU libtorch: build with -p:TorchBackend=cuda, or -p:TorchBackend=external with a CUDA libtorch on LD_LIBRARY_PATH); use device 'cpu' or 'auto'");
             if (spec == "cuda") return CUDA;
             if (!int.TryParse(spec["cuda:".Length..], out var index) || index < 0)
                 throw new ArgumentException($"device '{device}' is not valid (use cuda or cuda:N)");
