@@ -138,10 +138,12 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         return head;
     }
 
-    /// <summary>A head that failed to load or is stale is refused with 503 before the engine is asked.</summary>
+    /// <summary>A stale head is refused with 409, one that failed to load with 503, before the engine is asked.</summary>
     private static void EnsureServable(HeadStatus head, string field)
     {
         if (head.IsReady) return;
+        if (head.State == HeadStates.Stale)
+            throw new ServingException(ServingError.StaleHead, head.Error ?? $"head {head.Name} is stale; re-train it", field.Length > 0 ? field : null);
         var why = head.Error is { Length: > 0 } error ? $": {error}" : "";
         throw new ServingException(ServingError.Unavailable, $"head '{head.Name}' is {head.State}{why}", field.Length > 0 ? field : null);
     }
