@@ -25,10 +25,13 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     private readonly object _swapLock = new();
     private volatile Served _served;
 
-    /// <summary>What serves now; replaced whole (never mutated) by a swap, while the drain gate holds requests back.</summary>
-    private sealed record Served(SharedBody Body, ICheckpointStore Store, IReadOnlyList<HeadSlot> Slots)
+    /// <summary>What serves now; replaced whole (never mutated, never copied with <c>with</c>) by a swap, while the drain gate holds requests back.</summary>
+    private sealed class Served(SharedBody body, ICheckpointStore store, IReadOnlyList<HeadSlot> slots)
     {
-        public Dictionary<string, HeadSlot> ByName { get; } = Slots.ToDictionary(s => s.Name, StringComparer.OrdinalIgnoreCase);
+        public SharedBody Body { get; } = body;
+        public ICheckpointStore Store { get; } = store;
+        public IReadOnlyList<HeadSlot> Slots { get; } = slots;
+        public Dictionary<string, HeadSlot> ByName { get; } = slots.ToDictionary(s => s.Name, StringComparer.OrdinalIgnoreCase);
     }
 
     private InferenceEngine(HostConfig config, BertBody body, ICheckpointStore store, PluginCatalog plugins, IReadOnlyList<HeadSlot> slots,
@@ -190,7 +193,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
                 var slots = served.Slots.Select(s => s == slot
                     ? new HeadSlot(s.Name, s.Kind, head, HeadStates.Ready, null, s.Plugin, s.PluginSha256, weights, job)
                     : s).ToList();
-                _served = served with { Slots = slots };
+                _served = new Served(served.Body, served.Store, slots);
             });
         }
         catch
