@@ -1,11 +1,8 @@
-using System.Text;
-
 namespace BertHost.Core.Checkpoints;
 
-/// <summary>Whole-file writes that readers (and a restart after a crash) see either complete or not at all.</summary>
+/// <summary>Text files replaced atomically: a temporary file in the same folder, flushed, then renamed over the target.</summary>
 public static class AtomicFile
 {
-    /// <summary>Writes <paramref name="text"/> (UTF-8, no BOM) to a temporary file beside <paramref name="path"/>, flushes it, and renames it over <paramref name="path"/>.</summary>
     public static void WriteAllText(string path, string text)
     {
         var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
@@ -13,16 +10,18 @@ public static class AtomicFile
         var temp = Path.Combine(folder, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
+            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
+            using (var writer = new StreamWriter(fs))
             {
-                stream.Write(new UTF8Encoding(false).GetBytes(text));
-                stream.Flush(flushToDisk: true);
+                writer.Write(text);
+                writer.Flush();
+                fs.Flush(flushToDisk: true);
             }
             File.Move(temp, path, overwrite: true);
         }
         catch
         {
-            File.Delete(temp);
+            try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             throw;
         }
     }

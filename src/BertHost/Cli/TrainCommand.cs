@@ -44,6 +44,8 @@ public sealed class TrainCommand : ICommand
         new("format", "data format (default: from the file)", "NAME"),
         new("out", "output folder", "DIR"),
         new("history", "folder for history.json, history.csv and history.svg (default: the output folder)", "DIR"),
+        new("checkpoint-dir", "write resumable checkpoints here after every epoch; resume from the one found there", "DIR"),
+        new("checkpoint-every", "also checkpoint every N optimizer steps (needs --checkpoint-dir)", "N"),
         new("verbose", "log loading details to stderr"),
     ];
 
@@ -60,6 +62,8 @@ public sealed class TrainCommand : ICommand
             Seed = args.GetInt("seed") ?? 42,
             PartialLayers = args.GetInt("partial-layers", 1) ?? 1,
             EarlyStoppingPatience = args.GetInt("patience", 1),
+            CheckpointDirectory = args.Get("checkpoint-dir") is { } checkpoints ? Path.GetFullPath(checkpoints) : null,
+            CheckpointEverySteps = args.GetInt("checkpoint-every", 1),
         };
         var config = EngineLoader.LoadConfig(args, context.Error);
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Warning);
@@ -78,11 +82,18 @@ public sealed class TrainCommand : ICommand
         {
             throw new UsageException(e.Message);
         }
+        if (options.CheckpointDirectory is { } dir)
+        {
+            var at = Describe(dir);
+            context.Error.WriteLine(at is null
+                ? $"berthost train: writing checkpoints to {dir}"
+                : $"berthost train: resuming from epoch {at.Epoch} step {at.StepInEpoch} ({at.CompletedEpochs} epochs done) in {dir}");
+        }
         var live = ReferenceEquals(context.Error, Console.Error) && !Console.IsErrorRedirected;
         var reporter = new ProgressLine(context.Error, live);
         var runClock = System.Diagnostics.Stopwatch.StartNew();
         // Each epoch's line is printed when the epoch ends, so a long run shows its progress on stdout too.
-        var result = trainer.Train(train, eval, reporter, cancellationToken, epoch =>
+        var result = RunTraining(() => trainer.Train(train, eval, reporter, cancellationToken, epoch =>
         {
             var line = new JsonObject
             {
@@ -93,7 +104,7 @@ public sealed class TrainCommand : ICommand
             };
             context.Out.WriteLine(line.ToJsonString(JsonOutput.Serializer));
             context.Out.Flush();
-        });
+        }));
         var runSeconds = runClock.Elapsed.TotalSeconds;
         reporter.Finish();
 
@@ -147,6 +158,31 @@ public sealed class TrainCommand : ICommand
             throw new CommandException($"body: {e.Message}");
         }
         catch (HeadLoadException e)
+        {
+            throw new CommandException(e.Message);
+        }
+    }
+
+    private static TrainingCheckpointInfo? Describe(string dir)
+    {
+        try
+        {
+            return TrainingCheckpoint.Describe(dir);
+        }
+        catch (TrainingCheckpointException e)
+        {
+            throw new CommandException(e.Message);
+        }
+    }
+
+    /// <summary>Runs the trainer; a checkpoint that cannot be resumed is a one-line error.</summary>
+    private static TrainingResult RunTraining(Func<TrainingResult> train)
+    {
+        try
+        {
+            return train();
+        }
+        catch (TrainingCheckpointException e)
         {
             throw new CommandException(e.Message);
         }

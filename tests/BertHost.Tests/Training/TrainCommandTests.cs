@@ -84,6 +84,30 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Checkpoint_dir_resumes_a_finished_run_and_rejects_one_with_other_options()
+    {
+        var config = Config();
+        var data = TrainingData.WriteJsonl(8, seed: 13, _dir.FullName);
+        var ckpt = Path.Combine(_dir.FullName, "ckpt");
+        string[] args = ["train", "--config", config, "--head", "sentiment", "--train", data, "--epochs", "2", "--batch-size", "4",
+            "--checkpoint-dir", ckpt, "--out", Path.Combine(_dir.FullName, "ck-out")];
+        var first = await CliRunner.RunAsync(args);
+        Assert.True(first.ExitCode == 0, first.Error);
+        Assert.Contains($"berthost train: writing checkpoints to {ckpt}", first.Error);
+        Assert.True(File.Exists(Path.Combine(ckpt, "checkpoint.json")));
+
+        var again = await CliRunner.RunAsync(args);
+        Assert.True(again.ExitCode == 0, again.Error);
+        Assert.Contains($"berthost train: resuming from epoch 3 step 0 (2 epochs done) in {ckpt}", again.Error);
+        Assert.Equal(2, first.OutLines.Length);
+        Assert.Empty(again.Out);
+
+        var other = await CliRunner.RunAsync([.. args, "--seed", "1"]);
+        Assert.Equal(1, other.ExitCode);
+        Assert.Contains($"the checkpoint in {ckpt} belongs to a different run: options.seed: checkpoint 42, this run 1", other.Error);
+    }
+
+    [Fact]
     public async Task Malformed_training_data_is_one_line_with_file_and_line_and_exit_1()
     {
         var config = Config();
