@@ -64,6 +64,9 @@ public sealed class JobContext
     public JobEnvironment Environment { get; }
     public string Folder => Record.Folder;
 
+    /// <summary>Test hook: called on the job's thread after each epoch's result is recorded.</summary>
+    internal Action<int>? EpochEnded { get; init; }
+
     /// <summary>Applies <paramref name="change"/> to the record under the runner's lock; persisted now when <paramref name="persistNow"/>, else at most every few seconds.</summary>
     public void Update(Action<JobRecord> change, bool persistNow = false) => _update(change, persistNow);
 }

@@ -20,6 +20,9 @@ public static class JobStates
     public static bool IsFinished(string state) => state is Succeeded or Failed or Cancelled;
 }
 
+/// <summary>Where a job resumed from its checkpoint after an interruption (the epoch, and the step within it, it went on from).</summary>
+public sealed record JobResumePoint(int Epoch, int Step);
+
 /// <summary>One epoch of a job: mean training loss, eval metrics (when evaluated) and its duration.</summary>
 public sealed record JobEpoch(int Epoch, double Loss, IReadOnlyDictionary<string, double>? Metrics, double Seconds);
 
@@ -86,6 +89,9 @@ public sealed class JobRecord
 
     /// <summary>Why a promotion was refused (the job still succeeded; its output is in <see cref="Folder"/>).</summary>
     public string? PromotionError { get; set; }
+
+    /// <summary>Set when the last run of the job went on from a checkpoint.</summary>
+    public JobResumePoint? ResumedFrom { get; set; }
 
     /// <summary>Times the host stopped while the job was queued or running.</summary>
     public int Interruptions { get; set; }

@@ -47,6 +47,9 @@ public sealed class JobRunner : IAsyncDisposable
 
     public JobStore Store => _store;
 
+    /// <summary>Test hook: called with (job id, epoch) on the job's thread after each epoch is recorded.</summary>
+    internal Action<string, int>? EpochEnded { get; set; }
+
     /// <summary>Loads the job history of the engine's deployment and starts the workers.</summary>
     /// <param name="kinds">The job kinds offered; default: <see cref="TrainJobWork"/>.</param>
     public static JobRunner Start(InferenceEngine engine, ILoggerFactory loggers, ServingMetrics? metrics = null, IEnumerable<IJobWork>? kinds = null)
@@ -142,6 +145,7 @@ public sealed class JobRunner : IAsyncDisposable
                     record.CancelRequested = true;
                     record.State = JobStates.Cancelled;
                     record.Finished = DateTimeOffset.UtcNow;
+                    DeleteCheckpoint(record);
                     Persist(record);
                     UpdateMetrics();
                     return (record.ToJson(), true);
@@ -220,6 +224,7 @@ public sealed class JobRunner : IAsyncDisposable
             // The work is synchronous and long: it gets a thread of its own, not one of the pool's.
             await Task.Factory.StartNew(() => work.Run(context, cancel.Token), cancel.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             if (record.Promote) await PromoteCoreAsync(record);
+            DeleteCheckpoint(record);
             Finish(record, JobStates.Succeeded, null);
             _logger.LogInformation("job {Job} succeeded in {Seconds:F1} s{Promoted}", id, clock.Elapsed.TotalSeconds, record.Promoted ? " and was promoted" : "");
         }
@@ -227,6 +232,7 @@ public sealed class JobRunner : IAsyncDisposable
         {
             var interrupted = _stopping.IsCancellationRequested && !record.CancelRequested;
             if (interrupted) context.Update(r => r.Interruptions++);
+            else DeleteCheckpoint(record);
             Finish(record, interrupted ? JobStates.Interrupted : JobStates.Cancelled, null);
             _logger.LogInformation("job {Job} {State}", id, interrupted ? "interrupted (the host is stopping)" : "cancelled");
         }
@@ -242,6 +248,20 @@ public sealed class JobRunner : IAsyncDisposable
         {
             lock (_lock) _running.Remove(id);
             cancel.Dispose();
+        }
+    }
+
+    /// <summary>A finished job's checkpoint (weights and optimizer moments, several times the model's size) is not needed any more; a failed job keeps it for inspection.</summary>
+    private void DeleteCheckpoint(JobRecord record)
+    {
+        var folder = Path.Combine(record.Folder, TrainJobWork.CheckpointFolder);
+        try
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _logger.LogWarning("job {Job}: its checkpoint {Folder} cannot be deleted: {Reason}", record.Id, folder, e.Message);
         }
     }
 
@@ -293,7 +313,10 @@ public sealed class JobRunner : IAsyncDisposable
             if (persistNow || !_persistedAt.TryGetValue(record.Id, out var at) || Stopwatch.GetElapsedTime(at, now) >= PersistInterval)
                 Persist(record);
         }
-    });
+    })
+    {
+        EpochEnded = EpochEnded is { } hook ? epoch => hook(record.Id, epoch) : null,
+    };
 
     /// <summary>Writes the record (callers hold the lock); a write failure is logged, never thrown into the job.</summary>
     private void Persist(JobRecord record)

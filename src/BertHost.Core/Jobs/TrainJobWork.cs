@@ -23,8 +23,12 @@ public sealed class TrainJobWork : IJobWork
     public IReadOnlyList<string> Fields { get; } =
     [
         "head", "train", "eval", "mode", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
-        "gradient_accumulation_steps", "seed", "partial_layers", "patience", "eval_every_epoch", "format", "skip_malformed", "promote",
+        "gradient_accumulation_steps", "seed", "partial_layers", "patience", "eval_every_epoch", "checkpoint_every", "format", "skip_malformed",
+        "promote",
     ];
+
+    /// <summary>The job folder's checkpoint sub-folder: the trainer resumes from it after an interruption.</summary>
+    public const string CheckpointFolder = "checkpoint";
 
     public JobRecord Prepare(JobRequest request, JobEnvironment environment, JobIdentity identity)
     {
@@ -59,6 +63,7 @@ public sealed class TrainJobWork : IJobWork
             PartialLayers = request.Int("partial_layers", 1, layers) ?? 1,
             EarlyStoppingPatience = request.Int("patience", 1),
             EvalEveryEpoch = request.Bool("eval_every_epoch") ?? true,
+            CheckpointEverySteps = request.Int("checkpoint_every", 1),
         };
         var format = request.String("format");
         var skipMalformed = request.Bool("skip_malformed") ?? false;
@@ -66,22 +71,11 @@ public sealed class TrainJobWork : IJobWork
         if (DataFile(request, "eval", required: false, environment.BaseDirectory) is { } eval) data.Add(eval);
         var promote = request.Bool("promote") ?? (mode == TrainingMode.Head || environment.Settings.BodySwap == "auto");
 
-        var json = new JsonObject
-        {
-            ["epochs"] = options.Epochs,
-            ["batch_size"] = options.BatchSize,
-            ["learning_rate"] = options.EffectiveLearningRate,
-            ["weight_decay"] = options.WeightDecay,
-            ["warmup_ratio"] = options.WarmupRatio,
-            ["max_grad_norm"] = options.MaxGradNorm,
-            ["gradient_accumulation_steps"] = options.GradientAccumulationSteps,
-            ["seed"] = options.Seed,
-            ["partial_layers"] = options.PartialLayers,
-            ["patience"] = options.EarlyStoppingPatience,
-            ["eval_every_epoch"] = options.EvalEveryEpoch,
-            ["format"] = format,
-            ["skip_malformed"] = skipMalformed,
-        };
+        var json = options.ToJson();
+        json.Remove("mode");
+        json["checkpoint_every"] = options.CheckpointEverySteps;
+        json["format"] = format;
+        json["skip_malformed"] = skipMalformed;
         return new JobRecord
         {
             Id = identity.Id,
@@ -139,8 +133,11 @@ public sealed class TrainJobWork : IJobWork
             GradientAccumulationSteps = (int)o["gradient_accumulation_steps"]!,
             Seed = (int)o["seed"]!,
             PartialLayers = (int)o["partial_layers"]!,
-            EarlyStoppingPatience = (int?)o["patience"],
+            EarlyStoppingPatience = (int?)o["early_stopping_patience"],
             EvalEveryEpoch = (bool)o["eval_every_epoch"]!,
+            UseFeatureCache = (bool?)o["feature_cache"] ?? true,
+            CheckpointEverySteps = (int?)o["checkpoint_every"],
+            CheckpointDirectory = Path.Combine(record.Folder, CheckpointFolder),
         };
     }
 
@@ -178,9 +175,17 @@ public sealed class TrainJobWork : IJobWork
             var eval = evalFile is null ? null : Read(head, evalFile, dataOptions);
 
             var trainer = new Trainer(body, head, options);
-            var result = trainer.Train(train, eval, new Progress(context), cancellationToken,
-                epoch => context.Update(r => AddEpoch(r, epoch), persistNow: true));
+            var result = trainer.Train(train, eval, new Progress(context), cancellationToken, epoch =>
+            {
+                context.Update(r => AddEpoch(r, epoch), persistNow: true);
+                context.EpochEnded?.Invoke(epoch.Epoch);
+            });
             cancellationToken.ThrowIfCancellationRequested();
+            if (result.ResumedFromEpoch is { } resumedEpoch)
+            {
+                logger.LogInformation("job {Job} resumed from its checkpoint at epoch {Epoch}, step {Step}", record.Id, resumedEpoch, result.ResumedFromStep);
+                context.Update(r => r.ResumedFrom = new JobResumePoint(resumedEpoch, result.ResumedFromStep ?? 0));
+            }
 
             var fingerprint = served.Fingerprint;
             if (own is not null)
@@ -206,6 +211,8 @@ public sealed class TrainJobWork : IJobWork
             new TrainingHistory(result.Epochs, head.Training!.CreateMetric().Primary, options, record.Data, info).WriteTo(context.Folder);
             context.Update(r =>
             {
+                // The trainer's list is complete even when the host died between a checkpoint and the record's update.
+                r.EpochResults = result.Epochs.Select(e => new JobEpoch(e.Epoch, e.TrainLoss, e.Metrics, Math.Round(e.Seconds, 3))).ToList();
                 r.BestEpoch = result.BestEpoch;
                 r.BestMetrics = metrics;
                 r.StoppedEarly = result.StoppedEarly;

@@ -86,6 +86,8 @@ public sealed class JobsApiTests
             new { inputs = new[] { Texts[i % Texts.Length], "the house by the river" } })).ToList();
         foreach (var (status, body) in await Task.WhenAll(requests)) Assert.True(status == 200, body.ToJsonString());
         Assert.Equal(JobStates.Running, (string)(await host.GetAsync($"/v1/jobs/{id}")).Body["state"]!);
+        // Head mode trains a new head instance on the served body without putting that body in training mode.
+        Assert.False(host.Engine.Body.Model.training);
 
         var (cancelStatus, cancelling) = await host.DeleteAsync($"/v1/jobs/{id}");
         Assert.Equal(202, cancelStatus);
@@ -93,6 +95,7 @@ public sealed class JobsApiTests
         var job = await host.WaitForStateAsync(id, JobStates.Cancelled);
         Assert.False((bool)job["promoted"]!);
         Assert.False(Directory.Exists(Path.Combine((string)job["folder"]!, "head")));
+        Assert.False(Directory.Exists(Path.Combine((string)job["folder"]!, "checkpoint")));
 
         Assert.Equal(sentiment, await host.PredictAsync("sentiment", Texts));
         Assert.Equal(fixedHead, await host.PredictAsync("fixed", Texts));
@@ -195,7 +198,7 @@ public sealed class JobsApiTests
             $"partial_layers must be between 1 and {host.Engine.Body.Config.NumHiddenLayers}, got 9");
         await Expect(new { head = "sentiment", train = data, promote = "yes" }, 400, "bad_request", "promote", "promote must be true or false, got a string");
         await Expect(new { head = "sentiment", train = data, epoch = 3 }, 400, "bad_request", "epoch",
-            "unknown field 'epoch'; expected kind, head, train, eval, mode, epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, gradient_accumulation_steps, seed, partial_layers, patience, eval_every_epoch, format, skip_malformed, promote");
+            "unknown field 'epoch'; expected kind, head, train, eval, mode, epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, gradient_accumulation_steps, seed, partial_layers, patience, eval_every_epoch, checkpoint_every, format, skip_malformed, promote");
         await Expect(new { kind = "bake", head = "sentiment" }, 422, "invalid_input", "kind", "unknown job kind 'bake' (kinds: train)");
 
         var (listStatus, list) = await host.GetAsync("/v1/jobs?state=done");
@@ -220,6 +223,7 @@ public sealed class JobsApiTests
         Assert.Equal(JobStates.Interrupted, (string)job["state"]!);
         Assert.Equal(1, (int)job["interruptions"]!);
         Assert.Null(job["finished"]);
+        Assert.True(File.Exists(Path.Combine((string)job["folder"]!, "checkpoint", Core.Training.TrainingCheckpoint.StateFile)));
         // An interrupted job can still be cancelled for good.
         var (status, cancelled) = await host.DeleteAsync($"/v1/jobs/{id}");
         Assert.Equal(200, status);
