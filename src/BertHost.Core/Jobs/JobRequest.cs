@@ -14,7 +14,7 @@ public sealed class JobRequest
     public JobRequest(JsonElement root)
     {
         if (root.ValueKind != JsonValueKind.Object)
-            throw new ServingException(ServingError.BadRequest, $"the job must be a JSON object, got {Describe(root.ValueKind)}");
+            throw new ServingException(ServingError.BadRequest, $"the job must be a JSON object, got {JsonKinds.Describe(root.ValueKind)}");
         foreach (var p in root.EnumerateObject()) _fields[p.Name] = p.Value;
     }
 
@@ -36,7 +36,7 @@ public sealed class JobRequest
         if (Value(name) is not { } v)
             return required ? throw new ServingException(ServingError.BadRequest, $"{name} is required", name) : null;
         if (v.ValueKind != JsonValueKind.String)
-            throw new ServingException(ServingError.BadRequest, $"{name} must be a string, got {Describe(v.ValueKind)}", name);
+            throw new ServingException(ServingError.BadRequest, $"{name} must be a string, got {JsonKinds.Describe(v.ValueKind)}", name);
         var text = v.GetString()!;
         if (text.Trim().Length == 0) throw new ServingException(ServingError.InvalidInput, $"{name} must not be empty", name);
         return text;
@@ -74,16 +74,5 @@ public sealed class JobRequest
         };
     }
 
-    private static string Show(JsonElement v) => v.ValueKind == JsonValueKind.Number ? v.GetRawText() : Describe(v.ValueKind);
-
-    private static string Describe(JsonValueKind kind) => kind switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Null => "null",
-        _ => "nothing",
-    };
+    private static string Show(JsonElement v) => v.ValueKind == JsonValueKind.Number ? v.GetRawText() : JsonKinds.Describe(v.ValueKind);
 }

@@ -1,4 +1,3 @@
-using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
 using BertHost.Api;
@@ -106,23 +105,11 @@ internal sealed class JobsHost : IAsyncDisposable
 
     public string WriteData(int count, int seed) => TrainingData.WriteJsonl(count, seed, Folder);
 
-    public async Task<(int Status, JsonNode Body)> PostAsync(string path, object body)
-    {
-        using var response = await Client.PostAsJsonAsync(path, body);
-        return ((int)response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
-    }
+    public Task<(int Status, JsonNode Body)> PostAsync(string path, object body) => HttpJson.PostAsync(Client, path, body);
 
-    public async Task<(int Status, JsonNode Body)> GetAsync(string path)
-    {
-        using var response = await Client.GetAsync(path);
-        return ((int)response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
-    }
+    public Task<(int Status, JsonNode Body)> GetAsync(string path) => HttpJson.GetAsync(Client, path);
 
-    public async Task<(int Status, JsonNode Body)> DeleteAsync(string path)
-    {
-        using var response = await Client.DeleteAsync(path);
-        return ((int)response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
-    }
+    public Task<(int Status, JsonNode Body)> DeleteAsync(string path) => HttpJson.DeleteAsync(Client, path);
 
     /// <summary>Submits a job; asserts 202 and returns its id.</summary>
     public async Task<string> SubmitAsync(object job)
