@@ -50,6 +50,7 @@ public sealed class TrainCommand : ICommand
         new("partial-layers", "encoder layers that train in partial mode (default 1; multitask: only these train)", "N"),
         new("patience", "stop after N epochs without improvement", "N"),
         new("format", "data format (default: from the file)", "NAME"),
+        new("precision", "fp32 (default), bf16, fp16 or auto: arithmetic of the body's passes (weights stay fp32)", "P"),
         new("skip-malformed", "skip malformed records (counted) instead of stopping at the first"),
         new("out", "output folder", "DIR"),
         new("history", "folder for history.json, history.csv and history.svg (default: the output folder)", "DIR"),
@@ -76,6 +77,7 @@ public sealed class TrainCommand : ICommand
             EarlyStoppingPatience = args.GetInt("patience", 1),
             CheckpointDirectory = args.Get("checkpoint-dir") is { } checkpoints ? Path.GetFullPath(checkpoints) : null,
             CheckpointEverySteps = args.GetInt("checkpoint-every", 1),
+            Precision = ParsePrecision(args.Get("precision")),
         };
         var config = EngineLoader.LoadConfig(args, context.Error);
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Warning);
@@ -105,6 +107,8 @@ public sealed class TrainCommand : ICommand
         {
             throw new UsageException(e.Message);
         }
+        if (trainer.Precision != TrainingPrecision.Fp32)
+            context.Error.WriteLine($"berthost train: the body's passes run in {trainer.Precision.ToString().ToLowerInvariant()} (weights stay fp32)");
         if (options.CheckpointDirectory is { } dir)
         {
             var at = Describe(dir);
@@ -304,6 +308,18 @@ public sealed class TrainCommand : ICommand
         catch (ArgumentException e)
         {
             throw new UsageException($"--mode: {e.Message}");
+        }
+    }
+
+    private static TrainingPrecision ParsePrecision(string? value)
+    {
+        try
+        {
+            return value is null ? TrainingPrecision.Fp32 : TrainingOptions.ParsePrecision(value);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--precision: {e.Message}");
         }
     }
 

@@ -143,6 +143,38 @@ public class TrainerTests
         }
     }
 
+    [Fact]
+    public void Bf16_precision_trains_the_body_with_float32_master_weights_close_to_fp32_and_fp16_is_refused()
+    {
+        List<double> Run(TrainingPrecision precision)
+        {
+            using var body = TrainingData.LoadBody();
+            using var head = TrainingData.Head(body);
+            var train = TrainingData.Examples(head, TrainingData.WriteJsonl(32, seed: 41));
+            var trainer = new Trainer(body, head, new TrainingOptions { Mode = TrainingMode.Full, Epochs = 15, BatchSize = 8, LearningRate = 3e-3, Precision = precision });
+            Assert.Equal(precision, trainer.Precision);
+            var losses = trainer.Train(train, train).Epochs.Select(e => e.TrainLoss).ToList();
+            Assert.All(body.Model.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+            Assert.All(head.Module.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+            return losses;
+        }
+        var fp32 = Run(TrainingPrecision.Fp32);
+        var bf16 = Run(TrainingPrecision.Bf16);
+        Assert.True(bf16[^1] < bf16[0] * 0.7, string.Join(", ", bf16));
+        // bfloat16 keeps 8 bits of mantissa: the first epoch's loss agrees with float32 to about 1e-2.
+        Assert.Equal(fp32[0], bf16[0], 2e-2);
+        Assert.NotEqual(fp32[0], bf16[0]);
+
+        using var b = TrainingData.LoadBody();
+        using var h = TrainingData.Head(b);
+        var e = Assert.Throws<ArgumentException>(() => new Trainer(b, h, new TrainingOptions { Precision = TrainingPrecision.Fp16 }));
+        Assert.Equal("precision fp16 needs loss scaling (a gradient scaler), which TorchSharp 0.107 does not provide; use bf16", e.Message);
+        // auto: bf16 where the CPU has native bfloat16 arithmetic, else fp32.
+        var flags = File.ReadLines("/proc/cpuinfo").First(l => l.StartsWith("flags")).Split(' ');
+        var native = flags.Contains("avx512_bf16") || flags.Contains("amx_bf16");
+        Assert.Equal(native ? TrainingPrecision.Bf16 : TrainingPrecision.Fp32, new Trainer(b, h, new TrainingOptions { Precision = TrainingPrecision.Auto }).Precision);
+    }
+
     private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => report(value);
