@@ -28,6 +28,7 @@ public sealed class Trainer
     private readonly IReadOnlyList<IHead> _heads;
     private readonly TrainingOptions _options;
     private long _bodyPasses;
+    private LowPrecisionBody? _lowPrecision;
 
     public Trainer(BertBody body, IHead head, TrainingOptions options) : this(body, [head], options) { }
 
@@ -45,6 +46,34 @@ public sealed class Trainer
         _body = body;
         _heads = heads;
         _options = options;
+        Precision = ResolvePrecision(options.Precision, body);
+    }
+
+    /// <summary>The precision the body's passes run in: <see cref="TrainingOptions.Precision"/> with auto resolved.</summary>
+    public TrainingPrecision Precision { get; }
+
+    private static TrainingPrecision ResolvePrecision(TrainingPrecision requested, BertBody body)
+    {
+        if (requested == TrainingPrecision.Fp16)
+            throw new ArgumentException("precision fp16 needs loss scaling (a gradient scaler), which TorchSharp 0.107 does not provide; use bf16");
+        if (requested == TrainingPrecision.Fp32) return requested;
+        if (body.DType != ScalarType.Float32)
+            throw new ArgumentException($"precision {requested.ToString().ToLowerInvariant()} needs a float32 body (the master weights), but the body is {body.DType}");
+        if (requested == TrainingPrecision.Bf16) return requested;
+        return body.Device.type == DeviceType.CUDA || CpuHasNativeBf16() ? TrainingPrecision.Bf16 : TrainingPrecision.Fp32;
+    }
+
+    private static bool CpuHasNativeBf16()
+    {
+        try
+        {
+            var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? "";
+            return flags.Split(' ').Any(f => f is "avx512_bf16" or "amx_bf16");
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Body forward passes run by this trainer (training, caching and evaluation).</summary>
@@ -83,6 +112,7 @@ public sealed class Trainer
         {
             foreach (var (name, p) in bodyParams) p.requires_grad = BodyTrains && BodyParameterTrains(name);
             var bodyTrainable = bodyParams.Where(p => p.parameter.requires_grad).Select(p => ("body/" + p.name, p.parameter)).ToList();
+            if (Precision == TrainingPrecision.Bf16) _lowPrecision = new LowPrecisionBody(_body.Model, ScalarType.BFloat16, _body.Device);
             var lr = _options.EffectiveLearningRate;
             // One optimizer per head and one for the body: a head only steps on its own task's batches (AdamW here
             // would otherwise move every head by its momentum and decay on the other tasks' steps too).
@@ -126,6 +156,7 @@ public sealed class Trainer
                 if (diffs.Count > 0)
                     throw new TrainingCheckpointException($"the checkpoint in {dir} belongs to a different run: {string.Join("; ", diffs)}");
                 best = Resume(dir, s, LiveState().ToDictionary(kv => kv.Key, kv => kv.Value), optimizers);
+                _lowPrecision?.CopyWeights();
                 resumedEpoch = s.Epoch;
                 resumedStep = s.StepInEpoch;
             }
@@ -170,9 +201,11 @@ public sealed class Trainer
                     }
                     using (var scope = NewDisposeScope())
                     {
+                        _lowPrecision?.MoveGradients();
                         var stepping = bodyOptimizer is null ? [headOptimizers[planned.Task]] : new[] { bodyOptimizer, headOptimizers[planned.Task] };
                         if (_options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(stepping.SelectMany(o => o.Parameters), _options.MaxGradNorm);
                         foreach (var o in stepping) o.Step(lr * Factor(s.GlobalStep));
+                        if (bodyOptimizer is not null) _lowPrecision?.CopyWeights();
                     }
                     s.GlobalStep++;
                     s.StepInEpoch = k + 1;
@@ -207,6 +240,8 @@ public sealed class Trainer
         finally
         {
             DisposeAll(best);
+            _lowPrecision?.Dispose();
+            _lowPrecision = null;
             foreach (var o in optimizers) o.Dispose();
             foreach (var c in caches) c?.Dispose();
             for (var i = 0; i < bodyParams.Count; i++) bodyParams[i].parameter.requires_grad = savedRequiresGrad[i];
@@ -381,6 +416,7 @@ public sealed class Trainer
         var wasTraining = head.Module.training;
         head.Module.eval();
         _body.Model.eval();
+        _lowPrecision?.SetTraining(false);
         var metric = head.Training!.CreateMetric();
         try
         {
@@ -404,6 +440,7 @@ public sealed class Trainer
             {
                 head.Module.train();
                 if (BodyTrains) _body.Model.train();
+                _lowPrecision?.SetTraining(BodyTrains);
             }
         }
         return metric.Compute();
@@ -414,6 +451,7 @@ public sealed class Trainer
         foreach (var t in tasks)
             if (training) t.Head.Module.train(); else t.Head.Module.eval();
         if (training && BodyTrains) _body.Model.train(); else _body.Model.eval();
+        _lowPrecision?.SetTraining(training && BodyTrains);
     }
 
     /// <summary>Caches the body outputs of the items not cached yet, in one body pass.</summary>
@@ -431,11 +469,12 @@ public sealed class Trainer
         Interlocked.Increment(ref _bodyPasses);
         var needsStates = head.Requirements.NeedsHiddenStates;
         var padded = PaddedBatch.Create(items.SelectMany(i => i.Sequences).ToList(), _body.Tokenizer.PadTokenId);
-        if (!withGrad) return _body.Forward(padded, needsStates);
+        if (!withGrad && _lowPrecision is null) return _body.Forward(padded, needsStates);
         var device = _body.Device;
         using var ids = tensor(padded.InputIds, [padded.BatchSize, padded.SequenceLength], ScalarType.Int64, device);
         using var types = tensor(padded.TokenTypeIds, [padded.BatchSize, padded.SequenceLength], ScalarType.Int64, device);
         using var mask = tensor(padded.AttentionMask, [padded.BatchSize, padded.SequenceLength], ScalarType.Int64, device);
+        if (_lowPrecision is not null) return _lowPrecision.Forward(ids, types, mask, needsStates, withGrad);
         return _body.Model.Forward(ids, types, mask, needsStates);
     }
 

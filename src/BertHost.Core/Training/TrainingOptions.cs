@@ -14,6 +14,22 @@ public enum TrainingMode
     Full,
 }
 
+/// <summary>
+/// Arithmetic of the body's passes while training. Master weights, optimizer state, heads and saved weights are float32
+/// in every case.
+/// </summary>
+public enum TrainingPrecision
+{
+    /// <summary>Everything in float32.</summary>
+    Fp32,
+    /// <summary>The body's forward and backward passes in bfloat16 (a bfloat16 copy of the body; float32 master weights).</summary>
+    Bf16,
+    /// <summary>float16 needs loss scaling (a gradient scaler), which TorchSharp 0.107 lacks: refused with a clear error.</summary>
+    Fp16,
+    /// <summary>bf16 on CUDA and on CPUs with native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16), else fp32.</summary>
+    Auto,
+}
+
 /// <summary>Settings of one training run.</summary>
 public sealed record TrainingOptions
 {
@@ -58,6 +74,9 @@ public sealed record TrainingOptions
     /// <summary>Also checkpoint every N optimizer steps; null = only at the end of each epoch.</summary>
     public int? CheckpointEverySteps { get; init; }
 
+    /// <summary>Arithmetic of the body's passes (master weights stay float32).</summary>
+    public TrainingPrecision Precision { get; init; } = TrainingPrecision.Fp32;
+
     public double EffectiveLearningRate => LearningRate ?? (Mode == TrainingMode.Head ? 1e-3 : 3e-5);
 
     public void Validate()
@@ -89,6 +108,16 @@ public sealed record TrainingOptions
         ["early_stopping_patience"] = EarlyStoppingPatience,
         ["partial_layers"] = PartialLayers,
         ["feature_cache"] = UseFeatureCache,
+        ["precision"] = Precision.ToString().ToLowerInvariant(),
+    };
+
+    public static TrainingPrecision ParsePrecision(string value) => value.ToLowerInvariant() switch
+    {
+        "fp32" or "float32" => TrainingPrecision.Fp32,
+        "bf16" or "bfloat16" => TrainingPrecision.Bf16,
+        "fp16" or "float16" => TrainingPrecision.Fp16,
+        "auto" => TrainingPrecision.Auto,
+        _ => throw new ArgumentException($"precision '{value}' is not one of fp32, bf16, fp16, auto"),
     };
 
     public static TrainingMode ParseMode(string value) => value.ToLowerInvariant() switch

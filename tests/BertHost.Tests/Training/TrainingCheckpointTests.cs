@@ -151,6 +151,54 @@ public class TrainingCheckpointTests
         Assert.Contains("tasks[0].eval.sha256: checkpoint \"", other.Message);
     }
 
+    [Fact]
+    public void A_multitask_run_cancelled_mid_epoch_resumes_to_the_same_result()
+    {
+        var sentimentData = TrainingData.WriteJsonl(16, seed: 26);
+        var topicData = TrainingData.WriteTopicJsonl(24, seed: 27);
+        var dir = Path.Combine(TempFolder(), "ckpt");
+        (TrainingResult? Result, Dictionary<string, float[]> Weights, Exception? Error) Run(string? checkpoints, int cancelAtStep = 0)
+        {
+            using var body = TrainingData.LoadBody();
+            using var sentiment = TrainingData.Head(body);
+            using var topic = TrainingData.TopicHead(body);
+            var trainer = new Trainer(body, [sentiment, topic], Options(checkpoints, every: checkpoints is null ? null : 1) with { Mode = TrainingMode.Partial, PartialLayers = 1 });
+            using var cts = new CancellationTokenSource();
+            TrainingResult? result = null;
+            Exception? error = null;
+            try
+            {
+                var s = TrainingData.Examples(sentiment, sentimentData);
+                var t = TrainingData.Examples(topic, topicData);
+                result = trainer.Train([new TrainingTask(sentiment, s, s), new TrainingTask(topic, t, t)],
+                    new SyncProgress(p => { if (p.Step == cancelAtStep) cts.Cancel(); }), cts.Token);
+            }
+            catch (OperationCanceledException e)
+            {
+                error = e;
+            }
+            var weights = sentiment.Module.named_parameters().Select(p => ("sentiment." + p.name, p.parameter))
+                .Concat(topic.Module.named_parameters().Select(p => ("topic." + p.name, p.parameter)))
+                .Concat(body.Model.named_parameters().Select(p => ("body." + p.name, p.parameter)))
+                .ToDictionary(p => p.Item1, p => p.Item2.detach().cpu().flatten().data<float>().ToArray());
+            return (result, weights, error);
+        }
+
+        var uninterrupted = Run(null);
+        Assert.IsAssignableFrom<OperationCanceledException>(Run(dir, cancelAtStep: 7).Error);
+        var resumed = Run(dir);
+        Assert.Equal((2, 2), (resumed.Result!.ResumedFromEpoch, resumed.Result.ResumedFromStep));
+        Assert.Equal(uninterrupted.Result!.Epochs.Count, resumed.Result.Epochs.Count);
+        for (var e = 0; e < uninterrupted.Result.Epochs.Count; e++)
+        {
+            foreach (var task in new[] { "sentiment", "topic" })
+                Assert.Equal(uninterrupted.Result.Epochs[e].Tasks![task].TrainLoss, resumed.Result.Epochs[e].Tasks![task].TrainLoss, 1e-6);
+            Assert.Equal(uninterrupted.Result.Epochs[e].Metrics![TrainingMetrics.MeanPrimary], resumed.Result.Epochs[e].Metrics![TrainingMetrics.MeanPrimary], 1e-6);
+        }
+        foreach (var (k, v) in uninterrupted.Weights)
+            Assert.True(v.Zip(resumed.Weights[k]).All(p => Math.Abs(p.First - p.Second) <= 1e-6), k);
+    }
+
     private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => report(value);
