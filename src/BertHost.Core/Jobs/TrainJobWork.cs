@@ -23,8 +23,8 @@ public sealed class TrainJobWork : IJobWork
     public IReadOnlyList<string> Fields { get; } =
     [
         "head", "train", "eval", "mode", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
-        "gradient_accumulation_steps", "seed", "partial_layers", "patience", "eval_every_epoch", "checkpoint_every", "format", "skip_malformed",
-        "promote",
+        "gradient_accumulation_steps", "seed", "partial_layers", "patience", "eval_every_epoch", "checkpoint_every", "precision", "format",
+        "skip_malformed", "promote",
     ];
 
     /// <summary>The job folder's checkpoint sub-folder: the trainer resumes from it after an interruption.</summary>
@@ -38,16 +38,7 @@ public sealed class TrainJobWork : IJobWork
             ?? throw new ServingException(ServingError.UnknownHead, $"no head named '{head}' (heads: {string.Join(", ", engine.Config.Heads.Select(h => h.Name))})", "head");
         if (engine.TrainingRefusal(section.Name) is { } refusal) throw new ServingException(ServingError.InvalidInput, refusal, "head");
 
-        var modeText = request.String("mode") ?? "head";
-        TrainingMode mode;
-        try
-        {
-            mode = TrainingOptions.ParseMode(modeText);
-        }
-        catch (ArgumentException e)
-        {
-            throw new ServingException(ServingError.InvalidInput, e.Message, "mode");
-        }
+        var mode = Parse(request.String("mode") ?? "head", TrainingOptions.ParseMode, "mode");
         var layers = engine.Body.Config.NumHiddenLayers;
         var options = new TrainingOptions
         {
@@ -64,7 +55,9 @@ public sealed class TrainJobWork : IJobWork
             EarlyStoppingPatience = request.Int("patience", 1),
             EvalEveryEpoch = request.Bool("eval_every_epoch") ?? true,
             CheckpointEverySteps = request.Int("checkpoint_every", 1),
+            Precision = Parse(request.String("precision") ?? "fp32", TrainingOptions.ParsePrecision, "precision"),
         };
+
         var format = request.String("format");
         var skipMalformed = request.Bool("skip_malformed") ?? false;
         var data = new List<TrainingDataFile> { DataFile(request, "train", required: true, environment.BaseDirectory)! };
@@ -89,6 +82,18 @@ public sealed class TrainJobWork : IJobWork
             Epochs = options.Epochs,
             Promote = promote,
         };
+    }
+
+    private static T Parse<T>(string text, Func<string, T> parse, string field)
+    {
+        try
+        {
+            return parse(text);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ServingException(ServingError.InvalidInput, e.Message, field);
+        }
     }
 
     /// <summary>A data file of the submission: resolved against the deployment's folder, present and readable (422 naming the field otherwise), hashed.</summary>
@@ -137,6 +142,7 @@ public sealed class TrainJobWork : IJobWork
             EvalEveryEpoch = (bool)o["eval_every_epoch"]!,
             UseFeatureCache = (bool?)o["feature_cache"] ?? true,
             CheckpointEverySteps = (int?)o["checkpoint_every"],
+            Precision = TrainingOptions.ParsePrecision((string?)o["precision"] ?? "fp32"),
             CheckpointDirectory = Path.Combine(record.Folder, CheckpointFolder),
         };
     }

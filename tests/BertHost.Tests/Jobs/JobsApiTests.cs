@@ -196,9 +196,10 @@ public sealed class JobsApiTests
         await Expect(new { head = "sentiment", train = data, mode = "most" }, 422, "invalid_input", "mode", "mode 'most' is not one of head, partial, full");
         await Expect(new { head = "sentiment", train = data, mode = "partial", partial_layers = 9 }, 422, "invalid_input", "partial_layers",
             $"partial_layers must be between 1 and {host.Engine.Body.Config.NumHiddenLayers}, got 9");
+        await Expect(new { head = "sentiment", train = data, precision = "fp8" }, 422, "invalid_input", "precision", "precision 'fp8' is not one of fp32, bf16, fp16, auto");
         await Expect(new { head = "sentiment", train = data, promote = "yes" }, 400, "bad_request", "promote", "promote must be true or false, got a string");
         await Expect(new { head = "sentiment", train = data, epoch = 3 }, 400, "bad_request", "epoch",
-            "unknown field 'epoch'; expected kind, head, train, eval, mode, epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, gradient_accumulation_steps, seed, partial_layers, patience, eval_every_epoch, checkpoint_every, format, skip_malformed, promote");
+            "unknown field 'epoch'; expected kind, head, train, eval, mode, epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, gradient_accumulation_steps, seed, partial_layers, patience, eval_every_epoch, checkpoint_every, precision, format, skip_malformed, promote");
         await Expect(new { kind = "bake", head = "sentiment" }, 422, "invalid_input", "kind", "unknown job kind 'bake' (kinds: train)");
 
         var (listStatus, list) = await host.GetAsync("/v1/jobs?state=done");
