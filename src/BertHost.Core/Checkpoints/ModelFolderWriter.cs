@@ -26,18 +26,11 @@ public static class ModelFolderWriter
             File.SetAttributes(target, FileAttributes.Normal);
         }
         var config = model.Config with { Architectures = model.Config.Architectures ?? ["BertModel"] };
-        WriteAtomically(Path.Combine(destination, "config.json"), config.ToJson());
+        AtomicFile.WriteAllText(Path.Combine(destination, "config.json"), config.ToJson());
         var tensors = model.named_parameters().Select(p => new KeyValuePair<string, TorchSharp.torch.Tensor>(p.name, p.parameter));
         var meta = new Dictionary<string, string> { ["format"] = "pt" };
         if (metadata is not null)
             foreach (var (k, v) in metadata) meta[k] = v;
         SafetensorsWriter.Save(Path.Combine(destination, "model.safetensors"), tensors, meta);
-    }
-
-    private static void WriteAtomically(string path, string text)
-    {
-        var temp = path + $".{Guid.NewGuid():N}.tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
     }
 }

@@ -10,14 +10,16 @@ namespace BertHost.Core.Config;
 /// <summary>Walks one YAML document, collecting every problem; see <see cref="HostConfigLoader"/>.</summary>
 internal sealed partial class ConfigReader(string sourcePath, Func<string, string?> environment, bool tolerateHeadPluginProblems = false)
 {
-    internal static readonly string[] TopKeys = ["host", "body", "batching", "heads"];
+    internal static readonly string[] TopKeys = ["host", "body", "batching", "jobs", "heads"];
     internal static readonly string[] HostKeys = ["urls", "max_request_bytes", "max_inputs_per_request", "oversized", "shutdown_timeout_seconds"];
     internal static readonly string[] BodyKeys = ["checkpoint", "device", "dtype", "max_sequence_length"];
     internal static readonly string[] BatchingKeys = ["max_batch_tokens", "max_batch_requests", "max_wait_ms", "max_queued_inputs"];
+    internal static readonly string[] JobsKeys = ["directory", "max_concurrent", "resume_interrupted", "body_swap"];
     internal static readonly string[] HeadKeys = ["name", "kind", "plugin", "sha256", "labels", "weights", "options"];
 
     internal static readonly string[] DTypes = ["float32", "bfloat16", "float16"];
     internal static readonly string[] OversizedModes = ["truncate", "refuse"];
+    internal static readonly string[] BodySwapModes = ["auto", "manual"];
 
     private readonly record struct Entry(YamlScalarNode Key, YamlNode Value);
 
@@ -48,6 +50,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
         var host = ReadHost(top);
         var body = ReadBody(top, root);
         var batching = ReadBatching(top);
+        var jobs = ReadJobs(top);
         var heads = ReadHeads(top);
 
         if (_problems.Any(p => !(tolerateHeadPluginProblems && p.HeadPluginOnly)) || body is null) throw Failure();
@@ -58,6 +61,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             Host = host,
             Body = body,
             Batching = batching,
+            Jobs = jobs,
             Heads = heads,
         };
     }
@@ -382,6 +386,36 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             MaxWaitMs = Int(e, "max_wait_ms", path, 0) ?? defaults.MaxWaitMs,
             MaxQueuedInputs = Int(e, "max_queued_inputs", path, 1) ?? defaults.MaxQueuedInputs,
         };
+    }
+
+    private JobsSection ReadJobs(Dictionary<string, Entry> top)
+    {
+        var defaults = new JobsSection { Directory = Path.Combine(_baseDir, "jobs") };
+        var e = Section(top, "jobs", JobsKeys, out _);
+        if (e is null) return defaults;
+        const string path = "jobs";
+        var directory = PathValue(e, "directory", path, out var directoryNode);
+        if (directory is not null && File.Exists(directory))
+        {
+            Add(directoryNode!, "jobs.directory", $"{directory} is a file; expected a folder for the jobs' records and outputs");
+            directory = null;
+        }
+        return new JobsSection
+        {
+            Directory = directory ?? defaults.Directory,
+            MaxConcurrent = Int(e, "max_concurrent", path, 1) ?? defaults.MaxConcurrent,
+            ResumeInterrupted = Bool(e, "resume_interrupted", path) ?? defaults.ResumeInterrupted,
+            BodySwap = Choice(e, "body_swap", path, BodySwapModes) ?? defaults.BodySwap,
+        };
+    }
+
+    private bool? Bool(Dictionary<string, Entry> entries, string key, string path)
+    {
+        var text = String(entries, key, path, out var node);
+        if (text is null) return null;
+        if (bool.TryParse(text.Trim(), out var value)) return value;
+        Add(node!, Join(path, key), $"must be true or false, got '{text}'");
+        return null;
     }
 
     // ---- heads ---------------------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ public sealed record HostConfig
     public HostSection Host { get; init; } = new();
     public required BodySection Body { get; init; }
     public BatchingSection Batching { get; init; } = new();
+
+    /// <summary>Training jobs over HTTP; the directory defaults to <c>jobs/</c> next to the YAML file.</summary>
+    public JobsSection Jobs { get; init; } = new() { Directory = "jobs" };
     public IReadOnlyList<HeadSection> Heads { get; init; } = [];
 
     /// <summary>
@@ -66,6 +69,22 @@ public sealed record BatchingSection
 
     /// <summary>Inputs waiting or running at most; beyond it requests are refused with 429 instead of queueing without bound.</summary>
     public int MaxQueuedInputs { get; init; } = 4096;
+}
+
+/// <summary><c>jobs:</c> training jobs submitted over HTTP.</summary>
+public sealed record JobsSection
+{
+    /// <summary>Folder (absolute) holding one sub-folder per job (record, history, checkpoints, outputs) and promoted.json.</summary>
+    public required string Directory { get; init; }
+
+    /// <summary>Jobs that run at the same time; the others wait in the queue.</summary>
+    public int MaxConcurrent { get; init; } = 1;
+
+    /// <summary>Jobs found queued or running when the host starts (it was stopped or killed) are queued again and resume from their checkpoint.</summary>
+    public bool ResumeInterrupted { get; init; } = true;
+
+    /// <summary><c>auto</c>: a partial/full job's new body is served as soon as the job succeeds; <c>manual</c>: only after <c>POST /v1/jobs/{id}/promote</c>.</summary>
+    public string BodySwap { get; init; } = "auto";
 }
 
 /// <summary>One entry of <c>heads:</c>.</summary>

@@ -16,7 +16,7 @@ namespace BertHost.Core.Serving;
 /// </summary>
 public sealed class BatchScheduler : IAsyncDisposable
 {
-    private readonly BertBody _body;
+    private volatile BertBody _body;
     private readonly BatchingSection _options;
     private readonly ServingMetrics _metrics;
     private readonly ILogger _logger;
@@ -44,6 +44,9 @@ public sealed class BatchScheduler : IAsyncDisposable
 
     /// <summary>Inputs admitted and not finished (waiting or running): what max_queued_inputs bounds.</summary>
     public int InFlightInputs => Volatile.Read(ref _inFlight);
+
+    /// <summary>Serves <paramref name="body"/> from the next pass on; the caller makes sure no pass is running (the engine's drain gate).</summary>
+    internal void SwapBody(BertBody body) => _body = body;
 
     /// <summary>Queues all jobs of a request, or none: a request that does not fit is refused whole.</summary>
     public void Enqueue(IReadOnlyList<InferenceJob> jobs)

@@ -9,8 +9,11 @@ public sealed class HeadSlot
     private long _errors;
     private string? _lastError;
 
-    public HeadSlot(string name, string kind, IHead? head, string state, string? error, string? plugin, string? pluginSha256)
+    public HeadSlot(string name, string kind, IHead? head, string state, string? error, string? plugin, string? pluginSha256,
+        string? weights = null, string? promotedFromJob = null)
     {
+        Weights = weights;
+        PromotedFromJob = promotedFromJob;
         Name = name;
         Kind = kind;
         Head = head;
@@ -35,6 +38,12 @@ public sealed class HeadSlot
     public string? Plugin { get; }
     public string? PluginSha256 { get; }
 
+    /// <summary>The weights folder the head was built from; null for a fresh head.</summary>
+    public string? Weights { get; }
+
+    /// <summary>The training job whose weights these are, when a job's head was promoted into this slot.</summary>
+    public string? PromotedFromJob { get; }
+
     public bool IsReady => State == HeadStates.Ready && Head is not null;
 
     /// <summary>Errors raised by the head while serving (its requests failed; the head stays up).</summary>
@@ -55,6 +64,8 @@ public sealed class HeadSlot
         {
             details = Head is null ? new JsonObject() : SafeDescribe(Head);
             details["serving_errors"] = ServingErrors;
+            if (Weights is not null) details["weights"] = Weights;
+            if (PromotedFromJob is not null) details["promoted_from_job"] = PromotedFromJob;
             if (LastServingError is { } last) details["last_serving_error"] = last;
         }
         return new HeadStatus
@@ -89,4 +100,8 @@ public static class HeadStates
     public const string Ready = "ready";
     public const string Failed = "failed";
     public const string Stale = "stale";
+
+    /// <summary>Why a head trained on another body is refused.</summary>
+    public static string StaleReason(string head, string trainedOn, string served) =>
+        $"head {head} was trained on body {trainedOn}, the served body is {served}; re-train it";
 }

@@ -4,6 +4,7 @@ using BertHost.Abstractions.Heads;
 using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Config;
+using BertHost.Core.Jobs;
 using BertHost.Core.Plugins;
 using Microsoft.Extensions.Logging;
 
@@ -17,55 +18,87 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
 {
     private readonly HostConfig _config;
     private readonly PluginCatalog _plugins;
-    private readonly IReadOnlyList<HeadSlot> _slots;
-    private readonly Dictionary<string, HeadSlot> _byName;
+    private readonly ILoggerFactory _loggers;
+    private readonly ServingMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly DrainGate _gate = new();
+    private readonly object _swapLock = new();
+    private volatile Served _served;
 
-    private InferenceEngine(HostConfig config, BertBody body, PluginCatalog plugins, IReadOnlyList<HeadSlot> slots,
-        ServingMetrics metrics, ILogger logger)
+    /// <summary>What serves now; replaced whole (never mutated, never copied with <c>with</c>) by a swap, while the drain gate holds requests back.</summary>
+    private sealed class Served(SharedBody body, ICheckpointStore store, IReadOnlyList<HeadSlot> slots)
     {
-        _config = config;
-        Body = body;
-        _plugins = plugins;
-        _slots = slots;
-        _byName = slots.ToDictionary(s => s.Name, StringComparer.OrdinalIgnoreCase);
-        Scheduler = new BatchScheduler(body, config.Batching, metrics, logger);
-        metrics.SetHeadsReady(slots.Count(s => s.IsReady), slots.Count(s => !s.IsReady));
+        public SharedBody Body { get; } = body;
+        public ICheckpointStore Store { get; } = store;
+        public IReadOnlyList<HeadSlot> Slots { get; } = slots;
+        public Dictionary<string, HeadSlot> ByName { get; } = slots.ToDictionary(s => s.Name, StringComparer.OrdinalIgnoreCase);
     }
 
-    public BertBody Body { get; }
+    private InferenceEngine(HostConfig config, BertBody body, ICheckpointStore store, PluginCatalog plugins, IReadOnlyList<HeadSlot> slots,
+        ServingMetrics metrics, ILoggerFactory loggers, ILogger logger)
+    {
+        _config = config;
+        _plugins = plugins;
+        _loggers = loggers;
+        _metrics = metrics;
+        _logger = logger;
+        _served = new Served(new SharedBody(body), store, slots);
+        Scheduler = new BatchScheduler(body, config.Batching, metrics, logger);
+        UpdateHeadMetrics();
+    }
+
+    /// <summary>The served body (it changes when a training job's body is promoted; hold <see cref="AcquireBody"/> to keep one).</summary>
+    public BertBody Body => _served.Body.Body;
     public BatchScheduler Scheduler { get; }
+    public HostConfig Config => _config;
 
     /// <summary>
-    /// Loads the body (a body that does not load stops the host: <see cref="BodyLoadException"/>) and every head.
+    /// Loads the body (a body that does not load stops the host: <see cref="BodyLoadException"/>) and every head. A
+    /// body or head weights promoted by a training job (<see cref="Promotions"/>) serve instead of the YAML's.
     /// </summary>
     public static InferenceEngine Start(HostConfig config, ILoggerFactory loggers, ServingMetrics metrics)
     {
         var logger = loggers.CreateLogger<InferenceEngine>();
-        var body = DeploymentLoading.LoadBody(config);
+        var promotions = Promotions.Load(config.Jobs.Directory, logger);
+        var bodyConfig = config;
+        var promotedBody = promotions.Body;
+        if (promotedBody is not null && !Directory.Exists(promotedBody.Path))
+        {
+            logger.LogError("body {Folder} promoted by job {Job} is gone; serving the deployment's {Configured}", promotedBody.Path, promotedBody.Job, config.Body.Checkpoint);
+        }
+        else if (promotedBody is not null)
+        {
+            logger.LogInformation("serving body {Folder} promoted by job {Job} instead of {Configured}", promotedBody.Path, promotedBody.Job, config.Body.Checkpoint);
+            bodyConfig = config with { Body = config.Body with { Checkpoint = promotedBody.Path } };
+        }
+        var body = DeploymentLoading.LoadBody(bodyConfig);
         logger.LogInformation("body {Folder} loaded on {Device} as {DType}: {Layers} layers, hidden {Hidden}, {Fingerprint}",
             body.Folder, body.Device, body.DType, body.Config.NumHiddenLayers, body.Config.HiddenSize, body.Fingerprint);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
         var store = DeploymentLoading.CheckpointStoreFor(body);
-        var slots = config.Heads.Select(h => LoadHead(config, h, body, plugins, store, loggers)).ToList();
-        return new InferenceEngine(config, body, plugins, slots, metrics, logger);
+        var slots = config.Heads.Select(h =>
+        {
+            var promoted = promotions.Heads.GetValueOrDefault(h.Name);
+            if (promoted is not null)
+                logger.LogInformation("head {Head}: serving weights {Weights} promoted by job {Job}", h.Name, promoted.Path, promoted.Job);
+            return LoadHead(config, h, promoted?.Path ?? h.Weights, promoted?.Job, body, plugins, store, loggers);
+        }).ToList();
+        return new InferenceEngine(config, body, store, plugins, slots, metrics, loggers, logger);
     }
 
-    private static HeadSlot LoadHead(HostConfig config, HeadSection section, BertBody body, PluginCatalog plugins, ICheckpointStore store, ILoggerFactory loggers)
+    private static HeadSlot LoadHead(HostConfig config, HeadSection section, string? weights, string? job, BertBody body, PluginCatalog plugins,
+        ICheckpointStore store, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger($"BertHost.Heads.{section.Name}");
         LoadedKind? kind = null;
         try
         {
             kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-            var head = kind.CreateHead(DeploymentLoading.ContextFor(config, section, body, store, loggers));
-            if (head.TrainedOnFingerprint is { } trainedOn && trainedOn != body.Fingerprint)
-            {
-                var why = $"head '{section.Name}' was trained on body {trainedOn}, but the served body is {body.Fingerprint}: retrain it on this body";
-                logger.LogWarning("{Reason}", why);
-                return new HeadSlot(section.Name, section.Kind, head, HeadStates.Stale, why, kind.AssemblyPath, kind.Sha256);
-            }
-            logger.LogInformation("head {Head} ({Kind}) ready", section.Name, section.Kind);
-            return new HeadSlot(section.Name, section.Kind, head, HeadStates.Ready, null, kind.AssemblyPath, kind.Sha256);
+            var head = kind.CreateHead(DeploymentLoading.ContextFor(config, section with { Weights = weights }, body, store, loggers));
+            var state = StateOn(head, body, section.Name, out var why);
+            if (why is not null) logger.LogWarning("{Reason}", why);
+            else logger.LogInformation("head {Head} ({Kind}) ready", section.Name, section.Kind);
+            return new HeadSlot(section.Name, section.Kind, head, state, why, kind.AssemblyPath, kind.Sha256, weights, job);
         }
         catch (Exception e)
         {
@@ -75,16 +108,167 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
                 PluginLoadException => e.Message,
                 _ => $"{e.GetType().Name}: {e.Message}",
             };
+            if (job is not null) why += $" (weights {weights} promoted by job {job})";
             logger.LogError(e, "head {Head} failed to load: {Reason}", section.Name, why);
-            return new HeadSlot(section.Name, section.Kind, null, HeadStates.Failed, why, kind?.AssemblyPath, kind?.Sha256);
+            return new HeadSlot(section.Name, section.Kind, null, HeadStates.Failed, why, kind?.AssemblyPath, kind?.Sha256, weights, job);
         }
     }
 
+    /// <summary>Ready, or stale when the head's weights were trained on another body than <paramref name="body"/>.</summary>
+    private static string StateOn(IHead head, BertBody body, string name, out string? why)
+    {
+        why = null;
+        if (head.TrainedOnFingerprint is not { } trainedOn || trainedOn == body.Fingerprint) return HeadStates.Ready;
+        why = HeadStates.StaleReason(name, trainedOn, body.Fingerprint);
+        return HeadStates.Stale;
+    }
+
+    private void UpdateHeadMetrics()
+    {
+        var slots = _served.Slots;
+        _metrics.SetHeadsReady(slots.Count(s => s.IsReady), slots.Count(s => !s.IsReady));
+    }
+
+    // ---- training jobs -------------------------------------------------------------------------------------------
+
+    /// <summary>A reference to the served body that keeps it alive (for a training job) even if another body is swapped in meanwhile.</summary>
+    public BodyLease AcquireBody()
+    {
+        lock (_swapLock)
+            return _served.Body.TryAcquire() ?? throw new ObjectDisposedException(nameof(InferenceEngine));
+    }
+
+    /// <summary>The deployment entry of head <paramref name="name"/>, or null.</summary>
+    public HeadSection? FindSection(string name) =>
+        _config.Heads.FirstOrDefault(h => string.Equals(h.Name, name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Why head <paramref name="name"/> cannot be trained (it failed to load, or its kind has no training support); null when it can.</summary>
+    public string? TrainingRefusal(string name)
+    {
+        if (!_served.ByName.TryGetValue(name, out var slot)) return $"no head named '{name}'";
+        if (slot.Head is null) return $"head '{slot.Name}' failed to load: {slot.Error}";
+        return slot.Head.Training is null ? $"head '{slot.Name}' ({slot.Kind}) does not support training" : null;
+    }
+
+    /// <summary>The weights folder head <paramref name="name"/> serves from now (promoted or the YAML's); null for a fresh head.</summary>
+    public string? ServedWeights(string name) => _served.ByName.TryGetValue(name, out var slot) ? slot.Weights : null;
+
+    /// <summary>
+    /// A NEW instance of head <paramref name="name"/> (same plugin kind, labels and options; never the served instance)
+    /// built on <paramref name="body"/> from <paramref name="weights"/> (null = fresh). Throws what the kind throws.
+    /// </summary>
+    public IHead CreateHead(string name, BertBody body, string? weights)
+    {
+        var section = FindSection(name) ?? throw new ArgumentException($"no head named '{name}'");
+        var kind = _plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
+        return kind.CreateHead(DeploymentLoading.ContextFor(_config, section with { Weights = weights }, body, _served.Store, _loggers));
+    }
+
+    /// <summary>
+    /// Serves head <paramref name="name"/> from <paramref name="weights"/>: the new instance is built first (a failure
+    /// leaves the served head as it is), then swapped in once the requests in flight have finished on the old one,
+    /// which is then disposed. Weights trained on another body than the served one are refused.
+    /// </summary>
+    public async Task SwapHeadAsync(string name, string weights, string? job)
+    {
+        var body = AcquireBody();
+        IHead head;
+        try
+        {
+            head = CreateHead(name, body.Body, weights);
+        }
+        finally
+        {
+            body.Dispose();
+        }
+        IHead? old = null;
+        try
+        {
+            await _gate.RunAloneAsync(() =>
+            {
+                var served = _served;
+                if (StateOn(head, served.Body.Body, name, out var why) != HeadStates.Ready) throw new InvalidOperationException(why);
+                var slot = served.ByName[name];
+                old = slot.Head;
+                var slots = served.Slots.Select(s => s == slot
+                    ? new HeadSlot(s.Name, s.Kind, head, HeadStates.Ready, null, s.Plugin, s.PluginSha256, weights, job)
+                    : s).ToList();
+                _served = new Served(served.Body, served.Store, slots);
+            });
+        }
+        catch
+        {
+            head.Dispose();
+            throw;
+        }
+        old?.Dispose();
+        UpdateHeadMetrics();
+        _logger.LogInformation("head {Head} now serves {Weights}{Job}", name, weights, job is null ? "" : $" (job {job})");
+    }
+
+    /// <summary>
+    /// Serves the body in <paramref name="bodyFolder"/>, with the heads of <paramref name="headWeights"/> rebuilt on it
+    /// from those weights. Every other head keeps its instance and is stale unless its weights were trained on the new
+    /// body. Requests wait at the gate during the swap; the old body is released once no job holds it.
+    /// </summary>
+    public async Task SwapBodyAsync(string bodyFolder, IReadOnlyDictionary<string, string> headWeights, string? job)
+    {
+        var body = DeploymentLoading.LoadBody(_config with { Body = _config.Body with { Checkpoint = bodyFolder } });
+        var store = DeploymentLoading.CheckpointStoreFor(body);
+        var built = new Dictionary<string, IHead>(StringComparer.OrdinalIgnoreCase);
+        var replaced = new List<IHead>();
+        try
+        {
+            foreach (var (name, weights) in headWeights)
+            {
+                var section = FindSection(name) ?? throw new ArgumentException($"no head named '{name}'");
+                var kind = _plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
+                built[name] = kind.CreateHead(DeploymentLoading.ContextFor(_config, section with { Weights = weights }, body, store, _loggers));
+            }
+            SharedBody? old = null;
+            await _gate.RunAloneAsync(() =>
+            {
+                var served = _served;
+                var slots = served.Slots.Select(s =>
+                {
+                    if (built.TryGetValue(s.Name, out var head))
+                    {
+                        if (s.Head is not null) replaced.Add(s.Head);
+                        var state = StateOn(head, body, s.Name, out var why);
+                        return new HeadSlot(s.Name, s.Kind, head, state, why, s.Plugin, s.PluginSha256, headWeights[s.Name], job);
+                    }
+                    if (s.Head is null) return s;
+                    var kept = StateOn(s.Head, body, s.Name, out var reason);
+                    return new HeadSlot(s.Name, s.Kind, s.Head, kept, reason, s.Plugin, s.PluginSha256, s.Weights, s.PromotedFromJob);
+                }).ToList();
+                Scheduler.SwapBody(body);
+                lock (_swapLock)
+                {
+                    old = served.Body;
+                    _served = new Served(new SharedBody(body), store, slots);
+                }
+            });
+            old?.Release();
+        }
+        catch
+        {
+            foreach (var head in built.Values) head.Dispose();
+            body.Dispose();
+            throw;
+        }
+        foreach (var head in replaced) head.Dispose();
+        UpdateHeadMetrics();
+        foreach (var slot in _served.Slots.Where(s => s.State == HeadStates.Stale)) _logger.LogWarning("{Reason}", slot.Error);
+        _logger.LogInformation("body {Folder} ({Fingerprint}) now serves{Job}", body.Folder, body.Fingerprint, job is null ? "" : $" (job {job})");
+    }
+
+    // ---- serving -------------------------------------------------------------------------------------------------
+
     public bool IsReady => true;
 
-    public IReadOnlyList<HeadStatus> Heads => _slots.Select(s => s.ToStatus(withDetails: false)).ToList();
+    public IReadOnlyList<HeadStatus> Heads => _served.Slots.Select(s => s.ToStatus(withDetails: false)).ToList();
 
-    public HeadStatus? FindHead(string name) => _byName.TryGetValue(name, out var slot) ? slot.ToStatus(withDetails: true) : null;
+    public HeadStatus? FindHead(string name) => _served.ByName.TryGetValue(name, out var slot) ? slot.ToStatus(withDetails: true) : null;
 
     public JsonObject DescribeBody() => new()
     {
@@ -125,30 +309,35 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     /// <summary>Encodes every input for every head, queues one job per input, and waits for all of them.</summary>
     private async Task<JsonNode[][]> RunAsync(IReadOnlyList<string> heads, IReadOnlyList<JsonElement> inputs, JsonElement parameters, CancellationToken cancellationToken)
     {
-        var slots = heads.Select((name, i) => ReadySlot(name, heads.Count > 1 ? $"heads[{i}]" : null)).ToList();
+        // The lease keeps a swap out until this request's passes are done: it finishes on the heads and body it started with.
+        using var lease = await _gate.EnterAsync(cancellationToken);
+        var served = _served;
+        var slots = heads.Select((name, i) => ReadySlot(served, name, heads.Count > 1 ? $"heads[{i}]" : null)).ToList();
         if (inputs.Count == 0) throw new ServingException(ServingError.BadRequest, "inputs must not be empty", "inputs");
         if (inputs.Count > _config.Host.MaxInputsPerRequest)
             throw new ServingException(ServingError.PayloadTooLarge,
                 $"{inputs.Count} inputs in one request; at most {_config.Host.MaxInputsPerRequest} are accepted", "inputs");
         var jobs = new InferenceJob[inputs.Count];
         for (var i = 0; i < inputs.Count; i++)
-            jobs[i] = new InferenceJob(slots.Select(s => new HeadWork(s, Encode(s, inputs[i], parameters, i))).ToList(), cancellationToken);
+            jobs[i] = new InferenceJob(slots.Select(s => new HeadWork(s, Encode(served.Body.Body, s, inputs[i], parameters, i))).ToList(), cancellationToken);
         Scheduler.Enqueue(jobs);
         await Task.WhenAll(jobs.Select(j => j.Completion));
 
         return jobs.Select(j => j.Work.Select(w => w.Failure is null ? w.Output! : throw w.Failure).ToArray()).ToArray();
     }
 
-    private HeadSlot ReadySlot(string name, string? field)
+    private static HeadSlot ReadySlot(Served served, string name, string? field)
     {
-        if (!_byName.TryGetValue(name, out var slot))
-            throw new ServingException(ServingError.UnknownHead, $"no head named '{name}' (heads: {string.Join(", ", _slots.Select(s => s.Name))})", field);
+        if (!served.ByName.TryGetValue(name, out var slot))
+            throw new ServingException(ServingError.UnknownHead, $"no head named '{name}' (heads: {string.Join(", ", served.Slots.Select(s => s.Name))})", field);
+        if (slot.State == HeadStates.Stale)
+            throw new ServingException(ServingError.StaleHead, slot.Error!, field);
         if (!slot.IsReady)
             throw new ServingException(ServingError.Unavailable, $"head '{name}' is {slot.State}: {slot.Error}", field);
         return slot;
     }
 
-    private HeadFeatures Encode(HeadSlot slot, JsonElement input, JsonElement parameters, int index)
+    private static HeadFeatures Encode(BertBody body, HeadSlot slot, JsonElement input, JsonElement parameters, int index)
     {
         HeadFeatures features;
         try
@@ -165,21 +354,21 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
             slot.RecordServingError(e.Message);
             throw new ServingException(ServingError.Unavailable, $"head '{slot.Name}' failed while encoding input {index}: {e.Message}", $"inputs[{index}]", e);
         }
-        CheckSequences(slot, features, index);
+        CheckSequences(body, slot, features, index);
         return features;
     }
 
     // A plugin's encoding is checked before it reaches the shared body: a bad row must not fail other heads' requests.
-    private void CheckSequences(HeadSlot slot, HeadFeatures features, int index)
+    private static void CheckSequences(BertBody body, HeadSlot slot, HeadFeatures features, int index)
     {
         if (features.Sequences.Count == 0)
             throw new ServingException(ServingError.Unavailable, $"head '{slot.Name}' encoded input {index} to no sequence", $"inputs[{index}]");
         foreach (var s in features.Sequences)
         {
-            if (s.Length == 0 || s.Length > Body.MaxSequenceLength)
+            if (s.Length == 0 || s.Length > body.MaxSequenceLength)
                 throw new ServingException(ServingError.InvalidInput,
-                    $"input is {s.Length} tokens; the body accepts 1 to {Body.MaxSequenceLength}", $"inputs[{index}]");
-            if (s.TokenTypeIds.Length != s.Length || s.InputIds.Any(id => id < 0 || id >= Body.Config.VocabSize))
+                    $"input is {s.Length} tokens; the body accepts 1 to {body.MaxSequenceLength}", $"inputs[{index}]");
+            if (s.TokenTypeIds.Length != s.Length || s.InputIds.Any(id => id < 0 || id >= body.Config.VocabSize))
                 throw new ServingException(ServingError.Unavailable, $"head '{slot.Name}' produced an invalid token sequence for input {index}", $"inputs[{index}]");
         }
     }
@@ -187,8 +376,9 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await Scheduler.DisposeAsync();
-        foreach (var slot in _slots) slot.Head?.Dispose();
+        var served = _served;
+        foreach (var slot in served.Slots) slot.Head?.Dispose();
         _plugins.Dispose();
-        Body.Dispose();
+        served.Body.Release();
     }
 }

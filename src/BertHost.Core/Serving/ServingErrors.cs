@@ -15,6 +15,12 @@ public enum ServingError
     QueueFull,
     /// <summary>The head failed to load or failed while serving, or the host is not ready / shutting down: 503.</summary>
     Unavailable,
+    /// <summary>The head was trained on another body than the one served: 409.</summary>
+    StaleHead,
+    /// <summary>No such resource (e.g. a job id): 404.</summary>
+    NotFound,
+    /// <summary>The resource is not in a state that allows the request (e.g. cancelling a finished job): 409.</summary>
+    Conflict,
 }
 
 /// <summary>A request-level failure with a message meant for the client and, where known, the field at fault.</summary>

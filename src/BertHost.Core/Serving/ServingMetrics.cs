@@ -29,6 +29,7 @@ public sealed class ServingMetrics
     private readonly Histogram _bodySeconds = new("berthost_body_seconds", "Time of one body pass.", LatencyBuckets);
     private readonly Histogram _headSeconds = new("berthost_head_seconds", "Time of one head pass over a batch, by head.", LatencyBuckets, "head");
     private readonly Counter _headRows = new("berthost_head_rows_total", "Rows run through a head, by head.", "head");
+    private readonly Gauge _jobs = new("berthost_jobs", "Training jobs by state (queued, running, succeeded, failed, cancelled, interrupted).", "state");
     private readonly Gauge _heads = new("berthost_heads", "Configured heads by state (ready, failed: failed to load or stale).", "state");
 
     public ServingMetrics()
@@ -87,6 +88,15 @@ public sealed class ServingMetrics
         _heads.Set(failed, "failed");
     }
 
+    /// <summary>How many jobs are in each state (only hosts that run jobs report it).</summary>
+    public void SetJobs(IReadOnlyDictionary<string, int> countsByState)
+    {
+        foreach (var (state, count) in countsByState) _jobs.Set(count, state);
+        Volatile.Write(ref _jobsReported, true);
+    }
+
+    private bool _jobsReported;
+
     /// <summary>Writes every metric in the Prometheus text exposition format, version 0.0.4.</summary>
     public void WritePrometheus(TextWriter writer)
     {
@@ -104,6 +114,7 @@ public sealed class ServingMetrics
         _headSeconds.Write(sb);
         _headRows.Write(sb);
         _heads.Write(sb);
+        if (Volatile.Read(ref _jobsReported)) _jobs.Write(sb);
         writer.Write(sb.ToString());
     }
 

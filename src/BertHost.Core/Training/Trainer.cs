@@ -1,10 +1,12 @@
 using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using BertHost.Abstractions;
 using BertHost.Abstractions.Heads;
 using BertHost.Core.Bert;
 using BertHost.Core.Text;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace BertHost.Core.Training;
@@ -12,25 +14,66 @@ namespace BertHost.Core.Training;
 /// <summary>
 /// The one training loop for every head: the head supplies its loss and metric (<see cref="IHeadTraining"/>), the
 /// trainer supplies batching (seeded shuffle, dynamic padding), AdamW with decay / no-decay groups, linear warmup and
-/// decay, gradient clipping and accumulation, per-epoch evaluation, best-weights restore and early stopping.
+/// decay, gradient clipping and accumulation, per-epoch evaluation, best-weights restore, early stopping and resumable
+/// checkpoints. Several heads train jointly on the one body as a multitask run (one <see cref="TrainingTask"/> each).
 /// </summary>
+/// <remarks>
+/// Runs are deterministic given <see cref="TrainingOptions.Seed"/>: each epoch's shuffle comes from (seed, epoch, task)
+/// and torch's generator is reseeded from (seed, epoch, step, micro-batch) before every forward pass, so dropout masks
+/// do not depend on what ran before and a resumed run repeats the uninterrupted one.
+/// </remarks>
 public sealed class Trainer
 {
     private readonly BertBody _body;
-    private readonly IHead _head;
-    private readonly IHeadTraining _training;
+    private readonly IReadOnlyList<IHead> _heads;
     private readonly TrainingOptions _options;
     private long _bodyPasses;
+    private LowPrecisionBody? _lowPrecision;
 
-    public Trainer(BertBody body, IHead head, TrainingOptions options)
+    public Trainer(BertBody body, IHead head, TrainingOptions options) : this(body, [head], options) { }
+
+    /// <summary>A trainer for <paramref name="heads"/> sharing <paramref name="body"/> (several heads = a multitask run).</summary>
+    public Trainer(BertBody body, IReadOnlyList<IHead> heads, TrainingOptions options)
     {
-        _body = body;
-        _head = head;
-        _training = head.Training ?? throw new ArgumentException($"head '{head.Name}' ({head.Kind}) does not support training");
+        if (heads.Count == 0) throw new ArgumentException("no heads to train");
+        foreach (var head in heads)
+            if (head.Training is null) throw new ArgumentException($"head '{head.Name}' ({head.Kind}) does not support training");
+        if (heads.GroupBy(h => h.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } dup)
+            throw new ArgumentException($"head '{dup.Key}' is given more than once");
         options.Validate();
         if (options.Mode == TrainingMode.Partial && options.PartialLayers > body.Config.NumHiddenLayers)
             throw new ArgumentException($"partial layers {options.PartialLayers} exceeds the body's {body.Config.NumHiddenLayers} layers");
+        _body = body;
+        _heads = heads;
         _options = options;
+        Precision = ResolvePrecision(options.Precision, body);
+    }
+
+    /// <summary>The precision the body's passes run in: <see cref="TrainingOptions.Precision"/> with auto resolved.</summary>
+    public TrainingPrecision Precision { get; }
+
+    private static TrainingPrecision ResolvePrecision(TrainingPrecision requested, BertBody body)
+    {
+        if (requested == TrainingPrecision.Fp16)
+            throw new ArgumentException("precision fp16 needs loss scaling (a gradient scaler), which TorchSharp 0.107 does not provide; use bf16");
+        if (requested == TrainingPrecision.Fp32) return requested;
+        if (body.DType != ScalarType.Float32)
+            throw new ArgumentException($"precision {requested.ToString().ToLowerInvariant()} needs a float32 body (the master weights), but the body is {body.DType}");
+        if (requested == TrainingPrecision.Bf16) return requested;
+        return body.Device.type == DeviceType.CUDA || CpuHasNativeBf16() ? TrainingPrecision.Bf16 : TrainingPrecision.Fp32;
+    }
+
+    private static bool CpuHasNativeBf16()
+    {
+        try
+        {
+            var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? "";
+            return flags.Split(' ').Any(f => f is "avx512_bf16" or "amx_bf16");
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Body forward passes run by this trainer (training, caching and evaluation).</summary>
@@ -38,182 +81,400 @@ public sealed class Trainer
 
     private bool BodyTrains => _options.Mode != TrainingMode.Head;
 
+    /// <summary>Trains the trainer's single head.</summary>
     /// <param name="epochCompleted">Called with each epoch's result as soon as it is known (loss, metrics, time).</param>
     public TrainingResult Train(IReadOnlyList<HeadFeatures> train, IReadOnlyList<HeadFeatures>? eval = null,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default,
         Action<EpochResult>? epochCompleted = null)
     {
-        if (train.Count == 0) throw new ArgumentException("no training examples");
-        manual_seed(_options.Seed);
-        var rng = new Random(_options.Seed);
+        if (_heads.Count != 1) throw new InvalidOperationException($"this trainer has {_heads.Count} heads: give one TrainingTask per head");
+        return Train([new TrainingTask(_heads[0], train, eval)], progress, cancellationToken, epochCompleted);
+    }
+
+    /// <summary>
+    /// Trains every head on its task. Each optimizer step's batches come from one task; an epoch runs every task's
+    /// batches once, the tasks' steps interleaved in a seeded random order (so each task's share of the steps is its
+    /// share of the data). With <see cref="TrainingOptions.CheckpointDirectory"/> set, a run resumes from the
+    /// checkpoint found there and writes new ones as it goes; cancelling throws <see cref="OperationCanceledException"/>
+    /// and leaves the last checkpoint to resume from.
+    /// </summary>
+    /// <exception cref="TrainingCheckpointException">The checkpoint is unreadable, incomplete or from a different run.</exception>
+    public TrainingResult Train(IReadOnlyList<TrainingTask> tasks, IProgress<TrainingProgress>? progress = null,
+        CancellationToken cancellationToken = default, Action<EpochResult>? epochCompleted = null)
+    {
+        CheckTasks(tasks);
         var bodyParams = _body.Model.named_parameters().ToList();
         var savedRequiresGrad = bodyParams.Select(p => p.parameter.requires_grad).ToList();
-        using var cache = !BodyTrains && _options.UseFeatureCache ? new FeatureCache(_head.Requirements, _body.Config.NumHiddenLayers) : null;
+        var caches = tasks.Select(t => !BodyTrains && _options.UseFeatureCache ? new FeatureCache(t.Head.Requirements, _body.Config.NumHiddenLayers) : null).ToList();
+        var optimizers = new List<ParameterOptimizer>();
+        Dictionary<string, Tensor>? best = null;
         try
         {
             foreach (var (name, p) in bodyParams) p.requires_grad = BodyTrains && BodyParameterTrains(name);
-            var trainable = _head.Module.named_parameters().Select(p => (name: "head." + p.name, p.parameter))
-                .Concat(bodyParams.Where(p => p.parameter.requires_grad).Select(p => (name: "body." + p.name, p.parameter)))
-                .ToList();
-            foreach (var (_, p) in trainable) p.requires_grad = true;
+            var bodyTrainable = bodyParams.Where(p => p.parameter.requires_grad).Select(p => ("body/" + p.name, p.parameter)).ToList();
+            if (Precision == TrainingPrecision.Bf16) _lowPrecision = new LowPrecisionBody(_body.Model, ScalarType.BFloat16, _body.Device);
             var lr = _options.EffectiveLearningRate;
-            var decay = trainable.Where(p => Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
-            var noDecay = trainable.Where(p => !Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
-            var groups = new List<AdamW.ParamGroup>();
-            if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, new AdamW.Options { LearningRate = lr, weight_decay = _options.WeightDecay }));
-            if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, new AdamW.Options { LearningRate = lr, weight_decay = 0.0 }));
-            using var optimizer = optim.AdamW(groups, lr);
+            // One optimizer per head and one for the body: a head only steps on its own task's batches (AdamW here
+            // would otherwise move every head by its momentum and decay on the other tasks' steps too).
+            var bodyOptimizer = bodyTrainable.Count > 0 ? new ParameterOptimizer(bodyTrainable, lr, _options.WeightDecay) : null;
+            if (bodyOptimizer is not null) optimizers.Add(bodyOptimizer);
+            var headOptimizers = tasks.Select(t =>
+            {
+                var ps = t.Head.Module.named_parameters().Select(p => (HeadKey(t, p.name), p.parameter)).ToList();
+                foreach (var (_, p) in ps) p.requires_grad = true;
+                var o = new ParameterOptimizer(ps, lr, _options.WeightDecay);
+                optimizers.Add(o);
+                return o;
+            }).ToList();
+            IEnumerable<KeyValuePair<string, Tensor>> LiveState()
+            {
+                foreach (var t in tasks)
+                foreach (var (k, v) in t.Head.Module.state_dict())
+                    yield return KeyValuePair.Create(HeadKey(t, k), v);
+                foreach (var (k, p) in bodyTrainable) yield return KeyValuePair.Create(k, (Tensor)p);
+            }
 
-            var batchesPerEpoch = (train.Count + _options.BatchSize - 1) / _options.BatchSize;
-            var stepsPerEpoch = (batchesPerEpoch + _options.GradientAccumulationSteps - 1) / _options.GradientAccumulationSteps;
+            var plans = new Dictionary<int, List<PlannedStep>>();
+            List<PlannedStep> Plan(int epoch)
+            {
+                if (!plans.TryGetValue(epoch, out var plan)) plans[epoch] = plan = PlanEpoch(tasks, epoch);
+                return plan;
+            }
+            var stepsPerEpoch = Plan(1).Count;
             var totalSteps = stepsPerEpoch * _options.Epochs;
             var warmup = (int)Math.Ceiling(totalSteps * _options.WarmupRatio);
             double Factor(int step) => step < warmup ? (step + 1.0) / (warmup + 1.0) : Math.Max(0.0, (double)(totalSteps - step) / Math.Max(1, totalSteps - warmup));
 
-            var epochs = new List<EpochResult>();
-            Dictionary<string, Tensor>? best = null;
-            IReadOnlyDictionary<string, double>? bestMetrics = null;
-            int? bestEpoch = null;
-            var sinceBest = 0;
-            var stoppedEarly = false;
-            var step = 0;
-            var order = Enumerable.Range(0, train.Count).ToArray();
-            try
+            var identity = Identity(tasks);
+            var s = new CheckpointState { Identity = identity, Epoch = 1, LossSums = new double[tasks.Count], LossCounts = new int[tasks.Count] };
+            int? resumedEpoch = null, resumedStep = null;
+            var dir = _options.CheckpointDirectory;
+            if (dir is not null && TrainingCheckpoint.Exists(dir))
             {
-                for (var epoch = 1; epoch <= _options.Epochs; epoch++)
-                {
-                    var epochClock = Stopwatch.StartNew();
-                    long epochExamples = 0;
-                    var epochSteps = 0;
-                    rng.Shuffle(order);
-                    SetModes(training: true);
-                    double lossSum = 0;
-                    var lossCount = 0;
-                    optimizer.zero_grad();
-                    for (var b = 0; b < batchesPerEpoch; b++)
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        var items = order.Skip(b * _options.BatchSize).Take(_options.BatchSize).Select(i => train[i]).ToList();
-                        if (cache is not null) Fill(cache, items);
-                        using (var scope = NewDisposeScope())
-                        {
-                            var batch = new HeadBatch(items, _body.Device);
-                            using var output = cache is not null ? cache.Assemble(items, _body.Device) : BodyPass(items, withGrad: BodyTrains);
-                            var logits = _head.Forward(output, batch);
-                            var loss = _training.Loss(logits, batch);
-                            lossSum += loss.item<float>();
-                            lossCount++;
-                            (_options.GradientAccumulationSteps > 1 ? loss.div(_options.GradientAccumulationSteps) : loss).backward();
-                        }
-                        epochExamples += items.Count;
-                        var last = b == batchesPerEpoch - 1;
-                        if ((b + 1) % _options.GradientAccumulationSteps != 0 && !last) continue;
-                        using (var scope = NewDisposeScope())
-                        {
-                            if (_options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable.Select(p => p.parameter), _options.MaxGradNorm);
-                            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr * Factor(step);
-                            optimizer.step();
-                            optimizer.zero_grad();
-                        }
-                        step++;
-                        epochSteps++;
-                        // Rates come from the current epoch: in head mode the first epoch also fills the feature cache
-                        // and later epochs are far faster, so a whole-run average would mislead.
-                        var seconds = Math.Max(1e-9, epochClock.Elapsed.TotalSeconds);
-                        var rate = epochExamples / seconds;
-                        var eta = TimeSpan.FromSeconds(seconds / epochSteps * (totalSteps - step));
-                        progress?.Report(new TrainingProgress(epoch, _options.Epochs, step, totalSteps, lossSum / lossCount, rate, eta));
-                    }
+                s = TrainingCheckpoint.ReadState(dir);
+                var diffs = TrainingCheckpoint.Differences(s.Identity, identity);
+                if (diffs.Count > 0)
+                    throw new TrainingCheckpointException($"the checkpoint in {dir} belongs to a different run: {string.Join("; ", diffs)}");
+                best = Resume(dir, s, LiveState().ToDictionary(kv => kv.Key, kv => kv.Value), optimizers);
+                _lowPrecision?.CopyWeights();
+                resumedEpoch = s.Epoch;
+                resumedStep = s.StepInEpoch;
+            }
+            void Checkpoint()
+            {
+                if (dir is null) return;
+                using var scope = NewDisposeScope();
+                var tensors = LiveState().Select(kv => KeyValuePair.Create("model/" + kv.Key, kv.Value)).ToList();
+                foreach (var o in optimizers) tensors.AddRange(o.State(s.OptimizerSteps));
+                if (best is not null) tensors.AddRange(best.Select(kv => KeyValuePair.Create("best/" + kv.Key, kv.Value)));
+                TrainingCheckpoint.Write(dir, s, tensors);
+            }
 
-                    IReadOnlyDictionary<string, double>? metrics = null;
-                    if (eval is { Count: > 0 } && (_options.EvalEveryEpoch || epoch == _options.Epochs))
-                    {
-                        metrics = Evaluate(eval, cache);
-                        var primary = _training.CreateMetric().Primary;
-                        if (bestMetrics is null || metrics[primary] > bestMetrics[primary])
-                        {
-                            DisposeAll(best);
-                            best = Snapshot();
-                            bestMetrics = metrics;
-                            bestEpoch = epoch;
-                            sinceBest = 0;
-                        }
-                        else sinceBest++;
-                    }
-                    var epochResult = new EpochResult(epoch, lossCount == 0 ? double.NaN : lossSum / lossCount, metrics, epochClock.Elapsed.TotalSeconds);
-                    epochs.Add(epochResult);
-                    epochCompleted?.Invoke(epochResult);
-                    if (_options.EarlyStoppingPatience is { } patience && metrics is not null && sinceBest >= patience && epoch < _options.Epochs)
-                    {
-                        stoppedEarly = true;
-                        break;
-                    }
-                }
-                if (best is not null) Restore(best);
-            }
-            finally
+            for (; s.Epoch <= _options.Epochs && !s.StoppedEarly; s.Epoch++)
             {
-                DisposeAll(best);
+                var epoch = s.Epoch;
+                var plan = Plan(epoch);
+                var epochClock = Stopwatch.StartNew();
+                var priorSeconds = s.EpochSeconds;
+                SetModes(tasks, training: true);
+                for (var k = s.StepInEpoch; k < plan.Count; k++)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var planned = plan[k];
+                    var task = tasks[planned.Task];
+                    var cache = caches[planned.Task];
+                    for (var j = 0; j < planned.Batches.Count; j++)
+                    {
+                        // Dropout masks depend only on where the batch is in the run, so a resumed run draws the same ones.
+                        Reseed(Mix(_options.Seed, epoch, k, j + 1));
+                        var items = planned.Batches[j].Select(i => task.Train[i]).ToList();
+                        if (cache is not null) Fill(task.Head, cache, items);
+                        using var scope = NewDisposeScope();
+                        var batch = new HeadBatch(items, _body.Device);
+                        using var output = cache is not null ? cache.Assemble(items, _body.Device) : BodyPass(task.Head, items, withGrad: BodyTrains);
+                        var logits = task.Head.Forward(output, batch);
+                        var loss = task.Head.Training!.Loss(logits, batch);
+                        s.LossSums[planned.Task] += loss.item<float>();
+                        s.LossCounts[planned.Task]++;
+                        (_options.GradientAccumulationSteps > 1 ? loss.div(_options.GradientAccumulationSteps) : loss).backward();
+                        s.EpochExamples += items.Count;
+                    }
+                    using (var scope = NewDisposeScope())
+                    {
+                        _lowPrecision?.MoveGradients();
+                        var stepping = bodyOptimizer is null ? [headOptimizers[planned.Task]] : new[] { bodyOptimizer, headOptimizers[planned.Task] };
+                        if (_options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(stepping.SelectMany(o => o.Parameters), _options.MaxGradNorm);
+                        foreach (var o in stepping) o.Step(lr * Factor(s.GlobalStep));
+                        if (bodyOptimizer is not null) _lowPrecision?.CopyWeights();
+                    }
+                    s.GlobalStep++;
+                    s.StepInEpoch = k + 1;
+                    s.EpochSeconds = priorSeconds + epochClock.Elapsed.TotalSeconds;
+                    if (_options.CheckpointEverySteps is { } every && s.GlobalStep % every == 0 && k + 1 < plan.Count) Checkpoint();
+                    // Rates come from the current epoch: in head mode the first epoch also fills the feature cache
+                    // and later epochs are far faster, so a whole-run average would mislead.
+                    var seconds = Math.Max(1e-9, epochClock.Elapsed.TotalSeconds);
+                    var rate = s.EpochExamples / Math.Max(1e-9, s.EpochSeconds);
+                    var eta = TimeSpan.FromSeconds(seconds / (k + 1 - (resumedEpoch == epoch ? resumedStep ?? 0 : 0)) * (totalSteps - s.GlobalStep));
+                    progress?.Report(new TrainingProgress(epoch, _options.Epochs, s.GlobalStep, totalSteps,
+                        s.LossSums.Sum() / Math.Max(1, s.LossCounts.Sum()), rate, eta, tasks.Count > 1 ? task.Name : null));
+                }
+
+                var result = EndEpoch(tasks, caches, s, epoch, ref best, LiveState);
+                s.Epochs.Add(result);
+                s.StoppedEarly = _options.EarlyStoppingPatience is { } patience && result.Metrics is not null && s.SinceBest >= patience && epoch < _options.Epochs;
+                s.StepInEpoch = 0;
+                s.EpochExamples = 0;
+                s.EpochSeconds = 0;
+                Array.Clear(s.LossSums);
+                Array.Clear(s.LossCounts);
+                // The checkpoint names the next epoch, so a resume after the last one finds the run complete.
+                s.Epoch++;
+                Checkpoint();
+                s.Epoch--;
+                epochCompleted?.Invoke(result);
             }
-            return new TrainingResult(epochs, bestEpoch, bestMetrics, stoppedEarly, BodyPasses);
+            if (best is not null) Restore(best, LiveState());
+            return new TrainingResult(s.Epochs, s.BestEpoch, s.BestMetrics, s.StoppedEarly, BodyPasses, resumedEpoch, resumedStep);
         }
         finally
         {
+            DisposeAll(best);
+            _lowPrecision?.Dispose();
+            _lowPrecision = null;
+            foreach (var o in optimizers) o.Dispose();
+            foreach (var c in caches) c?.Dispose();
             for (var i = 0; i < bodyParams.Count; i++) bodyParams[i].parameter.requires_grad = savedRequiresGrad[i];
-            _head.Module.eval();
-            _body.Model.eval();
+            SetModes(tasks, training: false);
         }
     }
 
-    /// <summary>The head's metrics on <paramref name="data"/> (head and body in eval mode, no autograd).</summary>
-    public IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<HeadFeatures> data) => Evaluate(data, null);
+    /// <summary>The single head's metrics on <paramref name="data"/> (head and body in eval mode, no autograd).</summary>
+    public IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<HeadFeatures> data) => Evaluate(_heads[0], data, null);
 
-    private IReadOnlyDictionary<string, double> Evaluate(IReadOnlyList<HeadFeatures> data, FeatureCache? cache)
+    /// <summary><paramref name="head"/>'s metrics on <paramref name="data"/> (head and body in eval mode, no autograd).</summary>
+    public IReadOnlyDictionary<string, double> Evaluate(IHead head, IReadOnlyList<HeadFeatures> data) => Evaluate(head, data, null);
+
+    private void CheckTasks(IReadOnlyList<TrainingTask> tasks)
     {
-        SetModes(training: false);
-        var metric = _training.CreateMetric();
-        using (no_grad())
+        if (tasks.Count == 0) throw new ArgumentException("no training tasks");
+        foreach (var t in tasks)
         {
-            for (var start = 0; start < data.Count; start += _options.BatchSize)
+            if (!_heads.Contains(t.Head)) throw new ArgumentException($"head '{t.Name}' is not one of this trainer's heads");
+            if (t.Train.Count == 0) throw new ArgumentException(tasks.Count == 1 ? "no training examples" : $"task '{t.Name}': no training examples");
+        }
+        if (tasks.Select(t => t.Head).Distinct().Count() != tasks.Count) throw new ArgumentException("a head has more than one task");
+    }
+
+    /// <summary>Evaluates every task that has eval data, keeps the best weights and counts epochs without improvement.</summary>
+    private EpochResult EndEpoch(IReadOnlyList<TrainingTask> tasks, List<FeatureCache?> caches, CheckpointState s, int epoch,
+        ref Dictionary<string, Tensor>? best, Func<IEnumerable<KeyValuePair<string, Tensor>>> liveState)
+    {
+        var perTask = new Dictionary<string, TaskEpochResult>();
+        var primaries = new List<double>();
+        Dictionary<string, double>? metrics = null;
+        var evaluate = _options.EvalEveryEpoch || epoch == _options.Epochs;
+        for (var t = 0; t < tasks.Count; t++)
+        {
+            IReadOnlyDictionary<string, double>? m = null;
+            if (evaluate && tasks[t].Eval is { Count: > 0 } eval)
             {
-                var items = data.Skip(start).Take(_options.BatchSize).ToList();
-                if (cache is not null) Fill(cache, items);
-                using var scope = NewDisposeScope();
-                var batch = new HeadBatch(items, _body.Device);
-                using var output = cache is not null ? cache.Assemble(items, _body.Device) : BodyPass(items, withGrad: false);
-                var logits = _head.Forward(output, batch);
-                metric.Update(logits, batch);
+                m = Evaluate(tasks[t].Head, eval, caches[t]);
+                primaries.Add(m[tasks[t].Head.Training!.CreateMetric().Primary]);
+                metrics ??= [];
+                foreach (var (k, v) in m) metrics[tasks.Count == 1 ? k : $"{tasks[t].Name}.{k}"] = v;
+            }
+            perTask[tasks[t].Name] = new TaskEpochResult(s.LossCounts[t] == 0 ? double.NaN : s.LossSums[t] / s.LossCounts[t], m);
+        }
+        if (metrics is not null)
+        {
+            if (tasks.Count > 1) metrics[TrainingMetrics.MeanPrimary] = primaries.Average();
+            var score = primaries.Average();
+            if (s.BestMetrics is null || score > BestScore(tasks, s.BestMetrics))
+            {
+                DisposeAll(best);
+                best = Snapshot(liveState());
+                s.BestMetrics = metrics;
+                s.BestEpoch = epoch;
+                s.SinceBest = 0;
+            }
+            else s.SinceBest++;
+        }
+        var count = s.LossCounts.Sum();
+        return new EpochResult(epoch, count == 0 ? double.NaN : s.LossSums.Sum() / count, metrics, s.EpochSeconds, perTask);
+    }
+
+    private static double BestScore(IReadOnlyList<TrainingTask> tasks, IReadOnlyDictionary<string, double> best) =>
+        tasks.Count == 1 ? best[tasks[0].Head.Training!.CreateMetric().Primary] : best[TrainingMetrics.MeanPrimary];
+
+    /// <summary>
+    /// The optimizer steps of one epoch: each task's examples shuffled by (seed, epoch, task), cut into batches, the
+    /// batches grouped by <see cref="TrainingOptions.GradientAccumulationSteps"/>; with several tasks the steps are
+    /// interleaved by a seeded shuffle.
+    /// </summary>
+    private List<PlannedStep> PlanEpoch(IReadOnlyList<TrainingTask> tasks, int epoch)
+    {
+        var steps = new List<PlannedStep>();
+        for (var t = 0; t < tasks.Count; t++)
+        {
+            var order = Enumerable.Range(0, tasks[t].Train.Count).ToArray();
+            new Random(Mix(_options.Seed, epoch, t, 0)).Shuffle(order);
+            var batches = order.Chunk(_options.BatchSize).ToList();
+            steps.AddRange(batches.Chunk(_options.GradientAccumulationSteps).Select(b => new PlannedStep(t, b)));
+        }
+        if (tasks.Count == 1) return steps;
+        var interleaved = steps.ToArray();
+        new Random(Mix(_options.Seed, epoch, -1, 0)).Shuffle(interleaved);
+        return [.. interleaved];
+    }
+
+    private sealed record PlannedStep(int Task, IReadOnlyList<int[]> Batches);
+
+    /// <summary>A non-negative seed from the run's seed and a position (splitmix64 finaliser).</summary>
+    private static int Mix(int seed, int epoch, int a, int b)
+    {
+        unchecked
+        {
+            var z = (ulong)seed * 0x9E3779B97F4A7C15UL ^ (ulong)epoch * 0xBF58476D1CE4E5B9UL ^ (ulong)(a + 1) * 0x94D049BB133111EBUL ^ (ulong)b * 0xD6E8FEB86659FD93UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            return (int)((z ^ (z >> 31)) & 0x7FFFFFFF);
+        }
+    }
+
+    private void Reseed(int seed)
+    {
+        manual_seed(seed);
+        if (_body.Device.type == DeviceType.CUDA) cuda.manual_seed_all(seed);
+    }
+
+    /// <summary>What a resumed run must share with its checkpoint: options, body, and each task's head and data.</summary>
+    private JsonObject Identity(IReadOnlyList<TrainingTask> tasks) => new()
+    {
+        ["options"] = _options.ToJson(),
+        ["body_fingerprint"] = _body.Fingerprint,
+        ["tasks"] = new JsonArray(tasks.Select(t => (JsonNode)new JsonObject
+        {
+            ["head"] = t.Name,
+            ["kind"] = t.Head.Kind,
+            ["labels"] = new JsonArray(t.Head.Labels.Select(l => (JsonNode)l).ToArray()),
+            ["train"] = DataIdentity(t.Train),
+            ["eval"] = t.Eval is null ? null : DataIdentity(t.Eval),
+        }).ToArray()),
+    };
+
+    /// <summary>Example count and a SHA-256 of the examples' token ids and labels (their source file and line left out).</summary>
+    private static JsonObject DataIdentity(IReadOnlyList<HeadFeatures> data)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var item in data)
+        {
+            foreach (var seq in item.Sequences)
+            {
+                hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(seq.InputIds.AsSpan()));
+                hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(seq.TokenTypeIds.AsSpan()));
+            }
+            if (item.State is { } state)
+            {
+                var node = JsonSerializer.SerializeToNode(state, state.GetType());
+                if (node is JsonObject o) o.Remove("Source");
+                hash.AppendData(System.Text.Encoding.UTF8.GetBytes(node?.ToJsonString() ?? ""));
+            }
+            hash.AppendData([0xFF]);
+        }
+        return new JsonObject { ["examples"] = data.Count, ["sha256"] = Convert.ToHexStringLower(hash.GetHashAndReset()) };
+    }
+
+    /// <summary>Loads a checkpoint's weights and optimizer state into the live ones; returns its best-epoch snapshot.</summary>
+    private static Dictionary<string, Tensor>? Resume(string dir, CheckpointState s, Dictionary<string, Tensor> live, List<ParameterOptimizer> optimizers)
+    {
+        var tensors = TrainingCheckpoint.ReadTensors(dir, s);
+        try
+        {
+            using var noGrad = no_grad();
+            foreach (var (k, v) in live)
+            {
+                if (!tensors.TryGetValue("model/" + k, out var saved))
+                    throw new TrainingCheckpointException($"the checkpoint in {dir} has no tensor model/{k}");
+                v.copy_(saved);
+            }
+            foreach (var o in optimizers) o.Load(tensors, s.OptimizerSteps, dir);
+            var best = tensors.Where(kv => kv.Key.StartsWith("best/", StringComparison.Ordinal))
+                .ToDictionary(kv => kv.Key["best/".Length..], kv => kv.Value.to(live[kv.Key["best/".Length..]].device).DetachFromDisposeScope());
+            return best.Count == 0 ? null : best;
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+    }
+
+    private static string HeadKey(TrainingTask task, string name) => $"heads/{task.Name}/{name}";
+
+    private IReadOnlyDictionary<string, double> Evaluate(IHead head, IReadOnlyList<HeadFeatures> data, FeatureCache? cache)
+    {
+        var wasTraining = head.Module.training;
+        head.Module.eval();
+        _body.Model.eval();
+        _lowPrecision?.SetTraining(false);
+        var metric = head.Training!.CreateMetric();
+        try
+        {
+            using (no_grad())
+            {
+                for (var start = 0; start < data.Count; start += _options.BatchSize)
+                {
+                    var items = data.Skip(start).Take(_options.BatchSize).ToList();
+                    if (cache is not null) Fill(head, cache, items);
+                    using var scope = NewDisposeScope();
+                    var batch = new HeadBatch(items, _body.Device);
+                    using var output = cache is not null ? cache.Assemble(items, _body.Device) : BodyPass(head, items, withGrad: false);
+                    var logits = head.Forward(output, batch);
+                    metric.Update(logits, batch);
+                }
+            }
+        }
+        finally
+        {
+            if (wasTraining)
+            {
+                head.Module.train();
+                if (BodyTrains) _body.Model.train();
+                _lowPrecision?.SetTraining(BodyTrains);
             }
         }
         return metric.Compute();
     }
 
-    private void SetModes(bool training)
+    private void SetModes(IReadOnlyList<TrainingTask> tasks, bool training)
     {
-        if (training) _head.Module.train(); else _head.Module.eval();
+        foreach (var t in tasks)
+            if (training) t.Head.Module.train(); else t.Head.Module.eval();
         if (training && BodyTrains) _body.Model.train(); else _body.Model.eval();
+        _lowPrecision?.SetTraining(training && BodyTrains);
     }
 
     /// <summary>Caches the body outputs of the items not cached yet, in one body pass.</summary>
-    private void Fill(FeatureCache cache, IReadOnlyList<HeadFeatures> items)
+    private void Fill(IHead head, FeatureCache cache, IReadOnlyList<HeadFeatures> items)
     {
         var missing = items.Where(i => !cache.Contains(i)).ToList();
         if (missing.Count == 0) return;
         using var scope = NewDisposeScope();
-        using var output = BodyPass(missing, withGrad: false);
+        using var output = BodyPass(head, missing, withGrad: false);
         cache.Add(missing, output);
     }
 
-    private BodyOutput BodyPass(IReadOnlyList<HeadFeatures> items, bool withGrad)
+    private BodyOutput BodyPass(IHead head, IReadOnlyList<HeadFeatures> items, bool withGrad)
     {
         Interlocked.Increment(ref _bodyPasses);
-        var needsStates = _head.Requirements.NeedsHiddenStates;
+        var needsStates = head.Requirements.NeedsHiddenStates;
         var padded = PaddedBatch.Create(items.SelectMany(i => i.Sequences).ToList(), _body.Tokenizer.PadTokenId);
-        if (!withGrad) return _body.Forward(padded, needsStates);
+        if (!withGrad && _lowPrecision is null) return _body.Forward(padded, needsStates);
         var device = _body.Device;
         using var ids = tensor(padded.InputIds, [padded.BatchSize, padded.SequenceLength], ScalarType.Int64, device);
         using var types = tensor(padded.TokenTypeIds, [padded.BatchSize, padded.SequenceLength], ScalarType.Int64, device);
         using var mask = tensor(padded.AttentionMask, [padded.BatchSize, padded.SequenceLength], ScalarType.Int64, device);
+        if (_lowPrecision is not null) return _lowPrecision.Forward(ids, types, mask, needsStates, withGrad);
         return _body.Model.Forward(ids, types, mask, needsStates);
     }
 
@@ -228,28 +489,16 @@ public sealed class Trainer
         return index >= _body.Config.NumHiddenLayers - _options.PartialLayers;
     }
 
-    /// <summary>No weight decay on biases, LayerNorm weights, or any other 1-D parameter.</summary>
-    private static bool Decays(string name, Tensor p) =>
-        p.dim() > 1 && !name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains("LayerNorm", StringComparison.OrdinalIgnoreCase)
-        && !name.Contains("layer_norm", StringComparison.OrdinalIgnoreCase);
-
-    private IEnumerable<(string Key, Tensor Value)> LiveState()
-    {
-        foreach (var (k, v) in _head.Module.state_dict()) yield return ("head." + k, v);
-        if (BodyTrains)
-            foreach (var (k, v) in _body.Model.state_dict()) yield return ("body." + k, v);
-    }
-
-    private Dictionary<string, Tensor> Snapshot()
+    private static Dictionary<string, Tensor> Snapshot(IEnumerable<KeyValuePair<string, Tensor>> live)
     {
         using var noGrad = no_grad();
-        return LiveState().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+        return live.ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
     }
 
-    private void Restore(Dictionary<string, Tensor> snapshot)
+    private static void Restore(Dictionary<string, Tensor> snapshot, IEnumerable<KeyValuePair<string, Tensor>> live)
     {
         using var noGrad = no_grad();
-        foreach (var (k, v) in LiveState()) v.copy_(snapshot[k]);
+        foreach (var (k, v) in live) v.copy_(snapshot[k]);
     }
 
     private static void DisposeAll(Dictionary<string, Tensor>? tensors)

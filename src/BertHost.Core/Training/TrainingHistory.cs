@@ -80,22 +80,7 @@ public sealed class TrainingHistory
         root["primary_metric"] = PrimaryMetric;
         if (Options is { } o)
         {
-            root["options"] = new JsonObject
-            {
-                ["mode"] = o.Mode.ToString().ToLowerInvariant(),
-                ["epochs"] = o.Epochs,
-                ["batch_size"] = o.BatchSize,
-                ["learning_rate"] = o.EffectiveLearningRate,
-                ["weight_decay"] = o.WeightDecay,
-                ["warmup_ratio"] = o.WarmupRatio,
-                ["max_grad_norm"] = o.MaxGradNorm,
-                ["gradient_accumulation_steps"] = o.GradientAccumulationSteps,
-                ["seed"] = o.Seed,
-                ["eval_every_epoch"] = o.EvalEveryEpoch,
-                ["early_stopping_patience"] = o.EarlyStoppingPatience,
-                ["partial_layers"] = o.PartialLayers,
-                ["feature_cache"] = o.UseFeatureCache,
-            };
+            root["options"] = o.ToJson();
         }
         var data = new JsonArray();
         foreach (var d in Data)

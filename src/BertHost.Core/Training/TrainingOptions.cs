@@ -1,3 +1,6 @@
+using System.Text.Json.Nodes;
+using BertHost.Abstractions.Heads;
+
 namespace BertHost.Core.Training;
 
 /// <summary>What trains: the head alone on a frozen body, the head with the top encoder layers, or everything.</summary>
@@ -9,6 +12,22 @@ public enum TrainingMode
     Partial,
     /// <summary>The whole body trains with the head.</summary>
     Full,
+}
+
+/// <summary>
+/// Arithmetic of the body's passes while training. Master weights, optimizer state, heads and saved weights are float32
+/// in every case.
+/// </summary>
+public enum TrainingPrecision
+{
+    /// <summary>Everything in float32.</summary>
+    Fp32,
+    /// <summary>The body's forward and backward passes in bfloat16 (a bfloat16 copy of the body; float32 master weights).</summary>
+    Bf16,
+    /// <summary>float16 needs loss scaling (a gradient scaler), which TorchSharp 0.107 lacks: refused with a clear error.</summary>
+    Fp16,
+    /// <summary>bf16 on CUDA and on CPUs with native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16), else fp32.</summary>
+    Auto,
 }
 
 /// <summary>Settings of one training run.</summary>
@@ -45,6 +64,19 @@ public sealed record TrainingOptions
     /// <summary>Head mode: compute body outputs once per example and reuse them every epoch.</summary>
     public bool UseFeatureCache { get; init; } = true;
 
+    /// <summary>
+    /// Folder for resumable checkpoints; null = none. When set, a checkpoint is written after every epoch (and every
+    /// <see cref="CheckpointEverySteps"/> optimizer steps), and <see cref="Trainer.Train(IReadOnlyList{TrainingTask}, IProgress{TrainingProgress}?, CancellationToken, Action{EpochResult}?)"/>
+    /// resumes from the one found there.
+    /// </summary>
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Also checkpoint every N optimizer steps; null = only at the end of each epoch.</summary>
+    public int? CheckpointEverySteps { get; init; }
+
+    /// <summary>Arithmetic of the body's passes (master weights stay float32).</summary>
+    public TrainingPrecision Precision { get; init; } = TrainingPrecision.Fp32;
+
     public double EffectiveLearningRate => LearningRate ?? (Mode == TrainingMode.Head ? 1e-3 : 3e-5);
 
     public void Validate()
@@ -56,7 +88,37 @@ public sealed record TrainingOptions
         if (WarmupRatio is < 0 or > 1) throw new ArgumentException("warmup ratio must be between 0 and 1");
         if (EarlyStoppingPatience is < 1) throw new ArgumentException("early stopping patience must be at least 1");
         if (Mode == TrainingMode.Partial && PartialLayers < 1) throw new ArgumentException("partial layers must be at least 1");
+        if (CheckpointEverySteps is < 1) throw new ArgumentException("checkpoint every steps must be at least 1");
+        if (CheckpointEverySteps is not null && CheckpointDirectory is null) throw new ArgumentException("checkpoint every steps needs a checkpoint directory");
     }
+
+    /// <summary>The settings that shape the run (what a resumed run must share with the checkpoint it resumes).</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["mode"] = Mode.ToString().ToLowerInvariant(),
+        ["epochs"] = Epochs,
+        ["batch_size"] = BatchSize,
+        ["learning_rate"] = EffectiveLearningRate,
+        ["weight_decay"] = WeightDecay,
+        ["warmup_ratio"] = WarmupRatio,
+        ["max_grad_norm"] = MaxGradNorm,
+        ["gradient_accumulation_steps"] = GradientAccumulationSteps,
+        ["seed"] = Seed,
+        ["eval_every_epoch"] = EvalEveryEpoch,
+        ["early_stopping_patience"] = EarlyStoppingPatience,
+        ["partial_layers"] = PartialLayers,
+        ["feature_cache"] = UseFeatureCache,
+        ["precision"] = Precision.ToString().ToLowerInvariant(),
+    };
+
+    public static TrainingPrecision ParsePrecision(string value) => value.ToLowerInvariant() switch
+    {
+        "fp32" or "float32" => TrainingPrecision.Fp32,
+        "bf16" or "bfloat16" => TrainingPrecision.Bf16,
+        "fp16" or "float16" => TrainingPrecision.Fp16,
+        "auto" => TrainingPrecision.Auto,
+        _ => throw new ArgumentException($"precision '{value}' is not one of fp32, bf16, fp16, auto"),
+    };
 
     public static TrainingMode ParseMode(string value) => value.ToLowerInvariant() switch
     {
@@ -69,11 +131,39 @@ public sealed record TrainingOptions
 
 /// <summary>Where a run stands, reported after every optimizer step.</summary>
 /// <param name="Loss">Running mean of the training loss in this epoch.</param>
-public sealed record TrainingProgress(int Epoch, int Epochs, int Step, int TotalSteps, double Loss, double ExamplesPerSecond, TimeSpan Eta);
+/// <param name="Task">The task (head name) whose batch this step trained on.</param>
+public sealed record TrainingProgress(int Epoch, int Epochs, int Step, int TotalSteps, double Loss, double ExamplesPerSecond, TimeSpan Eta,
+    string? Task = null);
 
-/// <summary>One epoch: its mean training loss and, when evaluated, the metrics on the eval set.</summary>
-public sealed record EpochResult(int Epoch, double TrainLoss, IReadOnlyDictionary<string, double>? Metrics, double Seconds);
+/// <summary>
+/// One epoch: its mean training loss (over every batch of every task) and, when evaluated, the metrics on the eval set.
+/// With one task <see cref="Metrics"/> are that head's; with several they are <c>TASK.METRIC</c> for each task plus
+/// <see cref="TrainingMetrics.MeanPrimary"/>, the mean of the tasks' primary metrics, which picks the best epoch.
+/// </summary>
+/// <param name="Tasks">Each task's own mean loss and metrics, by task (head) name.</param>
+public sealed record EpochResult(int Epoch, double TrainLoss, IReadOnlyDictionary<string, double>? Metrics, double Seconds,
+    IReadOnlyDictionary<string, TaskEpochResult>? Tasks = null);
 
-/// <summary>The outcome of a run; the head (and in partial/full mode the body) hold the best weights when it returns.</summary>
+/// <summary>One task's part of an epoch.</summary>
+public sealed record TaskEpochResult(double TrainLoss, IReadOnlyDictionary<string, double>? Metrics);
+
+/// <summary>Names of the metrics the trainer adds itself.</summary>
+public static class TrainingMetrics
+{
+    /// <summary>Multitask: the mean of the tasks' primary metrics.</summary>
+    public const string MeanPrimary = "mean_primary";
+}
+
+/// <summary>
+/// The outcome of a run; the heads (and in partial/full mode the body) hold the best weights when it returns.
+/// <see cref="ResumedFromEpoch"/>/<see cref="ResumedFromStep"/> say where a resumed run picked up (epoch in progress,
+/// optimizer steps already done in it); null for a fresh run. <see cref="Epochs"/> always covers the whole run.
+/// </summary>
 public sealed record TrainingResult(IReadOnlyList<EpochResult> Epochs, int? BestEpoch, IReadOnlyDictionary<string, double>? BestMetrics,
-    bool StoppedEarly, long BodyPasses);
+    bool StoppedEarly, long BodyPasses, int? ResumedFromEpoch = null, int? ResumedFromStep = null);
+
+/// <summary>One head's training job inside a run: the head, its training data and optional evaluation data.</summary>
+public sealed record TrainingTask(IHead Head, IReadOnlyList<HeadFeatures> Train, IReadOnlyList<HeadFeatures>? Eval = null)
+{
+    public string Name => Head.Name;
+}

@@ -9,56 +9,74 @@ using Microsoft.Extensions.Logging;
 namespace BertHost.Core.Training;
 
 /// <summary>
-/// A deployment's body and ONE of its heads, loaded as the serving engine loads them (same plugin catalog, checkpoint
-/// store and head context), for training or evaluating that head.
+/// A deployment's body and the heads to train (one, or several for a multitask run), loaded as the serving engine loads
+/// them (same plugin catalog, checkpoint store and head contexts), for training or evaluating them.
 /// </summary>
 public sealed class TrainingSession : IDisposable
 {
     private readonly PluginCatalog _plugins;
 
-    private TrainingSession(BertBody body, IHead head, HeadSection section, PluginCatalog plugins)
+    private TrainingSession(BertBody body, IReadOnlyList<IHead> heads, IReadOnlyList<HeadSection> sections, PluginCatalog plugins)
     {
         Body = body;
-        Head = head;
-        Section = section;
+        Heads = heads;
+        Sections = sections;
         _plugins = plugins;
     }
 
     public BertBody Body { get; }
-    public IHead Head { get; }
-    public HeadSection Section { get; }
+    public IReadOnlyList<IHead> Heads { get; }
+    public IReadOnlyList<HeadSection> Sections { get; }
+
+    /// <summary>The first (for a single-head session, the only) head.</summary>
+    public IHead Head => Heads[0];
+
+    public HeadSection Section => Sections[0];
 
     /// <summary>Loads the body and head <paramref name="headName"/>; a head that cannot be built throws <see cref="HeadLoadException"/>.</summary>
-    public static TrainingSession Open(HostConfig config, string headName, ILoggerFactory loggers)
+    public static TrainingSession Open(HostConfig config, string headName, ILoggerFactory loggers) => Open(config, [headName], loggers);
+
+    /// <summary>Loads the body and the heads <paramref name="headNames"/> (each once); a head that cannot be built throws <see cref="HeadLoadException"/>.</summary>
+    public static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers)
     {
-        var section = config.Heads.FirstOrDefault(h => string.Equals(h.Name, headName, StringComparison.OrdinalIgnoreCase))
-            ?? throw new HeadLoadException($"no head named '{headName}' in {config.SourcePath} (heads: {string.Join(", ", config.Heads.Select(h => h.Name))})");
+        var sections = new List<HeadSection>();
+        foreach (var headName in headNames)
+        {
+            var section = config.Heads.FirstOrDefault(h => string.Equals(h.Name, headName, StringComparison.OrdinalIgnoreCase))
+                ?? throw new HeadLoadException($"no head named '{headName}' in {config.SourcePath} (heads: {string.Join(", ", config.Heads.Select(h => h.Name))})");
+            if (sections.Contains(section)) throw new HeadLoadException($"head '{section.Name}' is named more than once");
+            sections.Add(section);
+        }
         var body = DeploymentLoading.LoadBody(config);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
+        var heads = new List<IHead>();
+        HeadSection? current = null;
         try
         {
-            var kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-            var head = kind.CreateHead(DeploymentLoading.ContextFor(config, section, body, DeploymentLoading.CheckpointStoreFor(body), loggers));
-            if (head.Training is null)
+            foreach (var section in sections)
             {
-                head.Dispose();
-                throw new HeadLoadException($"head '{section.Name}' ({section.Kind}) does not support training");
+                current = section;
+                var kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
+                var head = kind.CreateHead(DeploymentLoading.ContextFor(config, section, body, DeploymentLoading.CheckpointStoreFor(body), loggers));
+                heads.Add(head);
+                if (head.Training is null) throw new HeadLoadException($"head '{section.Name}' ({section.Kind}) does not support training");
             }
-            return new TrainingSession(body, head, section, plugins);
+            return new TrainingSession(body, heads, sections, plugins);
         }
         catch (Exception e)
         {
+            foreach (var head in heads) head.Dispose();
             plugins.Dispose();
             body.Dispose();
             if (e is HeadLoadException) throw;
             var why = e is HeadConfigurationException c ? $"{c.Field}: {c.Message}" : e.Message;
-            throw new HeadLoadException($"head '{section.Name}' cannot be loaded: {why}", e);
+            throw new HeadLoadException($"head '{current?.Name}' cannot be loaded: {why}", e);
         }
     }
 
     public void Dispose()
     {
-        Head.Dispose();
+        foreach (var head in Heads) head.Dispose();
         _plugins.Dispose();
         Body.Dispose();
     }

@@ -138,10 +138,12 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         return head;
     }
 
-    /// <summary>A head that failed to load or is stale is refused with 503 before the engine is asked.</summary>
+    /// <summary>A stale head is refused with 409, one that failed to load with 503, before the engine is asked.</summary>
     private static void EnsureServable(HeadStatus head, string field)
     {
         if (head.IsReady) return;
+        if (head.State == HeadStates.Stale)
+            throw new ServingException(ServingError.StaleHead, head.Error ?? $"head {head.Name} is stale; re-train it", field.Length > 0 ? field : null);
         var why = head.Error is { Length: > 0 } error ? $": {error}" : "";
         throw new ServingException(ServingError.Unavailable, $"head '{head.Name}' is {head.State}{why}", field.Length > 0 ? field : null);
     }
@@ -151,7 +153,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
     private PredictRequest ParseRequest(HttpContext context, JsonElement root, bool withHeads)
     {
         if (root.ValueKind != JsonValueKind.Object)
-            throw ApiException.BadRequest($"request body must be a JSON object, got {Describe(root.ValueKind)}");
+            throw ApiException.BadRequest($"request body must be a JSON object, got {JsonKinds.Describe(root.ValueKind)}");
 
         JsonElement? inputs = null, parameters = null, heads = null;
         foreach (var property in root.EnumerateObject())
@@ -173,7 +175,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         if (inputs is not { } inputsElement)
             throw ApiException.BadRequest("inputs is required", "inputs");
         if (inputsElement.ValueKind != JsonValueKind.Array)
-            throw ApiException.BadRequest($"inputs must be an array, got {Describe(inputsElement.ValueKind)}", "inputs");
+            throw ApiException.BadRequest($"inputs must be an array, got {JsonKinds.Describe(inputsElement.ValueKind)}", "inputs");
         var count = inputsElement.GetArrayLength();
         RequestInfo.Of(context).Inputs = count;
         if (count == 0)
@@ -189,7 +191,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         if (parameters is { } p && p.ValueKind != JsonValueKind.Null)
         {
             if (p.ValueKind != JsonValueKind.Object)
-                throw ApiException.BadRequest($"parameters must be an object, got {Describe(p.ValueKind)}", "parameters");
+                throw ApiException.BadRequest($"parameters must be an object, got {JsonKinds.Describe(p.ValueKind)}", "parameters");
             parametersElement = p;
         }
         return new PredictRequest(headNames, list, parametersElement);
@@ -200,7 +202,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         if (heads is not { } element)
             throw ApiException.BadRequest("heads is required", "heads");
         if (element.ValueKind != JsonValueKind.Array)
-            throw ApiException.BadRequest($"heads must be an array of head names, got {Describe(element.ValueKind)}", "heads");
+            throw ApiException.BadRequest($"heads must be an array of head names, got {JsonKinds.Describe(element.ValueKind)}", "heads");
         if (element.GetArrayLength() == 0)
             throw ApiException.BadRequest("heads must not be empty", "heads");
         var names = new List<string>();
@@ -209,7 +211,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         {
             var field = $"heads[{i}]";
             if (item.ValueKind != JsonValueKind.String)
-                throw ApiException.BadRequest($"{field} must be a string, got {Describe(item.ValueKind)}", field);
+                throw ApiException.BadRequest($"{field} must be a string, got {JsonKinds.Describe(item.ValueKind)}", field);
             var name = item.GetString()!;
             if (names.Contains(name, StringComparer.Ordinal))
                 throw ApiException.BadRequest($"head '{name}' is listed twice", field);
@@ -253,15 +255,4 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         if (node is null) w.WriteNullValue();
         else node.WriteTo(w);
     }
-
-    private static string Describe(JsonValueKind kind) => kind switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        JsonValueKind.Null => "null",
-        _ => "nothing",
-    };
 }

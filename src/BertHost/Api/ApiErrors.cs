@@ -17,6 +17,8 @@ public static class ApiErrorCodes
     public const string QueueFull = "queue_full";
     public const string Unavailable = "unavailable";
     public const string InternalError = "internal_error";
+    public const string StaleHead = "stale_head";
+    public const string Conflict = "conflict";
 
     /// <summary>The HTTP status and code of a <see cref="ServingError"/>.</summary>
     public static (int Status, string Code) Of(ServingError error) => error switch
@@ -27,6 +29,9 @@ public static class ApiErrorCodes
         ServingError.InvalidInput => (StatusCodes.Status422UnprocessableEntity, InvalidInput),
         ServingError.QueueFull => (StatusCodes.Status429TooManyRequests, QueueFull),
         ServingError.Unavailable => (StatusCodes.Status503ServiceUnavailable, Unavailable),
+        ServingError.StaleHead => (StatusCodes.Status409Conflict, StaleHead),
+        ServingError.NotFound => (StatusCodes.Status404NotFound, NotFound),
+        ServingError.Conflict => (StatusCodes.Status409Conflict, Conflict),
         _ => (StatusCodes.Status500InternalServerError, InternalError),
     };
 }

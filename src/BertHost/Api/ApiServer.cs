@@ -24,6 +24,11 @@ public static class ApiServer
         ("POST", "/v1/heads/{name}/predict"),
         ("POST", "/v1/predict"),
         ("GET", "/v1/body"),
+        ("POST", "/v1/jobs"),
+        ("GET", "/v1/jobs"),
+        ("GET", "/v1/jobs/{id}"),
+        ("DELETE", "/v1/jobs/{id}"),
+        ("POST", "/v1/jobs/{id}/promote"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
@@ -38,7 +43,9 @@ public static class ApiServer
     /// requests drain for up to <see cref="ApiOptions.ShutdownTimeout"/>).
     /// </summary>
     /// <param name="logging">Where logs go; null = a one-line console logger (ASP.NET Core's own categories at Warning).</param>
-    public static WebApplication Build(ApiOptions options, IInferenceEngine engine, ServingMetrics metrics, ILoggerProvider? logging = null)
+    /// <param name="jobs">The training jobs runner; null = the <c>/v1/jobs</c> routes answer 503.</param>
+    public static WebApplication Build(ApiOptions options, IInferenceEngine engine, ServingMetrics metrics, ILoggerProvider? logging = null,
+        Core.Jobs.JobRunner? jobs = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(engine);
@@ -97,6 +104,12 @@ public static class ApiServer
         app.MapPost("/v1/heads/{name}/predict", endpoints.PredictOneAsync);
         app.MapPost("/v1/predict", endpoints.PredictManyAsync);
         app.MapGet("/v1/body", endpoints.BodyAsync);
+        var jobEndpoints = new JobEndpoints(jobs, options);
+        app.MapPost("/v1/jobs", jobEndpoints.SubmitAsync);
+        app.MapGet("/v1/jobs", jobEndpoints.ListAsync);
+        app.MapGet("/v1/jobs/{id}", jobEndpoints.GetAsync);
+        app.MapDelete("/v1/jobs/{id}", jobEndpoints.CancelAsync);
+        app.MapPost("/v1/jobs/{id}/promote", jobEndpoints.PromoteAsync);
         app.MapGet("/healthz", endpoints.HealthAsync);
         app.MapGet("/readyz", endpoints.ReadyAsync);
         app.MapGet("/metrics", endpoints.MetricsAsync);

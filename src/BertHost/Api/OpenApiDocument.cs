@@ -59,6 +59,7 @@ internal static class OpenApiDocument
           "422": { "$ref": "#/components/responses/InvalidInput" },
           "429": { "$ref": "#/components/responses/QueueFull" },
           "500": { "$ref": "#/components/responses/InternalError" },
+          "409": { "$ref": "#/components/responses/Conflict" },
           "503": { "$ref": "#/components/responses/Unavailable" }
         }
       }
@@ -88,6 +89,72 @@ internal static class OpenApiDocument
         "responses": {
           "200": { "description": "The body.", "content": { "application/json": { "schema": { "type": "object", "additionalProperties": true } } } },
           "500": { "$ref": "#/components/responses/InternalError" }
+        }
+      }
+    },
+    "/v1/jobs": {
+      "post": {
+        "operationId": "submitJob",
+        "summary": "Queues a training job (trains a head of the deployment while the host keeps serving). Data paths are on the host, relative to the deployment's folder.",
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/JobRequest" } } } },
+        "responses": {
+          "202": { "description": "Queued; Location is the job's URL.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Job" } } } },
+          "400": { "$ref": "#/components/responses/BadRequest" },
+          "404": { "$ref": "#/components/responses/NotFound" },
+          "413": { "$ref": "#/components/responses/PayloadTooLarge" },
+          "415": { "$ref": "#/components/responses/UnsupportedMediaType" },
+          "422": { "$ref": "#/components/responses/InvalidInput" },
+          "500": { "$ref": "#/components/responses/InternalError" },
+          "503": { "$ref": "#/components/responses/Unavailable" }
+        }
+      },
+      "get": {
+        "operationId": "listJobs",
+        "summary": "Every job (history included), newest first.",
+        "parameters": [ { "name": "state", "in": "query", "required": false, "description": "Only jobs in this state.",
+          "schema": { "type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] } } ],
+        "responses": {
+          "200": { "description": "The jobs.", "content": { "application/json": { "schema": {
+            "type": "object", "required": ["jobs"], "properties": { "jobs": { "type": "array", "items": { "$ref": "#/components/schemas/Job" } } } } } } },
+          "400": { "$ref": "#/components/responses/BadRequest" },
+          "503": { "$ref": "#/components/responses/Unavailable" }
+        }
+      }
+    },
+    "/v1/jobs/{id}": {
+      "get": {
+        "operationId": "getJob",
+        "summary": "One job: state, epoch/step, running loss, rate, ETA, per-epoch results, error.",
+        "parameters": [ { "$ref": "#/components/parameters/JobId" } ],
+        "responses": {
+          "200": { "description": "The job.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Job" } } } },
+          "404": { "$ref": "#/components/responses/NotFound" },
+          "503": { "$ref": "#/components/responses/Unavailable" }
+        }
+      },
+      "delete": {
+        "operationId": "cancelJob",
+        "summary": "Cancels a queued job (200, state cancelled) or a running one (202: it stops at its next batch). The served head and body stay as they are.",
+        "parameters": [ { "$ref": "#/components/parameters/JobId" } ],
+        "responses": {
+          "200": { "description": "Cancelled.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Job" } } } },
+          "202": { "description": "Asked to stop.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Job" } } } },
+          "404": { "$ref": "#/components/responses/NotFound" },
+          "409": { "$ref": "#/components/responses/Conflict" },
+          "503": { "$ref": "#/components/responses/Unavailable" }
+        }
+      }
+    },
+    "/v1/jobs/{id}/promote": {
+      "post": {
+        "operationId": "promoteJob",
+        "summary": "Serves a succeeded job's output (its head; for partial/full jobs its body too, making heads trained on the old body stale).",
+        "parameters": [ { "$ref": "#/components/parameters/JobId" } ],
+        "responses": {
+          "200": { "description": "Promoted.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Job" } } } },
+          "404": { "$ref": "#/components/responses/NotFound" },
+          "409": { "$ref": "#/components/responses/Conflict" },
+          "503": { "$ref": "#/components/responses/Unavailable" }
         }
       }
     },
@@ -132,7 +199,8 @@ internal static class OpenApiDocument
   },
   "components": {
     "parameters": {
-      "HeadName": { "name": "name", "in": "path", "required": true, "description": "The head's configured name.", "schema": { "type": "string" } }
+      "HeadName": { "name": "name", "in": "path", "required": true, "description": "The head's configured name.", "schema": { "type": "string" } },
+      "JobId": { "name": "id", "in": "path", "required": true, "description": "The job's id.", "schema": { "type": "string" } }
     },
     "schemas": {
       "Error": {
@@ -144,7 +212,7 @@ internal static class OpenApiDocument
             "required": ["code", "message", "field"],
             "properties": {
               "code": { "type": "string", "enum": ["bad_request", "not_found", "unknown_head", "method_not_allowed", "payload_too_large",
-                "unsupported_media_type", "invalid_input", "queue_full", "unavailable", "internal_error"] },
+                "unsupported_media_type", "invalid_input", "queue_full", "unavailable", "internal_error", "stale_head", "conflict"] },
               "message": { "type": "string", "description": "For people; malformed JSON is reported with its line and byte." },
               "field": { "type": "string", "nullable": true, "description": "The request field at fault, e.g. inputs or inputs[1].text; null when none." }
             }
@@ -200,6 +268,64 @@ internal static class OpenApiDocument
         "required": ["outputs"],
         "properties": { "outputs": { "type": "array", "items": { "type": "object", "additionalProperties": true, "description": "Output of each head, keyed by head name." } } }
       },
+      "JobRequest": {
+        "type": "object",
+        "required": ["head", "train"],
+        "additionalProperties": false,
+        "properties": {
+          "kind": { "type": "string", "enum": ["train"], "default": "train" },
+          "head": { "type": "string", "description": "The head to train (it must support training)." },
+          "train": { "type": "string", "description": "Training data file on the host (relative to the deployment's folder)." },
+          "eval": { "type": "string", "description": "Evaluation data file (per-epoch metrics; the best epoch is kept)." },
+          "mode": { "type": "string", "enum": ["head", "partial", "full"], "default": "head" },
+          "epochs": { "type": "integer", "minimum": 1, "default": 3 },
+          "batch_size": { "type": "integer", "minimum": 1, "default": 16 },
+          "learning_rate": { "type": "number", "minimum": 0, "description": "Default 1e-3 (head), 3e-5 (partial, full)." },
+          "weight_decay": { "type": "number", "minimum": 0, "default": 0.01 },
+          "warmup_ratio": { "type": "number", "minimum": 0, "maximum": 1, "default": 0.1 },
+          "max_grad_norm": { "type": "number", "minimum": 0, "default": 1.0 },
+          "gradient_accumulation_steps": { "type": "integer", "minimum": 1, "default": 1 },
+          "seed": { "type": "integer", "minimum": 0, "default": 42 },
+          "partial_layers": { "type": "integer", "minimum": 1, "default": 1 },
+          "patience": { "type": "integer", "minimum": 1, "description": "Early stopping after this many epochs without improvement." },
+          "eval_every_epoch": { "type": "boolean", "default": true },
+          "format": { "type": "string", "description": "Data format name; default: from the file." },
+          "skip_malformed": { "type": "boolean", "default": false },
+          "promote": { "type": "boolean", "description": "Serve the result when the job succeeds; default true for head mode, jobs.body_swap == auto for partial/full." }
+        }
+      },
+      "Job": {
+        "type": "object",
+        "required": ["id", "kind", "state", "created", "folder", "links"],
+        "additionalProperties": true,
+        "properties": {
+          "id": { "type": "string" },
+          "kind": { "type": "string" },
+          "head": { "type": "string" },
+          "mode": { "type": "string" },
+          "state": { "type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] },
+          "options": { "type": "object", "additionalProperties": true },
+          "data": { "type": "array", "items": { "type": "object", "properties": {
+            "role": { "type": "string" }, "path": { "type": "string" }, "bytes": { "type": "integer" }, "sha256": { "type": "string" } } } },
+          "created": { "type": "string", "format": "date-time" },
+          "started": { "type": "string", "format": "date-time" },
+          "finished": { "type": "string", "format": "date-time" },
+          "epoch": { "type": "integer" }, "epochs": { "type": "integer" }, "step": { "type": "integer" }, "total_steps": { "type": "integer" },
+          "loss": { "type": "number" }, "examples_per_second": { "type": "number" }, "eta_seconds": { "type": "number" },
+          "epoch_results": { "type": "array", "items": { "type": "object", "properties": {
+            "epoch": { "type": "integer" }, "loss": { "type": "number" }, "metrics": { "type": "object", "additionalProperties": { "type": "number" } }, "seconds": { "type": "number" } } } },
+          "best_epoch": { "type": "integer" },
+          "best_metrics": { "type": "object", "additionalProperties": { "type": "number" } },
+          "error": { "type": "string", "description": "Why the job failed (data errors name file and line)." },
+          "folder": { "type": "string" },
+          "body_fingerprint": { "type": "string" },
+          "output_fingerprint": { "type": "string" },
+          "promote": { "type": "boolean" }, "promoted": { "type": "boolean" }, "promotion_error": { "type": "string" },
+          "interruptions": { "type": "integer" },
+          "cancel_requested": { "type": "boolean" },
+          "links": { "type": "object", "additionalProperties": { "type": "string" } }
+        }
+      },
       "Readiness": {
         "type": "object",
         "required": ["status", "heads"],
@@ -218,6 +344,7 @@ internal static class OpenApiDocument
       "InvalidInput": { "description": "An input the head refuses; field names it, e.g. inputs[1].text (invalid_input).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
       "QueueFull": { "description": "The queue is full; retry after Retry-After seconds (queue_full).", "headers": { "Retry-After": { "schema": { "type": "integer" } } }, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
       "Unavailable": { "description": "The head failed to load or is stale, or the host is not ready or is stopping (unavailable).", "headers": { "Retry-After": { "schema": { "type": "integer" } } }, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+      "Conflict": { "description": "Not allowed in the job's state (conflict), or a stale head (stale_head).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
       "InternalError": { "description": "Unexpected failure; logged by the host, never detailed to the client (internal_error).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
     }
   }

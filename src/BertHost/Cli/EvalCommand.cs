@@ -31,7 +31,7 @@ public sealed class EvalCommand : ICommand
         var batchSize = args.GetInt("batch-size", 1) ?? 16;
         var config = EngineLoader.LoadConfig(args, context.Error);
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Warning);
-        using var session = TrainCommand.Open(config, headName, loggers);
+        using var session = TrainCommand.Open(config, [headName], loggers);
         if (session.Head.TrainedOnFingerprint is { } trainedOn && trainedOn != session.Body.Fingerprint)
             context.Error.WriteLine($"berthost eval: warning: head '{headName}' was trained on body {trainedOn}, not on the configured body {session.Body.Fingerprint}");
         var data = TrainCommand.ReadExamples(session.Head, dataPath, args.Get("format"));

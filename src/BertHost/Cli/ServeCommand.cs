@@ -1,4 +1,5 @@
 using BertHost.Api;
+using BertHost.Core.Jobs;
 using BertHost.Core.Serving;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
@@ -18,7 +19,8 @@ public sealed class ServeCommand : ICommand
 
     public string Details => """
         Loads body and heads, then serves the HTTP API on host.urls (127.0.0.1:5080 unless configured).
-        A head that fails to load is reported in /v1/heads and /readyz; the others serve. A config problem or a body
+        A head that fails to load is reported in /v1/heads and /readyz; the others serve. Training jobs
+        (POST /v1/jobs) run in the background while serving; their records live in jobs.directory. A config problem or a body
         that does not load stops the host before it listens (exit 1). SIGINT/SIGTERM drain in-flight requests
         (host.shutdown_timeout_seconds) before exit; under systemd (Type=notify) readiness and stopping are reported.
         example:
@@ -41,7 +43,8 @@ public sealed class ServeCommand : ICommand
         var options = ApiOptions.FromHost(config.Host);
         if (args.Get("urls") is { } urls) options = options with { Urls = urls };
 
-        await using var app = ApiServer.Build(options, engine, metrics);
+        await using var jobs = JobRunner.Start(engine, loggers, metrics);
+        await using var app = ApiServer.Build(options, engine, metrics, jobs: jobs);
         try
         {
             await app.StartAsync(cancellationToken);

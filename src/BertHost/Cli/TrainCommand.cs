@@ -14,75 +14,113 @@ public sealed class TrainCommand : ICommand
 {
     public string Name => "train";
     public string Summary => "Train a head of a deployment on labelled data and save its weights";
-    public string Usage => "--config FILE --head NAME --train PATH [--eval PATH] [--mode head|partial|full] [--epochs N] [--out DIR] [--history DIR] ...";
+    public string Usage => "--config FILE --head NAME --train PATH [--eval PATH] [--mode head|partial|full] [--epochs N] [--out DIR] [--history DIR] ...\n"
+        + "       berthost train --config FILE --mode multitask --head A --train A=PATH [--eval A=PATH] --head B --train B=PATH [--eval B=PATH] ... [--partial-layers N] [--out DIR]";
 
     public string Details => """
         Modes: head (default; body frozen, its outputs cached once per example), partial (the top --partial-layers
-        encoder layers train too), full (the whole body trains). Progress goes to stderr; one JSON line per epoch
-        ({"epoch", "loss", "metrics"}) goes to stdout. The best epoch's weights (by the head's metric on --eval) are
-        saved to --out (default: heads/NAME next to the config): head.json + head.safetensors, and in partial/full
-        mode the new body as a Hugging Face folder in OUT/body (serve it as body.checkpoint). The run's history goes to
-        --history (default: OUT): history.json (per epoch loss, seconds, metrics; the options; the data files with their
-        sha256), history.csv (epoch,loss,seconds,<metrics>) and history.svg (loss and the primary eval metric per epoch).
-        example:
+        encoder layers train too), full (the whole body trains), multitask (several heads train jointly on the body:
+        the whole body, or its top --partial-layers layers when that option is given; --train/--eval take HEAD=PATH).
+        Progress goes to stderr; one JSON line per epoch ({"epoch", "loss", "metrics"}; multitask adds "tasks") goes to
+        stdout. The best epoch's weights (by the head's metric on --eval; multitask: the mean of the heads' primary
+        metrics) are saved to --out (default: heads/NAME, multitask heads/multitask, next to the config): head.json +
+        head.safetensors (multitask: one folder OUT/HEAD per head), and when the body trains the new body as a Hugging
+        Face folder in OUT/body (serve it as body.checkpoint). The run's history goes to --history (default: OUT):
+        history.json (per epoch loss, seconds, metrics; the options; the data files with their sha256; skipped
+        records), history.csv and history.svg. --checkpoint-dir DIR makes the run resumable: a checkpoint after every
+        epoch (and every --checkpoint-every steps); run the same command again to resume from it. --skip-malformed
+        skips malformed records (counted, and printed) instead of stopping at the first one.
+        examples:
           berthost train --config config/default.yaml --head sentiment --train sst2/train.tsv --eval sst2/dev.tsv --epochs 3
+          berthost train --config config/default.yaml --mode multitask --head sentiment --train sentiment=sst2.tsv \
+              --head ner --train ner=conll.txt --eval ner=conll-dev.txt --epochs 2 --out runs/mt
         """;
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [
         new("config", "deployment YAML", "FILE"),
-        new("head", "head to train", "NAME"),
-        new("train", "training data", "PATH"),
-        new("eval", "evaluation data (per-epoch metrics, best epoch kept)", "PATH"),
-        new("mode", "head, partial or full (default head)", "MODE"),
+        new("head", "head to train (multitask: give it once per head)", "NAME", Repeatable: true),
+        new("train", "training data (multitask: HEAD=PATH, once per head)", "PATH", Repeatable: true),
+        new("eval", "evaluation data (per-epoch metrics, best epoch kept; multitask: HEAD=PATH)", "PATH", Repeatable: true),
+        new("mode", "head, partial, full or multitask (default head)", "MODE"),
         new("epochs", "epochs (default 3)", "N"),
         new("batch-size", "examples per batch (default 16)", "N"),
-        new("learning-rate", "peak learning rate (default 1e-3 head, 3e-5 partial/full)", "X"),
+        new("learning-rate", "peak learning rate (default 1e-3 head, 3e-5 partial/full/multitask)", "X"),
         new("seed", "shuffling and dropout seed (default 42)", "N"),
-        new("partial-layers", "encoder layers that train in partial mode (default 1)", "N"),
+        new("partial-layers", "encoder layers that train in partial mode (default 1; multitask: only these train)", "N"),
         new("patience", "stop after N epochs without improvement", "N"),
         new("format", "data format (default: from the file)", "NAME"),
+        new("precision", "fp32 (default), bf16, fp16 or auto: arithmetic of the body's passes (weights stay fp32)", "P"),
+        new("skip-malformed", "skip malformed records (counted) instead of stopping at the first"),
         new("out", "output folder", "DIR"),
         new("history", "folder for history.json, history.csv and history.svg (default: the output folder)", "DIR"),
+        new("checkpoint-dir", "write resumable checkpoints here after every epoch; resume from the one found there", "DIR"),
+        new("checkpoint-every", "also checkpoint every N optimizer steps (needs --checkpoint-dir)", "N"),
         new("verbose", "log loading details to stderr"),
     ];
 
+    private sealed record TaskData(string Head, string TrainPath, string? EvalPath);
+
     public Task<int> RunAsync(ParsedArgs args, CommandContext context, CancellationToken cancellationToken)
     {
-        var headName = args.Require("head");
-        var trainPath = args.Require("train");
+        var modeText = args.Get("mode");
+        var multitask = string.Equals(modeText, "multitask", StringComparison.OrdinalIgnoreCase);
+        var specs = multitask ? MultitaskSpecs(args) : [SingleSpec(args)];
         var options = new TrainingOptions
         {
-            Mode = ParseMode(args.Get("mode")),
+            Mode = multitask ? (args.Has("partial-layers") ? TrainingMode.Partial : TrainingMode.Full) : ParseMode(modeText),
             Epochs = args.GetInt("epochs", 1) ?? 3,
             BatchSize = args.GetInt("batch-size", 1) ?? 16,
             LearningRate = ParseDouble(args, "learning-rate"),
             Seed = args.GetInt("seed") ?? 42,
             PartialLayers = args.GetInt("partial-layers", 1) ?? 1,
             EarlyStoppingPatience = args.GetInt("patience", 1),
+            CheckpointDirectory = args.Get("checkpoint-dir") is { } checkpoints ? Path.GetFullPath(checkpoints) : null,
+            CheckpointEverySteps = args.GetInt("checkpoint-every", 1),
+            Precision = ParsePrecision(args.Get("precision")),
         };
         var config = EngineLoader.LoadConfig(args, context.Error);
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Warning);
-        using var session = Open(config, headName, loggers);
+        using var session = Open(config, specs.Select(t => t.Head).ToList(), loggers);
         var format = args.Get("format");
-        var train = ReadExamples(session.Head, trainPath, format);
-        var evalPath = args.Get("eval");
-        var eval = evalPath is not null ? ReadExamples(session.Head, evalPath, format) : null;
+        var skipMalformed = args.Has("skip-malformed");
+        var skipped = new JsonObject();
+        List<HeadFeatures> Read(IHead head, string path)
+        {
+            var examples = ReadExamples(head, path, format, skipMalformed, out var count);
+            if (skipMalformed)
+            {
+                skipped[path] = count;
+                context.Error.WriteLine($"berthost train: skipped {count} malformed record{(count == 1 ? "" : "s")} in {path}");
+            }
+            return examples;
+        }
+        var tasks = specs.Select((t, i) => new TrainingTask(session.Heads[i], Read(session.Heads[i], t.TrainPath),
+            t.EvalPath is null ? null : Read(session.Heads[i], t.EvalPath))).ToList();
 
         Trainer trainer;
         try
         {
-            trainer = new Trainer(session.Body, session.Head, options);
+            trainer = new Trainer(session.Body, session.Heads, options);
         }
         catch (ArgumentException e)
         {
             throw new UsageException(e.Message);
         }
+        if (trainer.Precision != TrainingPrecision.Fp32)
+            context.Error.WriteLine($"berthost train: the body's passes run in {trainer.Precision.ToString().ToLowerInvariant()} (weights stay fp32)");
+        if (options.CheckpointDirectory is { } dir)
+        {
+            var at = Describe(dir);
+            context.Error.WriteLine(at is null
+                ? $"berthost train: writing checkpoints to {dir}"
+                : $"berthost train: resuming from epoch {at.Epoch} step {at.StepInEpoch} ({at.CompletedEpochs} epochs done) in {dir}");
+        }
         var live = ReferenceEquals(context.Error, Console.Error) && !Console.IsErrorRedirected;
         var reporter = new ProgressLine(context.Error, live);
         var runClock = System.Diagnostics.Stopwatch.StartNew();
         // Each epoch's line is printed when the epoch ends, so a long run shows its progress on stdout too.
-        var result = trainer.Train(train, eval, reporter, cancellationToken, epoch =>
+        var result = RunTraining(() => trainer.Train(tasks, reporter, cancellationToken, epoch =>
         {
             var line = new JsonObject
             {
@@ -91,13 +129,19 @@ public sealed class TrainCommand : ICommand
                 ["seconds"] = Math.Round(epoch.Seconds, 3),
                 ["metrics"] = epoch.Metrics is null ? null : Metrics(epoch.Metrics),
             };
+            if (multitask && epoch.Tasks is not null)
+                line["tasks"] = new JsonObject(epoch.Tasks.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)new JsonObject
+                {
+                    ["loss"] = kv.Value.TrainLoss,
+                    ["metrics"] = kv.Value.Metrics is null ? null : Metrics(kv.Value.Metrics),
+                })));
             context.Out.WriteLine(line.ToJsonString(JsonOutput.Serializer));
             context.Out.Flush();
-        });
+        }));
         var runSeconds = runClock.Elapsed.TotalSeconds;
         reporter.Finish();
 
-        var outDir = Path.GetFullPath(args.Get("out") ?? Path.Combine(Path.GetDirectoryName(config.SourcePath) ?? ".", "heads", session.Section.Name));
+        var outDir = Path.GetFullPath(args.Get("out") ?? Path.Combine(Path.GetDirectoryName(config.SourcePath) ?? ".", "heads", multitask ? "multitask" : session.Section.Name));
         var fingerprint = session.Body.Fingerprint;
         if (options.Mode != TrainingMode.Head)
         {
@@ -106,41 +150,92 @@ public sealed class TrainCommand : ICommand
             fingerprint = BodyFingerprint.Compute(session.Body.Model, Path.Combine(session.Body.Folder, "vocab.txt"));
             context.Error.WriteLine($"berthost train: wrote the trained body to {bodyDir} ({fingerprint}); serve it as body.checkpoint");
         }
-        session.Head.Save(outDir, new HeadSaveInfo(fingerprint, result.BestMetrics ?? result.Epochs[^1].Metrics));
-        context.Error.WriteLine($"berthost train: wrote head '{session.Section.Name}' to {outDir}" +
-            (result.BestEpoch is { } best ? $" (best epoch {best}{(result.StoppedEarly ? ", stopped early" : "")})" : ""));
+        var reported = result.BestEpoch is { } bestEpoch ? result.Epochs[bestEpoch - 1] : result.Epochs[^1];
+        for (var i = 0; i < tasks.Count; i++)
+        {
+            var headDir = multitask ? Path.Combine(outDir, session.Sections[i].Name) : outDir;
+            session.Heads[i].Save(headDir, new HeadSaveInfo(fingerprint, reported.Tasks?[tasks[i].Name].Metrics));
+            context.Error.WriteLine($"berthost train: wrote head '{session.Sections[i].Name}' to {headDir}" +
+                (result.BestEpoch is { } best ? $" (best epoch {best}{(result.StoppedEarly ? ", stopped early" : "")})" : ""));
+        }
 
         var historyDir = Path.GetFullPath(args.Get("history") ?? outDir);
-        var data = new List<TrainingDataFile> { TrainingDataFile.Describe("train", trainPath) };
-        if (evalPath is not null) data.Add(TrainingDataFile.Describe("eval", evalPath));
+        var data = new List<TrainingDataFile>();
+        foreach (var t in specs)
+        {
+            var prefix = multitask ? t.Head + "." : "";
+            data.Add(TrainingDataFile.Describe(prefix + "train", t.TrainPath));
+            if (t.EvalPath is not null) data.Add(TrainingDataFile.Describe(prefix + "eval", t.EvalPath));
+        }
+        var trainCount = tasks.Sum(t => t.Train.Count);
         var info = new Dictionary<string, JsonNode?>
         {
             ["config"] = Path.GetFullPath(config.SourcePath),
-            ["head"] = session.Section.Name,
-            ["kind"] = session.Head.Kind,
+            ["head"] = multitask ? null : session.Section.Name,
+            ["kind"] = multitask ? null : session.Head.Kind,
+            ["heads"] = multitask ? new JsonArray(session.Heads.Select(h => (JsonNode)new JsonObject { ["name"] = h.Name, ["kind"] = h.Kind }).ToArray()) : null,
             ["body"] = session.Body.Folder,
             ["body_fingerprint"] = fingerprint,
-            ["train_examples"] = train.Count,
-            ["eval_examples"] = eval?.Count ?? 0,
+            ["train_examples"] = trainCount,
+            ["eval_examples"] = tasks.Sum(t => t.Eval?.Count ?? 0),
+            ["skipped_records"] = skipMalformed ? skipped : null,
             ["best_epoch"] = result.BestEpoch,
             ["stopped_early"] = result.StoppedEarly,
+            ["resumed_from_epoch"] = result.ResumedFromEpoch,
+            ["resumed_from_step"] = result.ResumedFromStep,
             ["body_passes"] = result.BodyPasses,
             ["seconds"] = Math.Round(runSeconds, 3),
-            ["train_examples_per_second"] = Math.Round(train.Count * (double)result.Epochs.Count / Math.Max(1e-9, runSeconds), 2),
+            ["train_examples_per_second"] = Math.Round(trainCount * (double)result.Epochs.Count / Math.Max(1e-9, runSeconds), 2),
             ["out"] = outDir,
         };
-        var history = new TrainingHistory(result.Epochs, session.Head.Training!.CreateMetric().Primary, options, data, info);
+        foreach (var key in info.Where(kv => kv.Value is null).Select(kv => kv.Key).ToList()) info.Remove(key);
+        var primary = multitask ? TrainingMetrics.MeanPrimary : session.Head.Training!.CreateMetric().Primary;
+        var history = new TrainingHistory(result.Epochs, primary, options, data, info);
         history.WriteTo(historyDir);
         context.Error.WriteLine($"berthost train: wrote {TrainingHistory.JsonFile}, {TrainingHistory.CsvFile} and {TrainingHistory.SvgFile} to {historyDir}");
         context.Out.Flush();
         return Task.FromResult(CliApp.ExitOk);
     }
 
-    internal static TrainingSession Open(HostConfig config, string headName, ILoggerFactory loggers)
+    private static TaskData SingleSpec(ParsedArgs args)
+    {
+        var heads = args.GetAll("head");
+        if (heads.Count > 1) throw new UsageException("--head is given more than once; train several heads with --mode multitask");
+        foreach (var name in new[] { "train", "eval" })
+            if (args.GetAll(name).Count > 1) throw new UsageException($"option --{name} given more than once");
+        return new TaskData(args.Require("head"), args.Require("train"), args.Get("eval"));
+    }
+
+    /// <summary>--head A --head B with --train A=PATH --train B=PATH and optional --eval A=PATH.</summary>
+    private static List<TaskData> MultitaskSpecs(ParsedArgs args)
+    {
+        var heads = args.GetAll("head");
+        if (heads.Count < 2) throw new UsageException("--mode multitask needs at least two --head options");
+        if (heads.Distinct(StringComparer.OrdinalIgnoreCase).Count() != heads.Count) throw new UsageException("--head names a head more than once");
+        Dictionary<string, string> ByHead(string option)
+        {
+            var map = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var value in args.GetAll(option))
+            {
+                var eq = value.IndexOf('=');
+                if (eq <= 0 || eq == value.Length - 1) throw new UsageException($"--{option} '{value}': multitask needs HEAD=PATH");
+                var head = value[..eq];
+                if (!heads.Contains(head, StringComparer.OrdinalIgnoreCase)) throw new UsageException($"--{option} {value}: '{head}' is not one of the --head options ({string.Join(", ", heads)})");
+                if (!map.TryAdd(head, value[(eq + 1)..])) throw new UsageException($"--{option} is given twice for head '{head}'");
+            }
+            return map;
+        }
+        var train = ByHead("train");
+        var eval = ByHead("eval");
+        return heads.Select(h => new TaskData(h, train.TryGetValue(h, out var path) ? path : throw new UsageException($"head '{h}' has no --train {h}=PATH"),
+            eval.GetValueOrDefault(h))).ToList();
+    }
+
+    internal static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers)
     {
         try
         {
-            return TrainingSession.Open(config, headName, loggers);
+            return TrainingSession.Open(config, headNames, loggers);
         }
         catch (BodyLoadException e)
         {
@@ -152,11 +247,42 @@ public sealed class TrainCommand : ICommand
         }
     }
 
-    internal static List<HeadFeatures> ReadExamples(IHead head, string path, string? format)
+    private static TrainingCheckpointInfo? Describe(string dir)
     {
         try
         {
-            var examples = head.Training!.ReadExamples(path, new TrainingDataOptions { Format = format }).ToList();
+            return TrainingCheckpoint.Describe(dir);
+        }
+        catch (TrainingCheckpointException e)
+        {
+            throw new CommandException(e.Message);
+        }
+    }
+
+    /// <summary>Runs the trainer; a checkpoint that cannot be resumed is a one-line error.</summary>
+    private static TrainingResult RunTraining(Func<TrainingResult> train)
+    {
+        try
+        {
+            return train();
+        }
+        catch (TrainingCheckpointException e)
+        {
+            throw new CommandException(e.Message);
+        }
+    }
+
+    internal static List<HeadFeatures> ReadExamples(IHead head, string path, string? format) => ReadExamples(head, path, format, false, out _);
+
+    /// <summary>The labelled examples of <paramref name="path"/>; with <paramref name="skipMalformed"/> malformed records are counted in <paramref name="skipped"/>.</summary>
+    internal static List<HeadFeatures> ReadExamples(IHead head, string path, string? format, bool skipMalformed, out int skipped)
+    {
+        var count = 0;
+        try
+        {
+            var options = new TrainingDataOptions { Format = format, SkipMalformed = skipMalformed, SkippedRecords = (_, _, _) => count++ };
+            var examples = head.Training!.ReadExamples(path, options).ToList();
+            skipped = count;
             if (examples.Count == 0) throw new CommandException($"{path}: no examples");
             return examples;
         }
@@ -182,6 +308,18 @@ public sealed class TrainCommand : ICommand
         catch (ArgumentException e)
         {
             throw new UsageException($"--mode: {e.Message}");
+        }
+    }
+
+    private static TrainingPrecision ParsePrecision(string? value)
+    {
+        try
+        {
+            return value is null ? TrainingPrecision.Fp32 : TrainingOptions.ParsePrecision(value);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--precision: {e.Message}");
         }
     }
 

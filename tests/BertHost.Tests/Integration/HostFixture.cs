@@ -84,17 +84,9 @@ public sealed class HostFixture : IAsyncLifetime
         _dir.Delete(recursive: true);
     }
 
-    public async Task<(int Status, JsonNode Body)> PostAsync(string path, object body)
-    {
-        using var response = await Client.PostAsJsonAsync(path, body);
-        return ((int)response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
-    }
+    public Task<(int Status, JsonNode Body)> PostAsync(string path, object body) => HttpJson.PostAsync(Client, path, body);
 
-    public async Task<(int Status, JsonNode Body)> GetAsync(string path)
-    {
-        using var response = await Client.GetAsync(path);
-        return ((int)response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
-    }
+    public Task<(int Status, JsonNode Body)> GetAsync(string path) => HttpJson.GetAsync(Client, path);
 
     public static JsonElement Json(object value) => JsonSerializer.SerializeToElement(value);
 }

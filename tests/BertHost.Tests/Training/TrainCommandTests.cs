@@ -84,6 +84,93 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Checkpoint_dir_resumes_a_finished_run_and_rejects_one_with_other_options()
+    {
+        var config = Config();
+        var data = TrainingData.WriteJsonl(8, seed: 13, _dir.FullName);
+        var ckpt = Path.Combine(_dir.FullName, "ckpt");
+        string[] args = ["train", "--config", config, "--head", "sentiment", "--train", data, "--epochs", "2", "--batch-size", "4",
+            "--checkpoint-dir", ckpt, "--out", Path.Combine(_dir.FullName, "ck-out")];
+        var first = await CliRunner.RunAsync(args);
+        Assert.True(first.ExitCode == 0, first.Error);
+        Assert.Contains($"berthost train: writing checkpoints to {ckpt}", first.Error);
+        Assert.True(File.Exists(Path.Combine(ckpt, "checkpoint.json")));
+
+        var again = await CliRunner.RunAsync(args);
+        Assert.True(again.ExitCode == 0, again.Error);
+        Assert.Contains($"berthost train: resuming from epoch 3 step 0 (2 epochs done) in {ckpt}", again.Error);
+        Assert.Equal(2, first.OutLines.Length);
+        Assert.Empty(again.Out);
+
+        var other = await CliRunner.RunAsync([.. args, "--seed", "1"]);
+        Assert.Equal(1, other.ExitCode);
+        Assert.Contains($"the checkpoint in {ckpt} belongs to a different run: options.seed: checkpoint 42, this run 1", other.Error);
+    }
+
+    private string MultitaskConfig(string name, string? body = null, string? weights = null)
+    {
+        var path = Path.Combine(_dir.FullName, name);
+        string Head(string head, string labels) => $"""
+              - name: {head}
+                kind: text-classification
+                plugin: {HeadTestSupport.ClassificationPlugin}
+                labels: [{labels}]
+                options: {"{"} pooling: mean, dropout: 0, hidden_layers: [32] {"}"}
+            {(weights is null ? "" : $"    weights: {Path.Combine(weights, head)}")}
+            """;
+        File.WriteAllText(path, $"""
+            body:
+              checkpoint: {body ?? ReferenceOutputs.ModelFolder("tiny-bert")}
+            heads:
+            {Head("sentiment", "negative, positive")}
+            {Head("topic", "animal, place")}
+            """);
+        return path;
+    }
+
+    [Fact]
+    public async Task Multitask_writes_one_body_and_every_head_which_then_serve_their_learned_labels()
+    {
+        var config = MultitaskConfig("multitask.yaml");
+        var sentiment = TrainingData.WriteJsonl(32, seed: 14, _dir.FullName);
+        var topic = TrainingData.WriteTopicJsonl(32, seed: 15, _dir.FullName);
+        var outDir = Path.Combine(_dir.FullName, "mt");
+        var train = await CliRunner.RunAsync("train", "--config", config, "--mode", "multitask",
+            "--head", "sentiment", "--train", $"sentiment={sentiment}", "--eval", $"sentiment={sentiment}",
+            "--head", "topic", "--train", $"topic={topic}", "--eval", $"topic={topic}",
+            "--epochs", "20", "--batch-size", "8", "--learning-rate", "0.003", "--out", outDir);
+        Assert.True(train.ExitCode == 0, train.Error);
+        Assert.Equal(20, train.OutLines.Length);
+        var last = JsonNode.Parse(train.OutLines[^1])!;
+        Assert.True((double)last["metrics"]!["mean_primary"]! >= 0.85, train.Out);
+        Assert.NotNull(last["tasks"]!["topic"]!["loss"]);
+
+        using var newBody = Core.Bert.BertBody.Load(Path.Combine(outDir, "body"));
+        foreach (var head in new[] { "sentiment", "topic" })
+        {
+            var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, head, "head.json")))!;
+            Assert.Equal(newBody.Fingerprint, (string)manifest["body_fingerprint"]!);
+            Assert.NotNull(manifest["metrics"]!["accuracy"]);
+        }
+        var history = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "history.json")))!;
+        Assert.Equal("mean_primary", (string)history["primary_metric"]!);
+        Assert.Equal(["sentiment.train", "sentiment.eval", "topic.train", "topic.eval"], history["data"]!.AsArray().Select(d => (string)d!["role"]!));
+
+        var trained = MultitaskConfig("mt-trained.yaml", Path.Combine(outDir, "body"), outDir);
+        var texts = File.ReadAllLines(topic).Select(l => JsonNode.Parse(l)!).ToList();
+        var predict = await CliRunner.RunAsync(["predict", "--config", trained, "--head", "topic", .. texts.Select(e => (string)e["text"]!)]);
+        Assert.True(predict.ExitCode == 0, predict.Error);
+        var right = texts.Zip(predict.OutLines).Count(p => (string)p.First["label"]! == (string)JsonNode.Parse(p.Second)!["label"]!);
+        Assert.True(right >= 0.85 * texts.Count, $"{right} of {texts.Count}");
+
+        var usage = await CliRunner.RunAsync("train", "--config", config, "--mode", "multitask", "--head", "sentiment", "--train", $"sentiment={sentiment}",
+            "--head", "topic", "--train", $"other={topic}");
+        Assert.Equal(2, usage.ExitCode);
+        Assert.Contains("--train other=", usage.Error);
+        Assert.Contains("'other' is not one of the --head options (sentiment, topic)", usage.Error);
+    }
+
+    [Fact]
     public async Task Malformed_training_data_is_one_line_with_file_and_line_and_exit_1()
     {
         var config = Config();

@@ -1,9 +1,14 @@
+using BertHost.Abstractions.Heads;
 using BertHost.Core.Bert;
+using BertHost.Core.Checkpoints;
+using BertHost.Tests.Plugins;
 using BertHost.Core.Training;
 using static TorchSharp.torch;
 
 namespace BertHost.Tests.Training;
 
+// Seeded runs with thresholds: alone, so no parallel test draws from torch's generator in between.
+[Collection(SeededTorchCollection.Name)]
 public class TrainerTests
 {
     private static Dictionary<string, Tensor> Copy(BertBody body) =>
@@ -85,6 +90,89 @@ public class TrainerTests
         Assert.Equal(3, result.Epochs.Count);
         Assert.Equal(1, result.BestEpoch);
         Assert.All(result.Epochs, e => Assert.NotNull(e.Metrics));
+    }
+
+    [Fact]
+    public void Multitask_trains_two_heads_on_one_body_and_the_saved_body_and_heads_predict_as_in_memory()
+    {
+        using var body = TrainingData.LoadBody();
+        using var sentiment = TrainingData.Head(body);
+        using var topic = TrainingData.TopicHead(body);
+        var sentimentData = TrainingData.Examples(sentiment, TrainingData.WriteJsonl(32, seed: 31));
+        var topicData = TrainingData.Examples(topic, TrainingData.WriteTopicJsonl(48, seed: 32));
+        var before = Copy(body);
+        var trainer = new Trainer(body, [sentiment, topic], new TrainingOptions { Mode = TrainingMode.Full, Epochs = 20, BatchSize = 8, LearningRate = 3e-3, Seed = 3 });
+        var chance = (trainer.Evaluate(sentiment, sentimentData)["accuracy"], trainer.Evaluate(topic, topicData)["accuracy"]);
+        var steps = new List<TrainingProgress>();
+        var result = trainer.Train([new TrainingTask(sentiment, sentimentData, sentimentData), new TrainingTask(topic, topicData, topicData)],
+            new SyncProgress(steps.Add));
+
+        // 4 sentiment + 6 topic steps per epoch, interleaved.
+        Assert.Equal(200, steps.Count);
+        Assert.Equal(80, steps.Count(p => p.Task == "sentiment"));
+        Assert.Equal(120, steps.Count(p => p.Task == "topic"));
+        Assert.NotEqual(Enumerable.Repeat("sentiment", 4).Concat(Enumerable.Repeat("topic", 6)), steps.Take(10).Select(p => p.Task));
+        foreach (var task in new[] { "sentiment", "topic" })
+        {
+            var losses = result.Epochs.Select(e => e.Tasks![task].TrainLoss).ToList();
+            Assert.True(losses[^1] < losses[0] * 0.7, $"{task}: {string.Join(", ", losses)}");
+        }
+        var best = result.Epochs[result.BestEpoch!.Value - 1];
+        Assert.Equal((best.Metrics!["sentiment.accuracy"] + best.Metrics["topic.accuracy"]) / 2, best.Metrics[TrainingMetrics.MeanPrimary], 1e-12);
+        Assert.Equal(result.Epochs.Max(e => e.Metrics![TrainingMetrics.MeanPrimary]), result.BestMetrics![TrainingMetrics.MeanPrimary]);
+        var accuracy = (trainer.Evaluate(sentiment, sentimentData)["accuracy"], trainer.Evaluate(topic, topicData)["accuracy"]);
+        Assert.True(accuracy.Item1 >= 0.85 && accuracy.Item2 >= 0.85, $"accuracy {accuracy} (before training {chance})");
+        Assert.Equal(accuracy.Item1, best.Metrics["sentiment.accuracy"]);
+        Assert.Contains(Changed(body, before), n => n.StartsWith("embeddings."));
+
+        // The body as a Hugging Face folder and each head with its weights reload and give the same logits.
+        var dir = HeadTestSupport.TempFolder();
+        ModelFolderWriter.Save(body.Model, body.Folder, Path.Combine(dir, "body"));
+        var fingerprint = BodyFingerprint.Compute(body.Model, Path.Combine(body.Folder, "vocab.txt"));
+        sentiment.Save(Path.Combine(dir, "sentiment"), new HeadSaveInfo(fingerprint));
+        topic.Save(Path.Combine(dir, "topic"), new HeadSaveInfo(fingerprint));
+        using var loaded = BertBody.Load(Path.Combine(dir, "body"), new BodyOptions { Device = "cpu" });
+        Assert.Equal(fingerprint, loaded.Fingerprint);
+        using var sentiment2 = TrainingData.Head(loaded, weights: Path.Combine(dir, "sentiment"));
+        using var topic2 = TrainingData.TopicHead(loaded, weights: Path.Combine(dir, "topic"));
+        foreach (var (h1, h2, data) in new[] { (sentiment, sentiment2, sentimentData), (topic, topic2, topicData) })
+        {
+            var (_, inMemory) = HeadTestSupport.Run(body, h1, data);
+            var (_, reloaded) = HeadTestSupport.Run(loaded, h2, data);
+            Assert.True((inMemory - reloaded).abs().max().item<float>() <= 1e-5);
+        }
+    }
+
+    [Fact]
+    public void Bf16_precision_trains_the_body_with_float32_master_weights_close_to_fp32_and_fp16_is_refused()
+    {
+        List<double> Run(TrainingPrecision precision)
+        {
+            using var body = TrainingData.LoadBody();
+            using var head = TrainingData.Head(body);
+            var train = TrainingData.Examples(head, TrainingData.WriteJsonl(32, seed: 41));
+            var trainer = new Trainer(body, head, new TrainingOptions { Mode = TrainingMode.Full, Epochs = 15, BatchSize = 8, LearningRate = 3e-3, Precision = precision });
+            Assert.Equal(precision, trainer.Precision);
+            var losses = trainer.Train(train, train).Epochs.Select(e => e.TrainLoss).ToList();
+            Assert.All(body.Model.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+            Assert.All(head.Module.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+            return losses;
+        }
+        var fp32 = Run(TrainingPrecision.Fp32);
+        var bf16 = Run(TrainingPrecision.Bf16);
+        Assert.True(bf16[^1] < bf16[0] * 0.7, string.Join(", ", bf16));
+        // bfloat16 keeps 8 bits of mantissa: the first epoch's loss agrees with float32 to about 1e-2.
+        Assert.Equal(fp32[0], bf16[0], 2e-2);
+        Assert.NotEqual(fp32[0], bf16[0]);
+
+        using var b = TrainingData.LoadBody();
+        using var h = TrainingData.Head(b);
+        var e = Assert.Throws<ArgumentException>(() => new Trainer(b, h, new TrainingOptions { Precision = TrainingPrecision.Fp16 }));
+        Assert.Equal("precision fp16 needs loss scaling (a gradient scaler), which TorchSharp 0.107 does not provide; use bf16", e.Message);
+        // auto: bf16 where the CPU has native bfloat16 arithmetic, else fp32.
+        var flags = File.ReadLines("/proc/cpuinfo").First(l => l.StartsWith("flags")).Split(' ');
+        var native = flags.Contains("avx512_bf16") || flags.Contains("amx_bf16");
+        Assert.Equal(native ? TrainingPrecision.Bf16 : TrainingPrecision.Fp32, new Trainer(b, h, new TrainingOptions { Precision = TrainingPrecision.Auto }).Precision);
     }
 
     private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>

@@ -29,10 +29,36 @@ internal static class TrainingData
         return path;
     }
 
+    private static readonly string[] Animals = ["dog", "cat"];
+    private static readonly string[] Places = ["house", "city", "river"];
+    private static readonly string[] Neutral = ["the", "sat", "mat", "day", "man", "book", "song"];
+
+    /// <summary>A second task on the same vocabulary: the label (animal or place) is given by one topic word.</summary>
+    public static string WriteTopicJsonl(int count, int seed, string? folder = null)
+    {
+        var rng = new Random(seed);
+        var sb = new StringBuilder();
+        for (var i = 0; i < count; i++)
+        {
+            var animal = i % 2 == 0;
+            var words = Enumerable.Range(0, 1 + rng.Next(2)).Select(_ => Neutral[rng.Next(Neutral.Length)]).ToList();
+            var topic = animal ? Animals[rng.Next(Animals.Length)] : Places[rng.Next(Places.Length)];
+            words.Insert(rng.Next(words.Count + 1), topic);
+            sb.Append($$"""{"text": "{{string.Join(' ', words)}}", "label": "{{(animal ? "animal" : "place")}}"}""").Append('\n');
+        }
+        var path = Path.Combine(folder ?? TempFolder(), $"topic-{seed}.jsonl");
+        File.WriteAllText(path, sb.ToString());
+        return path;
+    }
+
+    public static IHead TopicHead(BertBody body, string? weights = null) =>
+        TextClassification.CreateHead(Context(body, name: "topic", labels: ["animal", "place"], weights: weights,
+            options: """{"pooling": "mean", "dropout": 0, "hidden_layers": [32]}"""));
+
     public static BertBody LoadBody() => BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert"), new BodyOptions { Device = "cpu" });
 
-    public static IHead Head(BertBody body, string pooling = "mean") =>
-        TextClassification.CreateHead(Context(body, labels: ["negative", "positive"], options: $$"""{"pooling": "{{pooling}}", "dropout": 0, "hidden_layers": [32]}"""));
+    public static IHead Head(BertBody body, string pooling = "mean", string? weights = null) =>
+        TextClassification.CreateHead(Context(body, name: "sentiment", labels: ["negative", "positive"], weights: weights, options: $$"""{"pooling": "{{pooling}}", "dropout": 0, "hidden_layers": [32]}"""));
 
     public static List<HeadFeatures> Examples(IHead head, string path) =>
         head.Training!.ReadExamples(path, new TrainingDataOptions()).ToList();

@@ -1,0 +1,148 @@
+using System.Text.Json.Nodes;
+using BertHost.Abstractions.Heads;
+using BertHost.Api;
+using BertHost.Core.Config;
+using BertHost.Core.Jobs;
+using BertHost.Core.Serving;
+using BertHost.Tests.Plugins;
+using BertHost.Tests.Support;
+using BertHost.Tests.Training;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace BertHost.Tests.Jobs;
+
+/// <summary>
+/// The real host with a job runner on a free port, over a tiny-bert deployment in a temp folder: <c>sentiment</c>
+/// (trainable, fresh), <c>fixed</c> (trainable, weights saved on tiny-bert, so a new body makes it stale) and
+/// <c>echo</c> (no training support). <see cref="RestartAsync"/> builds a new host on the same folder.
+/// </summary>
+internal sealed class JobsHost : IAsyncDisposable
+{
+    private WebApplication? _app;
+
+    private JobsHost(string folder) => Folder = folder;
+
+    public string Folder { get; }
+    public string ConfigPath => Path.Combine(Folder, "deployment.yaml");
+    public string JobsDirectory => Path.Combine(Folder, "jobs");
+    public InferenceEngine Engine { get; private set; } = null!;
+    public JobRunner Jobs { get; private set; } = null!;
+    public HttpClient Client { get; private set; } = null!;
+
+    public static async Task<JobsHost> StartAsync(string jobsSection = "")
+    {
+        var folder = Directory.CreateTempSubdirectory("berthost-jobs-").FullName;
+        var fixedWeights = Path.Combine(folder, "fixed-head");
+        using (var body = TrainingData.LoadBody())
+        using (var head = TrainingData.Head(body))
+            head.Save(fixedWeights, new HeadSaveInfo(body.Fingerprint));
+        File.WriteAllText(Path.Combine(folder, "deployment.yaml"), $"""
+            host:
+              urls: "http://127.0.0.1:0"
+            body:
+              checkpoint: {ReferenceOutputs.ModelFolder("tiny-bert")}
+              device: cpu
+            batching:
+              max_wait_ms: 1
+            {jobsSection}
+            heads:
+              - name: sentiment
+                kind: text-classification
+                plugin: {HeadTestSupport.ClassificationPlugin}
+                labels: [negative, positive]
+                options: {"{"} pooling: mean, dropout: 0, hidden_layers: [32] {"}"}
+              - name: fixed
+                kind: text-classification
+                plugin: {HeadTestSupport.ClassificationPlugin}
+                weights: fixed-head
+                options: {"{"} pooling: mean, dropout: 0, hidden_layers: [32] {"}"}
+              - name: echo
+                kind: echo-cls
+                plugin: {HeadTestSupport.TestHeadsPlugin}
+            """);
+        var host = new JobsHost(folder);
+        await host.OpenAsync();
+        return host;
+    }
+
+    private async Task OpenAsync()
+    {
+        var config = HostConfigLoader.Load(ConfigPath);
+        var metrics = new ServingMetrics();
+        Engine = InferenceEngine.Start(config, NullLoggerFactory.Instance, metrics);
+        Jobs = JobRunner.Start(Engine, NullLoggerFactory.Instance, metrics);
+        _app = ApiServer.Build(ApiOptions.FromHost(config.Host), Engine, metrics, NullLoggerProvider.Instance, Jobs);
+        await _app.StartAsync();
+        Client = new HttpClient { BaseAddress = new Uri(_app.Urls.First()), Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    /// <summary>Stops this host (gracefully, or as if killed: nothing more reaches the job records) and starts a new one on the same folder.</summary>
+    public async Task RestartAsync(bool kill = false)
+    {
+        if (kill) await Jobs.AbandonAsync();
+        await CloseAsync();
+        await OpenAsync();
+    }
+
+    private async Task CloseAsync()
+    {
+        Client.Dispose();
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+        await Jobs.DisposeAsync();
+        await Engine.DisposeAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await CloseAsync();
+        Directory.Delete(Folder, recursive: true);
+    }
+
+    public string WriteData(int count, int seed) => TrainingData.WriteJsonl(count, seed, Folder);
+
+    public Task<(int Status, JsonNode Body)> PostAsync(string path, object body) => HttpJson.PostAsync(Client, path, body);
+
+    public Task<(int Status, JsonNode Body)> GetAsync(string path) => HttpJson.GetAsync(Client, path);
+
+    public Task<(int Status, JsonNode Body)> DeleteAsync(string path) => HttpJson.DeleteAsync(Client, path);
+
+    /// <summary>Submits a job; asserts 202 and returns its id.</summary>
+    public async Task<string> SubmitAsync(object job)
+    {
+        var (status, body) = await PostAsync("/v1/jobs", job);
+        Assert.True(status == 202, body.ToJsonString());
+        return (string)body["id"]!;
+    }
+
+    /// <summary>Polls the job until <paramref name="until"/> holds for its record; returns it.</summary>
+    public async Task<JsonNode> WaitAsync(string id, Func<JsonNode, bool> until, int timeoutSeconds = 120)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(timeoutSeconds);
+        while (true)
+        {
+            var (status, job) = await GetAsync($"/v1/jobs/{id}");
+            Assert.Equal(200, status);
+            if (until(job)) return job;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {id}: {job.ToJsonString()}");
+            await Task.Delay(50);
+        }
+    }
+
+    public Task<JsonNode> WaitForStateAsync(string id, string state) =>
+        WaitAsync(id, j => (string)j["state"]! == state || JobStates.IsFinished((string)j["state"]!) && (string)j["state"]! != state
+            ? (string)j["state"]! == state ? true : throw new Xunit.Sdk.XunitException($"job {id} ended {(string)j["state"]!}, not {state}: {j.ToJsonString()}")
+            : false);
+
+    /// <summary>The head's outputs for <paramref name="texts"/> as JSON text (compared for bit-identity: scores are printed round-trip).</summary>
+    public async Task<string> PredictAsync(string head, params string[] texts)
+    {
+        var (status, body) = await PostAsync($"/v1/heads/{head}/predict", new { inputs = texts });
+        Assert.True(status == 200, body.ToJsonString());
+        return body["outputs"]!.ToJsonString();
+    }
+}
