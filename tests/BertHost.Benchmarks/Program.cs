@@ -31,6 +31,7 @@ public static class Program
         {
             var body = options.Suites.Contains("body");
             var onnx = options.Suites.Contains("onnx");
+            if (options.Suites.Contains("profile")) sections.Add(new ProfileSuite(options).Run());
             if (body || onnx) sections.Add(new BodySuite(options, withOnnx: onnx).Run());
         }
         catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidOperationException or BertHost.Core.Bert.BodyLoadException)

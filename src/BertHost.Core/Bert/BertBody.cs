@@ -102,6 +102,23 @@ public sealed class BertBody : IDisposable
         return Forward(ids, types, mask, outputHiddenStates);
     }
 
+    /// <summary>
+    /// The serving pass: like <see cref="Forward(PaddedBatch, bool)"/>, but padded tokens are skipped in every Linear
+    /// and LayerNorm (see <see cref="BertModel.ForwardSkippingPadding"/>); their positions in the hidden states are
+    /// zero. For consumers that read real tokens only (heads pool and decode under the attention mask).
+    /// </summary>
+    public BodyOutput ForwardSkippingPadding(PaddedBatch batch, bool outputHiddenStates = false)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var ids = tensor(batch.InputIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
+        var types = tensor(batch.TokenTypeIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
+        var mask = tensor(batch.AttentionMask, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
+        var output = Model.ForwardSkippingPadding(ids, types, mask, outputHiddenStates);
+        output.MoveToOuterDisposeScope();
+        return output;
+    }
+
     /// <summary>Runs the encoder on [B,T] tensors (eval, no autograd). The result's tensors belong to the caller.</summary>
     public BodyOutput Forward(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask, bool outputHiddenStates = false)
     {

@@ -57,7 +57,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
     /// <summary>What the scheduler does per pass: tensors in, one forward without autograd, outputs released.</summary>
     private static void HostPass(BertBody body, PaddedBatch batch)
     {
-        using var output = body.Forward(batch);
+        using var output = body.ForwardSkippingPadding(batch);
         if (body.Device.type == TorchSharp.DeviceType.CUDA) cuda.synchronize();
     }
 
