@@ -166,10 +166,12 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
     public static List<EncodedSequence> Synthetic(int batch, int length, int vocab, int seed, int? shortenSecond = null)
     {
         var random = new Random(seed);
+        // bert-base-uncased's [CLS]/[SEP] and ordinary word pieces; small test vocabularies get their low ids.
+        var (cls, sep, low) = vocab > 2000 ? (101, 102, 1000) : (2, 3, 5);
         return Enumerable.Range(0, batch).Select(r =>
         {
             var n = r == 1 && shortenSecond is { } s ? s : length;
-            var ids = Enumerable.Range(0, n).Select(i => i == 0 ? 101 : i == n - 1 ? 102 : random.Next(1000, vocab)).ToArray();
+            var ids = Enumerable.Range(0, n).Select(i => i == 0 ? cls : i == n - 1 ? sep : random.Next(low, vocab)).ToArray();
             return new EncodedSequence
             {
                 InputIds = ids,
