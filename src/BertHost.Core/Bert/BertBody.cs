@@ -96,10 +96,15 @@ public sealed class BertBody : IDisposable
     /// <summary>Runs the encoder on an already padded batch (eval, no autograd).</summary>
     public BodyOutput Forward(PaddedBatch batch, bool outputHiddenStates = false)
     {
-        using var ids = tensor(batch.InputIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
-        using var types = tensor(batch.TokenTypeIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
-        using var mask = tensor(batch.AttentionMask, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
-        return Forward(ids, types, mask, outputHiddenStates);
+        var (ids, types, mask) = ToTensors(batch);
+        using (ids) using (types) using (mask) return Forward(ids, types, mask, outputHiddenStates);
+    }
+
+    private (Tensor Ids, Tensor Types, Tensor Mask) ToTensors(PaddedBatch batch)
+    {
+        long[] shape = [batch.BatchSize, batch.SequenceLength];
+        return (tensor(batch.InputIds, shape, ScalarType.Int64, Device), tensor(batch.TokenTypeIds, shape, ScalarType.Int64, Device),
+            tensor(batch.AttentionMask, shape, ScalarType.Int64, Device));
     }
 
     /// <summary>
@@ -111,9 +116,7 @@ public sealed class BertBody : IDisposable
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var ids = tensor(batch.InputIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
-        var types = tensor(batch.TokenTypeIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
-        var mask = tensor(batch.AttentionMask, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
+        var (ids, types, mask) = ToTensors(batch);
         var output = Model.ForwardSkippingPadding(ids, types, mask, outputHiddenStates);
         output.MoveToOuterDisposeScope();
         return output;

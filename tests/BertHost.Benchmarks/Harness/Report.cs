@@ -34,6 +34,7 @@ public static class Report
         ["cpu"] = CpuModel(),
         ["logical_cpus"] = Environment.ProcessorCount,
         ["threads"] = threads,
+        ["omp_wait_policy"] = Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "default (active)",
         ["cpu_flags"] = string.Join(" ", CpuFlags()),
         ["os"] = RuntimeInformation.OSDescription,
         ["dotnet"] = RuntimeInformation.FrameworkDescription,
@@ -46,7 +47,7 @@ public static class Report
     public static string Write(string folder, JsonObject machine, string command, IReadOnlyList<Section> sections)
     {
         var md = new StringBuilder();
-        md.AppendLine($"Machine: {machine["cpu"]}, {machine["logical_cpus"]} logical CPUs, {machine["threads"]} threads for libtorch and ONNX Runtime; {machine["os"]}; {machine["dotnet"]}; TorchSharp {machine["torchsharp"]}, ONNX Runtime {machine["onnxruntime"]}; commit {machine["git_commit"]}, {machine["date_utc"]}.");
+        md.AppendLine($"Machine: {machine["cpu"]}, {machine["logical_cpus"]} logical CPUs, {machine["threads"]} threads for libtorch and ONNX Runtime (OMP_WAIT_POLICY {machine["omp_wait_policy"]}; ORT spinning {(ThreadPolicy.PassiveWaiting ? "off" : "on")}); {machine["os"]}; {machine["dotnet"]}; TorchSharp {machine["torchsharp"]}, ONNX Runtime {machine["onnxruntime"]}; commit {machine["git_commit"]}, {machine["date_utc"]}.");
         md.AppendLine();
         md.AppendLine($"Command: `{command}`");
         foreach (var s in sections)

@@ -6,13 +6,15 @@ namespace BertHost.Benchmarks.Onnx;
 
 /// <summary>
 /// The same body in ONNX Runtime, set up the way a .NET user serving BERT would: CPU provider, full graph optimisation,
-/// <paramref name="threads"/> intra-op threads (equal to libtorch's), sequential execution.
+/// <paramref name="threads"/> intra-op threads (equal to libtorch's), sequential execution. Its pool spins between
+/// calls unless <paramref name="spinning"/> is false — set to match libtorch's OpenMP wait policy, so neither engine
+/// gets a thread setting the other lacks.
 /// </summary>
 public sealed class OnnxBody : IDisposable
 {
     private readonly InferenceSession _session;
 
-    public OnnxBody(byte[] model, int threads)
+    public OnnxBody(byte[] model, int threads, bool spinning = true)
     {
         using var options = new SessionOptions
         {
@@ -21,6 +23,7 @@ public sealed class OnnxBody : IDisposable
             IntraOpNumThreads = threads,
             InterOpNumThreads = 1,
         };
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning ? "1" : "0");
         _session = new InferenceSession(model, options);
         HasPooler = _session.OutputMetadata.ContainsKey("pooler_output");
     }

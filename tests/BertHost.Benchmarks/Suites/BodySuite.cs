@@ -64,7 +64,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
     private OnnxBody CreateOnnx(BertBody body, Section section, string name)
     {
         var model = BertOnnxExporter.Export(body.Model);
-        var onnx = new OnnxBody(model, options.Threads);
+        var onnx = new OnnxBody(model, options.Threads, spinning: !ThreadPolicy.PassiveWaiting);
         var check = PaddedBatch.Create(Synthetic(2, 24, body.Config.VocabSize, seed: 7, shortenSecond: 9), body.Tokenizer.PadTokenId);
         var diff = OnnxParity.MaxDifference(body, onnx, check);
         section.Notes.Add($"{BenchModels.Describe(name)}: ONNX graph written from the loaded weights ({model.Length / 1e6:F1} MB); max |ORT − host| over real tokens of a padded batch = {diff:E2} (limit 1e-4).");
