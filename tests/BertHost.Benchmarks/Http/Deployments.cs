@@ -33,6 +33,7 @@ public static class Deployments
     private static string Header(string modelFolder) => $"""
         host:
           max_inputs_per_request: 256
+        batching:
           max_queued_inputs: 100000
         body:
           checkpoint: {modelFolder}
