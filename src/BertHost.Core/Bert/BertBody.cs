@@ -96,10 +96,30 @@ public sealed class BertBody : IDisposable
     /// <summary>Runs the encoder on an already padded batch (eval, no autograd).</summary>
     public BodyOutput Forward(PaddedBatch batch, bool outputHiddenStates = false)
     {
-        using var ids = tensor(batch.InputIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
-        using var types = tensor(batch.TokenTypeIds, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
-        using var mask = tensor(batch.AttentionMask, [batch.BatchSize, batch.SequenceLength], ScalarType.Int64, Device);
-        return Forward(ids, types, mask, outputHiddenStates);
+        var (ids, types, mask) = ToTensors(batch);
+        using (ids) using (types) using (mask) return Forward(ids, types, mask, outputHiddenStates);
+    }
+
+    private (Tensor Ids, Tensor Types, Tensor Mask) ToTensors(PaddedBatch batch)
+    {
+        long[] shape = [batch.BatchSize, batch.SequenceLength];
+        return (tensor(batch.InputIds, shape, ScalarType.Int64, Device), tensor(batch.TokenTypeIds, shape, ScalarType.Int64, Device),
+            tensor(batch.AttentionMask, shape, ScalarType.Int64, Device));
+    }
+
+    /// <summary>
+    /// The serving pass: like <see cref="Forward(PaddedBatch, bool)"/>, but padded tokens are skipped in every Linear
+    /// and LayerNorm (see <see cref="BertModel.ForwardSkippingPadding"/>); their positions in the hidden states are
+    /// zero. For consumers that read real tokens only (heads pool and decode under the attention mask).
+    /// </summary>
+    public BodyOutput ForwardSkippingPadding(PaddedBatch batch, bool outputHiddenStates = false)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var (ids, types, mask) = ToTensors(batch);
+        var output = Model.ForwardSkippingPadding(ids, types, mask, outputHiddenStates);
+        output.MoveToOuterDisposeScope();
+        return output;
     }
 
     /// <summary>Runs the encoder on [B,T] tensors (eval, no autograd). The result's tensors belong to the caller.</summary>

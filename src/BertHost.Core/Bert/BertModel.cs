@@ -54,6 +54,28 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
     }
 
     /// <summary>
+    /// Inference-only variant of <see cref="Forward(Tensor, Tensor, Tensor, bool)"/> that skips padded tokens in every
+    /// Linear and LayerNorm (<see cref="PackedEncoder"/>): real tokens get the same values, padded positions of the
+    /// hidden states are zero instead of the values a padded computation gives them. Falls back to the padded pass in
+    /// training mode (dropout) and for batches without padding.
+    /// </summary>
+    public BodyOutput ForwardSkippingPadding(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask, bool outputHiddenStates)
+    {
+        CheckInputs(inputIds, tokenTypeIds, attentionMask);
+        using (var smallest = attentionMask.min())
+            if (training || smallest.item<long>() != 0) return Forward(inputIds, tokenTypeIds, attentionMask, outputHiddenStates);
+        _packed ??= new PackedEncoder(this);
+        using var maskBias = AdditiveMask(attentionMask, embeddings.word_embeddings.weight!.dtype);
+        using var embedded = embeddings.call(inputIds, tokenTypeIds);
+        List<Tensor>? states = outputHiddenStates ? [] : null;
+        var last = _packed.Run(embedded, maskBias, attentionMask, states);
+        var pooled = pooler?.call(last);
+        return new BodyOutput(last, pooled, attentionMask.alias(), states);
+    }
+
+    private PackedEncoder? _packed;
+
+    /// <summary>
     /// (1 - mask) * dtype.min, shaped [B,1,1,T] to broadcast over heads and query positions. transformers uses the
     /// dtype's minimum rather than -10000 so that masked scores vanish in half precision too.
     /// </summary>

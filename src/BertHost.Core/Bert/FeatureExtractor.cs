@@ -54,7 +54,7 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
     private float[][][] Run(PaddedBatch batch, int[] lengths)
     {
         using var scope = NewDisposeScope();
-        using var output = body.Forward(batch);
+        using var output = body.ForwardSkippingPadding(batch);
         if (pooling == PoolingMode.None)
         {
             var hidden = output.LastHiddenState.to(ScalarType.Float32, CPU).contiguous();

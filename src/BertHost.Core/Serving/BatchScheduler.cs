@@ -152,7 +152,7 @@ public sealed class BatchScheduler : IAsyncDisposable
         var padded = PaddedBatch.Create(batch.Rows, _body.Tokenizer.PadTokenId);
 
         var start = Stopwatch.GetTimestamp();
-        using var output = _body.Forward(padded, needHidden);
+        using var output = _body.ForwardSkippingPadding(padded, needHidden);
         var bodySeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
         Interlocked.Increment(ref _bodyPasses);
         Interlocked.Add(ref _bodyRows, batch.Rows.Count);

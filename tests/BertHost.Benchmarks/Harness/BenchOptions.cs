@@ -1,0 +1,75 @@
+using System.Globalization;
+
+namespace BertHost.Benchmarks.Harness;
+
+/// <summary>Command-line options of the benchmark program.</summary>
+public sealed record BenchOptions
+{
+    public static readonly string[] AllSuites = ["body", "onnx", "http", "memory", "training"];
+
+    public IReadOnlyList<string> Suites { get; init; } = AllSuites;
+    public bool Quick { get; init; }
+    public IReadOnlyList<string> Models { get; init; } = ["minilm", "base"];
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    public string Device { get; init; } = "cpu";
+    public string DType { get; init; } = "float32";
+    public int? Batch { get; init; }
+    public string Output { get; init; } = "bench-results";
+    public string WorkFolder { get; init; } = Path.Combine(Path.GetTempPath(), "berthost-bench");
+
+    public const string Usage = """
+        usage: dotnet run -c Release --project tests/BertHost.Benchmarks -- [options]
+          --suite LIST      comma-separated: body, onnx, http, memory, training, all (default all)
+                            body  = host body throughput (fixed shapes, SST-2 length mix, dtypes)
+                            onnx  = the same against ONNX Runtime on the same weights (ratios)
+                            profile = where one 8×128 pass spends its time (not part of all)
+          --quick           fewer sentences, rounds and requests (a smoke run of a few minutes)
+          --models LIST     minilm, base (default both; http/memory/training use the first)
+          --threads N       intra-op threads for libtorch and ONNX Runtime (default: logical CPUs)
+          --device DEV      cpu (default), cuda, cuda:N: body suite only (needs a -p:TorchBackend=cuda build)
+          --dtype T         float32 (default), bf16, fp16: body suite also runs this precision and reports its error
+          --batch N         extra batch size for the body suite (e.g. 256 on a GPU)
+          --out DIR         where latest.md / latest.json go (default bench-results)
+          --work DIR        scratch folder for generated random models (default /tmp/berthost-bench)
+        """;
+
+    public static BenchOptions Parse(string[] args)
+    {
+        var o = new BenchOptions();
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            int Int(string name)
+            {
+                var v = Value();
+                return int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0
+                    ? n : throw new ArgumentException($"{name} must be a positive integer, got '{v}'");
+            }
+            switch (args[i])
+            {
+                case "--suite":
+                    var suites = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    if (suites.Contains("all")) suites = AllSuites;
+                    var unknown = suites.FirstOrDefault(s => !AllSuites.Contains(s) && s != "profile");
+                    if (unknown is not null) throw new ArgumentException($"--suite: unknown suite '{unknown}' (use {string.Join(", ", AllSuites)}, all)");
+                    o = o with { Suites = suites };
+                    break;
+                case "--quick": o = o with { Quick = true }; break;
+                case "--models":
+                    var models = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    var bad = models.FirstOrDefault(m => !BenchModels.Names.Contains(m));
+                    if (bad is not null || models.Length == 0) throw new ArgumentException($"--models: unknown model '{bad}' (use {string.Join(", ", BenchModels.Names)})");
+                    o = o with { Models = models };
+                    break;
+                case "--threads": o = o with { Threads = Int("--threads") }; break;
+                case "--device": o = o with { Device = Value() }; break;
+                case "--dtype": o = o with { DType = Value() }; break;
+                case "--batch": o = o with { Batch = Int("--batch") }; break;
+                case "--out": o = o with { Output = Value() }; break;
+                case "--work": o = o with { WorkFolder = Value() }; break;
+                default: throw new ArgumentException($"unknown option '{args[i]}'");
+            }
+        }
+        return o;
+    }
+}

@@ -1,0 +1,62 @@
+using System.Text.Json.Nodes;
+using BertHost.Benchmarks.Harness;
+using BertHost.Core.Bert;
+using BertHost.Core.Text;
+using static TorchSharp.torch;
+
+namespace BertHost.Benchmarks.Suites;
+
+/// <summary>
+/// Where a body pass spends its time (8×128, float32): each kind of operation of one layer timed alone on the loaded
+/// weights, times the number of layers, next to the whole pass. Guides the speed work; not part of <c>all</c>.
+/// </summary>
+public sealed class ProfileSuite(BenchOptions options)
+{
+    public Section Run()
+    {
+        var section = new Section("Profile of one body pass (8×128, float32)", "model", "part", "ms per pass (median)", "share of the pass");
+        foreach (var name in options.Models)
+        {
+            using var body = BertBody.Load(BenchModels.Ensure(name, options.WorkFolder), new BodyOptions { Device = "cpu" });
+            var c = body.Config;
+            var batch = PaddedBatch.Create(BodySuite.Synthetic(8, 128, c.VocabSize, seed: 8), body.Tokenizer.PadTokenId);
+            using var noGrad = no_grad();
+            var layer = body.Model.encoder.layer[0];
+            var a = layer.attention.@self;
+            using var x = randn(8, 128, c.HiddenSize);
+            using var wide = randn(8, 128, c.IntermediateSize);
+            using var mask = zeros(8, 1, 1, 128);
+            using var q = randn(8, c.NumAttentionHeads, 128, c.HeadDim);
+            using var k = randn(8, c.NumAttentionHeads, 128, c.HeadDim);
+            using var v = randn(8, c.NumAttentionHeads, 128, c.HeadDim);
+            using var qkvWeight = cat([a.query.weight!, a.key.weight!, a.value.weight!], 0);
+            using var qkvBias = cat([a.query.bias!, a.key.bias!, a.value.bias!], 0);
+            var scale = 1.0 / Math.Sqrt(c.HeadDim);
+            var l = c.NumHiddenLayers;
+
+            (string Part, int Times, Action Run)[] parts =
+            [
+                ("whole pass (body.Forward)", 1, () => { using var o = body.Forward(batch); }),
+                ("Q, K, V projections (3 Linear)", l, () => { using var s = NewDisposeScope(); a.query.call(x); a.key.call(x); a.value.call(x); }),
+                ("Q, K, V as one fused Linear", l, () => { using var s = NewDisposeScope(); nn.functional.linear(x, qkvWeight, qkvBias); }),
+                ("attention core, SDPA", l, () => { using var s = NewDisposeScope(); nn.functional.scaled_dot_product_attention(q, k, v, mask); }),
+                ("attention core, manual (matmul, softmax, matmul)", l, () => { using var s = NewDisposeScope(); q.matmul(k.transpose(-1, -2)).mul_(scale).add_(mask).softmax(-1).matmul(v); }),
+                ("heads split + merge (view, transpose, reshape)", l, () => { using var s = NewDisposeScope(); x.view(8, 128, c.NumAttentionHeads, c.HeadDim).transpose(1, 2).transpose(1, 2).reshape(8, 128, c.HiddenSize); }),
+                ("attention output dense + residual + LayerNorm", l, () => { using var s = NewDisposeScope(); layer.attention.output.call(x, x); }),
+                ("intermediate dense + GELU", l, () => { using var s = NewDisposeScope(); layer.intermediate.call(x); }),
+                ("GELU alone", l, () => { using var s = NewDisposeScope(); nn.functional.gelu(wide); }),
+                ("output dense + residual + LayerNorm", l, () => { using var s = NewDisposeScope(); layer.output.call(wide, x); }),
+            ];
+            var stats = Measure.RoundRobin(parts.Select(p => new Contender(p.Part, p.Run)).ToList(), 2, options.Quick ? 3 : 5, name == "base" ? 2 : 6, TimeSpan.FromMilliseconds(50));
+            var whole = stats[parts[0].Part].Median;
+            foreach (var (part, times, _) in parts)
+            {
+                var ms = stats[part].Median * times * 1000;
+                section.Add(new JsonObject { ["model"] = name, ["part"] = part, ["ms_per_pass"] = ms },
+                    BenchModels.Describe(name).Split(' ')[0], part, Report.F(ms, 1), $"{ms / (whole * 1000) * 100:F0}%");
+            }
+        }
+        section.Notes.Add("Per-layer parts are timed alone on layer 0's weights and multiplied by the number of layers; alternatives (fused vs separate, SDPA vs manual) are rows of their own, so shares do not add up to 100 %.");
+        return section;
+    }
+}
