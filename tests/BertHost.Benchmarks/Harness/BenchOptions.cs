@@ -13,7 +13,7 @@ public sealed record BenchOptions
     public int Threads { get; init; } = Environment.ProcessorCount;
     public string Device { get; init; } = "cpu";
     public string DType { get; init; } = "float32";
-    public int? Batch { get; init; }
+    public IReadOnlyList<int> ExtraBatches { get; init; } = [];
     public string Output { get; init; } = "bench-results";
     public string WorkFolder { get; init; } = Path.Combine(Path.GetTempPath(), "berthost-bench");
 
@@ -26,9 +26,9 @@ public sealed record BenchOptions
           --quick           fewer sentences, rounds and requests (a smoke run of a few minutes)
           --models LIST     minilm, base (default both; http/memory/training use the first)
           --threads N       intra-op threads for libtorch and ONNX Runtime (default: logical CPUs)
-          --device DEV      cpu (default), cuda, cuda:N: body suite only (needs a -p:TorchBackend=cuda build)
+          --device DEV      cpu (default), cuda, cuda:N: body suite only (needs a -p:TorchBackend=cuda or =external build)
           --dtype T         float32 (default), bf16, fp16: body suite also runs this precision and reports its error
-          --batch N         extra batch size for the body suite (e.g. 256 on a GPU)
+          --batch LIST      extra batch sizes for the body suite, comma-separated (e.g. 256,1024 on a GPU)
           --out DIR         where latest.md / latest.json go (default bench-results)
           --work DIR        scratch folder for generated random models (default /tmp/berthost-bench)
         """;
@@ -64,7 +64,11 @@ public sealed record BenchOptions
                 case "--threads": o = o with { Threads = Int("--threads") }; break;
                 case "--device": o = o with { Device = Value() }; break;
                 case "--dtype": o = o with { DType = Value() }; break;
-                case "--batch": o = o with { Batch = Int("--batch") }; break;
+                case "--batch":
+                    var sizes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    o = o with { ExtraBatches = sizes.Select(v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0
+                        ? n : throw new ArgumentException($"--batch: '{v}' is not a positive integer")).ToList() };
+                    break;
                 case "--out": o = o with { Output = Value() }; break;
                 case "--work": o = o with { WorkFolder = Value() }; break;
                 default: throw new ArgumentException($"unknown option '{args[i]}'");

@@ -36,13 +36,14 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
             if (withOnnx && !onCpuFp32)
                 section.Notes.Add($"ONNX Runtime is compared on CPU float32 only; {options.Device}/{options.DType} rows are the host alone.");
 
-            int[] batches = options.Batch is { } extra ? [1, 8, extra] : [1, 8];
+            int[] batches = [1, 8, .. options.ExtraBatches];
             foreach (var b in batches.Distinct())
             {
                 var batch = PaddedBatch.Create(Synthetic(b, SequenceLength, body.Config.VocabSize, seed: b), body.Tokenizer.PadTokenId);
                 var contenders = new List<Contender> { new("host", () => HostPass(body, batch)) };
                 if (onnx is not null) contenders.Add(new Contender("onnxruntime", () => onnx.Infer(batch)));
-                var calls = Math.Max(1, (name == "base" ? 2 : 8) * 8 / b);
+                // A GPU pass takes milliseconds: more calls per block keep the launch/sync overhead out of the figure.
+                var calls = body.Device.type == TorchSharp.DeviceType.CUDA ? Math.Max(8, 2048 / b) : Math.Max(1, (name == "base" ? 2 : 8) * 8 / b);
                 var stats = Measure.RoundRobin(contenders, _warmup, _rounds, options.Quick ? Math.Max(1, calls / 2) : calls);
                 AddRows(section, name, $"{b}×{SequenceLength}", stats, b, b * SequenceLength, ["host"]);
             }
