@@ -21,7 +21,7 @@ public enum HiddenActivation { Tanh, Gelu, Relu }
 /// <item><c>problem_type</c>: <c>single_label</c> (default; softmax, cross-entropy) | <c>multi_label</c> (sigmoid, BCE-with-logits)</item>
 /// <item><c>max_length</c>: tokens per input (special tokens included); the body's limit when larger or absent</item>
 /// <item><c>layer</c>: the hidden state to pool, counted like Python (0 = embeddings, -1 = last layer, the default)</item>
-/// <item><c>class_weights</c>: one positive weight per label for the loss</item>
+/// <item><c>class_weights</c>: one positive weight per label for the loss, or "balanced" (from the training data; single_label)</item>
 /// </list>
 /// </summary>
 public sealed record ClassificationOptions
@@ -39,7 +39,7 @@ public sealed record ClassificationOptions
     public ProblemType ProblemType { get; init; } = ProblemType.SingleLabel;
     public int? MaxLength { get; init; }
     public int Layer { get; init; } = -1;
-    public IReadOnlyList<double>? ClassWeights { get; init; }
+    public ClassWeightsOption? ClassWeights { get; init; }
 
     /// <summary>The keys present in the YAML (so saved values fill in the others).</summary>
     public IReadOnlySet<string> Given { get; init; } = new HashSet<string>();
@@ -67,7 +67,7 @@ public sealed record ClassificationOptions
                 "problem_type" => result with { ProblemType = ParseProblemType(field, HeadOptions.String(field, v)) },
                 "max_length" => result with { MaxLength = HeadOptions.Int(field, v, min: 2) },
                 "layer" => result with { Layer = ParseLayer(field, v, body) },
-                "class_weights" => result with { ClassWeights = HeadOptions.PositiveNumbers(field, v, "a list of numbers (one per label)") },
+                "class_weights" => result with { ClassWeights = ClassWeightsOption.Parse(field, v) },
                 _ => result,
             };
         }
@@ -90,7 +90,7 @@ public sealed record ClassificationOptions
             ["layer"] = Layer,
         };
         if (MaxLength is { } m) o["max_length"] = m;
-        if (ClassWeights is { } w) o["class_weights"] = new JsonArray(w.Select(x => (JsonNode)x).ToArray());
+        if (ClassWeights is { } w) o["class_weights"] = w.ToJson();
         return o;
     }
 

@@ -24,6 +24,20 @@ public sealed class ClassificationTraining : IHeadTraining
 
     internal ClassificationTraining(ClassificationHead head) => _head = head;
 
+    /// <summary>The loss weights in force: the configured ones, or those derived by <see cref="PrepareTraining"/> for "balanced".</summary>
+    internal IReadOnlyList<double>? ClassWeights => _head.Options.ClassWeights is { Balanced: true } ? _balanced : _head.Options.ClassWeights?.Weights;
+
+    private double[]? _balanced;
+
+    public void PrepareTraining(IReadOnlyList<HeadFeatures> train)
+    {
+        if (_head.Options.ClassWeights is not { Balanced: true }) return;
+        var counts = new long[Labels.Count];
+        foreach (var item in train)
+            if (item.State is ClassificationState { Label: { } label }) counts[label]++;
+        _balanced = ClassWeightsOption.BalancedWeights(counts);
+    }
+
     public IReadOnlyList<string> DataFormats { get; } = [GlueTsv, Jsonl];
 
     private IReadOnlyList<string> Labels => _head.Labels;
@@ -202,7 +216,7 @@ public sealed class ClassificationTraining : IHeadTraining
             var flat = states.SelectMany((s, i) => s.Targets ?? throw new ArgumentException($"batch item {i} ({s.Source}) has no multi-label targets")).ToArray();
             var targets = tensor(flat, [states.Count, Labels.Count], ScalarType.Float32, batch.Device);
             var elementwise = nn.functional.binary_cross_entropy_with_logits(x, targets, reduction: nn.Reduction.None);
-            if (_head.Options.ClassWeights is { } w)
+            if (ClassWeights is { } w)
                 elementwise = elementwise.mul(tensor(w.Select(v => (float)v).ToArray(), ScalarType.Float32, batch.Device));
             loss = elementwise.mean();
         }
@@ -210,7 +224,7 @@ public sealed class ClassificationTraining : IHeadTraining
         {
             var ids = states.Select((s, i) => (long)(s.Label ?? throw new ArgumentException($"batch item {i} ({s.Source}) has no label"))).ToArray();
             var targets = tensor(ids, ScalarType.Int64, batch.Device);
-            var weight = _head.Options.ClassWeights is { } w ? tensor(w.Select(v => (float)v).ToArray(), ScalarType.Float32, batch.Device) : null;
+            var weight = ClassWeights is { } w ? tensor(w.Select(v => (float)v).ToArray(), ScalarType.Float32, batch.Device) : null;
             loss = nn.functional.cross_entropy(x, targets, weight: weight);
         }
         return loss.MoveToOuterDisposeScope();

@@ -52,8 +52,10 @@ public sealed class TextClassificationKind : IHeadKind
         if (options.Pooling == PoolingMode.Pooler && !context.Body.HasPooler)
             throw new HeadConfigurationException("options.pooling",
                 $"pooling 'pooler' needs the body's pooler, but the body ({context.Body.ModelFolder}) has no pooler weights; use pooling cls, mean or max");
-        if (options.ClassWeights is { } w && w.Count != labels.Count)
+        if (options.ClassWeights?.Weights is { } w && w.Count != labels.Count)
             throw new HeadConfigurationException("options.class_weights", $"class_weights has {w.Count} values but the head has {labels.Count} labels");
+        if (options.ClassWeights is { Balanced: true } && options.ProblemType == ProblemType.MultiLabel)
+            throw new HeadConfigurationException("options.class_weights", "class_weights \"balanced\" needs problem_type single_label; give one weight per label");
         HeadLabels.CheckClassifierRows(weights.Describe, weights.ClassifierRows, labels);
     }
 }

@@ -27,6 +27,8 @@ public sealed class TokenClassificationKind : IHeadKind
             var labels = HeadLabels.Resolve(context.Labels, weights.Labels, weights.Describe, weights.Tensors is null,
                 "a fresh token-classification head needs labels: list them in the head's 'labels' (e.g. [O, B-PER, I-PER, B-LOC, I-LOC])");
             Validate(labels, weights);
+            if (options.ClassWeights?.Weights is { } w && w.Count != labels.Count)
+                throw new HeadConfigurationException("options.class_weights", $"class_weights has {w.Count} values but the head has {labels.Count} labels");
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
             var module = new TokenClassificationModule(context.Body.HiddenSize * options.Layers.Count, options.HiddenSize, labels.Count, dropout, options.Activation);
             HeadWeights.PrepareModule(module, context.Body, weights.Tensors,

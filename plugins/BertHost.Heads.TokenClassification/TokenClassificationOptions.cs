@@ -26,7 +26,7 @@ public sealed record TokenClassificationOptions
 {
     public const int DefaultStride = 16;
 
-    public static IReadOnlyList<string> Keys { get; } = ["layers", "dropout", "hidden_size", "activation", "stride", "max_length", "scheme"];
+    public static IReadOnlyList<string> Keys { get; } = ["layers", "dropout", "hidden_size", "activation", "stride", "max_length", "scheme", "class_weights"];
 
     /// <summary>Keys that change what the weights mean: a saved head must be served with the values it was trained with.</summary>
     public static IReadOnlyList<string> StructuralKeys { get; } = ["layers", "hidden_size", "activation", "scheme"];
@@ -39,6 +39,9 @@ public sealed record TokenClassificationOptions
     public int Stride { get; init; } = DefaultStride;
     public int? MaxLength { get; init; }
     public TagScheme Scheme { get; init; } = TagScheme.Bio;
+
+    /// <summary>Loss weight per tag (a weighted mean over the labelled tokens), or balanced from the training data.</summary>
+    public ClassWeightsOption? ClassWeights { get; init; }
 
     /// <summary>The keys present in the YAML (so saved values fill in the others).</summary>
     public IReadOnlySet<string> Given { get; init; } = new HashSet<string>();
@@ -64,6 +67,7 @@ public sealed record TokenClassificationOptions
                 "stride" => result with { Stride = HeadOptions.Int(field, v, min: 0) },
                 "max_length" => result with { MaxLength = HeadOptions.Int(field, v, min: 3) },
                 "scheme" => result with { Scheme = ParseScheme(field, HeadOptions.String(field, v)) },
+                "class_weights" => result with { ClassWeights = ClassWeightsOption.Parse(field, v) },
                 _ => result,
             };
         }
@@ -83,6 +87,7 @@ public sealed record TokenClassificationOptions
             ["scheme"] = Name(Scheme),
         };
         if (MaxLength is { } m) o["max_length"] = m;
+        if (ClassWeights is { } w) o["class_weights"] = w.ToJson();
         return o;
     }
 

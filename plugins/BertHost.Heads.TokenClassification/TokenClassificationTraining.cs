@@ -23,6 +23,23 @@ public sealed class TokenClassificationTraining : IHeadTraining
 
     internal TokenClassificationTraining(TokenClassificationHead head) => _head = head;
 
+    private double[]? _balanced;
+
+    /// <summary>The loss weights in force: the configured ones, or those derived by <see cref="PrepareTraining"/> for "balanced".</summary>
+    internal IReadOnlyList<double>? ClassWeights => _head.Options.ClassWeights is { Balanced: true } ? _balanced : _head.Options.ClassWeights?.Weights;
+
+    public void PrepareTraining(IReadOnlyList<HeadFeatures> train)
+    {
+        if (_head.Options.ClassWeights is not { Balanced: true }) return;
+        var counts = new long[Labels.Count];
+        foreach (var item in train)
+            if (item.State is TokenClassificationState { TokenLabels: { } windows })
+                foreach (var window in windows)
+                foreach (var t in window)
+                    if (t != Ignored) counts[t]++;
+        _balanced = ClassWeightsOption.BalancedWeights(counts);
+    }
+
     public IReadOnlyList<string> DataFormats { get; } = [Conll, Jsonl];
 
     private IReadOnlyList<string> Labels => _head.Labels;
@@ -181,10 +198,13 @@ public sealed class TokenClassificationTraining : IHeadTraining
                 for (var p = 0; p < labels[w].Length; p++) targets[row * length + p] = labels[w][p];
             }
         }
-        var labelled = targets.Count(t => t != Ignored);
+        // A weighted mean, as torch's cross_entropy(weight=...) takes it: the sum of w[y]·loss over the sum of w[y].
+        var classWeights = ClassWeights;
+        var labelled = targets.Where(t => t != Ignored).Sum(t => classWeights is null ? 1.0 : classWeights[(int)t]);
         var target = tensor(targets, ScalarType.Int64, batch.Device);
-        var sum = nn.functional.cross_entropy(logits.to(ScalarType.Float32).reshape(-1, n), target, ignore_index: Ignored, reduction: nn.Reduction.Sum);
-        return sum.div(Math.Max(labelled, 1)).MoveToOuterDisposeScope();
+        var weight = classWeights is null ? null : tensor(classWeights.Select(v => (float)v).ToArray(), ScalarType.Float32, batch.Device);
+        var sum = nn.functional.cross_entropy(logits.to(ScalarType.Float32).reshape(-1, n), target, weight: weight, ignore_index: Ignored, reduction: nn.Reduction.Sum);
+        return sum.div(labelled > 0 ? labelled : 1.0).MoveToOuterDisposeScope();
     }
 
     public IHeadMetric CreateMetric() => new EntityMetric(Labels);

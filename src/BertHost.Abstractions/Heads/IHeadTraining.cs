@@ -19,6 +19,12 @@ public interface IHeadTraining
 
     /// <summary>A fresh accumulator of the head's metric.</summary>
     IHeadMetric CreateMetric();
+
+    /// <summary>
+    /// Called by the trainer once before a run with the training examples, for what the head derives from its training
+    /// data (e.g. <c>class_weights: balanced</c>).
+    /// </summary>
+    void PrepareTraining(IReadOnlyList<HeadFeatures> train) { }
 }
 
 /// <summary>Options for reading training data.</summary>

@@ -103,6 +103,7 @@ public sealed class Trainer
         CancellationToken cancellationToken = default, Action<EpochResult>? epochCompleted = null)
     {
         CheckTasks(tasks);
+        foreach (var t in tasks) t.Head.Training!.PrepareTraining(t.Train);
         var bodyParams = _body.Model.named_parameters().ToList();
         var savedRequiresGrad = bodyParams.Select(p => p.parameter.requires_grad).ToList();
         var caches = tasks.Select(t => !BodyTrains && _options.UseFeatureCache ? new FeatureCache(t.Head.Requirements, _body.Config.NumHiddenLayers) : null).ToList();

@@ -181,5 +181,14 @@ public sealed class TrainCommandTests : IDisposable
         var line = Assert.Single(train.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains($"{data}:2: label 'maybe'", line);
         Assert.Empty(train.Out);
+
+        var outDir = Path.Combine(_dir.FullName, "skip");
+        var skip = await CliRunner.RunAsync("train", "--config", config, "--head", "sentiment", "--train", data, "--skip-malformed",
+            "--epochs", "1", "--out", outDir);
+        Assert.True(skip.ExitCode == 0, skip.Error);
+        Assert.Contains($"berthost train: skipped 1 malformed record in {data}", skip.Error);
+        var history = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "history.json")))!;
+        Assert.Equal(1, (int)history["skipped_records"]![data]!);
+        Assert.Equal(1, (int)history["train_examples"]!);
     }
 }

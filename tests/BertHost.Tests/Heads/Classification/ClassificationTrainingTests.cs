@@ -39,6 +39,14 @@ public class ClassificationTrainingTests
         using var weighted = Head(["a", "b", "c"], """{"class_weights": [1, 2, 3]}""");
         using var wloss = weighted.Training!.Loss(logits, batch);
         Assert.Equal((2 * nll0 + 3 * nll1) / 5, wloss.item<float>(), 5);
+
+        // balanced: n / (k * n_c) from the training labels b, b, b, c (a is absent: weight 1).
+        using var balanced = Head(["a", "b", "c"], """{"class_weights": "balanced"}""");
+        balanced.Training!.PrepareTraining([Labelled(balanced, "p", "b"), Labelled(balanced, "q", "b"), Labelled(balanced, "r", "b"), Labelled(balanced, "s", "c")]);
+        double wb = 4.0 / (3 * 3), wc = 4.0 / (3 * 1);
+        using var bloss = balanced.Training.Loss(logits, new HeadBatch([Labelled(balanced, "x", "b"), Labelled(balanced, "y", "c")], CPU));
+        Assert.Equal((wb * nll0 + wc * nll1) / (wb + wc), bloss.item<float>(), 5);
+        Assert.Equal("balanced", (string)balanced.Describe()["options"]!["class_weights"]!);
     }
 
     [Fact]
@@ -153,6 +161,24 @@ public class ClassificationTrainingTests
         }).ToList();
         Assert.Equal(2, examples.Count);
         Assert.Equal([3, 5], skipped.Select(s => s.Line));
+    }
+
+    [Fact]
+    public void Malformed_MRPC_pairs_and_jsonl_records_can_be_skipped_and_counted()
+    {
+        using var head = Head(["not_equivalent", "equivalent"]);
+        var mrpc = Write("mrpc.tsv", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\ta cat\ta dog\n1\t3\t4\ta cat\t\n0\t5\t6\tthe man\n0\t7\t8\tthe day\tthe song\n", bom: true);
+        var skipped = new List<(int Line, string Reason)>();
+        var options = new TrainingDataOptions { SkipMalformed = true, SkippedRecords = (_, line, reason) => skipped.Add((line, reason)) };
+        Assert.Equal(2, head.Training!.ReadExamples(mrpc, options).Count());
+        Assert.Equal([(3, "the #2 String column is empty"), (4, "4 tab-separated columns, the header has 5")], skipped);
+
+        skipped.Clear();
+        var jsonl = Write("mixed.jsonl", "{\"text\": \"a\", \"label\": \"equivalent\"}\n{\"text\": \"b\"}\nnot json\n{\"text\": \"c\", \"label\": 0}\n");
+        Assert.Equal(2, head.Training!.ReadExamples(jsonl, options).Count());
+        Assert.Equal([2, 3], skipped.Select(s => s.Line));
+        Assert.Equal("label is missing", skipped[0].Reason);
+        Assert.StartsWith("not valid JSON: ", skipped[1].Reason);
     }
 
     [SharedDataFact("data/sst2/train.tsv")]

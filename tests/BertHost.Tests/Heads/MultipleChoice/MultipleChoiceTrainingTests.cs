@@ -92,6 +92,21 @@ public class MultipleChoiceTrainingTests
     }
 
     [Fact]
+    public void Malformed_jsonl_records_can_be_skipped_and_counted()
+    {
+        using var head = Head();
+        var path = Write("mixed.jsonl", string.Join("\n",
+            """{"context": "c", "choices": ["x", "y"], "label": 1}""",
+            """{"context": "c", "choices": ["x", "y"], "label": 5}""",
+            """{"context": "c", "choices": ["x", "y"]}""",
+            """{"context": "c", "choices": ["x", "y"], "label": 0}""") + "\n");
+        var skipped = new List<int>();
+        var examples = Read(head, path, new TrainingDataOptions { SkipMalformed = true, SkippedRecords = (_, l, _) => skipped.Add(l) });
+        Assert.Equal([1, 0], examples.Select(Label));
+        Assert.Equal([2, 3], skipped);
+    }
+
+    [Fact]
     public void Jsonl_takes_an_index_or_the_choice_text_and_ragged_choice_counts()
     {
         using var head = Head();

@@ -88,6 +88,19 @@ public class TokenClassificationTrainingTests
     }
 
     [Fact]
+    public void Malformed_conll_sentences_can_be_skipped_and_counted()
+    {
+        using var head = FreshNer();
+        var path = Write("mixed.conll", "John NNP B-NP B-PER\n\nbroken\nline NN O O\n\nthe DT O B-XYZ\n\nNew NNP B-NP B-LOC\nYork NNP I-NP I-LOC\n");
+        var skipped = new List<(int Line, string Reason)>();
+        var examples = Read(head, path, new TrainingDataOptions { SkipMalformed = true, SkippedRecords = (_, l, r) => skipped.Add((l, r)) });
+        Assert.Equal(2, examples.Count);
+        Assert.Equal([3, 6], skipped.Select(s => s.Line));
+        Assert.Contains("has one column", skipped[0].Reason);
+        Assert.Contains("tag 'B-XYZ' is not one of the head's labels", skipped[1].Reason);
+    }
+
+    [Fact]
     public void Loss_is_cross_entropy_over_the_labelled_positions_only()
     {
         using var head = FreshNer();
@@ -102,6 +115,17 @@ public class TokenClassificationTrainingTests
         var nll1 = Math.Log(Math.Exp(1) + 4) - 0;
         using var loss = head.Training!.Loss(logits, batch);
         Assert.Equal((nll0 + nll1) / 2, loss.item<float>(), 5);
+
+        // Class weights make it a weighted mean over the labelled tokens (B-PER weighs 3, O 1).
+        using var weighted = FreshNer(options: """{"class_weights": [1, 3, 1, 1, 1]}""");
+        using var wloss = weighted.Training!.Loss(logits, new HeadBatch([Read(weighted, Write("one.conll", "John B-PER\nplaying O\n")).Single()], CPU));
+        Assert.Equal((3 * nll0 + nll1) / 4, wloss.item<float>(), 5);
+
+        // balanced, from training tags B-PER, O, O: w_O = 3 / (5 * 2), w_B-PER = 3 / (5 * 1).
+        using var balanced = FreshNer(options: """{"class_weights": "balanced"}""");
+        balanced.Training!.PrepareTraining(Read(balanced, Write("three.conll", "John B-PER\nsat O\nthere O\n")));
+        using var bloss = balanced.Training.Loss(logits, new HeadBatch([Read(balanced, Write("one.conll", "John B-PER\nplaying O\n")).Single()], CPU));
+        Assert.Equal((0.6 * nll0 + 0.3 * nll1) / 0.9, bloss.item<float>(), 5);
     }
 
     /// <summary>Runs the metric over sentences: gold tags in a jsonl file, predictions as hand-made logits on each word's first sub-token.</summary>
