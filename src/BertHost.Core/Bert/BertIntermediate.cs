@@ -18,7 +18,7 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor hidden)
     {
-        using var projected = dense.call(hidden);
+        using var projected = dense.Project(hidden);
         return _activation(projected);
     }
 }

@@ -27,6 +27,6 @@ public abstract class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor hidden, Tensor residual)
     {
         using var scope = NewDisposeScope();
-        return LayerNorm.call(dropout.call(dense.call(hidden)).add_(residual)).MoveToOuterDisposeScope();
+        return LayerNorm.call(dropout.call(dense.Project(hidden)).add_(residual)).MoveToOuterDisposeScope();
     }
 }

@@ -32,9 +32,9 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], t = hidden.shape[1];
-        var q = SplitHeads(query.call(hidden), b, t);
-        var k = SplitHeads(key.call(hidden), b, t);
-        var v = SplitHeads(value.call(hidden), b, t);
+        var q = SplitHeads(query.Project(hidden), b, t);
+        var k = SplitHeads(key.Project(hidden), b, t);
+        var v = SplitHeads(value.Project(hidden), b, t);
         // libtorch's fused SDPA applies 1/sqrt(head_dim) itself, the scale BERT uses.
         var context = nn.functional.scaled_dot_product_attention(q, k, v, maskBias, training ? _dropoutProb : 0.0);
         return context.transpose(1, 2).reshape(b, t, _heads * _headDim).MoveToOuterDisposeScope();
