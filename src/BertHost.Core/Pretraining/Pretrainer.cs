@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Text;
@@ -91,6 +92,7 @@ public sealed class Pretrainer
         }
 
         var trainClock = new Stopwatch();
+        var trainSecondsAtStart = state.TrainSeconds;
         var pointLossSum = 0.0;
         var pointLossCount = 0;
         var stopReason = "max steps reached";
@@ -104,7 +106,7 @@ public sealed class Pretrainer
             {
                 if (cancellationToken.IsCancellationRequested)
                 {
-                    Checkpoint(optimizer, state, progress, clock);
+                    Checkpoint(optimizer, state.WithTrainSeconds(trainSecondsAtStart, trainClock), progress, clock);
                     cancellationToken.ThrowIfCancellationRequested();
                 }
                 if (_options.MaxMinutes is { } minutes && clock.Elapsed.TotalMinutes >= minutes)
@@ -153,12 +155,12 @@ public sealed class Pretrainer
                 {
                     (double Loss, double Accuracy)? metrics = evalNow ? Evaluate(data, masker, device, progress, state, clock) : null;
                     state.Curve.Add(new PretrainPoint(state.Step, pointLossSum / pointLossCount, metrics?.Loss, metrics?.Accuracy, lr,
-                        state.TokensSeen, Math.Round(state.TrainSecondsBefore + trainClock.Elapsed.TotalSeconds, 3)));
+                        state.TokensSeen, Math.Round(trainSecondsAtStart + trainClock.Elapsed.TotalSeconds, 3)));
                     pointLossSum = 0;
                     pointLossCount = 0;
                 }
                 if (_options.CheckpointEvery > 0 && state.Step % _options.CheckpointEvery == 0 && state.Step < _options.MaxSteps)
-                    Checkpoint(optimizer, state.WithTrainSeconds(trainClock), progress, clock);
+                    Checkpoint(optimizer, state.WithTrainSeconds(trainSecondsAtStart, trainClock), progress, clock);
             }
 
             var last = state.Curve.Count > 0 ? state.Curve[^1] : null;
@@ -169,9 +171,9 @@ public sealed class Pretrainer
                 var trainLoss = pointLossCount > 0 ? pointLossSum / pointLossCount : last?.Step == state.Step ? last.TrainLoss : double.NaN;
                 if (last?.Step == state.Step) state.Curve.RemoveAt(state.Curve.Count - 1);
                 state.Curve.Add(new PretrainPoint(state.Step, trainLoss, loss, accuracy, lr, state.TokensSeen,
-                    Math.Round(state.TrainSecondsBefore + trainClock.Elapsed.TotalSeconds, 3)));
+                    Math.Round(trainSecondsAtStart + trainClock.Elapsed.TotalSeconds, 3)));
             }
-            state = state.WithTrainSeconds(trainClock);
+            state = state.WithTrainSeconds(trainSecondsAtStart, trainClock);
             Checkpoint(optimizer, state, progress, clock);
         }
         finally
@@ -182,7 +184,7 @@ public sealed class Pretrainer
         var final = state.Curve[^1];
         return new PretrainResult(state.Step, completed && state.Step >= _options.MaxSteps, stopReason,
             state.StepLosses, state.Curve, final.EvalLoss, final.MaskedAccuracy,
-            runTokens / Math.Max(1e-9, trainClock.Elapsed.TotalSeconds), state.TokensSeen, state.TrainSecondsBefore,
+            runTokens / Math.Max(1e-9, trainClock.Elapsed.TotalSeconds), state.TokensSeen, state.TrainSeconds,
             cache.TokenCount, data.TrainSequenceCount, resumed);
     }
 
@@ -280,7 +282,7 @@ public sealed class Pretrainer
     {
         public int Step { get; set; }
         public long TokensSeen { get; set; }
-        public double TrainSecondsBefore { get; set; }
+        public double TrainSeconds { get; set; }
         public List<double> StepLosses { get; init; } = [];
         public List<PretrainPoint> Curve { get; init; } = [];
         public required JsonObject Settings { get; init; }
@@ -311,10 +313,9 @@ public sealed class Pretrainer
                     "use the same settings to resume, or another checkpoint directory to start afresh");
         }
 
-        public RunState WithTrainSeconds(Stopwatch trainClock)
+        public RunState WithTrainSeconds(double before, Stopwatch trainClock)
         {
-            TrainSecondsBefore += trainClock.Elapsed.TotalSeconds;
-            trainClock.Reset();
+            TrainSeconds = before + trainClock.Elapsed.TotalSeconds;
             return this;
         }
 
@@ -323,11 +324,14 @@ public sealed class Pretrainer
             ["format"] = 1,
             ["step"] = Step,
             ["tokens_seen"] = TokensSeen,
-            ["train_seconds"] = TrainSecondsBefore,
+            ["train_seconds"] = TrainSeconds,
             ["settings"] = Settings.DeepClone(),
             ["step_losses"] = new JsonArray(StepLosses.Select(l => (JsonNode)JsonValue.Create(l)).ToArray()),
-            ["curve"] = JsonSerializer.SerializeToNode(Curve),
-        }.ToJsonString(new JsonSerializerOptions { WriteIndented = false });
+            ["curve"] = JsonSerializer.SerializeToNode(Curve, Json),
+        }.ToJsonString(Json);
+
+        // A diverged run's NaN losses are still written (as "NaN"), so its checkpoint can be inspected.
+        private static readonly JsonSerializerOptions Json = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
         public static RunState Load(string path)
         {
@@ -338,10 +342,10 @@ public sealed class Pretrainer
                 {
                     Step = root["step"]!.GetValue<int>(),
                     TokensSeen = root["tokens_seen"]!.GetValue<long>(),
-                    TrainSecondsBefore = root["train_seconds"]!.GetValue<double>(),
+                    TrainSeconds = root["train_seconds"]!.GetValue<double>(),
                     Settings = root["settings"]!.AsObject().DeepClone().AsObject(),
-                    StepLosses = root["step_losses"]!.AsArray().Select(n => n!.GetValue<double>()).ToList(),
-                    Curve = root["curve"].Deserialize<List<PretrainPoint>>() ?? [],
+                    StepLosses = root["step_losses"].Deserialize<List<double>>(Json)!,
+                    Curve = root["curve"].Deserialize<List<PretrainPoint>>(Json) ?? [],
                 };
             }
             catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException)
