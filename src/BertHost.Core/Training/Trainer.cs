@@ -57,13 +57,18 @@ public sealed class Trainer
                 .ToList();
             foreach (var (_, p) in trainable) p.requires_grad = true;
             var lr = _options.EffectiveLearningRate;
-            using var optimizer = OptimizerGroups.CreateAdamW(trainable.Select(p => (p.name, p.parameter)).ToList(), lr, _options.WeightDecay);
+            var decay = trainable.Where(p => Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
+            var noDecay = trainable.Where(p => !Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
+            var groups = new List<AdamW.ParamGroup>();
+            if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay, new AdamW.Options { LearningRate = lr, weight_decay = _options.WeightDecay }));
+            if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay, new AdamW.Options { LearningRate = lr, weight_decay = 0.0 }));
+            using var optimizer = optim.AdamW(groups, lr);
 
             var batchesPerEpoch = (train.Count + _options.BatchSize - 1) / _options.BatchSize;
             var stepsPerEpoch = (batchesPerEpoch + _options.GradientAccumulationSteps - 1) / _options.GradientAccumulationSteps;
             var totalSteps = stepsPerEpoch * _options.Epochs;
             var warmup = (int)Math.Ceiling(totalSteps * _options.WarmupRatio);
-            double Factor(int step) => LinearSchedule.Factor(step, warmup, totalSteps);
+            double Factor(int step) => step < warmup ? (step + 1.0) / (warmup + 1.0) : Math.Max(0.0, (double)(totalSteps - step) / Math.Max(1, totalSteps - warmup));
 
             var epochs = new List<EpochResult>();
             Dictionary<string, Tensor>? best = null;
@@ -222,6 +227,11 @@ public sealed class Trainer
         var index = int.Parse(rest[..rest.IndexOf('.')]);
         return index >= _body.Config.NumHiddenLayers - _options.PartialLayers;
     }
+
+    /// <summary>No weight decay on biases, LayerNorm weights, or any other 1-D parameter.</summary>
+    private static bool Decays(string name, Tensor p) =>
+        p.dim() > 1 && !name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains("LayerNorm", StringComparison.OrdinalIgnoreCase)
+        && !name.Contains("layer_norm", StringComparison.OrdinalIgnoreCase);
 
     private IEnumerable<(string Key, Tensor Value)> LiveState()
     {
