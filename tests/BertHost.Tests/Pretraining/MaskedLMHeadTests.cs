@@ -137,4 +137,19 @@ public sealed class MaskedLMHeadTests : IDisposable
             Assert.Contains("cls.predictions.decoder.weight differs from the word embeddings", e.Message);
         }
     }
+
+    [Fact]
+    public void A_fresh_model_has_the_body_init_model_makes_with_the_same_seed()
+    {
+        var config = BertSizes.Create("tiny", 405);
+        using var mlm = BertForMaskedLM.CreateRandom(config, seed: 7);
+        using var body = new BertModel(config);
+        BertInitializer.Initialize(body, 7);
+        var expected = body.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in mlm.bert.named_parameters())
+            Assert.True(p.eq(expected[name]).all().item<bool>(), name);
+        // transformers' head initialisation: N(0, 0.02) transform, zero vocabulary bias.
+        Assert.InRange(mlm.cls.predictions.transform.dense.weight!.std().item<float>(), 0.018, 0.022);
+        Assert.Equal(0f, mlm.cls.predictions.bias.abs().max().item<float>());
+    }
 }
