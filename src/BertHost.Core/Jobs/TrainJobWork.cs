@@ -100,25 +100,35 @@ public sealed class TrainJobWork : IJobWork
     private static TrainingDataFile? DataFile(JobRequest request, string field, bool required, string baseDirectory)
     {
         var text = request.String(field, required);
-        if (text is null) return null;
-        string path;
-        try
-        {
-            path = Path.GetFullPath(Path.Combine(baseDirectory, text));
-        }
-        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
-        {
-            throw new ServingException(ServingError.InvalidInput, $"{field}: not a valid path '{text}'", field);
-        }
+        return text is null ? null : DataFile(field, field, text, baseDirectory);
+    }
+
+    /// <summary>The file <paramref name="text"/> (relative to the deployment's folder) described for the record as <paramref name="role"/>; 422 naming <paramref name="field"/> when it is missing or unreadable.</summary>
+    internal static TrainingDataFile DataFile(string field, string role, string text, string baseDirectory)
+    {
+        var path = ResolvePath(field, text, baseDirectory);
         if (!File.Exists(path))
             throw new ServingException(ServingError.InvalidInput, $"{field}: file not found: {path}", field);
         try
         {
-            return TrainingDataFile.Describe(field, path);
+            return TrainingDataFile.Describe(role, path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ServingException(ServingError.InvalidInput, $"{field}: cannot read {path}: {e.Message}", field);
+        }
+    }
+
+    /// <summary>A path of a submission, resolved against the deployment's folder (422 naming the field when it is not a path).</summary>
+    internal static string ResolvePath(string field, string text, string baseDirectory)
+    {
+        try
+        {
+            return Path.GetFullPath(Path.Combine(baseDirectory, text));
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            throw new ServingException(ServingError.InvalidInput, $"{field}: not a valid path '{text}'", field);
         }
     }
 
@@ -153,12 +163,7 @@ public sealed class TrainJobWork : IJobWork
         var engine = context.Environment.Engine;
         var logger = context.Environment.Loggers.CreateLogger($"BertHost.Jobs.{record.Id}");
         var options = OptionsOf(record);
-        foreach (var file in record.Data)
-        {
-            var now = TrainingDataFile.Describe(file.Role, file.Path);
-            if (now.Sha256 != file.Sha256)
-                throw new InvalidDataException($"{file.Role} data {file.Path} changed since the job was submitted (sha256 {file.Sha256}, now {now.Sha256}); submit a new job");
-        }
+        CheckDataUnchanged(record);
 
         using var lease = engine.AcquireBody();
         var served = lease.Body;
@@ -249,13 +254,18 @@ public sealed class TrainJobWork : IJobWork
         {
             await engine.SwapBodyAsync(Path.Combine(context.Folder, "body"), new Dictionary<string, string> { [record.Head!] = headFolder }, record.Id);
         }
-        // Recorded so that a restart serves the same (the runner runs one promotion at a time).
-        var directory = context.Environment.Settings.Directory;
-        var now = DateTimeOffset.UtcNow;
-        var promotions = Promotions.Load(directory, context.Environment.Loggers.CreateLogger<TrainJobWork>())
-            .WithHead(record.Head!, new Promotion(headFolder, record.Id, now));
-        if (record.Mode != "head") promotions = promotions with { Body = new Promotion(Path.Combine(context.Folder, "body"), record.Id, now) };
-        promotions.Save(directory);
+        Promotions.Record(context, record.Mode == "head" ? null : Path.Combine(context.Folder, "body"), new Dictionary<string, string> { [record.Head!] = headFolder });
+    }
+
+    /// <summary>Fails the job when a data file changed since submission (its sha256 is in the record).</summary>
+    internal static void CheckDataUnchanged(JobRecord record)
+    {
+        foreach (var file in record.Data)
+        {
+            var now = TrainingDataFile.Describe(file.Role, file.Path);
+            if (now.Sha256 != file.Sha256)
+                throw new InvalidDataException($"{file.Role} data {file.Path} changed since the job was submitted (sha256 {file.Sha256}, now {now.Sha256}); submit a new job");
+        }
     }
 
     private static List<HeadFeatures> Read(IHead head, TrainingDataFile file, TrainingDataOptions options)
@@ -274,7 +284,7 @@ public sealed class TrainJobWork : IJobWork
     }
 
     /// <summary>Writes a whole folder under a temporary name, then renames it into place (replacing an older one).</summary>
-    private static void WriteFolder(string destination, Action<string> write)
+    internal static void WriteFolder(string destination, Action<string> write)
     {
         var temp = destination + $".{Guid.NewGuid():N}.tmp";
         try

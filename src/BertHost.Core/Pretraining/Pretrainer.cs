@@ -50,6 +50,9 @@ public sealed class Pretrainer
         _options = options;
     }
 
+    /// <summary>Called on the training thread with each new point of the loss curve (live progress for jobs; the result holds the whole curve).</summary>
+    public Action<PretrainPoint>? PointRecorded { get; init; }
+
     /// <summary>Runs (or resumes) pre-training until <see cref="PretrainingOptions.MaxSteps"/>, the time budget or cancellation.
     /// On cancellation a checkpoint is written before <see cref="OperationCanceledException"/> propagates.</summary>
     public PretrainResult Run(IProgress<PretrainProgress>? progress = null, CancellationToken cancellationToken = default)
@@ -156,6 +159,7 @@ public sealed class Pretrainer
                     (double Loss, double Accuracy)? metrics = evalNow ? Evaluate(data, masker, device, progress, state, clock) : null;
                     state.Curve.Add(new PretrainPoint(state.Step, pointLossSum / pointLossCount, metrics?.Loss, metrics?.Accuracy, lr,
                         state.TokensSeen, Math.Round(trainSecondsAtStart + trainClock.Elapsed.TotalSeconds, 3)));
+                    PointRecorded?.Invoke(state.Curve[^1]);
                     pointLossSum = 0;
                     pointLossCount = 0;
                 }
@@ -172,6 +176,7 @@ public sealed class Pretrainer
                 if (last?.Step == state.Step) state.Curve.RemoveAt(state.Curve.Count - 1);
                 state.Curve.Add(new PretrainPoint(state.Step, trainLoss, loss, accuracy, lr, state.TokensSeen,
                     Math.Round(trainSecondsAtStart + trainClock.Elapsed.TotalSeconds, 3)));
+                PointRecorded?.Invoke(state.Curve[^1]);
             }
             state = state.WithTrainSeconds(trainSecondsAtStart, trainClock);
             Checkpoint(optimizer, state, progress, clock);

@@ -67,32 +67,36 @@ public sealed class PretrainCommand : ICommand
         foreach (var file in corpus)
             if (!File.Exists(file)) throw new CommandException($"--corpus: file '{file}' does not exist");
         var outDir = Path.GetFullPath(args.Require("out"));
-        var seed = args.GetInt("seed", 0) ?? 42;
-        var options = new PretrainingOptions
+        var setup = new PretrainSetup
         {
             Corpus = corpus.Select(Path.GetFullPath).ToList(),
-            CacheDirectory = Path.GetFullPath(args.Get("cache-dir") ?? DefaultCacheDirectory()),
-            CheckpointDirectory = Path.GetFullPath(args.Get("checkpoint-dir") ?? Path.Combine(outDir, "checkpoint")),
-            MaxSteps = args.GetInt("max-steps", 1) ?? 10_000,
+            ConfigSize = args.Get("config-size"),
+            ConfigFile = args.Get("config"),
+            From = args.Get("from"),
+            Vocab = args.Get("vocab"),
+            MaxSteps = args.GetInt("max-steps", 1),
             MaxMinutes = Double(args, "max-minutes"),
-            BatchSize = args.GetInt("batch-size", 1) ?? 32,
-            GradientAccumulationSteps = args.GetInt("grad-accum", 1) ?? 1,
-            SequenceLength = args.GetInt("seq-len", 8) ?? 128,
-            LongSequenceLength = args.GetInt("long-seq-len", 8),
-            LongPhaseFraction = Double(args, "long-fraction") ?? 0.1,
-            LearningRate = Double(args, "lr") ?? 5e-4,
-            WarmupSteps = args.GetInt("warmup", 0),
-            WeightDecay = Double(args, "weight-decay") ?? 0.01,
-            MaskProbability = Double(args, "mask-prob") ?? 0.15,
-            WholeWordMasking = args.Has("whole-word"),
-            EvalEvery = args.GetInt("eval-every", 0) ?? 500,
-            EvalSequences = args.GetInt("eval-sequences", 1) ?? 256,
-            CheckpointEvery = args.GetInt("checkpoint-every", 0) ?? 1000,
-            LogEvery = args.GetInt("log-every", 1) ?? 50,
-            Seed = seed,
-            Device = args.Get("device") ?? "auto",
-            Precision = (args.Get("precision") ?? "fp32").ToLowerInvariant(),
+            BatchSize = args.GetInt("batch-size", 1),
+            GradAccum = args.GetInt("grad-accum", 1),
+            SeqLen = args.GetInt("seq-len", 8),
+            LongSeqLen = args.GetInt("long-seq-len", 8),
+            LongFraction = Double(args, "long-fraction"),
+            LearningRate = Double(args, "lr"),
+            Warmup = args.GetInt("warmup", 0),
+            WeightDecay = Double(args, "weight-decay"),
+            MaskProb = Double(args, "mask-prob"),
+            WholeWord = args.Has("whole-word"),
+            EvalEvery = args.GetInt("eval-every", 0),
+            EvalSequences = args.GetInt("eval-sequences", 1),
+            CheckpointEvery = args.GetInt("checkpoint-every", 0),
+            LogEvery = args.GetInt("log-every", 1),
+            Seed = args.GetInt("seed", 0),
+            Device = args.Get("device"),
+            Precision = args.Get("precision"),
+            Name = n => "--" + n.Replace('_', '-'),
         };
+        var options = setup.ToOptions(Path.GetFullPath(args.Get("cache-dir") ?? PretrainSetup.DefaultCacheDirectory()),
+            Path.GetFullPath(args.Get("checkpoint-dir") ?? Path.Combine(outDir, "checkpoint")));
         var problems = options.Problems();
         if (problems.Count > 0) throw new UsageException(problems[0]);
         try
@@ -104,7 +108,7 @@ public sealed class PretrainCommand : ICommand
             throw new UsageException($"--device: {e.Message}");
         }
 
-        var (model, tokenizer, tokenizerFolder, origin) = CreateModel(args, seed);
+        var (model, tokenizer, tokenizerFolder, origin) = CreateModel(setup);
         using (model)
         {
             Pretrainer pretrainer;
@@ -139,7 +143,7 @@ public sealed class PretrainCommand : ICommand
             bar.Finish();
 
             pretrainer.SaveModel(outDir, new Dictionary<string, string> { ["berthost.pretrain_steps"] = result.Steps.ToString(CultureInfo.InvariantCulture) });
-            var history = History(result, options, origin, outDir);
+            var history = PretrainSetup.History(result, options, origin, outDir);
             history.WriteTo(outDir);
             var summary = new JsonObject
             {
@@ -163,86 +167,17 @@ public sealed class PretrainCommand : ICommand
         }
     }
 
-    private static (BertForMaskedLM Model, BertTextTokenizer Tokenizer, string TokenizerFolder, string Origin) CreateModel(ParsedArgs args, long seed)
+    private static PretrainStart CreateModel(PretrainSetup setup)
     {
-        var from = args.Get("from");
-        var size = args.Get("config-size");
-        var configPath = args.Get("config");
-        if ((from is null ? 0 : 1) + (size is null ? 0 : 1) + (configPath is null ? 0 : 1) != 1)
-            throw new UsageException("give exactly one of --config-size, --config and --from");
+        if (setup.SourceProblem() is { } problem) throw new UsageException(problem.Message);
         try
         {
-            if (from is not null)
-            {
-                if (args.Has("vocab")) throw new UsageException("--vocab goes with a fresh model; --from uses the folder's own vocabulary");
-                var tokenizer = BertTextTokenizer.FromFolder(from);
-                var (model, report) = MaskedLMCheckpoint.Load(from, seed);
-                return (model, tokenizer, Path.GetFullPath(from), $"continuing {Path.GetFullPath(from)}" + (report.HeadLoaded ? "" : " (new masked-LM head)"));
-            }
-            var vocab = args.Get("vocab") ?? throw new UsageException("a fresh model needs --vocab DIR (the folder with vocab.txt)");
-            var tok = BertTextTokenizer.FromFolder(vocab);
-            var config = size is not null ? BertSizes.Create(size, tok.VocabSize) : BertConfig.Load(configPath!) with { VocabSize = tok.VocabSize };
-            return (BertForMaskedLM.CreateRandom(config, seed), tok, Path.GetFullPath(vocab), $"fresh {size ?? Path.GetFullPath(configPath!)} model (seed {seed})");
-        }
-        catch (ArgumentException e) when (size is not null && e.Message.StartsWith("size", StringComparison.Ordinal))
-        {
-            throw new UsageException($"--config-size: {e.Message}");
+            return setup.CreateModel();
         }
         catch (Exception e) when (e is CheckpointException or BertConfigException or IOException or InvalidDataException)
         {
             throw new CommandException(e.Message);
         }
-    }
-
-    private static TrainingHistory History(PretrainResult result, PretrainingOptions options, string origin, string outDir)
-    {
-        var points = result.Curve.Select(p =>
-        {
-            var metrics = new Dictionary<string, double> { ["learning_rate"] = p.LearningRate, ["tokens_seen"] = p.TokensSeen };
-            if (p.EvalLoss is { } l) metrics["eval_loss"] = l;
-            if (p.MaskedAccuracy is { } a) metrics["masked_accuracy"] = a;
-            return new EpochResult((int)p.Step, p.TrainLoss, metrics, p.Seconds);
-        }).ToList();
-        var info = new Dictionary<string, JsonNode?>
-        {
-            ["kind"] = "pretrain",
-            ["model"] = origin,
-            ["out"] = outDir,
-            ["steps"] = result.Steps,
-            ["completed"] = result.Completed,
-            ["stop_reason"] = result.StopReason,
-            ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 1),
-            ["tokens_seen"] = result.TokensSeen,
-            ["corpus_tokens"] = result.CorpusTokens,
-            ["train_sequences"] = result.TrainSequences,
-            ["train_seconds"] = Math.Round(result.TrainSeconds, 1),
-            ["pretrain_options"] = new JsonObject
-            {
-                ["max_steps"] = options.MaxSteps,
-                ["batch_size"] = options.BatchSize,
-                ["grad_accum"] = options.GradientAccumulationSteps,
-                ["seq_len"] = options.SequenceLength,
-                ["long_seq_len"] = options.LongSequenceLength,
-                ["lr"] = options.LearningRate,
-                ["warmup_steps"] = options.EffectiveWarmupSteps,
-                ["weight_decay"] = options.WeightDecay,
-                ["mask_probability"] = options.MaskProbability,
-                ["whole_word_masking"] = options.WholeWordMasking,
-                ["seed"] = options.Seed,
-                ["device"] = options.Device,
-                ["precision"] = options.Precision,
-            },
-        };
-        var data = options.Corpus.Select(f => TrainingDataFile.Describe("corpus", f)).ToList();
-        return new TrainingHistory(points, "masked_accuracy", data: data, info: info) { XAxis = "step" };
-    }
-
-    internal static string DefaultCacheDirectory()
-    {
-        if (Environment.GetEnvironmentVariable("BERTHOST_CACHE_DIR") is { Length: > 0 } dir) return dir;
-        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        var root = xdg is { Length: > 0 } ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-        return Path.Combine(root, "berthost", "tokens");
     }
 
     private static double? Double(ParsedArgs args, string name)
