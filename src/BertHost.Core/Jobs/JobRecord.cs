@@ -24,8 +24,12 @@ public static class JobStates
 /// <summary>Where a job resumed from its checkpoint after an interruption (the epoch, and the step within it, it went on from).</summary>
 public sealed record JobResumePoint(int Epoch, int Step);
 
-/// <summary>One epoch of a job: mean training loss, eval metrics (when evaluated) and its duration.</summary>
-public sealed record JobEpoch(int Epoch, double Loss, IReadOnlyDictionary<string, double>? Metrics, double Seconds);
+/// <summary>One epoch of a job: mean training loss, eval metrics (when evaluated) and its duration; a multitask job adds each task's loss and metrics.</summary>
+public sealed record JobEpoch(int Epoch, double Loss, IReadOnlyDictionary<string, double>? Metrics, double Seconds,
+    IReadOnlyDictionary<string, TaskEpochResult>? Tasks = null)
+{
+    public static JobEpoch Of(EpochResult e) => new(e.Epoch, e.TrainLoss, e.Metrics, Math.Round(e.Seconds, 3), e.Tasks?.Count > 1 ? e.Tasks : null);
+}
 
 /// <summary>
 /// Everything known about one job, persisted as <c>job.json</c> in the job's folder (snake_case JSON): what was asked

@@ -30,7 +30,8 @@ internal sealed class JobsHost : IAsyncDisposable
     public JobRunner Jobs { get; private set; } = null!;
     public HttpClient Client { get; private set; } = null!;
 
-    public static async Task<JobsHost> StartAsync(string jobsSection = "")
+    /// <param name="extraHeads">More entries of the YAML's heads list (they may use <c>weights: fixed-head</c>).</param>
+    public static async Task<JobsHost> StartAsync(string jobsSection = "", string extraHeads = "")
     {
         var folder = Directory.CreateTempSubdirectory("berthost-jobs-").FullName;
         var fixedWeights = Path.Combine(folder, "fixed-head");
@@ -60,6 +61,7 @@ internal sealed class JobsHost : IAsyncDisposable
               - name: echo
                 kind: echo-cls
                 plugin: {HeadTestSupport.TestHeadsPlugin}
+              {extraHeads}
             """);
         var host = new JobsHost(folder);
         await host.OpenAsync();
