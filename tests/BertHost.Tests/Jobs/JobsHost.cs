@@ -121,6 +121,29 @@ internal sealed class JobsHost : IAsyncDisposable
         return (string)body["id"]!;
     }
 
+    /// <summary>
+    /// Submits a job and stops this host as if killed (nothing more reaches the records) when the job reports
+    /// <paramref name="point"/> (an epoch; a pretrain job: a loss-curve step); returns the job's id.
+    /// </summary>
+    public async Task<string> SubmitAndKillAtAsync(object job, int point)
+    {
+        using var reached = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        string? killed = null;
+        Jobs.EpochEnded = (id, at) =>
+        {
+            if (id != killed || at != point) return;
+            reached.Set();
+            release.Wait(TimeSpan.FromSeconds(60));
+        };
+        killed = await SubmitAsync(job);
+        Assert.True(await Task.Run(() => reached.Wait(TimeSpan.FromSeconds(60))), $"job {killed} never reached {point}");
+        var kill = Jobs.AbandonAsync();
+        release.Set();
+        await kill;
+        return killed;
+    }
+
     /// <summary>Polls the job until <paramref name="until"/> holds for its record; returns it.</summary>
     public async Task<JsonNode> WaitAsync(string id, Func<JsonNode, bool> until, int timeoutSeconds = 120)
     {

@@ -127,20 +127,7 @@ public sealed class PretrainJobTests
         var reference = await host.SubmitAsync(job);
         var uninterrupted = await host.WaitForStateAsync(reference, JobStates.Succeeded);
 
-        using var reached = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        string? killed = null;
-        host.Jobs.EpochEnded = (id, step) =>
-        {
-            if (id != killed || step != 5) return;
-            reached.Set();
-            release.Wait(TimeSpan.FromSeconds(60));
-        };
-        killed = await host.SubmitAsync(job);
-        Assert.True(await Task.Run(() => reached.Wait(TimeSpan.FromSeconds(60))), "the job never reached step 5");
-        var kill = host.Jobs.AbandonAsync();
-        release.Set();
-        await kill;
+        var killed = await host.SubmitAndKillAtAsync(job, 5);
         var onDisk = JobRecord.FromJson(File.ReadAllText(Path.Combine(host.JobsDirectory, killed, JobStore.RecordFile)));
         Assert.Equal(JobStates.Running, onDisk.State);
 
