@@ -11,10 +11,24 @@ public static class BertInitializer
 {
     public static void Initialize(BertModel model, long seed)
     {
-        var std = model.Config.InitializerRange;
         using var generator = new Generator((ulong)seed);
         using var noGrad = no_grad();
-        foreach (var (_, module) in model.named_modules())
+        InitializeModules(model, model.Config.InitializerRange, generator);
+        model.embeddings.word_embeddings.weight![model.Config.PadTokenId].zero_();
+    }
+
+    /// <summary>A fresh masked-language-model head: the transform as above, the vocabulary bias 0 (as transformers does).</summary>
+    public static void Initialize(BertLMPredictionHead head, double initializerRange, long seed)
+    {
+        using var generator = new Generator((ulong)seed);
+        using var noGrad = no_grad();
+        InitializeModules(head, initializerRange, generator);
+        head.bias.zero_();
+    }
+
+    private static void InitializeModules(nn.Module root, double std, Generator generator)
+    {
+        foreach (var (_, module) in root.named_modules())
         {
             switch (module)
             {
@@ -31,7 +45,6 @@ public static class BertInitializer
                     break;
             }
         }
-        model.embeddings.word_embeddings.weight![model.Config.PadTokenId].zero_();
     }
 
     // Drawn from the explicit generator so the same seed gives the same weights on every run.

@@ -36,7 +36,7 @@ public static class BertKeyMap
         return IgnoredBodyKeys.Contains(name) ? (KeyKind.IgnoredBuffer, name) : (KeyKind.Body, name);
     }
 
-    private static string FixLegacyLayerNormName(string name)
+    internal static string FixLegacyLayerNormName(string name)
     {
         if (name.EndsWith(".gamma", StringComparison.Ordinal)) return name[..^".gamma".Length] + ".weight";
         if (name.EndsWith(".beta", StringComparison.Ordinal)) return name[..^".beta".Length] + ".bias";

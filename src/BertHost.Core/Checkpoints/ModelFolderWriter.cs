@@ -13,6 +13,17 @@ public static class ModelFolderWriter
     /// <param name="tokenizerFolder">Folder whose vocab.txt (required) and tokenizer files are copied.</param>
     public static void Save(BertModel model, string tokenizerFolder, string destination, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        var config = model.Config with { Architectures = model.Config.Architectures ?? ["BertModel"] };
+        Save(config, model.named_parameters().Select(p => (p.name, (TorchSharp.torch.Tensor)p.parameter)), tokenizerFolder, destination, metadata);
+    }
+
+    /// <summary>
+    /// The general form: <paramref name="config"/> as config.json and <paramref name="tensors"/> under the names given
+    /// (for example a <c>BertForMaskedLM</c>'s <c>bert.*</c> and <c>cls.*</c> keys).
+    /// </summary>
+    public static void Save(BertConfig config, IEnumerable<(string Name, TorchSharp.torch.Tensor Tensor)> tensors, string tokenizerFolder,
+        string destination, IReadOnlyDictionary<string, string>? metadata = null)
+    {
         var vocab = Path.Combine(tokenizerFolder, "vocab.txt");
         if (!File.Exists(vocab)) throw new CheckpointException($"{vocab}: file not found (a model folder needs the vocabulary it was built with)");
         Directory.CreateDirectory(destination);
@@ -25,12 +36,10 @@ public static class ModelFolderWriter
             // Copies of read-only sources (e.g. a shared model folder) stay writable, so a later save can replace them.
             File.SetAttributes(target, FileAttributes.Normal);
         }
-        var config = model.Config with { Architectures = model.Config.Architectures ?? ["BertModel"] };
         AtomicFile.WriteAllText(Path.Combine(destination, "config.json"), config.ToJson());
-        var tensors = model.named_parameters().Select(p => new KeyValuePair<string, TorchSharp.torch.Tensor>(p.name, p.parameter));
         var meta = new Dictionary<string, string> { ["format"] = "pt" };
         if (metadata is not null)
             foreach (var (k, v) in metadata) meta[k] = v;
-        SafetensorsWriter.Save(Path.Combine(destination, "model.safetensors"), tensors, meta);
+        SafetensorsWriter.Save(Path.Combine(destination, "model.safetensors"), tensors.Select(t => KeyValuePair.Create(t.Name, t.Tensor)), meta);
     }
 }

@@ -5,7 +5,7 @@ using BertHost.Core.Serving;
 namespace BertHost.Core.Jobs;
 
 /// <summary>
-/// What one kind of job does (<c>train</c>; other kinds such as MLM pre-training plug in the same way): check a
+/// What one kind of job does (<c>train</c>, <c>pretrain</c>): check a
 /// submission, run, and serve its output. The runner owns the queue, the states, persistence and cancellation.
 /// </summary>
 public interface IJobWork
@@ -64,7 +64,7 @@ public sealed class JobContext
     public JobEnvironment Environment { get; }
     public string Folder => Record.Folder;
 
-    /// <summary>Test hook: called on the job's thread after each epoch's result is recorded.</summary>
+    /// <summary>Test hook: called on the job's thread after each epoch's result (pretrain: each loss-curve point, with its step) is recorded.</summary>
     internal Action<int>? EpochEnded { get; init; }
 
     /// <summary>Applies <paramref name="change"/> to the record under the runner's lock; persisted now when <paramref name="persistNow"/>, else at most every few seconds.</summary>

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using BertHost.Core.Pretraining;
 using BertHost.Core.Training;
 
 namespace BertHost.Core.Jobs;
@@ -23,8 +24,12 @@ public static class JobStates
 /// <summary>Where a job resumed from its checkpoint after an interruption (the epoch, and the step within it, it went on from).</summary>
 public sealed record JobResumePoint(int Epoch, int Step);
 
-/// <summary>One epoch of a job: mean training loss, eval metrics (when evaluated) and its duration.</summary>
-public sealed record JobEpoch(int Epoch, double Loss, IReadOnlyDictionary<string, double>? Metrics, double Seconds);
+/// <summary>One epoch of a job: mean training loss, eval metrics (when evaluated) and its duration; a multitask job adds each task's loss and metrics.</summary>
+public sealed record JobEpoch(int Epoch, double Loss, IReadOnlyDictionary<string, double>? Metrics, double Seconds,
+    IReadOnlyDictionary<string, TaskEpochResult>? Tasks = null)
+{
+    public static JobEpoch Of(EpochResult e) => new(e.Epoch, e.TrainLoss, e.Metrics, Math.Round(e.Seconds, 3), e.Tasks?.Count > 1 ? e.Tasks : null);
+}
 
 /// <summary>
 /// Everything known about one job, persisted as <c>job.json</c> in the job's folder (snake_case JSON): what was asked
@@ -35,14 +40,17 @@ public sealed class JobRecord
 {
     public required string Id { get; init; }
 
-    /// <summary>What the job does: <c>train</c> (more kinds plug in through <see cref="IJobWork"/>).</summary>
+    /// <summary>What the job does: <c>train</c> or <c>pretrain</c> (more kinds plug in through <see cref="IJobWork"/>).</summary>
     public required string Kind { get; init; }
 
     /// <summary>The head trained (train jobs).</summary>
     public string? Head { get; init; }
 
-    /// <summary>head, partial or full (train jobs).</summary>
+    /// <summary>head, partial, full or multitask (train jobs).</summary>
     public string? Mode { get; init; }
+
+    /// <summary>The heads trained together (multitask train jobs).</summary>
+    public List<string>? Heads { get; init; }
 
     /// <summary>The hyper-parameters in force (as given, with the defaults filled in).</summary>
     public JsonObject Options { get; init; } = new();
@@ -63,12 +71,21 @@ public sealed class JobRecord
     /// <summary>Running mean of the training loss in the current epoch.</summary>
     public double? Loss { get; set; }
     public double? ExamplesPerSecond { get; set; }
+
+    /// <summary>Training tokens per second (pretrain jobs).</summary>
+    public double? TokensPerSecond { get; set; }
     public double? EtaSeconds { get; set; }
 
     public List<JobEpoch> EpochResults { get; set; } = [];
     public int? BestEpoch { get; set; }
     public IReadOnlyDictionary<string, double>? BestMetrics { get; set; }
     public bool? StoppedEarly { get; set; }
+
+    /// <summary>The loss curve of a pretrain job: running training loss every log_every steps, held-out eval loss and masked-token accuracy where evaluated.</summary>
+    public List<PretrainPoint>? Curve { get; set; }
+
+    /// <summary>Why a pretrain job stopped (max steps reached, or its time budget used).</summary>
+    public string? StopReason { get; set; }
 
     /// <summary>Why the job failed (a data error names its file and line).</summary>
     public string? Error { get; set; }

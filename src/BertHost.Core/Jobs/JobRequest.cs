@@ -10,13 +10,19 @@ namespace BertHost.Core.Jobs;
 public sealed class JobRequest
 {
     private readonly Dictionary<string, JsonElement> _fields = new(StringComparer.Ordinal);
+    private readonly string _prefix;
 
-    public JobRequest(JsonElement root)
+    /// <param name="prefix">Put before field names in messages (<c>tasks[1].</c> for an object nested in the submission).</param>
+    public JobRequest(JsonElement root, string prefix = "")
     {
+        _prefix = prefix;
         if (root.ValueKind != JsonValueKind.Object)
-            throw new ServingException(ServingError.BadRequest, $"the job must be a JSON object, got {JsonKinds.Describe(root.ValueKind)}");
+            throw new ServingException(ServingError.BadRequest, $"{(prefix.Length == 0 ? "the job" : prefix.TrimEnd('.'))} must be a JSON object, got {JsonKinds.Describe(root.ValueKind)}", prefix.Length == 0 ? null : prefix.TrimEnd('.'));
         foreach (var p in root.EnumerateObject()) _fields[p.Name] = p.Value;
     }
+
+    /// <summary>Whether the submission has the field (with a value other than null).</summary>
+    public bool Has(string name) => Value(name) is not null;
 
     public IEnumerable<string> Names => _fields.Keys;
 
@@ -25,7 +31,7 @@ public sealed class JobRequest
     {
         var unknown = _fields.Keys.FirstOrDefault(k => !allowed.Contains(k));
         if (unknown is not null)
-            throw new ServingException(ServingError.BadRequest, $"unknown field '{unknown}'; expected {string.Join(", ", allowed)}", unknown);
+            throw new ServingException(ServingError.BadRequest, $"unknown field '{_prefix}{unknown}'; expected {string.Join(", ", allowed)}", _prefix + unknown);
     }
 
     private JsonElement? Value(string name) =>
@@ -34,11 +40,11 @@ public sealed class JobRequest
     public string? String(string name, bool required = false)
     {
         if (Value(name) is not { } v)
-            return required ? throw new ServingException(ServingError.BadRequest, $"{name} is required", name) : null;
+            return required ? throw new ServingException(ServingError.BadRequest, $"{F(name)} is required", F(name)) : null;
         if (v.ValueKind != JsonValueKind.String)
-            throw new ServingException(ServingError.BadRequest, $"{name} must be a string, got {JsonKinds.Describe(v.ValueKind)}", name);
+            throw new ServingException(ServingError.BadRequest, $"{F(name)} must be a string, got {JsonKinds.Describe(v.ValueKind)}", F(name));
         var text = v.GetString()!;
-        if (text.Trim().Length == 0) throw new ServingException(ServingError.InvalidInput, $"{name} must not be empty", name);
+        if (text.Trim().Length == 0) throw new ServingException(ServingError.InvalidInput, $"{F(name)} must not be empty", F(name));
         return text;
     }
 
@@ -46,9 +52,9 @@ public sealed class JobRequest
     {
         if (Value(name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out var n))
-            throw new ServingException(ServingError.BadRequest, $"{name} must be an integer, got {Show(v)}", name);
+            throw new ServingException(ServingError.BadRequest, $"{F(name)} must be an integer, got {Show(v)}", F(name));
         if (n < min || n > max)
-            throw new ServingException(ServingError.InvalidInput, max == int.MaxValue ? $"{name} must be at least {min}, got {n}" : $"{name} must be between {min} and {max}, got {n}", name);
+            throw new ServingException(ServingError.InvalidInput, max == int.MaxValue ? $"{F(name)} must be at least {min}, got {n}" : $"{F(name)} must be between {min} and {max}, got {n}", F(name));
         return (int)n;
     }
 
@@ -56,10 +62,10 @@ public sealed class JobRequest
     {
         if (Value(name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Number)
-            throw new ServingException(ServingError.BadRequest, $"{name} must be a number, got {Show(v)}", name);
+            throw new ServingException(ServingError.BadRequest, $"{F(name)} must be a number, got {Show(v)}", F(name));
         var x = v.GetDouble();
         if (!double.IsFinite(x) || x < min || x > max)
-            throw new ServingException(ServingError.InvalidInput, max == double.MaxValue ? $"{name} must be at least {min}, got {x}" : $"{name} must be between {min} and {max}, got {x}", name);
+            throw new ServingException(ServingError.InvalidInput, max == double.MaxValue ? $"{F(name)} must be at least {min}, got {x}" : $"{F(name)} must be between {min} and {max}, got {x}", F(name));
         return x;
     }
 
@@ -70,9 +76,42 @@ public sealed class JobRequest
         {
             JsonValueKind.True => true,
             JsonValueKind.False => false,
-            _ => throw new ServingException(ServingError.BadRequest, $"{name} must be true or false, got {Show(v)}", name),
+            _ => throw new ServingException(ServingError.BadRequest, $"{F(name)} must be true or false, got {Show(v)}", F(name)),
         };
     }
+
+    /// <summary>An array of non-empty strings (a single string counts as one); null when absent.</summary>
+    public IReadOnlyList<string>? Strings(string name, bool required = false)
+    {
+        if (Value(name) is not { } v)
+            return required ? throw new ServingException(ServingError.BadRequest, $"{F(name)} is required", F(name)) : null;
+        if (v.ValueKind == JsonValueKind.String) return [String(name)!];
+        if (v.ValueKind != JsonValueKind.Array)
+            throw new ServingException(ServingError.BadRequest, $"{F(name)} must be an array of strings, got {Show(v)}", F(name));
+        var items = new List<string>();
+        foreach (var item in v.EnumerateArray())
+        {
+            var at = $"{F(name)}[{items.Count}]";
+            if (item.ValueKind != JsonValueKind.String)
+                throw new ServingException(ServingError.BadRequest, $"{at} must be a string, got {Show(item)}", F(name));
+            var text = item.GetString()!;
+            if (text.Trim().Length == 0) throw new ServingException(ServingError.InvalidInput, $"{at} must not be empty", F(name));
+            items.Add(text);
+        }
+        if (items.Count == 0) throw new ServingException(ServingError.InvalidInput, $"{F(name)} must not be empty", F(name));
+        return items;
+    }
+
+    /// <summary>An array of objects, each read as a request of its own (messages name <c>NAME[i].field</c>); null when absent.</summary>
+    public IReadOnlyList<JobRequest>? Objects(string name)
+    {
+        if (Value(name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Array)
+            throw new ServingException(ServingError.BadRequest, $"{F(name)} must be an array of objects, got {Show(v)}", F(name));
+        return v.EnumerateArray().Select((item, i) => new JobRequest(item, $"{F(name)}[{i}].")).ToList();
+    }
+
+    private string F(string name) => _prefix + name;
 
     private static string Show(JsonElement v) => v.ValueKind == JsonValueKind.Number ? v.GetRawText() : JsonKinds.Describe(v.ValueKind);
 }

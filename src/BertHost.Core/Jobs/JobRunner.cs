@@ -51,7 +51,7 @@ public sealed class JobRunner : IAsyncDisposable
     internal Action<string, int>? EpochEnded { get; set; }
 
     /// <summary>Loads the job history of the engine's deployment and starts the workers.</summary>
-    /// <param name="kinds">The job kinds offered; default: <see cref="TrainJobWork"/>.</param>
+    /// <param name="kinds">The job kinds offered; default: <see cref="TrainJobWork"/> and <see cref="PretrainJobWork"/>.</param>
     public static JobRunner Start(InferenceEngine engine, ILoggerFactory loggers, ServingMetrics? metrics = null, IEnumerable<IJobWork>? kinds = null)
     {
         var settings = engine.Config.Jobs;
@@ -62,7 +62,7 @@ public sealed class JobRunner : IAsyncDisposable
             BaseDirectory = Path.GetDirectoryName(engine.Config.SourcePath)!,
             Loggers = loggers,
         };
-        var runner = new JobRunner(environment, kinds ?? [new TrainJobWork()], metrics);
+        var runner = new JobRunner(environment, kinds ?? [new TrainJobWork(), new PretrainJobWork()], metrics);
         runner.Recover();
         for (var i = 0; i < settings.MaxConcurrent; i++) runner._workers.Add(Task.Run(runner.WorkAsync));
         return runner;
@@ -239,6 +239,7 @@ public sealed class JobRunner : IAsyncDisposable
         catch (Exception e)
         {
             var why = e is TrainingDataException or InvalidDataException or IOException or ArgumentException or HeadConfigurationException or ServingException
+                    or Checkpoints.CheckpointException or Bert.BertConfigException
                 ? e.Message
                 : $"{e.GetType().Name}: {e.Message}";
             _logger.LogError(e, "job {Job} failed: {Reason}", id, why);

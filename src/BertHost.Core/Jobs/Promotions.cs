@@ -45,6 +45,17 @@ public sealed record Promotions
         return this with { Heads = heads };
     }
 
+    /// <summary>Adds what job <paramref name="context"/> just swapped in (a body and/or head weights) to the file, so that a restart serves the same. The runner runs one promotion at a time.</summary>
+    public static void Record(JobContext context, string? body, IReadOnlyDictionary<string, string> heads)
+    {
+        var directory = context.Environment.Settings.Directory;
+        var now = DateTimeOffset.UtcNow;
+        var promotions = Load(directory, context.Environment.Loggers.CreateLogger<Promotions>());
+        foreach (var (name, folder) in heads) promotions = promotions.WithHead(name, new Promotion(folder, context.Record.Id, now));
+        if (body is not null) promotions = promotions with { Body = new Promotion(body, context.Record.Id, now) };
+        promotions.Save(directory);
+    }
+
     public void Save(string jobsDirectory)
     {
         var heads = new JsonObject();

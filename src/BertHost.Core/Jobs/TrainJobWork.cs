@@ -24,21 +24,24 @@ public sealed class TrainJobWork : IJobWork
     [
         "head", "train", "eval", "mode", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
         "gradient_accumulation_steps", "seed", "partial_layers", "patience", "eval_every_epoch", "checkpoint_every", "precision", "format",
-        "skip_malformed", "promote",
+        "skip_malformed", "promote", "tasks",
     ];
 
     /// <summary>The job folder's checkpoint sub-folder: the trainer resumes from it after an interruption.</summary>
     public const string CheckpointFolder = "checkpoint";
 
+    /// <summary>The <c>mode</c> of a job training several heads jointly (the body trains: fully, or its top <c>partial_layers</c>).</summary>
+    public const string Multitask = "multitask";
+
     public JobRecord Prepare(JobRequest request, JobEnvironment environment, JobIdentity identity)
     {
         var engine = environment.Engine;
-        var head = request.String("head", required: true)!;
-        var section = engine.FindSection(head)
-            ?? throw new ServingException(ServingError.UnknownHead, $"no head named '{head}' (heads: {string.Join(", ", engine.Config.Heads.Select(h => h.Name))})", "head");
-        if (engine.TrainingRefusal(section.Name) is { } refusal) throw new ServingException(ServingError.InvalidInput, refusal, "head");
-
-        var mode = Parse(request.String("mode") ?? "head", TrainingOptions.ParseMode, "mode");
+        var modeText = request.String("mode") ?? "head";
+        var multitask = string.Equals(modeText, Multitask, StringComparison.OrdinalIgnoreCase);
+        var (heads, data) = multitask ? Tasks(request, environment) : SingleTask(request, environment);
+        // Like `train --mode multitask`: the whole body trains, or only its top layers when partial_layers is given.
+        var mode = multitask ? (request.Has("partial_layers") ? TrainingMode.Partial : TrainingMode.Full)
+            : Parse(modeText, TrainingOptions.ParseMode, "mode", " (or multitask)");
         var layers = engine.Body.Config.NumHiddenLayers;
         var options = new TrainingOptions
         {
@@ -56,16 +59,17 @@ public sealed class TrainJobWork : IJobWork
             EvalEveryEpoch = request.Bool("eval_every_epoch") ?? true,
             CheckpointEverySteps = request.Int("checkpoint_every", 1),
             Precision = Parse(request.String("precision") ?? "fp32", TrainingOptions.ParsePrecision, "precision"),
+            CheckpointDirectory = Path.Combine(identity.Folder, CheckpointFolder),
         };
+        CheckTrainerAccepts(engine, heads, options);
 
         var format = request.String("format");
         var skipMalformed = request.Bool("skip_malformed") ?? false;
-        var data = new List<TrainingDataFile> { DataFile(request, "train", required: true, environment.BaseDirectory)! };
-        if (DataFile(request, "eval", required: false, environment.BaseDirectory) is { } eval) data.Add(eval);
         var promote = request.Bool("promote") ?? (mode == TrainingMode.Head || environment.Settings.BodySwap == "auto");
 
         var json = options.ToJson();
         json.Remove("mode");
+        if (multitask) json["body_mode"] = mode.ToString().ToLowerInvariant();
         json["checkpoint_every"] = options.CheckpointEverySteps;
         json["format"] = format;
         json["skip_malformed"] = skipMalformed;
@@ -75,8 +79,9 @@ public sealed class TrainJobWork : IJobWork
             Kind = KindName,
             Folder = identity.Folder,
             Created = identity.Created,
-            Head = section.Name,
-            Mode = mode.ToString().ToLowerInvariant(),
+            Head = multitask ? null : heads[0],
+            Heads = multitask ? heads.ToList() : null,
+            Mode = multitask ? Multitask : mode.ToString().ToLowerInvariant(),
             Options = json,
             Data = data,
             Epochs = options.Epochs,
@@ -84,7 +89,76 @@ public sealed class TrainJobWork : IJobWork
         };
     }
 
-    private static T Parse<T>(string text, Func<string, T> parse, string field)
+    /// <summary>head, train and eval of a one-head job.</summary>
+    private static (IReadOnlyList<string> Heads, List<TrainingDataFile> Data) SingleTask(JobRequest request, JobEnvironment environment)
+    {
+        if (request.Has("tasks")) throw new ServingException(ServingError.BadRequest, "tasks go with \"mode\": \"multitask\"", "tasks");
+        var head = TrainableHead(request, "head", environment.Engine);
+        var data = new List<TrainingDataFile> { DataFile(request, "train", required: true, environment.BaseDirectory)! };
+        if (DataFile(request, "eval", required: false, environment.BaseDirectory) is { } eval) data.Add(eval);
+        return ([head], data);
+    }
+
+    /// <summary>The tasks of a multitask job: at least two, distinct trainable heads, each with its readable train (and optional eval) file, recorded as HEAD.train / HEAD.eval.</summary>
+    private static (IReadOnlyList<string> Heads, List<TrainingDataFile> Data) Tasks(JobRequest request, JobEnvironment environment)
+    {
+        foreach (var field in new[] { "head", "train", "eval" })
+            if (request.Has(field)) throw new ServingException(ServingError.BadRequest, $"a multitask job names its heads and data in tasks, not in {field}", field);
+        var tasks = request.Objects("tasks") ?? throw new ServingException(ServingError.BadRequest, "tasks is required for a multitask job", "tasks");
+        if (tasks.Count < 2) throw new ServingException(ServingError.InvalidInput, $"tasks: a multitask job needs at least two tasks, got {tasks.Count}", "tasks");
+        var heads = new List<string>();
+        var data = new List<TrainingDataFile>();
+        for (var i = 0; i < tasks.Count; i++)
+        {
+            var task = tasks[i];
+            task.CheckKnown(["head", "train", "eval"]);
+            var head = TrainableHead(task, "head", environment.Engine, $"tasks[{i}].");
+            if (heads.Contains(head, StringComparer.OrdinalIgnoreCase))
+                throw new ServingException(ServingError.InvalidInput, $"tasks[{i}].head: head '{head}' is given more than once", $"tasks[{i}].head");
+            heads.Add(head);
+            data.Add(DataFile($"tasks[{i}].train", $"{head}.train", task.String("train", required: true)!, environment.BaseDirectory));
+            if (task.String("eval") is { } eval) data.Add(DataFile($"tasks[{i}].eval", $"{head}.eval", eval, environment.BaseDirectory));
+        }
+        return (heads, data);
+    }
+
+    /// <summary>The deployment's name of the head in <paramref name="field"/>: 404 when there is none, 422 when it cannot train.</summary>
+    private static string TrainableHead(JobRequest request, string field, InferenceEngine engine, string prefix = "")
+    {
+        var head = request.String(field, required: true)!;
+        var section = engine.FindSection(head)
+            ?? throw new ServingException(ServingError.UnknownHead, $"no head named '{head}' (heads: {string.Join(", ", engine.Config.Heads.Select(h => h.Name))})", prefix + field);
+        if (engine.TrainingRefusal(section.Name) is { } refusal) throw new ServingException(ServingError.InvalidInput, refusal, prefix + field);
+        return section.Name;
+    }
+
+    /// <summary>
+    /// Whatever the trainer itself refuses (fp16, bf16 on a non-float32 body, ...) is refused at submission, not when
+    /// the job runs: the trainer is built, on new head instances over the served body, and dropped.
+    /// </summary>
+    private static void CheckTrainerAccepts(InferenceEngine engine, IReadOnlyList<string> heads, TrainingOptions options)
+    {
+        using var lease = engine.AcquireBody();
+        var created = new List<IHead>();
+        try
+        {
+            foreach (var head in heads) created.Add(engine.CreateHead(head, lease.Body, engine.ServedWeights(head)));
+            _ = new Trainer(lease.Body, created, options);
+        }
+        catch (ArgumentException e)
+        {
+            var field = e.Message.StartsWith("precision", StringComparison.Ordinal) ? "precision"
+                : e.Message.StartsWith("partial layers", StringComparison.Ordinal) ? "partial_layers"
+                : null;
+            throw new ServingException(ServingError.InvalidInput, e.Message, field);
+        }
+        finally
+        {
+            foreach (var head in created) head.Dispose();
+        }
+    }
+
+    private static T Parse<T>(string text, Func<string, T> parse, string field, string more = "")
     {
         try
         {
@@ -92,7 +166,7 @@ public sealed class TrainJobWork : IJobWork
         }
         catch (ArgumentException e)
         {
-            throw new ServingException(ServingError.InvalidInput, e.Message, field);
+            throw new ServingException(ServingError.InvalidInput, e.Message + more, field);
         }
     }
 
@@ -100,25 +174,35 @@ public sealed class TrainJobWork : IJobWork
     private static TrainingDataFile? DataFile(JobRequest request, string field, bool required, string baseDirectory)
     {
         var text = request.String(field, required);
-        if (text is null) return null;
-        string path;
-        try
-        {
-            path = Path.GetFullPath(Path.Combine(baseDirectory, text));
-        }
-        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
-        {
-            throw new ServingException(ServingError.InvalidInput, $"{field}: not a valid path '{text}'", field);
-        }
+        return text is null ? null : DataFile(field, field, text, baseDirectory);
+    }
+
+    /// <summary>The file <paramref name="text"/> (relative to the deployment's folder) described for the record as <paramref name="role"/>; 422 naming <paramref name="field"/> when it is missing or unreadable.</summary>
+    internal static TrainingDataFile DataFile(string field, string role, string text, string baseDirectory)
+    {
+        var path = ResolvePath(field, text, baseDirectory);
         if (!File.Exists(path))
             throw new ServingException(ServingError.InvalidInput, $"{field}: file not found: {path}", field);
         try
         {
-            return TrainingDataFile.Describe(field, path);
+            return TrainingDataFile.Describe(role, path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ServingException(ServingError.InvalidInput, $"{field}: cannot read {path}: {e.Message}", field);
+        }
+    }
+
+    /// <summary>A path of a submission, resolved against the deployment's folder (422 naming the field when it is not a path).</summary>
+    internal static string ResolvePath(string field, string text, string baseDirectory)
+    {
+        try
+        {
+            return Path.GetFullPath(Path.Combine(baseDirectory, text));
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            throw new ServingException(ServingError.InvalidInput, $"{field}: not a valid path '{text}'", field);
         }
     }
 
@@ -128,7 +212,7 @@ public sealed class TrainJobWork : IJobWork
         var o = record.Options;
         return new TrainingOptions
         {
-            Mode = TrainingOptions.ParseMode(record.Mode ?? "head"),
+            Mode = TrainingOptions.ParseMode(record.Mode == Multitask ? (string)o["body_mode"]! : record.Mode ?? "head"),
             Epochs = (int)o["epochs"]!,
             BatchSize = (int)o["batch_size"]!,
             LearningRate = (double)o["learning_rate"]!,
@@ -153,12 +237,7 @@ public sealed class TrainJobWork : IJobWork
         var engine = context.Environment.Engine;
         var logger = context.Environment.Loggers.CreateLogger($"BertHost.Jobs.{record.Id}");
         var options = OptionsOf(record);
-        foreach (var file in record.Data)
-        {
-            var now = TrainingDataFile.Describe(file.Role, file.Path);
-            if (now.Sha256 != file.Sha256)
-                throw new InvalidDataException($"{file.Role} data {file.Path} changed since the job was submitted (sha256 {file.Sha256}, now {now.Sha256}); submit a new job");
-        }
+        CheckDataUnchanged(record);
 
         using var lease = engine.AcquireBody();
         var served = lease.Body;
@@ -169,62 +248,83 @@ public sealed class TrainJobWork : IJobWork
         {
             var body = own ?? served;
             context.Update(r => r.BodyFingerprint = served.Fingerprint, persistNow: true);
-            using var head = engine.CreateHead(record.Head!, body, engine.ServedWeights(record.Head!));
-            var dataOptions = new TrainingDataOptions
+            var names = HeadsOf(record);
+            var heads = new List<IHead>();
+            try
             {
-                Format = (string?)record.Options["format"],
-                SkipMalformed = (bool?)record.Options["skip_malformed"] ?? false,
-                SkippedRecords = (file, line, reason) => logger.LogWarning("{File}:{Line}: skipped: {Reason}", file, line, reason),
-            };
-            var train = Read(head, record.Data.Single(d => d.Role == "train"), dataOptions);
-            var evalFile = record.Data.FirstOrDefault(d => d.Role == "eval");
-            var eval = evalFile is null ? null : Read(head, evalFile, dataOptions);
+                foreach (var name in names) heads.Add(engine.CreateHead(name, body, engine.ServedWeights(name)));
+                var dataOptions = new TrainingDataOptions
+                {
+                    Format = (string?)record.Options["format"],
+                    SkipMalformed = (bool?)record.Options["skip_malformed"] ?? false,
+                    SkippedRecords = (file, line, reason) => logger.LogWarning("{File}:{Line}: skipped: {Reason}", file, line, reason),
+                };
+                var tasks = heads.Select(head =>
+                {
+                    var prefix = record.Mode == Multitask ? head.Name + "." : "";
+                    var evalFile = record.Data.FirstOrDefault(d => d.Role == prefix + "eval");
+                    return new TrainingTask(head, Read(head, record.Data.Single(d => d.Role == prefix + "train"), dataOptions),
+                        evalFile is null ? null : Read(head, evalFile, dataOptions));
+                }).ToList();
 
-            var trainer = new Trainer(body, head, options);
-            var result = trainer.Train(train, eval, new Progress(context), cancellationToken, epoch =>
-            {
-                context.Update(r => AddEpoch(r, epoch), persistNow: true);
-                context.EpochEnded?.Invoke(epoch.Epoch);
-            });
-            cancellationToken.ThrowIfCancellationRequested();
-            if (result.ResumedFromEpoch is { } resumedEpoch)
-            {
-                logger.LogInformation("job {Job} resumed from its checkpoint at epoch {Epoch}, step {Step}", record.Id, resumedEpoch, result.ResumedFromStep);
-                context.Update(r => r.ResumedFrom = new JobResumePoint(resumedEpoch, result.ResumedFromStep ?? 0));
-            }
+                var trainer = new Trainer(body, heads, options);
+                var result = trainer.Train(tasks, new Progress(context), cancellationToken, epoch =>
+                {
+                    context.Update(r => AddEpoch(r, epoch), persistNow: true);
+                    context.EpochEnded?.Invoke(epoch.Epoch);
+                });
+                cancellationToken.ThrowIfCancellationRequested();
+                if (result.ResumedFromEpoch is { } resumedEpoch)
+                {
+                    logger.LogInformation("job {Job} resumed from its checkpoint at epoch {Epoch}, step {Step}", record.Id, resumedEpoch, result.ResumedFromStep);
+                    context.Update(r => r.ResumedFrom = new JobResumePoint(resumedEpoch, result.ResumedFromStep ?? 0));
+                }
 
-            var fingerprint = served.Fingerprint;
-            if (own is not null)
-            {
-                WriteFolder(Path.Combine(context.Folder, "body"), temp => ModelFolderWriter.Save(own.Model, own.Folder, temp));
-                fingerprint = BodyFingerprint.Compute(own.Model, Path.Combine(own.Folder, "vocab.txt"));
+                var fingerprint = served.Fingerprint;
+                if (own is not null)
+                {
+                    WriteFolder(Path.Combine(context.Folder, "body"), temp => ModelFolderWriter.Save(own.Model, own.Folder, temp));
+                    fingerprint = BodyFingerprint.Compute(own.Model, Path.Combine(own.Folder, "vocab.txt"));
+                }
+                var metrics = result.BestMetrics ?? result.Epochs[^1].Metrics;
+                var reported = result.BestEpoch is { } best ? result.Epochs[best - 1] : result.Epochs[^1];
+                foreach (var head in heads)
+                {
+                    var headMetrics = heads.Count == 1 ? metrics : reported.Tasks?[head.Name].Metrics;
+                    WriteFolder(HeadFolder(record, head.Name), temp => head.Save(temp, new HeadSaveInfo(fingerprint, headMetrics)));
+                }
+                var info = new Dictionary<string, JsonNode?>
+                {
+                    ["job"] = record.Id,
+                    ["head"] = record.Head,
+                    ["heads"] = record.Heads is null ? null : new JsonArray(heads.Select(h => (JsonNode)new JsonObject { ["name"] = h.Name, ["kind"] = h.Kind }).ToArray()),
+                    ["kind"] = heads.Count == 1 ? heads[0].Kind : null,
+                    ["body"] = served.Folder,
+                    ["body_fingerprint"] = fingerprint,
+                    ["train_examples"] = tasks.Sum(t => t.Train.Count),
+                    ["eval_examples"] = tasks.Sum(t => t.Eval?.Count ?? 0),
+                    ["best_epoch"] = result.BestEpoch,
+                    ["stopped_early"] = result.StoppedEarly,
+                    ["out"] = context.Folder,
+                };
+                foreach (var key in info.Where(kv => kv.Value is null && kv.Key is "head" or "heads" or "kind").Select(kv => kv.Key).ToList()) info.Remove(key);
+                var primary = heads.Count == 1 ? heads[0].Training!.CreateMetric().Primary : TrainingMetrics.MeanPrimary;
+                new TrainingHistory(result.Epochs, primary, options, record.Data, info).WriteTo(context.Folder);
+                context.Update(r =>
+                {
+                    // The trainer's list is complete even when the host died between a checkpoint and the record's update.
+                    r.EpochResults = result.Epochs.Select(JobEpoch.Of).ToList();
+                    r.BestEpoch = result.BestEpoch;
+                    r.BestMetrics = metrics;
+                    r.StoppedEarly = result.StoppedEarly;
+                    r.OutputFingerprint = fingerprint;
+                    r.EtaSeconds = 0;
+                }, persistNow: true);
             }
-            var metrics = result.BestMetrics ?? result.Epochs[^1].Metrics;
-            WriteFolder(Path.Combine(context.Folder, "head"), temp => head.Save(temp, new HeadSaveInfo(fingerprint, metrics)));
-            var info = new Dictionary<string, JsonNode?>
+            finally
             {
-                ["job"] = record.Id,
-                ["head"] = record.Head,
-                ["kind"] = head.Kind,
-                ["body"] = served.Folder,
-                ["body_fingerprint"] = fingerprint,
-                ["train_examples"] = train.Count,
-                ["eval_examples"] = eval?.Count ?? 0,
-                ["best_epoch"] = result.BestEpoch,
-                ["stopped_early"] = result.StoppedEarly,
-                ["out"] = context.Folder,
-            };
-            new TrainingHistory(result.Epochs, head.Training!.CreateMetric().Primary, options, record.Data, info).WriteTo(context.Folder);
-            context.Update(r =>
-            {
-                // The trainer's list is complete even when the host died between a checkpoint and the record's update.
-                r.EpochResults = result.Epochs.Select(e => new JobEpoch(e.Epoch, e.TrainLoss, e.Metrics, Math.Round(e.Seconds, 3))).ToList();
-                r.BestEpoch = result.BestEpoch;
-                r.BestMetrics = metrics;
-                r.StoppedEarly = result.StoppedEarly;
-                r.OutputFingerprint = fingerprint;
-                r.EtaSeconds = 0;
-            }, persistNow: true);
+                foreach (var head in heads) head.Dispose();
+            }
         }
         finally
         {
@@ -236,26 +336,40 @@ public sealed class TrainJobWork : IJobWork
     {
         var record = context.Record;
         var engine = context.Environment.Engine;
-        var headFolder = Path.Combine(context.Folder, "head");
+        var heads = HeadsOf(record).ToDictionary(h => h, h => HeadFolder(record, h));
         if (record.Mode == "head")
         {
             var served = engine.Body.Fingerprint;
             if (record.OutputFingerprint != served)
                 throw new ServingException(ServingError.Conflict,
                     $"job {record.Id} trained head {record.Head} on body {record.OutputFingerprint}, the served body is {served}; submit a new job");
-            await engine.SwapHeadAsync(record.Head!, headFolder, record.Id);
+            await engine.SwapHeadAsync(record.Head!, heads[record.Head!], record.Id);
+            Promotions.Record(context, null, heads);
         }
         else
         {
-            await engine.SwapBodyAsync(Path.Combine(context.Folder, "body"), new Dictionary<string, string> { [record.Head!] = headFolder }, record.Id);
+            // The new body and every head trained with it start serving together (one drain).
+            var body = Path.Combine(context.Folder, "body");
+            await engine.SwapBodyAsync(body, heads, record.Id);
+            Promotions.Record(context, body, heads);
         }
-        // Recorded so that a restart serves the same (the runner runs one promotion at a time).
-        var directory = context.Environment.Settings.Directory;
-        var now = DateTimeOffset.UtcNow;
-        var promotions = Promotions.Load(directory, context.Environment.Loggers.CreateLogger<TrainJobWork>())
-            .WithHead(record.Head!, new Promotion(headFolder, record.Id, now));
-        if (record.Mode != "head") promotions = promotions with { Body = new Promotion(Path.Combine(context.Folder, "body"), record.Id, now) };
-        promotions.Save(directory);
+    }
+
+    private static IReadOnlyList<string> HeadsOf(JobRecord record) => record.Heads ?? [record.Head!];
+
+    /// <summary>Where a head's trained weights go: <c>JOB/head</c>, or <c>JOB/heads/NAME</c> in a multitask job.</summary>
+    private static string HeadFolder(JobRecord record, string head) =>
+        record.Mode == Multitask ? Path.Combine(record.Folder, "heads", head) : Path.Combine(record.Folder, "head");
+
+    /// <summary>Fails the job when a data file changed since submission (its sha256 is in the record).</summary>
+    internal static void CheckDataUnchanged(JobRecord record)
+    {
+        foreach (var file in record.Data)
+        {
+            var now = TrainingDataFile.Describe(file.Role, file.Path);
+            if (now.Sha256 != file.Sha256)
+                throw new InvalidDataException($"{file.Role} data {file.Path} changed since the job was submitted (sha256 {file.Sha256}, now {now.Sha256}); submit a new job");
+        }
     }
 
     private static List<HeadFeatures> Read(IHead head, TrainingDataFile file, TrainingDataOptions options)
@@ -269,12 +383,12 @@ public sealed class TrainJobWork : IJobWork
     {
         // A resumed run reports its epochs again from the checkpoint on: one entry per epoch number.
         record.EpochResults.RemoveAll(e => e.Epoch >= epoch.Epoch);
-        record.EpochResults.Add(new JobEpoch(epoch.Epoch, epoch.TrainLoss, epoch.Metrics, Math.Round(epoch.Seconds, 3)));
+        record.EpochResults.Add(JobEpoch.Of(epoch));
         record.Epoch = epoch.Epoch;
     }
 
     /// <summary>Writes a whole folder under a temporary name, then renames it into place (replacing an older one).</summary>
-    private static void WriteFolder(string destination, Action<string> write)
+    internal static void WriteFolder(string destination, Action<string> write)
     {
         var temp = destination + $".{Guid.NewGuid():N}.tmp";
         try

@@ -49,6 +49,10 @@ public sealed class TrainingHistory
     }
 
     public string? PrimaryMetric { get; }
+
+    /// <summary>What the points are numbered by: <c>epoch</c> (training heads) or <c>step</c> (pre-training's loss curve).
+    /// It names the CSV's first column and the plot's x axis.</summary>
+    public string XAxis { get; init; } = "epoch";
     public TrainingOptions? Options { get; }
     public IReadOnlyList<TrainingDataFile> Data { get; }
     public IReadOnlyDictionary<string, JsonNode?> Info { get; }
@@ -78,6 +82,7 @@ public sealed class TrainingHistory
         var root = new JsonObject();
         foreach (var (k, v) in Info) root[k] = v?.DeepClone();
         root["primary_metric"] = PrimaryMetric;
+        if (XAxis != "epoch") root["x_axis"] = XAxis;
         if (Options is { } o)
         {
             root["options"] = o.ToJson();
@@ -109,7 +114,7 @@ public sealed class TrainingHistory
     {
         var names = MetricNames;
         var sb = new StringBuilder();
-        sb.Append("epoch,loss,seconds");
+        sb.Append(CsvCell(XAxis)).Append(",loss,seconds");
         foreach (var n in names) sb.Append(',').Append(CsvCell(n));
         sb.Append('\n');
         foreach (var e in _epochs)
@@ -149,7 +154,7 @@ public sealed class TrainingHistory
 
         var sb = new StringBuilder();
         sb.Append(Inv($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"11\">\n"));
-        sb.Append("  <title>").Append(SecurityElement.Escape($"Training loss and {PrimaryMetric ?? "metric"} per epoch")).Append("</title>\n");
+        sb.Append("  <title>").Append(SecurityElement.Escape($"Training loss and {PrimaryMetric ?? "metric"} per {XAxis}")).Append("</title>\n");
         sb.Append(Inv($"  <rect x=\"0\" y=\"0\" width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n"));
         // Axes.
         sb.Append(Inv($"  <g stroke=\"#333\" stroke-width=\"1\" fill=\"none\">\n"));
@@ -167,7 +172,7 @@ public sealed class TrainingHistory
             sb.Append(Inv($"    <text x=\"{F(x)}\" y=\"{top + plotH + 16}\">{ep}</text>\n"));
         }
         sb.Append("  </g>\n");
-        sb.Append(Inv($"  <text x=\"{left + plotW / 2}\" y=\"{height - 10}\" text-anchor=\"middle\">epoch</text>\n"));
+        sb.Append(Inv($"  <text x=\"{left + plotW / 2}\" y=\"{height - 10}\" text-anchor=\"middle\">{SecurityElement.Escape(XAxis)}</text>\n"));
         // Y ticks: 5 per axis.
         sb.Append("  <g class=\"y-ticks-loss\" text-anchor=\"end\" fill=\"#1f77b4\">\n");
         for (var i = 0; i <= 4; i++)

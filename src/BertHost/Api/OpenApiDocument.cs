@@ -95,7 +95,7 @@ internal static class OpenApiDocument
     "/v1/jobs": {
       "post": {
         "operationId": "submitJob",
-        "summary": "Queues a training job (trains a head of the deployment while the host keeps serving). Data paths are on the host, relative to the deployment's folder.",
+        "summary": "Queues a job (train: a head, or several with the body; pretrain: masked-LM pre-training of a body) that runs while the host keeps serving. Data paths are on the host, relative to the deployment's folder.",
         "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/JobRequest" } } } },
         "responses": {
           "202": { "description": "Queued; Location is the job's URL.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Job" } } } },
@@ -268,16 +268,20 @@ internal static class OpenApiDocument
         "required": ["outputs"],
         "properties": { "outputs": { "type": "array", "items": { "type": "object", "additionalProperties": true, "description": "Output of each head, keyed by head name." } } }
       },
-      "JobRequest": {
+      "JobRequest": { "oneOf": [ { "$ref": "#/components/schemas/TrainJobRequest" }, { "$ref": "#/components/schemas/PretrainJobRequest" } ] },
+      "TrainJobRequest": {
         "type": "object",
-        "required": ["head", "train"],
+        "description": "A train job: head and train, or (mode multitask) tasks.",
         "additionalProperties": false,
         "properties": {
           "kind": { "type": "string", "enum": ["train"], "default": "train" },
+          "tasks": { "type": "array", "minItems": 2, "description": "mode multitask: the heads trained jointly with the body, each with its data.",
+            "items": { "type": "object", "required": ["head", "train"], "additionalProperties": false, "properties": {
+              "head": { "type": "string" }, "train": { "type": "string" }, "eval": { "type": "string" } } } },
           "head": { "type": "string", "description": "The head to train (it must support training)." },
           "train": { "type": "string", "description": "Training data file on the host (relative to the deployment's folder)." },
           "eval": { "type": "string", "description": "Evaluation data file (per-epoch metrics; the best epoch is kept)." },
-          "mode": { "type": "string", "enum": ["head", "partial", "full"], "default": "head" },
+          "mode": { "type": "string", "enum": ["head", "partial", "full", "multitask"], "default": "head" },
           "epochs": { "type": "integer", "minimum": 1, "default": 3 },
           "batch_size": { "type": "integer", "minimum": 1, "default": 16 },
           "learning_rate": { "type": "number", "minimum": 0, "description": "Default 1e-3 (head), 3e-5 (partial, full)." },
@@ -289,9 +293,44 @@ internal static class OpenApiDocument
           "partial_layers": { "type": "integer", "minimum": 1, "default": 1 },
           "patience": { "type": "integer", "minimum": 1, "description": "Early stopping after this many epochs without improvement." },
           "eval_every_epoch": { "type": "boolean", "default": true },
+          "checkpoint_every": { "type": "integer", "minimum": 1, "description": "Also checkpoint every N optimizer steps (always after every epoch)." },
+          "precision": { "type": "string", "enum": ["fp32", "bf16", "auto"], "default": "fp32", "description": "Arithmetic of the body's passes; fp16 is refused (422)." },
           "format": { "type": "string", "description": "Data format name; default: from the file." },
           "skip_malformed": { "type": "boolean", "default": false },
           "promote": { "type": "boolean", "description": "Serve the result when the job succeeds; default true for head mode, jobs.body_swap == auto for partial/full." }
+        }
+      },
+      "PretrainJobRequest": {
+        "type": "object",
+        "required": ["kind", "corpus"],
+        "additionalProperties": false,
+        "description": "Masked-LM pre-training (as berthost pretrain); give exactly one of config_size, config and from. The output body serves only when promoted (jobs.body_swap).",
+        "properties": {
+          "kind": { "type": "string", "enum": ["pretrain"] },
+          "corpus": { "type": "array", "items": { "type": "string" }, "minItems": 1, "description": "Plain-text files (.txt, .gz, .xz) on the host." },
+          "config_size": { "type": "string", "enum": ["tiny", "mini", "small", "medium", "base", "large"] },
+          "config": { "type": "string", "description": "config.json of a fresh model." },
+          "from": { "type": "string", "description": "Model folder to continue from, or \"served\" (a copy of the served body)." },
+          "vocab": { "type": "string", "description": "Folder with vocab.txt for a fresh model; default: the served body's." },
+          "max_steps": { "type": "integer", "minimum": 1, "default": 10000 },
+          "max_minutes": { "type": "number", "exclusiveMinimum": 0 },
+          "batch_size": { "type": "integer", "minimum": 1, "default": 32 },
+          "grad_accum": { "type": "integer", "minimum": 1, "default": 1 },
+          "seq_len": { "type": "integer", "minimum": 8, "default": 128 },
+          "long_seq_len": { "type": "integer", "minimum": 8 },
+          "long_fraction": { "type": "number", "minimum": 0, "maximum": 1, "default": 0.1 },
+          "learning_rate": { "type": "number", "exclusiveMinimum": 0, "default": 0.0005 },
+          "warmup": { "type": "integer", "minimum": 0, "description": "Warmup steps; default 6 % of max_steps." },
+          "weight_decay": { "type": "number", "minimum": 0, "default": 0.01 },
+          "mask_prob": { "type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.15 },
+          "whole_word": { "type": "boolean", "default": false },
+          "eval_every": { "type": "integer", "minimum": 0, "default": 500 },
+          "eval_sequences": { "type": "integer", "minimum": 1, "default": 256 },
+          "checkpoint_every": { "type": "integer", "minimum": 0, "default": 1000 },
+          "log_every": { "type": "integer", "minimum": 1, "default": 50 },
+          "seed": { "type": "integer", "minimum": 0, "default": 42 },
+          "precision": { "type": "string", "enum": ["fp32", "tf32"], "default": "fp32" },
+          "promote": { "type": "boolean", "description": "Serve the new body when the job succeeds; default jobs.body_swap == auto." }
         }
       },
       "Job": {
@@ -303,6 +342,7 @@ internal static class OpenApiDocument
           "kind": { "type": "string" },
           "head": { "type": "string" },
           "mode": { "type": "string" },
+          "heads": { "type": "array", "items": { "type": "string" }, "description": "Multitask jobs: the heads trained." },
           "state": { "type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] },
           "options": { "type": "object", "additionalProperties": true },
           "data": { "type": "array", "items": { "type": "object", "properties": {
@@ -311,9 +351,14 @@ internal static class OpenApiDocument
           "started": { "type": "string", "format": "date-time" },
           "finished": { "type": "string", "format": "date-time" },
           "epoch": { "type": "integer" }, "epochs": { "type": "integer" }, "step": { "type": "integer" }, "total_steps": { "type": "integer" },
-          "loss": { "type": "number" }, "examples_per_second": { "type": "number" }, "eta_seconds": { "type": "number" },
+          "loss": { "type": "number" }, "examples_per_second": { "type": "number" }, "tokens_per_second": { "type": "number" }, "eta_seconds": { "type": "number" },
+          "curve": { "type": "array", "description": "Pretrain jobs: the loss curve.", "items": { "type": "object", "properties": {
+            "step": { "type": "integer" }, "train_loss": { "type": "number" }, "eval_loss": { "type": "number" }, "masked_accuracy": { "type": "number" },
+            "learning_rate": { "type": "number" }, "tokens_seen": { "type": "integer" }, "seconds": { "type": "number" } } } },
+          "stop_reason": { "type": "string" },
           "epoch_results": { "type": "array", "items": { "type": "object", "properties": {
-            "epoch": { "type": "integer" }, "loss": { "type": "number" }, "metrics": { "type": "object", "additionalProperties": { "type": "number" } }, "seconds": { "type": "number" } } } },
+            "epoch": { "type": "integer" }, "loss": { "type": "number" }, "metrics": { "type": "object", "additionalProperties": { "type": "number" } }, "seconds": { "type": "number" },
+            "tasks": { "type": "object", "description": "Multitask jobs: each head's loss and metrics.", "additionalProperties": { "type": "object" } } } } },
           "best_epoch": { "type": "integer" },
           "best_metrics": { "type": "object", "additionalProperties": { "type": "number" } },
           "error": { "type": "string", "description": "Why the job failed (data errors name file and line)." },

@@ -22,21 +22,8 @@ public sealed class JobResumeTests
         var reference = await host.SubmitAsync(job);
         var uninterrupted = await host.WaitForStateAsync(reference, JobStates.Succeeded);
 
-        using var reached = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        string? killed = null;
-        host.Jobs.EpochEnded = (id, epoch) =>
-        {
-            if (id != killed || epoch != 2) return;
-            reached.Set();
-            release.Wait(TimeSpan.FromSeconds(60));
-        };
-        killed = await host.SubmitAsync(job);
-        Assert.True(await Task.Run(() => reached.Wait(TimeSpan.FromSeconds(60))), "the job never reached epoch 2");
         // The process "dies" at the end of epoch 2: the record on disk still says running.
-        var kill = host.Jobs.AbandonAsync();
-        release.Set();
-        await kill;
+        var killed = await host.SubmitAndKillAtAsync(job, 2);
         var onDisk = JobRecord.FromJson(File.ReadAllText(Path.Combine(host.JobsDirectory, killed, JobStore.RecordFile)));
         Assert.Equal(JobStates.Running, onDisk.State);
         Assert.Equal([1, 2], onDisk.EpochResults.Select(e => e.Epoch));

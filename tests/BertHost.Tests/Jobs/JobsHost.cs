@@ -30,7 +30,8 @@ internal sealed class JobsHost : IAsyncDisposable
     public JobRunner Jobs { get; private set; } = null!;
     public HttpClient Client { get; private set; } = null!;
 
-    public static async Task<JobsHost> StartAsync(string jobsSection = "")
+    /// <param name="extraHeads">More entries of the YAML's heads list (they may use <c>weights: fixed-head</c>).</param>
+    public static async Task<JobsHost> StartAsync(string jobsSection = "", string extraHeads = "")
     {
         var folder = Directory.CreateTempSubdirectory("berthost-jobs-").FullName;
         var fixedWeights = Path.Combine(folder, "fixed-head");
@@ -60,6 +61,7 @@ internal sealed class JobsHost : IAsyncDisposable
               - name: echo
                 kind: echo-cls
                 plugin: {HeadTestSupport.TestHeadsPlugin}
+              {extraHeads}
             """);
         var host = new JobsHost(folder);
         await host.OpenAsync();
@@ -117,6 +119,29 @@ internal sealed class JobsHost : IAsyncDisposable
         var (status, body) = await PostAsync("/v1/jobs", job);
         Assert.True(status == 202, body.ToJsonString());
         return (string)body["id"]!;
+    }
+
+    /// <summary>
+    /// Submits a job and stops this host as if killed (nothing more reaches the records) when the job reports
+    /// <paramref name="point"/> (an epoch; a pretrain job: a loss-curve step); returns the job's id.
+    /// </summary>
+    public async Task<string> SubmitAndKillAtAsync(object job, int point)
+    {
+        using var reached = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        string? killed = null;
+        Jobs.EpochEnded = (id, at) =>
+        {
+            if (id != killed || at != point) return;
+            reached.Set();
+            release.Wait(TimeSpan.FromSeconds(60));
+        };
+        killed = await SubmitAsync(job);
+        Assert.True(await Task.Run(() => reached.Wait(TimeSpan.FromSeconds(60))), $"job {killed} never reached {point}");
+        var kill = Jobs.AbandonAsync();
+        release.Set();
+        await kill;
+        return killed;
     }
 
     /// <summary>Polls the job until <paramref name="until"/> holds for its record; returns it.</summary>

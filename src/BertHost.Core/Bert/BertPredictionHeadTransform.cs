@@ -1,0 +1,26 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Bert;
+
+/// <summary>dense → activation → LayerNorm before the vocabulary projection (HF <c>BertPredictionHeadTransform</c>).</summary>
+public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
+{
+    public readonly Linear dense;
+    public readonly LayerNorm LayerNorm;
+    private readonly Func<Tensor, Tensor> _activation;
+
+    public BertPredictionHeadTransform(BertConfig config) : base(nameof(BertPredictionHeadTransform))
+    {
+        dense = nn.Linear(config.HiddenSize, config.HiddenSize);
+        LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        _activation = Activations.Get(config.HiddenAct);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor hidden)
+    {
+        using var scope = NewDisposeScope();
+        return LayerNorm.call(_activation(dense.call(hidden))).MoveToOuterDisposeScope();
+    }
+}
