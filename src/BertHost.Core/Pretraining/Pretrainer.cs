@@ -24,7 +24,8 @@ namespace BertHost.Core.Pretraining;
 /// </summary>
 public sealed class Pretrainer
 {
-    private const string StateFile = "state.json";
+    /// <summary>The run state in a checkpoint folder; its presence means a run there resumes.</summary>
+    public const string StateFile = "state.json";
     private const string OptimizerFile = "optimizer.bin";
     private const string ModelFolder = "model";
 
