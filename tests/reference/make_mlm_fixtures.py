@@ -20,11 +20,11 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bert_reference as ref  # noqa: E402
+from make_model_fixtures import rnd  # noqa: E402  (same rounding as the body fixtures)
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 FOLDER = os.path.join(REPO, "tests", "BertHost.Tests", "Fixtures", "models", "tiny-bert-pt")
 OUT = os.path.join(REPO, "tests", "BertHost.Tests", "Fixtures", "models", "tiny-bert-pt.mlm.expected.json")
-SIG = 7
 TOP_K = 5
 
 CASES = {
@@ -32,14 +32,6 @@ CASES = {
     "two_masks": "[MASK] dog is very [MASK] today",
     "no_special_inside": "she said no",
 }
-
-
-def rnd(x):
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to(torch.float64).tolist()
-    if isinstance(x, list):
-        return [rnd(v) for v in x]
-    return float(f"{x:.{SIG}g}")
 
 
 def decode(vocab, ids, skip_special):

@@ -24,7 +24,8 @@ namespace BertHost.Core.Pretraining;
 /// </summary>
 public sealed class Pretrainer
 {
-    private const string StateFile = "state.json";
+    /// <summary>The run state in a checkpoint folder; its presence means a run there resumes.</summary>
+    public const string StateFile = "state.json";
     private const string OptimizerFile = "optimizer.bin";
     private const string ModelFolder = "model";
 
@@ -128,7 +129,8 @@ public sealed class Pretrainer
                     using var scope = NewDisposeScope();
                     var batch = data.TrainBatch(step, micro, masker);
                     manual_seed(Seeds.Mix(_options.Seed, micro));
-                    using var loss = Loss(batch, device);
+                    var (logits, targets) = MaskedLogits(batch, device);
+                    using var loss = nn.functional.cross_entropy(logits, targets);
                     stepLoss += loss.item<float>() / _options.GradientAccumulationSteps;
                     (_options.GradientAccumulationSteps > 1 ? loss.div(_options.GradientAccumulationSteps) : loss).backward();
                     runTokens += batch.RealTokens;
@@ -197,19 +199,19 @@ public sealed class Pretrainer
     public void SaveModel(string destination, IReadOnlyDictionary<string, string>? metadata = null) =>
         MaskedLMCheckpoint.Save(_model, _tokenizerFolder, destination, metadata);
 
-    /// <summary>Mean cross-entropy over the masked positions; only those positions go through the vocabulary projection.</summary>
-    private Tensor Loss(MaskedBatch batch, Device device)
+    /// <summary>
+    /// Logits at the masked positions and their targets: only those positions go through the vocabulary projection.
+    /// The tensors belong to the caller's dispose scope.
+    /// </summary>
+    private (Tensor Logits, Tensor Targets) MaskedLogits(MaskedBatch batch, Device device)
     {
-        using var ids = tensor(batch.InputIds, [batch.Rows, batch.Length], ScalarType.Int64, device);
-        using var mask = tensor(batch.AttentionMask, [batch.Rows, batch.Length], ScalarType.Int64, device);
-        using var types = zeros_like(ids);
-        using var positions = tensor(batch.Positions, ScalarType.Int64, device);
-        using var targets = tensor(batch.Targets, ScalarType.Int64, device);
-        using var output = _model.bert.Forward(ids, types, mask, outputHiddenStates: false);
-        using var flat = output.LastHiddenState.reshape(-1, _model.Config.HiddenSize);
-        using var picked = flat.index_select(0, positions);
-        using var logits = _model.Predict(picked);
-        return nn.functional.cross_entropy(logits, targets);
+        var ids = tensor(batch.InputIds, [batch.Rows, batch.Length], ScalarType.Int64, device);
+        var mask = tensor(batch.AttentionMask, [batch.Rows, batch.Length], ScalarType.Int64, device);
+        var positions = tensor(batch.Positions, ScalarType.Int64, device);
+        var targets = tensor(batch.Targets, ScalarType.Int64, device);
+        using var output = _model.bert.Forward(ids, zeros_like(ids), mask, outputHiddenStates: false);
+        var logits = _model.Predict(output.LastHiddenState.reshape(-1, _model.Config.HiddenSize).index_select(0, positions));
+        return (logits, targets);
     }
 
     private (double Loss, double Accuracy) Evaluate(PretrainData data, MlmMasker masker, Device device, IProgress<PretrainProgress>? progress, RunState state, Stopwatch clock)
@@ -224,13 +226,7 @@ public sealed class Pretrainer
             foreach (var batch in data.EvalBatches(masker))
             {
                 using var scope = NewDisposeScope();
-                using var ids = tensor(batch.InputIds, [batch.Rows, batch.Length], ScalarType.Int64, device);
-                using var mask = tensor(batch.AttentionMask, [batch.Rows, batch.Length], ScalarType.Int64, device);
-                using var types = zeros_like(ids);
-                using var positions = tensor(batch.Positions, ScalarType.Int64, device);
-                using var targets = tensor(batch.Targets, ScalarType.Int64, device);
-                using var output = _model.bert.Forward(ids, types, mask, outputHiddenStates: false);
-                var logits = _model.Predict(output.LastHiddenState.reshape(-1, _model.Config.HiddenSize).index_select(0, positions));
+                var (logits, targets) = MaskedLogits(batch, device);
                 lossSum += nn.functional.cross_entropy(logits, targets, reduction: nn.Reduction.Sum).item<float>();
                 correct += logits.argmax(-1).eq(targets).sum().item<long>();
                 total += batch.Targets.Length;

@@ -122,6 +122,8 @@ public sealed class PretrainCommand : ICommand
             }
             var parameters = model.parameters().Sum(p => p.numel());
             context.Error.WriteLine($"berthost pretrain: {origin}: {model.Config.NumHiddenLayers} layers, hidden {model.Config.HiddenSize}, {parameters:N0} parameters; checkpoint {options.CheckpointDirectory}");
+            if (File.Exists(Path.Combine(options.CheckpointDirectory, Pretrainer.StateFile)))
+                context.Error.WriteLine($"berthost pretrain: resuming from the checkpoint in {options.CheckpointDirectory} (its weights replace the starting ones)");
             var live = ReferenceEquals(context.Error, Console.Error) && !Console.IsErrorRedirected;
             var bar = new PretrainProgressBar(context.Error, live);
             PretrainResult result;

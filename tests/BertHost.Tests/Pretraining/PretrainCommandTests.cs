@@ -44,6 +44,7 @@ public sealed class PretrainCommandTests : IDisposable
         Assert.True(again.ExitCode == 0, again.Error);
         Assert.Contains("\"steps\":3,\"completed\":true", again.Out);
         Assert.Contains("\"resumed\":true", again.Out);
+        Assert.Contains("resuming from the checkpoint in", again.Error);
     }
 
     [Fact]

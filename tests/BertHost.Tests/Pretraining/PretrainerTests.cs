@@ -124,7 +124,7 @@ public sealed class PretrainerTests : IDisposable
         Assert.Contains("time budget", result.StopReason);
         Assert.True(File.Exists(Path.Combine(options.CheckpointDirectory, "model", "model.safetensors")));
         // No temporary or previous checkpoint folder is left beside it.
-        Assert.Empty(Directory.GetDirectories(_dir.FullName).Where(d => Path.GetFileName(d).StartsWith("budget.", StringComparison.Ordinal)));
+        Assert.DoesNotContain(Directory.GetDirectories(_dir.FullName), d => Path.GetFileName(d).StartsWith("budget.", StringComparison.Ordinal));
 
         var e = Assert.Throws<ArgumentException>(() => Run(options with { BatchSize = 4, MaxMinutes = null }));
         Assert.Contains("batch_size 8 → 4", e.Message);
