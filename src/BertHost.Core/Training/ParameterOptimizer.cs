@@ -14,8 +14,8 @@ internal sealed class ParameterOptimizer : IDisposable
 
     public ParameterOptimizer(IReadOnlyList<(string Key, Parameter Parameter)> parameters, double lr, double weightDecay)
     {
-        var decay = parameters.Where(p => Decays(p.Key, p.Parameter)).ToList();
-        var noDecay = parameters.Where(p => !Decays(p.Key, p.Parameter)).ToList();
+        var decay = parameters.Where(p => OptimizerGroups.Decays(p.Key, p.Parameter)).ToList();
+        var noDecay = parameters.Where(p => !OptimizerGroups.Decays(p.Key, p.Parameter)).ToList();
         var groups = new List<AdamW.ParamGroup>();
         if (decay.Count > 0) groups.Add(new AdamW.ParamGroup(decay.Select(p => p.Parameter), new AdamW.Options { LearningRate = lr, weight_decay = weightDecay }));
         if (noDecay.Count > 0) groups.Add(new AdamW.ParamGroup(noDecay.Select(p => p.Parameter), new AdamW.Options { LearningRate = lr, weight_decay = 0.0 }));
@@ -62,9 +62,6 @@ internal sealed class ParameterOptimizer : IDisposable
         }
     }
 
-    private static bool Decays(string name, Tensor p) =>
-        p.dim() > 1 && !name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains("LayerNorm", StringComparison.OrdinalIgnoreCase)
-        && !name.Contains("layer_norm", StringComparison.OrdinalIgnoreCase);
 
     public void Dispose() => _adam.Dispose();
 }

@@ -144,7 +144,7 @@ public sealed class Trainer
             var stepsPerEpoch = Plan(1).Count;
             var totalSteps = stepsPerEpoch * _options.Epochs;
             var warmup = (int)Math.Ceiling(totalSteps * _options.WarmupRatio);
-            double Factor(int step) => step < warmup ? (step + 1.0) / (warmup + 1.0) : Math.Max(0.0, (double)(totalSteps - step) / Math.Max(1, totalSteps - warmup));
+            double Factor(int step) => LinearSchedule.Factor(step, warmup, totalSteps);
 
             var identity = Identity(tasks);
             var s = new CheckpointState { Identity = identity, Epoch = 1, LossSums = new double[tasks.Count], LossCounts = new int[tasks.Count] };
