@@ -36,9 +36,14 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
     public BodyOutput Forward(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask, bool outputHiddenStates)
     {
         CheckInputs(inputIds, tokenTypeIds, attentionMask);
-        // Without padding the mask is a no-op; leaving it out lets libtorch pick its fused (flash) attention kernels,
-        // which refuse an explicit mask: about 1.4x the throughput of bert-base in bf16 on an H100.
-        using var maskBias = HasPadding(attentionMask) ? AdditiveMask(attentionMask, embeddings.word_embeddings.weight!.dtype) : null;
+        return ForwardPadded(inputIds, tokenTypeIds, attentionMask, HasPadding(attentionMask), outputHiddenStates);
+    }
+
+    private BodyOutput ForwardPadded(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask, bool hasPadding, bool outputHiddenStates)
+    {
+        // Without padding the mask is a no-op; leaving it out lets libtorch pick its fused attention kernels, which
+        // refuse an explicit mask.
+        using var maskBias = hasPadding ? AdditiveMask(attentionMask, embeddings.word_embeddings.weight!.dtype) : null;
         var embedded = embeddings.call(inputIds, tokenTypeIds);
         List<Tensor>? states = outputHiddenStates ? [embedded] : null;
         var last = encoder.Run(embedded, maskBias, states);
@@ -62,8 +67,8 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
     public BodyOutput ForwardSkippingPadding(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask, bool outputHiddenStates)
     {
         CheckInputs(inputIds, tokenTypeIds, attentionMask);
-        using (var smallest = attentionMask.min())
-            if (training || smallest.item<long>() != 0) return Forward(inputIds, tokenTypeIds, attentionMask, outputHiddenStates);
+        var hasPadding = HasPadding(attentionMask);
+        if (training || !hasPadding) return ForwardPadded(inputIds, tokenTypeIds, attentionMask, hasPadding, outputHiddenStates);
         _packed ??= new PackedEncoder(this);
         using var maskBias = AdditiveMask(attentionMask, embeddings.word_embeddings.weight!.dtype);
         using var embedded = embeddings.call(inputIds, tokenTypeIds);
