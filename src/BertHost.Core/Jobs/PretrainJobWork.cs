@@ -256,7 +256,7 @@ public sealed class PretrainJobWork : IJobWork
         if (result.Resumed) logger.LogInformation("job {Job} resumed from its checkpoint", record.Id);
 
         var bodyFolder = Path.Combine(context.Folder, "body");
-        TrainJobWork.WriteFolder(bodyFolder, temp => pretrainer.SaveModel(temp,
+        AtomicFolder.Replace(bodyFolder, temp => pretrainer.SaveModel(temp,
             new Dictionary<string, string> { ["berthost.pretrain_steps"] = result.Steps.ToString(CultureInfo.InvariantCulture) }));
         var fingerprint = BodyFingerprint.Compute(model.bert, Path.Combine(bodyFolder, "vocab.txt"));
         PretrainSetup.History(result, options, start.Origin, bodyFolder).WriteTo(context.Folder);

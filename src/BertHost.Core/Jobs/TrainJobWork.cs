@@ -283,7 +283,7 @@ public sealed class TrainJobWork : IJobWork
                 var fingerprint = served.Fingerprint;
                 if (own is not null)
                 {
-                    WriteFolder(Path.Combine(context.Folder, "body"), temp => ModelFolderWriter.Save(own.Model, own.Folder, temp));
+                    AtomicFolder.Replace(Path.Combine(context.Folder, "body"), temp => ModelFolderWriter.Save(own.Model, own.Folder, temp));
                     fingerprint = BodyFingerprint.Compute(own.Model, Path.Combine(own.Folder, "vocab.txt"));
                 }
                 var metrics = result.BestMetrics ?? result.Epochs[^1].Metrics;
@@ -291,7 +291,7 @@ public sealed class TrainJobWork : IJobWork
                 foreach (var head in heads)
                 {
                     var headMetrics = heads.Count == 1 ? metrics : reported.Tasks?[head.Name].Metrics;
-                    WriteFolder(HeadFolder(record, head.Name), temp => head.Save(temp, new HeadSaveInfo(fingerprint, headMetrics)));
+                    AtomicFolder.Replace(HeadFolder(record, head.Name), temp => head.Save(temp, new HeadSaveInfo(fingerprint, headMetrics)));
                 }
                 var info = new Dictionary<string, JsonNode?>
                 {
@@ -387,22 +387,6 @@ public sealed class TrainJobWork : IJobWork
         record.Epoch = epoch.Epoch;
     }
 
-    /// <summary>Writes a whole folder under a temporary name, then renames it into place (replacing an older one).</summary>
-    internal static void WriteFolder(string destination, Action<string> write)
-    {
-        var temp = destination + $".{Guid.NewGuid():N}.tmp";
-        try
-        {
-            write(temp);
-            if (Directory.Exists(destination)) Directory.Delete(destination, recursive: true);
-            Directory.Move(temp, destination);
-        }
-        catch
-        {
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-            throw;
-        }
-    }
 
     /// <summary>Step progress into the record (persisted by the runner at most every few seconds).</summary>
     private sealed class Progress(JobContext context) : IProgress<TrainingProgress>

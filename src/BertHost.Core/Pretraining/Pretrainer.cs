@@ -244,38 +244,21 @@ public sealed class Pretrainer
     {
         var dir = Path.GetFullPath(_options.CheckpointDirectory);
         if (File.Exists(Path.Combine(dir, StateFile))) return dir;
-        var parent = Path.GetDirectoryName(dir)!;
-        if (!Directory.Exists(parent)) return null;
-        return Directory.GetDirectories(parent, Path.GetFileName(dir) + ".old-*")
-            .Where(d => File.Exists(Path.Combine(d, StateFile)))
-            .OrderByDescending(Directory.GetLastWriteTimeUtc)
-            .FirstOrDefault();
+        return AtomicFolder.Recoverable(dir).FirstOrDefault(d => File.Exists(Path.Combine(d, StateFile)));
     }
 
     /// <summary>Writes weights, optimizer state and run state to a new folder, then swaps it in (never a half-written checkpoint).</summary>
     private void Checkpoint(AdamW optimizer, RunState state, IProgress<PretrainProgress>? progress, Stopwatch clock)
     {
         progress?.Report(new PretrainProgress(PretrainPhase.Checkpointing, state.Step, _options.MaxSteps, double.NaN, 0, 0, clock.Elapsed, TimeSpan.Zero));
-        var dir = Path.GetFullPath(_options.CheckpointDirectory);
-        var temp = $"{dir}.tmp-{Guid.NewGuid():N}";
-        var old = $"{dir}.old-{Guid.NewGuid():N}";
-        Directory.CreateDirectory(temp);
-        try
+        AtomicFolder.Replace(_options.CheckpointDirectory, temp =>
         {
+            Directory.CreateDirectory(temp);
             MaskedLMCheckpoint.Save(_model, _tokenizerFolder, Path.Combine(temp, ModelFolder),
                 new Dictionary<string, string> { ["berthost.pretrain_step"] = state.Step.ToString() });
             optimizer.save_state_dict(Path.Combine(temp, OptimizerFile));
             File.WriteAllText(Path.Combine(temp, StateFile), state.ToJson());
-            if (Directory.Exists(dir)) Directory.Move(dir, old);
-            Directory.Move(temp, dir);
-            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-            foreach (var stale in Directory.GetDirectories(Path.GetDirectoryName(dir)!, Path.GetFileName(dir) + ".old-*"))
-                Directory.Delete(stale, recursive: true);
-        }
-        finally
-        {
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        }
+        });
     }
 
     /// <summary>The resumable part of a run (state.json).</summary>
