@@ -2,16 +2,22 @@ using static TorchSharp.torch;
 
 namespace BertHost.Core.Bert;
 
-/// <summary>The activations transformers' <c>ACT2FN</c> names that BERT checkpoints use.</summary>
+/// <summary>
+/// An activation transformers' <c>ACT2FN</c> names; <see cref="OneDnnEpilogue"/> is the same function as oneDNN's
+/// linear kernel applies it in its epilogue (null when it has none).
+/// </summary>
+internal sealed record Activation(string Name, Func<Tensor, Tensor> Apply, string? OneDnnEpilogue);
+
+/// <summary>The activations BERT checkpoints use.</summary>
 internal static class Activations
 {
-    public static Func<Tensor, Tensor> Get(string name) => name switch
+    public static Activation Get(string name) => name switch
     {
         // "gelu" in transformers is the exact erf form, which is libtorch's default.
-        "gelu" => x => nn.functional.gelu(x),
-        "gelu_new" or "gelu_pytorch_tanh" => GeluTanh,
-        "relu" => x => nn.functional.relu(x),
-        "silu" or "swish" => x => nn.functional.silu(x),
+        "gelu" => new(name, x => nn.functional.gelu(x), OneDnnLinear.Epilogues.Gelu),
+        "gelu_new" or "gelu_pytorch_tanh" => new(name, GeluTanh, OneDnnLinear.Epilogues.GeluTanh),
+        "relu" => new(name, x => nn.functional.relu(x), OneDnnLinear.Epilogues.Relu),
+        "silu" or "swish" => new(name, x => nn.functional.silu(x), null),
         _ => throw new BertConfigException($"hidden_act '{name}' is not supported"),
     };
 

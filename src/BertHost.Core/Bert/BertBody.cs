@@ -43,6 +43,12 @@ public sealed class BertBody : IDisposable
 
     public BodyLoadReport LoadReport { get; }
 
+    /// <summary>The oneDNN-layout weight copies inference passes use (null when not prepacked).</summary>
+    public PrepackedWeights? Prepacked { get; private init; }
+
+    /// <summary>Why the weights are not prepacked (null when they are).</summary>
+    public string? NotPrepackedReason { get; private init; }
+
     /// <summary>
     /// Loads <c>config.json</c>, <c>vocab.txt</c> (+ <c>tokenizer_config.json</c>) and the weights of a Hugging Face model
     /// folder. Every problem is a <see cref="BodyLoadException"/> whose message names the file and what is wrong.
@@ -81,9 +87,14 @@ public sealed class BertBody : IDisposable
             var (fingerprint, encoderFingerprint) = BodyFingerprint.ComputeBoth(model, Path.Combine(folder, "vocab.txt"));
             model.to(device).to(dtype);
             model.eval();
+            if (device.type == DeviceType.CPU) NativeHeap.EnsureTuned();
+            string? notPrepacked = "not asked for";
+            var prepacked = options.PrepackWeights ? PrepackedWeights.Pack(model, out notPrepacked) : null;
             return new BertBody(folder, config, tokenizer, model, device, dtype, fingerprint, report, options.MaxSequenceLength)
             {
                 EncoderFingerprint = encoderFingerprint,
+                Prepacked = prepacked,
+                NotPrepackedReason = prepacked is null ? notPrepacked : null,
             };
         }
         catch
@@ -167,7 +178,11 @@ public sealed class BertBody : IDisposable
     private static int ModelMaxSequenceLength(BertConfig config, BertTextTokenizer tokenizer) =>
         Math.Min(config.MaxPositionEmbeddings, tokenizer.Settings.ModelMaxLength);
 
-    public void Dispose() => Model.Dispose();
+    public void Dispose()
+    {
+        Prepacked?.Dispose();
+        Model.Dispose();
+    }
 
     private static T Wrap<T>(Func<T> load)
     {

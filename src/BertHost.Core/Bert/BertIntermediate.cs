@@ -7,7 +7,7 @@ namespace BertHost.Core.Bert;
 public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 {
     public readonly Linear dense;
-    private readonly Func<Tensor, Tensor> _activation;
+    private readonly Activation _activation;
 
     public BertIntermediate(BertConfig config) : base(nameof(BertIntermediate))
     {
@@ -16,9 +16,5 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor hidden)
-    {
-        using var projected = dense.Project(hidden);
-        return _activation(projected);
-    }
+    public override Tensor forward(Tensor hidden) => dense.Project(hidden, _activation);
 }

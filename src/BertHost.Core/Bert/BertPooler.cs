@@ -17,7 +17,7 @@ public sealed class BertPooler : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hidden)
     {
         using var first = hidden.select(1, 0);
-        using var projected = dense.call(first);
+        using var projected = dense.Project(first);
         return projected.tanh();
     }
 }

@@ -8,7 +8,7 @@ public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
 {
     public readonly Linear dense;
     public readonly LayerNorm LayerNorm;
-    private readonly Func<Tensor, Tensor> _activation;
+    private readonly Activation _activation;
 
     public BertPredictionHeadTransform(BertConfig config) : base(nameof(BertPredictionHeadTransform))
     {
@@ -21,6 +21,6 @@ public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hidden)
     {
         using var scope = NewDisposeScope();
-        return LayerNorm.call(_activation(dense.call(hidden))).MoveToOuterDisposeScope();
+        return LayerNorm.call(dense.Project(hidden, _activation)).MoveToOuterDisposeScope();
     }
 }

@@ -12,6 +12,12 @@ public sealed record BodyOptions
     /// <summary>Cap on the sequence length inputs are truncated to (≤ the model's own limit); null = the model's limit.</summary>
     public int? MaxSequenceLength { get; init; }
 
+    /// <summary>
+    /// Keep a oneDNN-layout copy of every Linear weight for inference on the CPU in float32 (faster passes, twice the
+    /// Linear weights' memory; see <see cref="PrepackedWeights"/>). Only for bodies whose weights stay fixed while served.
+    /// </summary>
+    public bool PrepackWeights { get; init; }
+
     /// <summary>Return every layer's hidden states from <see cref="BertBody.Forward(BertHost.Core.Text.PaddedBatch,bool)"/> by default.</summary>
     public bool OutputHiddenStates { get; init; }
 }

@@ -30,9 +30,9 @@ internal sealed class PackedEncoder(BertModel model)
         {
             using var scope = NewDisposeScope();
             var a = layer.attention.@self;
-            var q = Pad(a.query.call(x), index, b, t);
-            var k = Pad(a.key.call(x), index, b, t);
-            var v = Pad(a.value.call(x), index, b, t);
+            var q = Pad(a.query.Project(x), index, b, t);
+            var k = Pad(a.key.Project(x), index, b, t);
+            var v = Pad(a.value.Project(x), index, b, t);
             var context = nn.functional.scaled_dot_product_attention(q, k, v, maskBias)
                 .transpose(1, 2).reshape(b * t, _hidden).index_select(0, index);
             var attended = layer.attention.output.call(context, x);

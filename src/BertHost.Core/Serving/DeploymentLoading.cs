@@ -9,12 +9,17 @@ namespace BertHost.Core.Serving;
 /// <summary>How a deployment's body and heads are built, shared by serving and training so both see the same heads.</summary>
 public static class DeploymentLoading
 {
-    /// <summary>The body of a deployment; a body that does not load throws <see cref="BodyLoadException"/>.</summary>
-    public static BertBody LoadBody(HostConfig config) => BertBody.Load(config.Body.Checkpoint, new BodyOptions
+    /// <summary>
+    /// The body of a deployment; a body that does not load throws <see cref="BodyLoadException"/>. Only a body loaded
+    /// <paramref name="forServing"/> gets prepacked weights (<c>body.prepack_weights</c>): a body about to be trained would
+    /// pay their memory for nothing.
+    /// </summary>
+    public static BertBody LoadBody(HostConfig config, bool forServing = false) => BertBody.Load(config.Body.Checkpoint, new BodyOptions
     {
         Device = config.Body.Device,
         DType = config.Body.DType,
         MaxSequenceLength = config.Body.MaxSequenceLength,
+        PrepackWeights = forServing && config.Body.PrepackWeights,
     });
 
     /// <summary>The checkpoint store heads get: it fingerprints task folders without a vocabulary with the body's.</summary>

@@ -71,9 +71,9 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
             logger.LogInformation("serving body {Folder} promoted by job {Job} instead of {Configured}", promotedBody.Path, promotedBody.Job, config.Body.Checkpoint);
             bodyConfig = config with { Body = config.Body with { Checkpoint = promotedBody.Path } };
         }
-        var body = DeploymentLoading.LoadBody(bodyConfig);
-        logger.LogInformation("body {Folder} loaded on {Device} as {DType}: {Layers} layers, hidden {Hidden}, {Fingerprint}",
-            body.Folder, body.Device, body.DType, body.Config.NumHiddenLayers, body.Config.HiddenSize, body.Fingerprint);
+        var body = DeploymentLoading.LoadBody(bodyConfig, forServing: true);
+        logger.LogInformation("body {Folder} loaded on {Device} as {DType}: {Layers} layers, hidden {Hidden}, {Fingerprint}; {Prepacked}",
+            body.Folder, body.Device, body.DType, body.Config.NumHiddenLayers, body.Config.HiddenSize, body.Fingerprint, DescribePrepacking(body));
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
         var store = DeploymentLoading.CheckpointStoreFor(body);
         var slots = config.Heads.Select(h =>
@@ -85,6 +85,10 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         }).ToList();
         return new InferenceEngine(config, body, store, plugins, slots, metrics, loggers, logger);
     }
+
+    private static string DescribePrepacking(BertBody body) => body.Prepacked is { } p
+        ? $"Linear weights prepacked for oneDNN ({p.Bytes / 1e6:F0} MB)"
+        : $"Linear weights not prepacked ({body.NotPrepackedReason})";
 
     private static HeadSlot LoadHead(HostConfig config, HeadSection section, string? weights, string? job, BertBody body, PluginCatalog plugins,
         ICheckpointStore store, ILoggerFactory loggers)
@@ -213,7 +217,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     /// </summary>
     public async Task SwapBodyAsync(string bodyFolder, IReadOnlyDictionary<string, string> headWeights, string? job)
     {
-        var body = DeploymentLoading.LoadBody(_config with { Body = _config.Body with { Checkpoint = bodyFolder } });
+        var body = DeploymentLoading.LoadBody(_config with { Body = _config.Body with { Checkpoint = bodyFolder } }, forServing: true);
         var store = DeploymentLoading.CheckpointStoreFor(body);
         var built = new Dictionary<string, IHead>(StringComparer.OrdinalIgnoreCase);
         var replaced = new List<IHead>();
@@ -282,6 +286,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         ["vocab_size"] = Body.Config.VocabSize,
         ["max_sequence_length"] = Body.MaxSequenceLength,
         ["has_pooler"] = Body.Model.HasPooler,
+        ["prepacked_weights_bytes"] = Body.Prepacked?.Bytes ?? 0,
         ["body_passes"] = Scheduler.BodyPasses,
         ["body_rows"] = Scheduler.BodyRows,
     };

@@ -111,6 +111,8 @@ public sealed class Trainer
         Dictionary<string, Tensor>? best = null;
         try
         {
+            // Packed inference copies of weights that are about to change would go stale.
+            if (BodyTrains) PrepackedWeights.Release(_body.Model);
             foreach (var (name, p) in bodyParams) p.requires_grad = BodyTrains && BodyParameterTrains(name);
             var bodyTrainable = bodyParams.Where(p => p.parameter.requires_grad).Select(p => ("body/" + p.name, p.parameter)).ToList();
             if (Precision == TrainingPrecision.Bf16) _lowPrecision = new LowPrecisionBody(_body.Model, ScalarType.BFloat16, _body.Device);

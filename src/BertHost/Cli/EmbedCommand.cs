@@ -58,7 +58,7 @@ public sealed class EmbedCommand : ICommand
         BertBody body;
         try
         {
-            body = BertBody.Load(model, new BodyOptions { Device = args.Get("device") ?? "auto", DType = args.Get("dtype") ?? "float32" });
+            body = BertBody.Load(model, new BodyOptions { Device = args.Get("device") ?? "auto", DType = args.Get("dtype") ?? "float32", PrepackWeights = true });
         }
         catch (BodyLoadException e)
         {

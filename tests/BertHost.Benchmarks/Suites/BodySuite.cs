@@ -31,7 +31,11 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
         {
             var folder = BenchModels.Ensure(name, options.WorkFolder);
             var onCpuFp32 = options.Device == "cpu" && DeviceSelection.ParseDType(options.DType) == ScalarType.Float32;
-            using var body = BertBody.Load(folder, new BodyOptions { Device = options.Device, DType = options.DType });
+            // The body as `serve` loads it (prepacked weights where they apply), and on CPU float32 the same body with
+            // libtorch's plain Linear, so the prepacking's effect is measured in the same rounds.
+            using var body = BertBody.Load(folder, new BodyOptions { Device = options.Device, DType = options.DType, PrepackWeights = true });
+            using var plain = body.Prepacked is not null ? BertBody.Load(folder, new BodyOptions { Device = "cpu" }) : null;
+            if (body.NotPrepackedReason is { } why) section.Notes.Add($"{BenchModels.Describe(name)}: weights not prepacked ({why}).");
             using var onnx = withOnnx && onCpuFp32 ? CreateOnnx(body, section, name) : null;
             if (withOnnx && !onCpuFp32)
                 section.Notes.Add($"ONNX Runtime is compared on CPU float32 only; {options.Device}/{options.DType} rows are the host alone.");
@@ -41,11 +45,12 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
             {
                 var batch = PaddedBatch.Create(Synthetic(b, SequenceLength, body.Config.VocabSize, seed: b), body.Tokenizer.PadTokenId);
                 var contenders = new List<Contender> { new("host", () => HostPass(body, batch)) };
+                if (plain is not null) contenders.Add(new Contender("host, weights not prepacked", () => HostPass(plain, batch)));
                 if (onnx is not null) contenders.Add(new Contender("onnxruntime", () => onnx.Infer(batch)));
                 // A GPU pass takes milliseconds: more calls per block keep the launch/sync overhead out of the figure.
                 var calls = body.Device.type == TorchSharp.DeviceType.CUDA ? Math.Max(8, 2048 / b) : Math.Max(1, (name == "base" ? 2 : 8) * 8 / b);
                 var stats = Measure.RoundRobin(contenders, _warmup, _rounds, options.Quick ? Math.Max(1, calls / 2) : calls);
-                AddRows(section, name, $"{b}×{SequenceLength}", stats, b, b * SequenceLength, ["host"]);
+                AddRows(section, name, $"{b}×{SequenceLength}", stats, b, b * SequenceLength, ["host", "host, weights not prepacked"]);
             }
 
             if (sentences is not null) RunMix(section, name, body, onnx, sentences);

@@ -17,7 +17,7 @@ public sealed class ProfileSuite(BenchOptions options)
         var section = new Section("Profile of one body pass (8×128, float32)", "model", "part", "ms per pass (median)", "share of the pass");
         foreach (var name in options.Models)
         {
-            using var body = BertBody.Load(BenchModels.Ensure(name, options.WorkFolder), new BodyOptions { Device = "cpu" });
+            using var body = BertBody.Load(BenchModels.Ensure(name, options.WorkFolder), new BodyOptions { Device = "cpu", PrepackWeights = true });
             var c = body.Config;
             var batch = PaddedBatch.Create(BodySuite.Synthetic(8, 128, c.VocabSize, seed: 8), body.Tokenizer.PadTokenId);
             using var noGrad = no_grad();

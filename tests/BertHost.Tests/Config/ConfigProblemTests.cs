@@ -167,6 +167,15 @@ public sealed class ConfigProblemTests : IDisposable
     }
 
     [Fact]
+    public void Prepack_weights_is_on_by_default_and_must_be_a_boolean()
+    {
+        Assert.True(_folder.Load("body: { checkpoint: ../models/bert }").Body.PrepackWeights);
+        Assert.False(_folder.Load("body: { checkpoint: ../models/bert, prepack_weights: false }").Body.PrepackWeights);
+        var problem = _folder.Problem("body:\n  checkpoint: ../models/bert\n  prepack_weights: sometimes\n");
+        Assert.Equal(new ConfigProblem(3, 20, "body.prepack_weights", "must be true or false, got 'sometimes'"), problem);
+    }
+
+    [Fact]
     public void A_model_config_that_is_not_json_is_reported()
     {
         File.WriteAllText(Path.Combine(_folder.Model, "config.json"), "{ not json");

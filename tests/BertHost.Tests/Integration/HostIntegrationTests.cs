@@ -192,6 +192,9 @@ public sealed class HostIntegrationTests(HostFixture host) : IClassFixture<HostF
         Assert.Equal(200, status);
         Assert.Equal(host.Engine.Body.Fingerprint, body["fingerprint"]!.GetValue<string>());
         Assert.Equal(64, body["max_sequence_length"]!.GetValue<int>());
+        // Served on the CPU in float32: every Linear weight has a oneDNN-layout copy (body.prepack_weights defaults on).
+        var linearBytes = host.Engine.Body.Model.modules().OfType<TorchSharp.Modules.Linear>().Sum(l => l.weight!.NumberOfElements * 4);
+        Assert.Equal(linearBytes, body["prepacked_weights_bytes"]!.GetValue<long>());
         var (openStatus, openapi) = await host.GetAsync("/openapi.json");
         Assert.Equal(200, openStatus);
         Assert.NotNull(openapi["paths"]!["/v1/predict"]);

@@ -1,0 +1,43 @@
+using System.Runtime.InteropServices;
+
+namespace BertHost.Core.Bert;
+
+/// <summary>
+/// Keeps glibc from handing libtorch's activation buffers back to the kernel after every pass. libtorch's CPU
+/// allocator is plain malloc; glibc serves blocks above its mmap threshold (128 KiB until it adapts) with fresh
+/// mappings and trims the heap top on free, so each pass page-faulted and zeroed its activations anew: perf showed
+/// ~660k page faults in 70 passes of MiniLM 8×128 and kernel page clearing among the top symbols. With blocks up to
+/// 32 MiB kept on the heap the faults drop ~10x and the pass is 6-20 % faster (ONNX Runtime avoids the same cost with
+/// its own arena). The price: freed activation memory stays in the process for reuse instead of returning to the OS.
+/// </summary>
+public static class NativeHeap
+{
+    private const int M_TRIM_THRESHOLD = -1;
+    private const int M_MMAP_THRESHOLD = -3;
+
+    /// <summary>glibc's ceiling for M_MMAP_THRESHOLD on 64-bit (HEAP_MAX_SIZE / 2); larger values are refused.</summary>
+    private const int MmapThreshold = 32 << 20;
+
+    private const int TrimThreshold = 256 << 20;
+
+    private static readonly Lazy<bool> Applied = new(Apply);
+
+    /// <summary>Applies the settings once per process; false where they do not apply (not glibc, or refused).</summary>
+    public static bool EnsureTuned() => Applied.Value;
+
+    private static bool Apply()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("BERTHOST_MALLOC_TUNING") == "0") return false;
+        try
+        {
+            return mallopt(M_MMAP_THRESHOLD, MmapThreshold) == 1 & mallopt(M_TRIM_THRESHOLD, TrimThreshold) == 1;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return false; // not glibc (e.g. musl): nothing to tune
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "mallopt")]
+    private static extern int mallopt(int param, int value);
+}

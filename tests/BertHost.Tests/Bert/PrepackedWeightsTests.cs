@@ -1,0 +1,142 @@
+using System.Text.Json;
+using BertHost.Core.Bert;
+using BertHost.Core.Training;
+using BertHost.Tests.Support;
+using BertHost.Tests.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BertHost.Tests.Bert;
+
+/// <summary>
+/// Prepacked (oneDNN-layout) Linear weights: the kernels against libtorch's Linear, a prepacked body against the
+/// PyTorch reference, and when the packed copies must not be used (autograd, large passes, weights trained in place).
+/// </summary>
+[Collection(SeededTorchCollection.Name)]
+public class PrepackedWeightsTests
+{
+    private readonly ReferenceOutputs _reference = ReferenceOutputs.Load();
+
+    [Fact]
+    public void The_kernels_are_available_with_the_bundled_libtorch()
+    {
+        Assert.Null(OneDnnLinear.Unavailable);
+    }
+
+    [Theory]
+    [InlineData(null, 1)]
+    [InlineData(null, 128)]
+    [InlineData("gelu", 37)]
+    [InlineData("gelu_new", 37)]
+    [InlineData("relu", 5)]
+    public void Packed_projection_equals_libtorch_linear_followed_by_the_activation(string? activationName, int rows)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var linear = nn.Linear(48, 96);
+        using var model = nn.Sequential(("dense", linear));
+        using var packs = PrepackedWeights.Pack(model, out var why);
+        Assert.NotNull(packs);
+        Assert.Null(why);
+        Assert.Equal(48 * 96 * 4, packs!.Bytes);
+
+        var activation = activationName is null ? null : Activations.Get(activationName);
+        var x = randn(2, rows, 48);
+        using var noGrad = no_grad();
+        Assert.NotNull(PrepackedWeights.For(linear, 2L * rows));
+        var packed = linear.Project(x, activation);
+        var y = linear.call(x);
+        var expected = activation is null ? y : activation.Apply(y);
+        Assert.Equal(expected.shape, packed.shape);
+        Assert.InRange(expected.sub(packed).abs().max().item<float>(), 0, 1e-5);
+    }
+
+    [Fact]
+    public void Packed_copies_are_skipped_with_autograd_on_large_passes_and_after_release()
+    {
+        using var scope = NewDisposeScope();
+        var linear = nn.Linear(8, 8);
+        using var model = nn.Sequential(("dense", linear));
+        using var packs = PrepackedWeights.Pack(model, out _);
+        Assert.Null(PrepackedWeights.For(linear, 4)); // autograd on: the kernel has no backward
+        using (no_grad())
+        {
+            Assert.NotNull(PrepackedWeights.For(linear, 4));
+            Assert.NotNull(PrepackedWeights.For(linear, PrepackedWeights.MaxRows));
+            Assert.Null(PrepackedWeights.For(linear, PrepackedWeights.MaxRows + 1));
+            Assert.Null(PrepackedWeights.For(linear, 0));
+            PrepackedWeights.Release(model);
+            Assert.Null(PrepackedWeights.For(linear, 4));
+        }
+    }
+
+    [Fact]
+    public void Only_float32_cpu_weights_are_packed()
+    {
+        using var model = nn.Sequential(("dense", nn.Linear(8, 8)));
+        model.to(ScalarType.BFloat16);
+        Assert.Null(PrepackedWeights.Pack(model, out var why));
+        Assert.Equal("weights are not float32 on the CPU", why);
+    }
+
+    [Theory]
+    [InlineData("single")]
+    [InlineData("padded_batch")]
+    public void A_prepacked_body_matches_the_pytorch_reference(string name)
+    {
+        var c = _reference.Case(name);
+        using var body = BertBody.Load(ReferenceOutputs.ModelFolder(c.GetProperty("model").GetString()!), new BodyOptions { Device = "cpu", PrepackWeights = true });
+        Assert.NotNull(body.Prepacked);
+        Assert.Null(body.NotPrepackedReason);
+        using var scope = NewDisposeScope();
+        var (ids, types, mask) = (Tensor(c, "input_ids"), Tensor(c, "token_type_ids"), Tensor(c, "attention_mask"));
+        var keep = mask.unsqueeze(-1).to(ScalarType.Float32);
+        var expected = ReferenceOutputs.ToTensor(c.GetProperty("last_hidden_state")).mul(keep);
+
+        using var full = body.Forward(ids, types, mask);
+        using var noGrad = no_grad();
+        using var skipping = body.Model.ForwardSkippingPadding(ids, types, mask, outputHiddenStates: false);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(full.LastHiddenState.mul(keep), expected), 0, 1e-4);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(skipping.LastHiddenState, expected), 0, 1e-4);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(skipping.PooledOutput, ReferenceOutputs.ToTensor(c.GetProperty("pooler_output"))), 0, 1e-4);
+    }
+
+    [Fact]
+    public void Training_the_body_in_place_drops_the_packed_copies_so_inference_sees_the_new_weights()
+    {
+        using var body = BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert"), new BodyOptions { Device = "cpu", PrepackWeights = true });
+        using var head = TrainingData.Head(body);
+        var train = TrainingData.Examples(head, TrainingData.WriteJsonl(16, seed: 3));
+        var batch = body.Encode(["a cat sat", "the harbour at night"]);
+        var query = body.Model.encoder.layer[0].attention.@self.query;
+        using (no_grad()) Assert.NotNull(PrepackedWeights.For(query, 8));
+
+        new Trainer(body, head, new TrainingOptions { Mode = TrainingMode.Full, Epochs = 1, BatchSize = 8, LearningRate = 1e-2, WarmupRatio = 0 }).Train(train);
+
+        using var noGrad = no_grad();
+        Assert.Null(PrepackedWeights.For(query, 8));
+        using var served = body.ForwardSkippingPadding(batch);
+        using var plain = body.Forward(batch);
+        var keep = tensor(batch.AttentionMask, [batch.BatchSize, batch.SequenceLength]).unsqueeze(-1).to(ScalarType.Float32);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(served.LastHiddenState, plain.LastHiddenState.mul(keep)), 0, 1e-5);
+    }
+
+    [Fact]
+    public void Disposing_the_body_releases_its_packed_copies()
+    {
+        var body = BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert"), new BodyOptions { Device = "cpu", PrepackWeights = true });
+        var query = body.Model.encoder.layer[0].attention.@self.query;
+        Assert.True(body.Prepacked!.Bytes > 0);
+        body.Dispose();
+        using var noGrad = no_grad();
+        Assert.Null(PrepackedWeights.For(query, 8));
+    }
+
+    [Fact]
+    public void The_native_heap_is_tuned_on_linux()
+    {
+        Assert.Equal(OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("BERTHOST_MALLOC_TUNING") != "0", NativeHeap.EnsureTuned());
+    }
+
+    private static Tensor Tensor(JsonElement c, string name) => ReferenceOutputs.ToTensor(c.GetProperty(name), ScalarType.Int64);
+}
