@@ -8,7 +8,8 @@ namespace BertHost.Core.Bert;
 /// mappings and trims the heap top on free, so each pass page-faulted and zeroed its activations anew: perf showed
 /// ~660k page faults in 70 passes of MiniLM 8×128 and kernel page clearing among the top symbols. With blocks up to
 /// 32 MiB kept on the heap the faults drop ~10x and the pass is 6-20 % faster (ONNX Runtime avoids the same cost with
-/// its own arena). The price: freed activation memory stays in the process for reuse instead of returning to the OS.
+/// its own arena). The price: freed activation memory stays in the process for reuse while it is busy; <see cref="ReleaseFreeMemory"/>
+/// hands it back when serving goes idle.
 /// </summary>
 public static class NativeHeap
 {
@@ -37,6 +38,25 @@ public static class NativeHeap
             return false; // not glibc (e.g. musl): nothing to tune
         }
     }
+
+    /// <summary>
+    /// Returns free heap memory to the OS (glibc <c>malloc_trim</c>): what the raised trim threshold keeps for the next
+    /// pass is given back once the host is idle, so a quiet daemon's RSS does not stay at its busiest pass.
+    /// </summary>
+    public static void ReleaseFreeMemory()
+    {
+        if (!Applied.IsValueCreated || !Applied.Value) return;
+        try
+        {
+            malloc_trim(0);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int malloc_trim(nuint pad);
 
     [DllImport("libc", EntryPoint = "mallopt")]
     private static extern int mallopt(int param, int value);

@@ -67,7 +67,8 @@ public sealed class BatchScheduler : IAsyncDisposable
         var reader = _queue.Reader;
         try
         {
-            while (await reader.WaitToReadAsync(_stop.Token))
+            var ranSinceTrim = false;
+            while (await WaitForWorkAsync(reader, ranSinceTrim))
             {
                 var pending = await CollectAsync(reader);
                 foreach (var batch in BatchPlanner.Plan(pending, _options.MaxBatchTokens, _options.MaxBatchRequests))
@@ -75,6 +76,7 @@ public sealed class BatchScheduler : IAsyncDisposable
                     RunBatch(batch);
                     Interlocked.Add(ref _inFlight, -batch.Jobs.Count);
                 }
+                ranSinceTrim = true;
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
@@ -85,6 +87,31 @@ public sealed class BatchScheduler : IAsyncDisposable
             _logger.LogCritical(e, "the batch scheduler stopped");
         }
         while (reader.TryRead(out var left)) left.Fail(new ServingException(ServingError.Unavailable, "the host is shutting down"));
+    }
+
+    /// <summary>How long the queue stays empty before the native heap's free memory goes back to the OS.</summary>
+    internal static readonly TimeSpan IdleTrimDelay = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Waits for the next job; after passes have run, a wait longer than <see cref="IdleTrimDelay"/> first trims the
+    /// native heap (<see cref="NativeHeap.ReleaseFreeMemory"/>), off the path of any request.
+    /// </summary>
+    private async ValueTask<bool> WaitForWorkAsync(ChannelReader<InferenceJob> reader, bool ranSinceTrim)
+    {
+        if (ranSinceTrim)
+        {
+            using var idle = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            idle.CancelAfter(IdleTrimDelay);
+            try
+            {
+                return await reader.WaitToReadAsync(idle.Token);
+            }
+            catch (OperationCanceledException) when (!_stop.IsCancellationRequested)
+            {
+                NativeHeap.ReleaseFreeMemory();
+            }
+        }
+        return await reader.WaitToReadAsync(_stop.Token);
     }
 
     /// <summary>Takes the first waiting job and whatever joins it within max_wait_ms, up to the batch limits.</summary>
