@@ -54,7 +54,8 @@ internal static class OneDnnLinear
     public static Tensor Reorder(Tensor weight)
     {
         using var noGrad = no_grad();
-        return (Tensor)Module.invoke("reorder", weight.contiguous(), LayoutBatchHint);
+        using var contiguous = weight.contiguous();
+        return (Tensor)Module.invoke("reorder", contiguous, LayoutBatchHint);
     }
 
     /// <summary>
