@@ -22,10 +22,20 @@ public sealed class PrepackedWeights : IDisposable
     public long Bytes { get; private set; }
 
     /// <summary>
-    /// Packs every Linear of <paramref name="model"/>; null (nothing packed) when the model is not float32 on the CPU or
-    /// libtorch lacks the kernels — <paramref name="why"/> then says which.
+    /// Most rows a projection runs on the packed weights; larger passes keep libtorch's Linear (MKL's sgemm).
+    /// <see cref="long.MaxValue"/> when oneDNN kept up at every row count measured.
     /// </summary>
-    public static PrepackedWeights? Pack(nn.Module model, out string? why)
+    public long MaxRows { get; private set; }
+
+    /// <summary>How <see cref="MaxRows"/> was chosen (the measurement, or "set by the caller").</summary>
+    public string RowLimitReason { get; private set; } = "";
+
+    /// <summary>
+    /// Packs every Linear of <paramref name="model"/>; null (nothing packed) when the model is not float32 on the CPU or
+    /// libtorch lacks the kernels — <paramref name="why"/> then says which. Without <paramref name="maxRows"/> the row
+    /// limit is measured on this machine (<see cref="PackedRowLimit"/>).
+    /// </summary>
+    public static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows = null)
     {
         var linears = model.modules().OfType<Linear>().Where(l => l.weight is not null && l.bias is not null).ToList();
         why = linears.FirstOrDefault() is { } first && (first.weight!.device_type != TorchSharp.DeviceType.CPU || first.weight.dtype != ScalarType.Float32)
@@ -34,10 +44,21 @@ public sealed class PrepackedWeights : IDisposable
         if (why is not null || linears.Count == 0) return null;
 
         var packs = new PrepackedWeights();
-        foreach (var linear in linears)
+        var weights = linears.Select(l => OneDnnLinear.Reorder(l.weight!)).ToList();
+        if (maxRows is { } fixedLimit)
         {
-            var packed = new Packed(OneDnnLinear.Reorder(linear.weight!), linear.weight!);
-            Table.AddOrUpdate(linear, packed);
+            (packs.MaxRows, packs.RowLimitReason) = (fixedLimit, "set by the caller");
+        }
+        else
+        {
+            // The largest weight dominates a pass's GEMM time, so its crossover stands for the model's.
+            var largest = Enumerable.Range(0, linears.Count).MaxBy(i => linears[i].weight!.NumberOfElements);
+            (packs.MaxRows, packs.RowLimitReason) = PackedRowLimit.Measure(linears[largest], weights[largest]);
+        }
+        for (var i = 0; i < linears.Count; i++)
+        {
+            var linear = linears[i];
+            Table.AddOrUpdate(linear, new Packed(weights[i], linear.weight!, packs));
             packs._linears.Add(linear);
             packs.Bytes += linear.weight!.NumberOfElements * linear.weight.ElementSize;
         }
@@ -50,17 +71,10 @@ public sealed class PrepackedWeights : IDisposable
         foreach (var linear in model.modules().OfType<Linear>()) Drop(linear);
     }
 
-    /// <summary>
-    /// Most rows a projection runs on the packed weight. Measured here (2-core AMD EPYC, AVX2): oneDNN on the packed
-    /// weight is 1.1-1.4x MKL at 17-128 rows and a BERT-base 1×128 pass 1.18x; from ~1,000 rows MKL is as fast or faster
-    /// (its repacking is amortised), so larger passes keep libtorch's Linear.
-    /// </summary>
-    public const long MaxRows = 256;
-
     /// <summary>The packed weight to run <paramref name="linear"/> on <paramref name="rows"/> rows with, when this pass may use it.</summary>
     internal static Tensor? For(Linear linear, long rows)
     {
-        if (rows == 0 || rows > MaxRows || is_grad_enabled() || !Table.TryGetValue(linear, out var packed)) return null;
+        if (rows == 0 || is_grad_enabled() || !Table.TryGetValue(linear, out var packed) || rows > packed.Owner.MaxRows) return null;
         // A parameter replaced since packing (not updated in place) invalidates the copy.
         return ReferenceEquals(packed.Source, linear.weight) ? packed.Weight : null;
     }
@@ -77,5 +91,5 @@ public sealed class PrepackedWeights : IDisposable
         if (Table.TryGetValue(linear, out var packed) && Table.Remove(linear)) packed.Weight.Dispose();
     }
 
-    private sealed record Packed(Tensor Weight, Tensor Source);
+    private sealed record Packed(Tensor Weight, Tensor Source, PrepackedWeights Owner);
 }

@@ -87,7 +87,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     }
 
     private static string DescribePrepacking(BertBody body) => body.Prepacked is { } p
-        ? $"Linear weights prepacked for oneDNN ({p.Bytes / 1e6:F0} MB)"
+        ? $"Linear weights prepacked for oneDNN ({p.Bytes / 1e6:F0} MB), used for passes of {(p.MaxRows == long.MaxValue ? "any size" : $"up to {p.MaxRows} rows")} ({p.RowLimitReason})"
         : $"Linear weights not prepacked ({body.NotPrepackedReason})";
 
     private static HeadSlot LoadHead(HostConfig config, HeadSection section, string? weights, string? job, BertBody body, PluginCatalog plugins,
@@ -287,6 +287,8 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         ["max_sequence_length"] = Body.MaxSequenceLength,
         ["has_pooler"] = Body.Model.HasPooler,
         ["prepacked_weights_bytes"] = Body.Prepacked?.Bytes ?? 0,
+        // null: the packed weights serve passes of any size (0 when nothing is packed).
+        ["prepacked_max_rows"] = Body.Prepacked is { } packed ? packed.MaxRows == long.MaxValue ? null : packed.MaxRows : 0,
         ["body_passes"] = Scheduler.BodyPasses,
         ["body_rows"] = Scheduler.BodyRows,
     };

@@ -57,17 +57,56 @@ public class PrepackedWeightsTests
         using var scope = NewDisposeScope();
         var linear = nn.Linear(8, 8);
         using var model = nn.Sequential(("dense", linear));
-        using var packs = PrepackedWeights.Pack(model, out _);
+        using var packs = PrepackedWeights.Pack(model, out _, maxRows: 64);
+        Assert.Equal("set by the caller", packs!.RowLimitReason);
         Assert.Null(PrepackedWeights.For(linear, 4)); // autograd on: the kernel has no backward
         using (no_grad())
         {
             Assert.NotNull(PrepackedWeights.For(linear, 4));
-            Assert.NotNull(PrepackedWeights.For(linear, PrepackedWeights.MaxRows));
-            Assert.Null(PrepackedWeights.For(linear, PrepackedWeights.MaxRows + 1));
+            Assert.NotNull(PrepackedWeights.For(linear, 64));
+            Assert.Null(PrepackedWeights.For(linear, 65));
             Assert.Null(PrepackedWeights.For(linear, 0));
             PrepackedWeights.Release(model);
             Assert.Null(PrepackedWeights.For(linear, 4));
         }
+    }
+
+    [Fact]
+    public void Without_a_given_limit_the_row_limit_is_measured_on_the_largest_weight()
+    {
+        using var scope = NewDisposeScope();
+        var small = nn.Linear(8, 8);
+        var large = nn.Linear(64, 256);
+        using var model = nn.Sequential(("small", small), ("large", large));
+        using var packs = PrepackedWeights.Pack(model, out _);
+        Assert.NotNull(packs);
+        Assert.InRange(packs!.MaxRows, PackedRowLimit.AlwaysPacked, long.MaxValue);
+        Assert.Contains("rows of 64→256: oneDNN ", packs.RowLimitReason);
+        using var noGrad = no_grad();
+        Assert.NotNull(PrepackedWeights.For(small, PackedRowLimit.AlwaysPacked));
+        if (packs.MaxRows < long.MaxValue) Assert.Null(PrepackedWeights.For(large, packs.MaxRows + 1));
+        else Assert.NotNull(PrepackedWeights.For(large, 1 << 20));
+    }
+
+    [Theory]
+    [InlineData(100000, 0, -1L)]      // oneDNN wins everywhere measured: no limit
+    [InlineData(2048, 0, 2048L)]      // loses from 4096 rows on
+    [InlineData(512, 0, 512L)]
+    [InlineData(256, 0, 256L)]        // loses at the first measured count: only the always-packed passes
+    [InlineData(100000, 0.04, -1L)]   // 4 % slower is within the tolerance (the fused GELU pays for it)
+    [InlineData(100000, 0.10, 256L)]  // 10 % slower is not
+    public void The_row_limit_is_the_largest_count_where_onednn_keeps_up(long winsUpTo, double slowerBy, long expected)
+    {
+        var measured = new List<long>();
+        var (maxRows, reason) = PackedRowLimit.Choose(rows =>
+        {
+            measured.Add(rows);
+            return (1.0, rows <= winsUpTo ? 1.0 + slowerBy : 2.0);
+        }, "8→8");
+        Assert.Equal(expected == -1 ? long.MaxValue : expected, maxRows);
+        // Measuring stops at the first loss.
+        Assert.Equal(measured.Where(r => r <= winsUpTo).Append(measured[^1]).Distinct(), measured);
+        Assert.StartsWith($"{measured[^1]} rows of 8→8: oneDNN ", reason);
     }
 
     [Fact]

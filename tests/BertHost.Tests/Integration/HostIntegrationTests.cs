@@ -195,6 +195,8 @@ public sealed class HostIntegrationTests(HostFixture host) : IClassFixture<HostF
         // Served on the CPU in float32: every Linear weight has a oneDNN-layout copy (body.prepack_weights defaults on).
         var linearBytes = host.Engine.Body.Model.modules().OfType<TorchSharp.Modules.Linear>().Sum(l => l.weight!.NumberOfElements * 4);
         Assert.Equal(linearBytes, body["prepacked_weights_bytes"]!.GetValue<long>());
+        var maxRows = host.Engine.Body.Prepacked!.MaxRows;
+        Assert.Equal(maxRows == long.MaxValue ? null : maxRows, body["prepacked_max_rows"]?.GetValue<long>());
         var (openStatus, openapi) = await host.GetAsync("/openapi.json");
         Assert.Equal(200, openStatus);
         Assert.NotNull(openapi["paths"]!["/v1/predict"]);
