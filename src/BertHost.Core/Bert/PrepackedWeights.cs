@@ -27,6 +27,9 @@ public sealed class PrepackedWeights : IDisposable
     /// </summary>
     public long MaxRows { get; private set; }
 
+    /// <summary>The passes the packed weights serve, in words ("any size", "up to 256 rows").</summary>
+    public string PassesServed => MaxRows == long.MaxValue ? "any size" : $"up to {MaxRows} rows";
+
     /// <summary>How <see cref="MaxRows"/> was chosen (the measurement, or "set by the caller").</summary>
     public string RowLimitReason { get; private set; } = "";
 
@@ -53,7 +56,15 @@ public sealed class PrepackedWeights : IDisposable
         {
             // The largest weight dominates a pass's GEMM time, so its crossover stands for the model's.
             var largest = Enumerable.Range(0, linears.Count).MaxBy(i => linears[i].weight!.NumberOfElements);
-            (packs.MaxRows, packs.RowLimitReason) = PackedRowLimit.Measure(linears[largest], weights[largest]);
+            try
+            {
+                (packs.MaxRows, packs.RowLimitReason) = PackedRowLimit.Measure(linears[largest], weights[largest]);
+            }
+            catch
+            {
+                weights.ForEach(w => w.Dispose());
+                throw;
+            }
         }
         for (var i = 0; i < linears.Count; i++)
         {

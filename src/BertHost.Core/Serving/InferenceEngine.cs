@@ -87,7 +87,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     }
 
     private static string DescribePrepacking(BertBody body) => body.Prepacked is { } p
-        ? $"Linear weights prepacked for oneDNN ({p.Bytes / 1e6:F0} MB), used for passes of {(p.MaxRows == long.MaxValue ? "any size" : $"up to {p.MaxRows} rows")} ({p.RowLimitReason})"
+        ? $"Linear weights prepacked for oneDNN ({p.Bytes / 1e6:F0} MB), used for passes of {p.PassesServed} ({p.RowLimitReason})"
         : $"Linear weights not prepacked ({body.NotPrepackedReason})";
 
     private static HeadSlot LoadHead(HostConfig config, HeadSection section, string? weights, string? job, BertBody body, PluginCatalog plugins,

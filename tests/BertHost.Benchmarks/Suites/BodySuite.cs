@@ -37,7 +37,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
             using var plain = body.Prepacked is not null ? BertBody.Load(folder, new BodyOptions { Device = "cpu" }) : null;
             if (body.NotPrepackedReason is { } why) section.Notes.Add($"{BenchModels.Describe(name)}: weights not prepacked ({why}).");
             if (body.Prepacked is { } packs)
-                section.Notes.Add($"{BenchModels.Describe(name)}: prepacked weights serve passes of {(packs.MaxRows == long.MaxValue ? "any size" : $"up to {packs.MaxRows} rows")}, as measured at load ({packs.RowLimitReason}).");
+                section.Notes.Add($"{BenchModels.Describe(name)}: prepacked weights serve passes of {packs.PassesServed}, as measured at load ({packs.RowLimitReason}).");
             using var onnx = withOnnx && onCpuFp32 ? CreateOnnx(body, section, name) : null;
             if (withOnnx && !onCpuFp32)
                 section.Notes.Add($"ONNX Runtime is compared on CPU float32 only; {options.Device}/{options.DType} rows are the host alone.");

@@ -59,6 +59,7 @@ public class PrepackedWeightsTests
         using var model = nn.Sequential(("dense", linear));
         using var packs = PrepackedWeights.Pack(model, out _, maxRows: 64);
         Assert.Equal("set by the caller", packs!.RowLimitReason);
+        Assert.Equal("up to 64 rows", packs.PassesServed);
         Assert.Null(PrepackedWeights.For(linear, 4)); // autograd on: the kernel has no backward
         using (no_grad())
         {
