@@ -40,6 +40,8 @@ internal static class OneDnnLinear
             return ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", annotate(List[Optional[number]], []), "none")
           def linear_gelu_tanh(self: __torch__.{{ClassName}}, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
             return ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", annotate(List[Optional[number]], []), "tanh")
+          def bf16_supported(self: __torch__.{{ClassName}}) -> bool:
+            return ops.mkldnn._is_mkldnn_bf16_supported()
           def linear_relu(self: __torch__.{{ClassName}}, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
             return ops.mkldnn._linear_pointwise(x, weight, bias, "relu", annotate(List[Optional[number]], []), "")
 
@@ -49,6 +51,14 @@ internal static class OneDnnLinear
 
     /// <summary>Null when the kernels are usable; otherwise why not (libtorch without oneDNN, or the archive refused).</summary>
     public static string? Unavailable => Ops.Value.Problem;
+
+    /// <summary>
+    /// Whether oneDNN runs bfloat16 on this CPU (AVX-512 or newer; libtorch's own test for sending bfloat16 matrix
+    /// products to oneDNN). Elsewhere libtorch computes bfloat16 products without oneDNN, and packing would not pay.
+    /// </summary>
+    public static bool SupportsBFloat16 => Unavailable is null && BFloat16.Value;
+
+    private static readonly Lazy<bool> BFloat16 = new(() => Module.invoke("bf16_supported") switch { bool b => b, Scalar s => s.ToBoolean(), var other => throw new InvalidOperationException($"bf16_supported returned {other}") });
 
     /// <summary>The weight [out, in] in oneDNN's layout (an opaque mkldnn tensor owned by the caller).</summary>
     public static Tensor Reorder(Tensor weight)

@@ -29,12 +29,15 @@ internal static class PackedRowLimit
     public static (long MaxRows, string Reason) Measure(Linear linear, Tensor packed)
     {
         using var noGrad = no_grad();
-        return Choose(rows => TimeBoth(linear, packed, rows), $"{linear.in_features}→{linear.out_features}");
+        // libtorch sends float32 products to MKL and bfloat16 ones to oneDNN, reordering the weight on every call.
+        var plain = linear.weight!.dtype == ScalarType.Float32 ? "MKL" : $"unpacked {linear.weight.dtype.ToString().ToLowerInvariant()}";
+        return Choose(rows => TimeBoth(linear, packed, rows), $"{linear.in_features}→{linear.out_features}", plain);
     }
 
     /// <param name="time">Milliseconds of MKL and of oneDNN for a row count.</param>
     /// <param name="shape">The weight's shape, for the reason.</param>
-    internal static (long MaxRows, string Reason) Choose(Func<long, (double Mkl, double OneDnn)> time, string shape)
+    /// <param name="plain">What libtorch's Linear runs, for the reason.</param>
+    internal static (long MaxRows, string Reason) Choose(Func<long, (double Mkl, double OneDnn)> time, string shape, string plain = "MKL")
     {
         var clock = Stopwatch.StartNew();
         var limit = AlwaysPacked;
@@ -49,7 +52,7 @@ internal static class PackedRowLimit
                 var (mklAgain, oneDnnAgain) = time(rows);
                 (mkl, oneDnn) = (Math.Min(mkl, mklAgain), Math.Min(oneDnn, oneDnnAgain));
             }
-            last = $"{rows} rows of {shape}: oneDNN {oneDnn:F2} ms, MKL {mkl:F2} ms";
+            last = $"{rows} rows of {shape}: oneDNN {oneDnn:F2} ms, {plain} {mkl:F2} ms";
             if (oneDnn > mkl * Tolerance) return (limit, last);
             limit = rows;
         }
@@ -59,7 +62,7 @@ internal static class PackedRowLimit
     /// <summary>Best of five alternating timings of each kernel, in milliseconds, after two warm-up calls each.</summary>
     private static (double Mkl, double OneDnn) TimeBoth(Linear linear, Tensor packed, long rows)
     {
-        using var x = randn(rows, linear.in_features);
+        using var x = randn(rows, linear.in_features, linear.weight!.dtype);
         var mkl = double.MaxValue;
         var oneDnn = double.MaxValue;
         for (var round = 0; round < 7; round++)

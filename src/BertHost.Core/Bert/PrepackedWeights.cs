@@ -6,7 +6,8 @@ namespace BertHost.Core.Bert;
 
 /// <summary>
 /// oneDNN-layout copies of a model's Linear weights (see <see cref="OneDnnLinear"/>), used by
-/// <see cref="LinearExtensions.Project"/> for inference passes on the CPU in float32. The copies cost as much memory as
+/// <see cref="LinearExtensions.Project"/> for inference passes on the CPU in float32 (and in bfloat16 where oneDNN runs it,
+/// see <see cref="OneDnnLinear.SupportsBFloat16"/>). The copies cost as much memory as
 /// the Linear weights themselves; they are valid only while the weights do not change, so only a served (frozen) body
 /// gets them, and the trainer releases them before it trains a body in place.
 /// </summary>
@@ -34,16 +35,15 @@ public sealed class PrepackedWeights : IDisposable
     public string RowLimitReason { get; private set; } = "";
 
     /// <summary>
-    /// Packs every Linear of <paramref name="model"/>; null (nothing packed) when the model is not float32 on the CPU or
+    /// Packs every Linear of <paramref name="model"/>; null (nothing packed) when the model is not on the CPU in float32
+    /// (or bfloat16 with oneDNN support), or
     /// libtorch lacks the kernels — <paramref name="why"/> then says which. Without <paramref name="maxRows"/> the row
     /// limit is measured on this machine (<see cref="PackedRowLimit"/>).
     /// </summary>
     public static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows = null)
     {
         var linears = model.modules().OfType<Linear>().Where(l => l.weight is not null && l.bias is not null).ToList();
-        why = linears.FirstOrDefault() is { } first && (first.weight!.device_type != TorchSharp.DeviceType.CPU || first.weight.dtype != ScalarType.Float32)
-            ? "weights are not float32 on the CPU"
-            : OneDnnLinear.Unavailable;
+        why = linears.FirstOrDefault() is { } first ? Unsupported(first.weight!) : null;
         if (why is not null || linears.Count == 0) return null;
 
         var packs = new PrepackedWeights();
@@ -74,6 +74,18 @@ public sealed class PrepackedWeights : IDisposable
             packs.Bytes += linear.weight!.NumberOfElements * linear.weight.ElementSize;
         }
         return packs;
+    }
+
+    private static string? Unsupported(Tensor weight)
+    {
+        if (weight.device_type != TorchSharp.DeviceType.CPU) return "weights are not on the CPU";
+        if (OneDnnLinear.Unavailable is { } problem) return problem;
+        return weight.dtype switch
+        {
+            ScalarType.Float32 => null,
+            ScalarType.BFloat16 => OneDnnLinear.SupportsBFloat16 ? null : "oneDNN does not run bfloat16 on this CPU (it needs AVX-512)",
+            var other => $"{other.ToString().ToLowerInvariant()} weights are not packed (float32 and bfloat16 are)",
+        };
     }
 
     /// <summary>Drops the packed copies of <paramref name="model"/>'s Linears (before its weights change).</summary>

@@ -42,9 +42,10 @@ public static class Measure
         }
         for (var r = 0; r < rounds; r++)
         {
-            foreach (var c in contenders)
+            // Each round starts with the next contender, so none always runs first (or always after the same one).
+            for (var i = 0; i < contenders.Count; i++)
             {
-                c.Block(callsPerBlock);
+                contenders[(r + i) % contenders.Count].Block(callsPerBlock);
                 Thread.Sleep(gap);
             }
         }

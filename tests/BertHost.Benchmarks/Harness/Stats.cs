@@ -7,7 +7,26 @@ public sealed record Stats(int Count, double Median, double Min, double Max, dou
     {
         if (samples.Count == 0) throw new ArgumentException("no samples");
         var sorted = samples.Order().ToArray();
-        return new Stats(sorted.Length, Quantile(sorted, 0.5), sorted[0], sorted[^1], Quantile(sorted, 0.95), Quantile(sorted, 0.99));
+        return new Stats(sorted.Length, Quantile(sorted, 0.5), sorted[0], sorted[^1], Quantile(sorted, 0.95), Quantile(sorted, 0.99))
+        {
+            Samples = samples.ToArray(),
+        };
+    }
+
+    /// <summary>The samples in the order they were taken (round by round for a round robin).</summary>
+    public IReadOnlyList<double> Samples { get; init; } = [];
+
+    /// <summary>
+    /// How many times longer <paramref name="reference"/> took than <paramref name="subject"/>: the median over rounds of
+    /// the two samples taken in the same round. Pairing by round cancels the machine's drift between rounds, which on a
+    /// shared machine is larger than the difference being measured; the ratio of the medians is the fallback when the
+    /// samples do not pair up.
+    /// </summary>
+    public static double PairedRatio(Stats reference, Stats subject)
+    {
+        if (reference.Samples.Count != subject.Samples.Count || subject.Samples.Count == 0) return reference.Median / subject.Median;
+        var ratios = reference.Samples.Zip(subject.Samples, (r, s) => r / s).Order().ToArray();
+        return Quantile(ratios, 0.5);
     }
 
     /// <summary>Linear interpolation between closest ranks (numpy's default).</summary>

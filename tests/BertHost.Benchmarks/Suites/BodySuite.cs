@@ -20,7 +20,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
 {
     private const int SequenceLength = 128;
     private readonly int _warmup = options.Quick ? 1 : 2;
-    private readonly int _rounds = options.Quick ? 3 : 5;
+    private readonly int _rounds = options.Quick ? 3 : 9;
 
     public Section Run()
     {
@@ -34,7 +34,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
             // The body as `serve` loads it (prepacked weights where they apply), and on CPU float32 the same body with
             // libtorch's plain Linear, so the prepacking's effect is measured in the same rounds.
             using var body = BertBody.Load(folder, new BodyOptions { Device = options.Device, DType = options.DType, PrepackWeights = true });
-            using var plain = body.Prepacked is not null ? BertBody.Load(folder, new BodyOptions { Device = "cpu" }) : null;
+            using var plain = body.Prepacked is not null ? BertBody.Load(folder, new BodyOptions { Device = "cpu", DType = options.DType }) : null;
             if (body.NotPrepackedReason is { } why) section.Notes.Add($"{BenchModels.Describe(name)}: weights not prepacked ({why}).");
             if (body.Prepacked is { } packs)
                 section.Notes.Add($"{BenchModels.Describe(name)}: prepacked weights serve passes of {packs.PassesServed}, as measured at load ({packs.RowLimitReason}).");
@@ -50,7 +50,9 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
                 if (plain is not null) contenders.Add(new Contender("host, weights not prepacked", () => HostPass(plain, batch)));
                 if (onnx is not null) contenders.Add(new Contender("onnxruntime", () => onnx.Infer(batch)));
                 // A GPU pass takes milliseconds: more calls per block keep the launch/sync overhead out of the figure.
-                var calls = body.Device.type == TorchSharp.DeviceType.CUDA ? Math.Max(8, 2048 / b) : Math.Max(1, (name == "base" ? 2 : 8) * 8 / b);
+                // On the CPU: more, shorter rounds (about half a second for MiniLM, one pass of BERT-base at 8×128), since
+                // the ratio is taken round by round.
+                var calls = body.Device.type == TorchSharp.DeviceType.CUDA ? Math.Max(8, 2048 / b) : Math.Max(1, (name == "base" ? 1 : 4) * 8 / b);
                 var stats = Measure.RoundRobin(contenders, _warmup, _rounds, options.Quick ? Math.Max(1, calls / 2) : calls);
                 AddRows(section, name, $"{b}×{SequenceLength}", stats, b, b * SequenceLength, ["host", "host, weights not prepacked"]);
             }
@@ -58,7 +60,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
             if (sentences is not null) RunMix(section, name, body, onnx, sentences);
             if (options.DType != "float32" && options.Device == "cpu") RunPrecision(section, name, folder, body);
         }
-        section.Notes.Add("Each engine runs in alternating blocks (warm-up, then rounds of one block per engine, 200 ms apart so the idle thread pool stops spinning); a sample is one block's mean, the figure is the median over rounds and spread is (max − min) ÷ median. The machine is shared, so absolute times are noisy; the ratio of engines measured in the same rounds is the figure to compare.");
+        section.Notes.Add("Each engine runs in alternating blocks (warm-up, then rounds of one block per engine, 200 ms apart so the idle thread pool stops spinning, each round starting with the next engine); a sample is one block's mean, the time is the median over rounds and spread is (max − min) ÷ median. The machine is shared, so absolute times are noisy; 'ORT time ÷ host time' is the median over rounds of the two engines' ratio within a round, which cancels the machine's drift between rounds.");
         return section;
     }
 
@@ -118,7 +120,8 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
 
     private void RunPrecision(Section section, string name, string folder, BertBody body)
     {
-        using var fp32 = BertBody.Load(folder, new BodyOptions { Device = "cpu", DType = "float32" });
+        // float32 as it is served (prepacked weights), so the ratio is what switching the dtype gains.
+        using var fp32 = BertBody.Load(folder, new BodyOptions { Device = "cpu", DType = "float32", PrepackWeights = true });
         var batch = PaddedBatch.Create(Synthetic(8, SequenceLength, body.Config.VocabSize, seed: 8), body.Tokenizer.PadTokenId);
         var stats = Measure.RoundRobin([new Contender("host float32", () => HostPass(fp32, batch)), new Contender($"host {options.DType}", () => HostPass(body, batch))],
             _warmup, _rounds, name == "base" ? 2 : 8);
@@ -130,7 +133,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
         var y = b.LastHiddenState.to(ScalarType.Float32);
         var maxDiff = (x - y).abs().max().item<float>();
         var cosine = nn.functional.cosine_similarity(x.flatten(0, 1), y.flatten(0, 1), dim: 1).mean().item<float>();
-        section.Notes.Add($"{BenchModels.Describe(name)} {options.DType} vs float32 (8×128, random weights): max |Δ| of last_hidden_state = {maxDiff:F4}, mean cosine per token = {cosine:F6}; {Report.F(stats["host float32"].Median / stats[$"host {options.DType}"].Median, 2)}× the float32 speed.");
+        section.Notes.Add($"{BenchModels.Describe(name)} {options.DType} vs float32 (8×128, random weights): max |Δ| of last_hidden_state = {maxDiff:F4}, mean cosine per token = {cosine:F6}; {Report.F(Stats.PairedRatio(stats["host float32"], stats[$"host {options.DType}"]), 2)}× the float32 speed.");
     }
 
     private static void AddRows(Section section, string model, string caseName, Dictionary<string, Stats> stats, int sequences, int tokens,
@@ -143,8 +146,8 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
             if (compared.Contains(engine))
             {
                 var references = stats.Where(kv => kv.Key.StartsWith("onnxruntime", StringComparison.Ordinal)).ToList();
-                ratio = string.Join("; ", references.Select(r => $"{Report.F(r.Value.Median / s.Median, 2)}× ({r.Key.Replace("onnxruntime", "ORT")})"));
-                ratioJson = new JsonObject(references.Select(r => KeyValuePair.Create(r.Key, (JsonNode?)(r.Value.Median / s.Median))));
+                ratio = string.Join("; ", references.Select(r => $"{Report.F(Stats.PairedRatio(r.Value, s), 2)}× ({r.Key.Replace("onnxruntime", "ORT")})"));
+                ratioJson = new JsonObject(references.Select(r => KeyValuePair.Create(r.Key, (JsonNode?)Stats.PairedRatio(r.Value, s))));
             }
             section.Add(new JsonObject
             {

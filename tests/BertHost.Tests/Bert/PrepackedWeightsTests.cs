@@ -112,12 +112,43 @@ public class PrepackedWeightsTests
     }
 
     [Fact]
-    public void Only_float32_cpu_weights_are_packed()
+    public void Float16_weights_are_not_packed()
     {
         using var model = nn.Sequential(("dense", nn.Linear(8, 8)));
-        model.to(ScalarType.BFloat16);
+        model.to(ScalarType.Float16);
         Assert.Null(PrepackedWeights.Pack(model, out var why));
-        Assert.Equal("weights are not float32 on the CPU", why);
+        Assert.Equal("float16 weights are not packed (float32 and bfloat16 are)", why);
+    }
+
+    [Theory]
+    [InlineData(null, 3)]
+    [InlineData("gelu", 64)]
+    public void Bfloat16_weights_are_packed_where_onednn_runs_bfloat16(string? activationName, int rows)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(11);
+        var linear = nn.Linear(64, 96);
+        using var model = nn.Sequential(("dense", linear));
+        model.to(ScalarType.BFloat16);
+        using var packs = PrepackedWeights.Pack(model, out var why, maxRows: 256);
+        if (!OneDnnLinear.SupportsBFloat16)
+        {
+            Assert.Null(packs);
+            Assert.Equal("oneDNN does not run bfloat16 on this CPU (it needs AVX-512)", why);
+            return;
+        }
+        Assert.Null(why);
+        Assert.Equal(64 * 96 * 2, packs!.Bytes);
+        var activation = activationName is null ? null : Activations.Get(activationName);
+        var x = randn(rows, 64).to(ScalarType.BFloat16);
+        using var noGrad = no_grad();
+        Assert.NotNull(PrepackedWeights.For(linear, rows));
+        var packed = linear.Project(x, activation);
+        var y = linear.call(x);
+        var expected = activation is null ? y : activation.Apply(y);
+        Assert.Equal(ScalarType.BFloat16, packed.dtype);
+        // Both round to bfloat16 (8 significant bits) at different points: a few units of its last place apart.
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(packed.to(ScalarType.Float32), expected.to(ScalarType.Float32)), 0, 0.05);
     }
 
     [Theory]
@@ -140,6 +171,29 @@ public class PrepackedWeightsTests
         Assert.InRange(ReferenceOutputs.MaxAbsDiff(full.LastHiddenState.mul(keep), expected), 0, 1e-4);
         Assert.InRange(ReferenceOutputs.MaxAbsDiff(skipping.LastHiddenState, expected), 0, 1e-4);
         Assert.InRange(ReferenceOutputs.MaxAbsDiff(skipping.PooledOutput, ReferenceOutputs.ToTensor(c.GetProperty("pooler_output"))), 0, 1e-4);
+    }
+
+    [Fact]
+    public void A_prepacked_bfloat16_body_agrees_with_the_unpacked_one()
+    {
+        var folder = ReferenceOutputs.ModelFolder("tiny-bert");
+        using var packed = BertBody.Load(folder, new BodyOptions { Device = "cpu", DType = "bfloat16", PrepackWeights = true });
+        Assert.Equal(OneDnnLinear.SupportsBFloat16, packed.Prepacked is not null);
+        if (packed.Prepacked is null) return;
+        using var plain = BertBody.Load(folder, new BodyOptions { Device = "cpu", DType = "bfloat16" });
+        using var fp32 = BertBody.Load(folder, new BodyOptions { Device = "cpu" });
+        var batch = packed.Encode(["a cat sat on the mat", "the harbour at night, lit by the ferries"]);
+        using var scope = NewDisposeScope();
+        using var a = packed.ForwardSkippingPadding(batch);
+        using var b = plain.ForwardSkippingPadding(batch);
+        using var reference = fp32.ForwardSkippingPadding(batch);
+        var x = a.LastHiddenState.to(ScalarType.Float32);
+        var y = b.LastHiddenState.to(ScalarType.Float32);
+        var cosine = nn.functional.cosine_similarity(x.flatten(0, 1), reference.LastHiddenState.flatten(0, 1), dim: 1);
+        var keep = tensor(batch.AttentionMask).to(ScalarType.Bool);
+        // bfloat16 keeps 8 significant bits: both paths stay as close to float32 as bfloat16 allows, and to each other.
+        Assert.InRange(cosine.masked_select(keep).min().item<float>(), 0.999f, 1.0001f);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(x, y), 0, 0.15);
     }
 
     [Fact]
