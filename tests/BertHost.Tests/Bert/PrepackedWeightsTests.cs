@@ -32,23 +32,28 @@ public class PrepackedWeightsTests
     public void Packed_projection_equals_libtorch_linear_followed_by_the_activation(string? activationName, int rows)
     {
         using var scope = NewDisposeScope();
+        var (packed, expected, bytes) = ProjectBothWays(ScalarType.Float32, activationName, rows);
+        Assert.Equal(48 * 96 * 4, bytes);
+        Assert.Equal(expected.shape, packed.shape);
+        Assert.InRange(expected.sub(packed).abs().max().item<float>(), 0, 1e-5);
+    }
+
+    /// <summary>A 48→96 Linear packed (no row limit) and run on [2, rows, 48] both ways: packed, and libtorch's Linear then the activation.</summary>
+    private static (Tensor Packed, Tensor Expected, long Bytes) ProjectBothWays(ScalarType dtype, string? activationName, int rows)
+    {
         manual_seed(5);
         var linear = nn.Linear(48, 96);
         using var model = nn.Sequential(("dense", linear));
-        using var packs = PrepackedWeights.Pack(model, out var why);
-        Assert.NotNull(packs);
+        model.to(dtype);
+        using var packs = PrepackedWeights.Pack(model, out var why, maxRows: long.MaxValue);
         Assert.Null(why);
-        Assert.Equal(48 * 96 * 4, packs!.Bytes);
-
         var activation = activationName is null ? null : Activations.Get(activationName);
-        var x = randn(2, rows, 48);
+        var x = randn(2, rows, 48).to(dtype);
         using var noGrad = no_grad();
         Assert.NotNull(PrepackedWeights.For(linear, 2L * rows));
         var packed = linear.Project(x, activation);
         var y = linear.call(x);
-        var expected = activation is null ? y : activation.Apply(y);
-        Assert.Equal(expected.shape, packed.shape);
-        Assert.InRange(expected.sub(packed).abs().max().item<float>(), 0, 1e-5);
+        return (packed, activation is null ? y : activation.Apply(y), packs!.Bytes);
     }
 
     [Fact]
@@ -126,26 +131,16 @@ public class PrepackedWeightsTests
     public void Bfloat16_weights_are_packed_where_onednn_runs_bfloat16(string? activationName, int rows)
     {
         using var scope = NewDisposeScope();
-        manual_seed(11);
-        var linear = nn.Linear(64, 96);
-        using var model = nn.Sequential(("dense", linear));
-        model.to(ScalarType.BFloat16);
-        using var packs = PrepackedWeights.Pack(model, out var why, maxRows: 256);
         if (!OneDnnLinear.SupportsBFloat16)
         {
-            Assert.Null(packs);
+            using var model = nn.Sequential(("dense", nn.Linear(8, 8)));
+            model.to(ScalarType.BFloat16);
+            Assert.Null(PrepackedWeights.Pack(model, out var why));
             Assert.Equal("oneDNN does not run bfloat16 on this CPU (it needs AVX-512)", why);
             return;
         }
-        Assert.Null(why);
-        Assert.Equal(64 * 96 * 2, packs!.Bytes);
-        var activation = activationName is null ? null : Activations.Get(activationName);
-        var x = randn(rows, 64).to(ScalarType.BFloat16);
-        using var noGrad = no_grad();
-        Assert.NotNull(PrepackedWeights.For(linear, rows));
-        var packed = linear.Project(x, activation);
-        var y = linear.call(x);
-        var expected = activation is null ? y : activation.Apply(y);
+        var (packed, expected, bytes) = ProjectBothWays(ScalarType.BFloat16, activationName, rows);
+        Assert.Equal(48 * 96 * 2, bytes);
         Assert.Equal(ScalarType.BFloat16, packed.dtype);
         // Both round to bfloat16 (8 significant bits) at different points: a few units of its last place apart.
         Assert.InRange(ReferenceOutputs.MaxAbsDiff(packed.to(ScalarType.Float32), expected.to(ScalarType.Float32)), 0, 0.05);
