@@ -58,7 +58,11 @@ internal static class OneDnnLinear
     /// </summary>
     public static bool SupportsBFloat16 => Unavailable is null && BFloat16.Value;
 
-    private static readonly Lazy<bool> BFloat16 = new(() => Module.invoke("bf16_supported") switch { bool b => b, Scalar s => s.ToBoolean(), var other => throw new InvalidOperationException($"bf16_supported returned {other}") });
+    private static readonly Lazy<bool> BFloat16 = new(() =>
+    {
+        using var supported = (Scalar)Module.invoke("bf16_supported")!;
+        return supported.ToBoolean();
+    });
 
     /// <summary>The weight [out, in] in oneDNN's layout (an opaque mkldnn tensor owned by the caller).</summary>
     public static Tensor Reorder(Tensor weight)

@@ -34,10 +34,10 @@ internal static class PackedRowLimit
         return Choose(rows => TimeBoth(linear, packed, rows), $"{linear.in_features}→{linear.out_features}", plain);
     }
 
-    /// <param name="time">Milliseconds of MKL and of oneDNN for a row count.</param>
+    /// <param name="time">Milliseconds of libtorch's Linear and of oneDNN on the packed weight for a row count.</param>
     /// <param name="shape">The weight's shape, for the reason.</param>
-    /// <param name="plain">What libtorch's Linear runs, for the reason.</param>
-    internal static (long MaxRows, string Reason) Choose(Func<long, (double Mkl, double OneDnn)> time, string shape, string plain = "MKL")
+    /// <param name="plain">What libtorch's Linear runs (MKL for float32), for the reason.</param>
+    internal static (long MaxRows, string Reason) Choose(Func<long, (double Plain, double OneDnn)> time, string shape, string plain = "MKL")
     {
         var clock = Stopwatch.StartNew();
         var limit = AlwaysPacked;
@@ -45,35 +45,35 @@ internal static class PackedRowLimit
         for (var rows = AlwaysPacked * 2; rows <= LargestMeasured; rows *= 2)
         {
             if (clock.Elapsed > Budget) return (limit, $"{last}; measurement stopped after {clock.Elapsed.TotalSeconds:F1} s");
-            var (mkl, oneDnn) = time(rows);
-            if (oneDnn > mkl * Tolerance)
+            var (unpacked, oneDnn) = time(rows);
+            if (oneDnn > unpacked * Tolerance)
             {
                 // A loss ends the search, so confirm it: a burst of other work on a small machine can fake one.
-                var (mklAgain, oneDnnAgain) = time(rows);
-                (mkl, oneDnn) = (Math.Min(mkl, mklAgain), Math.Min(oneDnn, oneDnnAgain));
+                var (unpackedAgain, oneDnnAgain) = time(rows);
+                (unpacked, oneDnn) = (Math.Min(unpacked, unpackedAgain), Math.Min(oneDnn, oneDnnAgain));
             }
-            last = $"{rows} rows of {shape}: oneDNN {oneDnn:F2} ms, {plain} {mkl:F2} ms";
-            if (oneDnn > mkl * Tolerance) return (limit, last);
+            last = $"{rows} rows of {shape}: oneDNN {oneDnn:F2} ms, {plain} {unpacked:F2} ms";
+            if (oneDnn > unpacked * Tolerance) return (limit, last);
             limit = rows;
         }
         return (long.MaxValue, last);
     }
 
     /// <summary>Best of five alternating timings of each kernel, in milliseconds, after two warm-up calls each.</summary>
-    private static (double Mkl, double OneDnn) TimeBoth(Linear linear, Tensor packed, long rows)
+    private static (double Plain, double OneDnn) TimeBoth(Linear linear, Tensor packed, long rows)
     {
         using var x = randn(rows, linear.in_features, linear.weight!.dtype);
-        var mkl = double.MaxValue;
+        var unpacked = double.MaxValue;
         var oneDnn = double.MaxValue;
         for (var round = 0; round < 7; round++)
         {
             var m = Time(() => linear.call(x));
             var o = Time(() => OneDnnLinear.Linear(x, packed, linear.bias!));
             if (round < 2) continue;
-            mkl = Math.Min(mkl, m);
+            unpacked = Math.Min(unpacked, m);
             oneDnn = Math.Min(oneDnn, o);
         }
-        return (mkl, oneDnn);
+        return (unpacked, oneDnn);
     }
 
     private static double Time(Func<Tensor> kernel)
