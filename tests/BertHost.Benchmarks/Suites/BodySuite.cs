@@ -31,8 +31,8 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
         {
             var folder = BenchModels.Ensure(name, options.WorkFolder);
             var onCpuFp32 = options.Device == "cpu" && DeviceSelection.ParseDType(options.DType) == ScalarType.Float32;
-            // The body as `serve` loads it (prepacked weights where they apply), and on CPU float32 the same body with
-            // libtorch's plain Linear, so the prepacking's effect is measured in the same rounds.
+            // The body as `serve` loads it (prepacked weights where they apply), and where it is prepacked the same body
+            // in the same dtype with libtorch's plain Linear, so the prepacking's effect is measured in the same rounds.
             using var body = BertBody.Load(folder, new BodyOptions { Device = options.Device, DType = options.DType, PrepackWeights = true });
             using var plain = body.Prepacked is not null ? BertBody.Load(folder, new BodyOptions { Device = "cpu", DType = options.DType }) : null;
             if (body.NotPrepackedReason is { } why) section.Notes.Add($"{BenchModels.Describe(name)}: weights not prepacked ({why}).");
@@ -145,9 +145,10 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
             JsonNode? ratioJson = null;
             if (compared.Contains(engine))
             {
-                var references = stats.Where(kv => kv.Key.StartsWith("onnxruntime", StringComparison.Ordinal)).ToList();
-                ratio = string.Join("; ", references.Select(r => $"{Report.F(Stats.PairedRatio(r.Value, s), 2)}× ({r.Key.Replace("onnxruntime", "ORT")})"));
-                ratioJson = new JsonObject(references.Select(r => KeyValuePair.Create(r.Key, (JsonNode?)Stats.PairedRatio(r.Value, s))));
+                var ratios = stats.Where(kv => kv.Key.StartsWith("onnxruntime", StringComparison.Ordinal))
+                    .Select(r => (Engine: r.Key, Ratio: Stats.PairedRatio(r.Value, s))).ToList();
+                ratio = string.Join("; ", ratios.Select(r => $"{Report.F(r.Ratio, 2)}× ({r.Engine.Replace("onnxruntime", "ORT")})"));
+                ratioJson = new JsonObject(ratios.Select(r => KeyValuePair.Create(r.Engine, (JsonNode?)r.Ratio)));
             }
             section.Add(new JsonObject
             {
