@@ -46,6 +46,14 @@ public sealed class BertBody : IDisposable
     /// <summary>The oneDNN-layout weight copies inference passes use (null when not prepacked).</summary>
     public PrepackedWeights? Prepacked { get; private init; }
 
+    /// <summary>
+    /// What computes the attention core of inference passes: <c>cpu_avx512</c> (<see cref="CpuAttention"/>) or
+    /// <c>sdpa</c> (libtorch's scaled_dot_product_attention: other devices and dtypes, CPUs without AVX-512, head
+    /// sizes that are not a multiple of 16, or <see cref="BodyOptions.CpuAttentionKernel"/> off).
+    /// </summary>
+    public string AttentionCore =>
+        Model.UseCpuAttentionKernel && CpuAttention.Supports(Device.type, DType, Config.HeadDim) ? "cpu_avx512" : "sdpa";
+
     /// <summary>Why the weights are not prepacked (null when they are).</summary>
     public string? NotPrepackedReason { get; private init; }
 
@@ -87,6 +95,7 @@ public sealed class BertBody : IDisposable
             var (fingerprint, encoderFingerprint) = BodyFingerprint.ComputeBoth(model, Path.Combine(folder, "vocab.txt"));
             model.to(device).to(dtype);
             model.eval();
+            model.UseCpuAttentionKernel = options.CpuAttentionKernel;
             if (device.type == DeviceType.CPU) NativeHeap.EnsureTuned();
             string? notPrepacked = "not asked for";
             var prepacked = options.PrepackWeights ? PrepackedWeights.Pack(model, out notPrepacked) : null;

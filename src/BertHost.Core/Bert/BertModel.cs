@@ -26,6 +26,20 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
 
     public bool HasPooler => pooler is not null;
 
+    /// <summary>
+    /// Inference passes in float32 on a CPU with AVX-512 run the attention core with <see cref="CpuAttention"/> rather
+    /// than libtorch's SDPA (the same values to float rounding, faster). On by default; off gives the SDPA path, which
+    /// training always takes.
+    /// </summary>
+    public bool UseCpuAttentionKernel
+    {
+        get => encoder.layer.Count == 0 || encoder.layer[0].attention.@self.CpuKernel;
+        set
+        {
+            foreach (var layer in encoder.layer) layer.attention.@self.CpuKernel = value;
+        }
+    }
+
     public override BodyOutput forward(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask) =>
         Forward(inputIds, tokenTypeIds, attentionMask, outputHiddenStates: false);
 

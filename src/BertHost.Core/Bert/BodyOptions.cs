@@ -18,6 +18,12 @@ public sealed record BodyOptions
     /// </summary>
     public bool PrepackWeights { get; init; }
 
+    /// <summary>
+    /// Run the attention core of float32 CPU inference passes with <see cref="CpuAttention"/> where the CPU has
+    /// AVX-512 (see <see cref="BertModel.UseCpuAttentionKernel"/>); false keeps libtorch's SDPA (for comparisons).
+    /// </summary>
+    public bool CpuAttentionKernel { get; init; } = true;
+
     /// <summary>Return every layer's hidden states from <see cref="BertBody.Forward(BertHost.Core.Text.PaddedBatch,bool)"/> by default.</summary>
     public bool OutputHiddenStates { get; init; }
 }

@@ -26,15 +26,17 @@ internal sealed class PackedEncoder(BertModel model)
         using var index = attentionMask.reshape(-1).nonzero().squeeze(1);
         var x = embedded.reshape(b * t, _hidden).index_select(0, index);
         if (allHiddenStates is not null) allHiddenStates.Add(embedded.alias());
+        // Real tokens are packed row by row, so each sequence is a contiguous run of x's rows.
+        var starts = model.encoder.layer.Count > 0 && model.encoder.layer[0].attention.@self.UsesCpuKernel(x)
+            ? SequenceStarts(attentionMask)
+            : null;
         foreach (var layer in model.encoder.layer)
         {
             using var scope = NewDisposeScope();
             var a = layer.attention.@self;
-            var q = Pad(a.query.Project(x), index, b, t);
-            var k = Pad(a.key.Project(x), index, b, t);
-            var v = Pad(a.value.Project(x), index, b, t);
-            var context = nn.functional.scaled_dot_product_attention(q, k, v, maskBias)
-                .transpose(1, 2).reshape(b * t, _hidden).index_select(0, index);
+            var context = starts is null
+                ? PaddedAttention(a, x, maskBias, index, b, t)
+                : CpuAttention.Run(a.query.Project(x), a.key.Project(x), a.value.Project(x), starts, _heads, _headDim);
             var attended = layer.attention.output.call(context, x);
             var next = layer.output.call(layer.intermediate.call(attended), attended).MoveToOuterDisposeScope();
             x.Dispose();
@@ -47,6 +49,25 @@ internal sealed class PackedEncoder(BertModel model)
             return allHiddenStates[^1].alias();
         }
         using (x) return Scatter(x, index, b, t);
+    }
+
+    /// <summary>libtorch's SDPA on the padded layout, gathered back to the real tokens' rows.</summary>
+    private Tensor PaddedAttention(BertSelfAttention a, Tensor x, Tensor maskBias, Tensor index, long b, long t)
+    {
+        var q = Pad(a.query.Project(x), index, b, t);
+        var k = Pad(a.key.Project(x), index, b, t);
+        var v = Pad(a.value.Project(x), index, b, t);
+        return nn.functional.scaled_dot_product_attention(q, k, v, maskBias)
+            .transpose(1, 2).reshape(b * t, _hidden).index_select(0, index);
+    }
+
+    private static int[] SequenceStarts(Tensor attentionMask)
+    {
+        using var counts = attentionMask.sum(1, type: ScalarType.Int64).cpu();
+        var lengths = counts.data<long>().ToArray();
+        var starts = new int[lengths.Length + 1];
+        for (var i = 0; i < lengths.Length; i++) starts[i + 1] = starts[i] + (int)lengths[i];
+        return starts;
     }
 
     /// <summary>[N,H] real tokens → [B, heads, T, d] with zero rows at padding (masked out of attention anyway).</summary>

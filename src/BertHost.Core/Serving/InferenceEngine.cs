@@ -289,6 +289,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         ["prepacked_weights_bytes"] = Body.Prepacked?.Bytes ?? 0,
         // null: the packed weights serve passes of any size (0 when nothing is packed).
         ["prepacked_max_rows"] = Body.Prepacked is { } packed ? packed.MaxRows == long.MaxValue ? null : packed.MaxRows : 0,
+        ["attention_core"] = Body.AttentionCore,
         ["body_passes"] = Scheduler.BodyPasses,
         ["body_rows"] = Scheduler.BodyRows,
     };

@@ -35,6 +35,10 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
             // in the same dtype with libtorch's plain Linear, so the prepacking's effect is measured in the same rounds.
             using var body = BertBody.Load(folder, new BodyOptions { Device = options.Device, DType = options.DType, PrepackWeights = true });
             using var plain = body.Prepacked is not null ? BertBody.Load(folder, new BodyOptions { Device = "cpu", DType = options.DType }) : null;
+            // Likewise the served body with libtorch's SDPA for the attention core, where the host's own kernel runs.
+            using var sdpa = body.AttentionCore != "sdpa"
+                ? BertBody.Load(folder, new BodyOptions { Device = options.Device, DType = options.DType, PrepackWeights = true, CpuAttentionKernel = false })
+                : null;
             if (body.NotPrepackedReason is { } why) section.Notes.Add($"{BenchModels.Describe(name)}: weights not prepacked ({why}).");
             if (body.Prepacked is { } packs)
                 section.Notes.Add($"{BenchModels.Describe(name)}: prepacked weights serve passes of {packs.PassesServed}, as measured at load ({packs.RowLimitReason}).");
@@ -48,16 +52,17 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
                 var batch = PaddedBatch.Create(Synthetic(b, SequenceLength, body.Config.VocabSize, seed: b), body.Tokenizer.PadTokenId);
                 var contenders = new List<Contender> { new("host", () => HostPass(body, batch)) };
                 if (plain is not null) contenders.Add(new Contender("host, weights not prepacked", () => HostPass(plain, batch)));
+                if (sdpa is not null) contenders.Add(new Contender("host, SDPA attention", () => HostPass(sdpa, batch)));
                 if (onnx is not null) contenders.Add(new Contender("onnxruntime", () => onnx.Infer(batch)));
                 // A GPU pass takes milliseconds: more calls per block keep the launch/sync overhead out of the figure.
                 // On the CPU: more, shorter rounds (about half a second for MiniLM, one pass of BERT-base at 8×128), since
                 // the ratio is taken round by round.
                 var calls = body.Device.type == TorchSharp.DeviceType.CUDA ? Math.Max(8, 2048 / b) : Math.Max(1, (name == "base" ? 1 : 4) * 8 / b);
                 var stats = Measure.RoundRobin(contenders, _warmup, _rounds, options.Quick ? Math.Max(1, calls / 2) : calls);
-                AddRows(section, name, $"{b}×{SequenceLength}", stats, b, b * SequenceLength, ["host", "host, weights not prepacked"]);
+                AddRows(section, name, $"{b}×{SequenceLength}", stats, b, b * SequenceLength, ["host", "host, weights not prepacked", "host, SDPA attention"]);
             }
 
-            if (sentences is not null) RunMix(section, name, body, onnx, sentences);
+            if (sentences is not null) RunMix(section, name, body, sdpa, onnx, sentences);
             if (options.DType != "float32" && options.Device == "cpu") RunPrecision(section, name, folder, body);
         }
         section.Notes.Add("Each engine runs in alternating blocks (warm-up, then rounds of one block per engine, 200 ms apart so the idle thread pool stops spinning, each round starting with the next engine); a sample is one block's mean, the time is the median over rounds and spread is (max − min) ÷ median. The machine is shared, so absolute times are noisy; 'ORT time ÷ host time' is the median over rounds of the two engines' ratio within a round, which cancels the machine's drift between rounds.");
@@ -87,7 +92,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
     /// padding only to each pass's longest row); ORT gets the same passes, and also what a plain ORT service does —
     /// batches of 8 in arrival order padded to their longest row.
     /// </summary>
-    private void RunMix(Section section, string name, BertBody body, OnnxBody? onnx, IReadOnlyList<string> sentences)
+    private void RunMix(Section section, string name, BertBody body, BertBody? sdpa, OnnxBody? onnx, IReadOnlyList<string> sentences)
     {
         var count = options.Quick ? 128 : name == "base" ? 256 : 512;
         var encodeOptions = new EncodeOptions { MaxLength = body.MaxSequenceLength };
@@ -104,6 +109,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
             // The same passes computing padded tokens too: what skipping them is worth.
             new("host, padded pass", () => planned.ForEach(b => { using var o = body.Forward(b); })),
         };
+        if (sdpa is not null) contenders.Add(new Contender("host, SDPA attention", () => planned.ForEach(b => HostPass(sdpa, b))));
         if (onnx is not null)
         {
             contenders.Add(new Contender("onnxruntime, same batches", () => planned.ForEach(onnx.Infer)));
@@ -113,7 +119,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
         var tokens = sequences.Sum(s => s.Length);
         var padded = planned.Sum(b => b.BatchSize * b.SequenceLength);
         var paddedArrival = arrival.Sum(b => b.BatchSize * b.SequenceLength);
-        AddRows(section, name, $"SST-2 mix ({count} sentences, {tokens} tokens)", stats, count, tokens, ["host", "host, arrival-order batches of 8", "host, padded pass"],
+        AddRows(section, name, $"SST-2 mix ({count} sentences, {tokens} tokens)", stats, count, tokens, ["host", "host, arrival-order batches of 8", "host, padded pass", "host, SDPA attention"],
             perBatchDivisor: null);
         section.Notes.Add($"{BenchModels.Describe(name)} SST-2 mix: the scheduler's plan is {planned.Count} passes, {padded} padded tokens for {tokens} real ({(double)padded / tokens:F2}×); arrival-order batches of 8 pad to {paddedArrival} ({(double)paddedArrival / tokens:F2}×). 'ms per batch' is the whole mix.");
     }

@@ -197,6 +197,7 @@ public sealed class HostIntegrationTests(HostFixture host) : IClassFixture<HostF
         Assert.Equal(linearBytes, body["prepacked_weights_bytes"]!.GetValue<long>());
         var maxRows = host.Engine.Body.Prepacked!.MaxRows;
         Assert.Equal(maxRows == long.MaxValue ? null : maxRows, body["prepacked_max_rows"]?.GetValue<long>());
+        Assert.Equal("sdpa", body["attention_core"]!.GetValue<string>()); // head size 8: not whole 16-float vectors
         var (openStatus, openapi) = await host.GetAsync("/openapi.json");
         Assert.Equal(200, openStatus);
         Assert.NotNull(openapi["paths"]!["/v1/predict"]);

@@ -1,0 +1,137 @@
+using System.Runtime.Intrinsics;
+using BertHost.Core.Bert;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BertHost.Tests.Bert;
+
+/// <summary>
+/// The AVX-512 attention core (<see cref="CpuAttention"/>) against libtorch's SDPA run on each sequence alone, and
+/// bodies that use it against the same bodies on SDPA. <see cref="CpuAttention.Run"/> computes the same values without
+/// AVX-512 too (.NET emulates the vectors), so the comparisons run on every machine.
+/// </summary>
+public class CpuAttentionTests
+{
+    [Theory]
+    [InlineData(2, 16)]
+    [InlineData(12, 32)]
+    [InlineData(4, 64)]
+    public void Each_sequence_gets_sdpa_of_its_own_tokens(int heads, int headDim)
+    {
+        using var scope = NewDisposeScope();
+        // Lengths around the 16-key vectors and 64-query blocks, an empty sequence, and one longer than two blocks.
+        int[] lengths = [1, 5, 17, 0, 64, 65, 130];
+        var starts = Starts(lengths);
+        var hidden = heads * headDim;
+        var (q, k, v) = (randn(starts[^1], hidden), randn(starts[^1], hidden), randn(starts[^1], hidden));
+
+        var context = CpuAttention.Run(q, k, v, starts, heads, headDim);
+
+        Assert.Equal(new long[] { starts[^1], hidden }, context.shape);
+        for (var b = 0; b < lengths.Length; b++)
+        {
+            if (lengths[b] == 0) continue;
+            var expected = SdpaOfOneSequence(q, k, v, starts[b], lengths[b], heads, headDim);
+            var got = context.narrow(0, starts[b], lengths[b]);
+            Assert.InRange(got.sub(expected).abs().max().item<float>(), 0, 2e-6);
+        }
+    }
+
+    [Fact]
+    public void Rows_of_a_wider_tensor_give_the_same_context()
+    {
+        using var scope = NewDisposeScope();
+        int[] starts = [0, 40, 47];
+        var qkv = randn(47, 3 * 64);
+        var (q, k, v) = (qkv.narrow(1, 0, 64), qkv.narrow(1, 64, 64), qkv.narrow(1, 128, 64));
+        Assert.Equal(192, q.stride(0));
+
+        var strided = CpuAttention.Run(q, k, v, starts, 2, 32);
+        var dense = CpuAttention.Run(q.contiguous(), k.contiguous(), v.contiguous(), starts, 2, 32);
+
+        Assert.Equal(0f, strided.sub(dense).abs().max().item<float>());
+    }
+
+    [Fact]
+    public void Large_scores_do_not_overflow_the_softmax()
+    {
+        using var scope = NewDisposeScope();
+        int[] starts = [0, 33];
+        var (q, k, v) = (randn(33, 32).mul(40), randn(33, 32).mul(40), randn(33, 32));
+
+        var context = CpuAttention.Run(q, k, v, starts, 1, 32);
+
+        Assert.False(context.isnan().any().item<bool>());
+        Assert.InRange(context.sub(SdpaOfOneSequence(q, k, v, 0, 33, 1, 32)).abs().max().item<float>(), 0, 1e-5);
+    }
+
+    [Fact]
+    public void Inconsistent_inputs_are_refused_with_the_reason()
+    {
+        using var scope = NewDisposeScope();
+        var x = randn(10, 32);
+        var rows = Assert.Throws<ArgumentException>(() => CpuAttention.Run(x, x, x, [0, 6, 12], 2, 16));
+        Assert.Equal("q has 10 rows but the sequences cover 12", rows.Message);
+        var width = Assert.Throws<ArgumentException>(() => CpuAttention.Run(x, randn(10, 48), x, [0, 10], 2, 16));
+        Assert.Equal("k must be [tokens, 32] with a dense last dimension, got shape [10,48]", width.Message);
+        var order = Assert.Throws<ArgumentException>(() => CpuAttention.Run(x, x, x, [0, 7, 3, 10], 2, 16));
+        Assert.Equal("sequence starts must not decrease (sequence 1)", order.Message);
+    }
+
+    [Fact]
+    public void Only_float32_cpu_inference_with_whole_vector_heads_is_served()
+    {
+        using var scope = NewDisposeScope();
+        var x = randn(4, 64);
+        Assert.False(CpuAttention.Serves(x, 32)); // autograd on
+        using var noGrad = no_grad();
+        Assert.Equal(Vector512.IsHardwareAccelerated, CpuAttention.Serves(x, 32));
+        Assert.False(CpuAttention.Serves(x, 8));
+        Assert.False(CpuAttention.Serves(x.to(ScalarType.BFloat16), 32));
+    }
+
+    [Fact]
+    public void Bodies_with_the_kernel_match_the_same_bodies_on_sdpa()
+    {
+        using var scope = NewDisposeScope();
+        var config = new BertConfig { VocabSize = 50, HiddenSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, IntermediateSize = 96, MaxPositionEmbeddings = 160 };
+        using var model = new BertModel(config);
+        BertInitializer.Initialize(model, seed: 11);
+        model.eval();
+        Assert.True(model.UseCpuAttentionKernel);
+        Assert.Equal(Vector512.IsHardwareAccelerated, CpuAttention.Supports(DeviceType.CPU, ScalarType.Float32, config.HeadDim));
+        var generator = new Generator(3);
+        var ids = randint(5, 50, [3, 150], generator: generator);
+        var types = zeros_like(ids);
+        var full = ones_like(ids);
+        // Rows of 150, 37 and 1 real tokens, and a mask with a hole in the middle (allowed by BertModel).
+        var padded = full.clone();
+        padded[1].narrow(0, 37, 113).fill_(0);
+        padded[2].narrow(0, 1, 149).fill_(0);
+        padded[0].narrow(0, 60, 10).fill_(0);
+        using var noGrad = no_grad();
+
+        var withKernel = (Plain: model.Forward(ids, types, full, false), Skipping: model.ForwardSkippingPadding(ids, types, padded, true));
+        model.UseCpuAttentionKernel = false;
+        var onSdpa = (Plain: model.Forward(ids, types, full, false), Skipping: model.ForwardSkippingPadding(ids, types, padded, true));
+
+        Assert.InRange(withKernel.Plain.LastHiddenState.sub(onSdpa.Plain.LastHiddenState).abs().max().item<float>(), 0, 1e-5);
+        Assert.InRange(withKernel.Skipping.LastHiddenState.sub(onSdpa.Skipping.LastHiddenState).abs().max().item<float>(), 0, 1e-5);
+        Assert.InRange(withKernel.Skipping.PooledOutput!.sub(onSdpa.Skipping.PooledOutput!).abs().max().item<float>(), 0, 1e-5);
+        Assert.Equal(onSdpa.Skipping.HiddenStates!.Count, withKernel.Skipping.HiddenStates!.Count);
+    }
+
+    private static int[] Starts(int[] lengths)
+    {
+        var starts = new int[lengths.Length + 1];
+        for (var i = 0; i < lengths.Length; i++) starts[i + 1] = starts[i] + lengths[i];
+        return starts;
+    }
+
+    private static Tensor SdpaOfOneSequence(Tensor q, Tensor k, Tensor v, int start, int length, int heads, int headDim)
+    {
+        Tensor Heads(Tensor x) => x.narrow(0, start, length).reshape(length, heads, headDim).transpose(0, 1);
+        return nn.functional.scaled_dot_product_attention(Heads(q), Heads(k), Heads(v))
+            .transpose(0, 1).reshape(length, heads * headDim);
+    }
+}
