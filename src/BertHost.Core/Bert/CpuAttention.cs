@@ -18,7 +18,7 @@ namespace BertHost.Core.Bert;
 internal static unsafe class CpuAttention
 {
     private const int Lanes = 16;
-    private const int QueryBlock = 64;
+    private const int QueryBlock = 128;
 
     /// <summary>Whether this machine runs the kernel fast for a body on this device, in this dtype, with this head size.</summary>
     public static bool Supports(DeviceType device, ScalarType dtype, int headDim) =>
@@ -43,18 +43,15 @@ internal static unsafe class CpuAttention
         var longest = 0;
         for (var b = 0; b + 1 < starts.Length; b++) longest = Math.Max(longest, starts[b + 1] - starts[b]);
         var threads = Math.Min(get_num_threads(), items.Count);
-        if (threads <= 1)
+        var next = -1;
+        void Drain()
         {
             using var scratch = new Scratch(longest, headDim);
-            foreach (var item in items) work.Attend(item, scratch);
+            for (int i; (i = Interlocked.Increment(ref next)) < items.Count;) work.Attend(items[i], scratch);
         }
-        else
-        {
-            Parallel.For(0, items.Count, new ParallelOptions { MaxDegreeOfParallelism = threads },
-                () => new Scratch(longest, headDim),
-                (i, _, scratch) => { work.Attend(items[i], scratch); return scratch; },
-                scratch => scratch.Dispose());
-        }
+        if (threads <= 1) Drain();
+        else if (OpenMpTeam.Available) OpenMpTeam.Run(threads, _ => Drain());
+        else Parallel.For(0, threads, _ => Drain());
         GC.KeepAlive(q);
         GC.KeepAlive(k);
         GC.KeepAlive(v);
@@ -254,6 +251,16 @@ internal static unsafe class CpuAttention
         private void WeightValues(float* p, int rows, int length, int width, float* values, Span<float> inverseSums, float* context)
         {
             var r = 0;
+            for (; r + 8 <= rows; r += 8)
+            {
+                var c = 0;
+                for (; c + 2 * Lanes <= headDim; c += 2 * Lanes) ValueTile8x2(p + r * width, width, length, values + c, context + r * output.RowStride + c, inverseSums.Slice(r, 8));
+                for (; c < headDim; c += Lanes)
+                {
+                    ValueTile4x1(p + r * width, width, length, values + c, context + r * output.RowStride + c, inverseSums.Slice(r, 4));
+                    ValueTile4x1(p + (r + 4) * width, width, length, values + c, context + (r + 4) * output.RowStride + c, inverseSums.Slice(r + 4, 4));
+                }
+            }
             for (; r + 4 <= rows; r += 4)
             {
                 var c = 0;
@@ -273,6 +280,51 @@ internal static unsafe class CpuAttention
                     (acc * inverse).Store(outRow + c);
                 }
             }
+        }
+
+        private void ValueTile8x2(float* p, int width, int length, float* values, float* context, Span<float> inverseSums)
+        {
+            Vector512<float> a00 = default, a01 = default, a10 = default, a11 = default;
+            Vector512<float> a20 = default, a21 = default, a30 = default, a31 = default;
+            Vector512<float> a40 = default, a41 = default, a50 = default, a51 = default;
+            Vector512<float> a60 = default, a61 = default, a70 = default, a71 = default;
+            for (var j = 0; j < length; j++)
+            {
+                var vr = values + j * v.RowStride;
+                Vector512<float> v0 = Vector512.Load(vr), v1 = Vector512.Load(vr + Lanes);
+                var pj = p + j;
+                var b = Vector512.Create(pj[0]);
+                a00 = Vector512.FusedMultiplyAdd(b, v0, a00); a01 = Vector512.FusedMultiplyAdd(b, v1, a01);
+                b = Vector512.Create(pj[width]);
+                a10 = Vector512.FusedMultiplyAdd(b, v0, a10); a11 = Vector512.FusedMultiplyAdd(b, v1, a11);
+                b = Vector512.Create(pj[2 * width]);
+                a20 = Vector512.FusedMultiplyAdd(b, v0, a20); a21 = Vector512.FusedMultiplyAdd(b, v1, a21);
+                b = Vector512.Create(pj[3 * width]);
+                a30 = Vector512.FusedMultiplyAdd(b, v0, a30); a31 = Vector512.FusedMultiplyAdd(b, v1, a31);
+                b = Vector512.Create(pj[4 * width]);
+                a40 = Vector512.FusedMultiplyAdd(b, v0, a40); a41 = Vector512.FusedMultiplyAdd(b, v1, a41);
+                b = Vector512.Create(pj[5 * width]);
+                a50 = Vector512.FusedMultiplyAdd(b, v0, a50); a51 = Vector512.FusedMultiplyAdd(b, v1, a51);
+                b = Vector512.Create(pj[6 * width]);
+                a60 = Vector512.FusedMultiplyAdd(b, v0, a60); a61 = Vector512.FusedMultiplyAdd(b, v1, a61);
+                b = Vector512.Create(pj[7 * width]);
+                a70 = Vector512.FusedMultiplyAdd(b, v0, a70); a71 = Vector512.FusedMultiplyAdd(b, v1, a71);
+            }
+            var stride = output.RowStride;
+            StorePair(a00, a01, inverseSums[0], context);
+            StorePair(a10, a11, inverseSums[1], context + stride);
+            StorePair(a20, a21, inverseSums[2], context + 2 * stride);
+            StorePair(a30, a31, inverseSums[3], context + 3 * stride);
+            StorePair(a40, a41, inverseSums[4], context + 4 * stride);
+            StorePair(a50, a51, inverseSums[5], context + 5 * stride);
+            StorePair(a60, a61, inverseSums[6], context + 6 * stride);
+            StorePair(a70, a71, inverseSums[7], context + 7 * stride);
+        }
+
+        private static void StorePair(Vector512<float> first, Vector512<float> second, float scale, float* destination)
+        {
+            (first * scale).Store(destination);
+            (second * scale).Store(destination + Lanes);
         }
 
         private void ValueTile4x2(float* p, int width, int length, float* values, float* context, Span<float> inverseSums)

@@ -25,22 +25,27 @@ public sealed class ProfileSuite(BenchOptions options)
             var a = layer.attention.@self;
             using var x = randn(8, 128, c.HiddenSize);
             using var wide = randn(8, 128, c.IntermediateSize);
-            using var mask = zeros(8, 1, 1, 128);
             using var q = randn(8, c.NumAttentionHeads, 128, c.HeadDim);
             using var k = randn(8, c.NumAttentionHeads, 128, c.HeadDim);
             using var v = randn(8, c.NumAttentionHeads, 128, c.HeadDim);
             using var qkvWeight = cat([a.query.weight!, a.key.weight!, a.value.weight!], 0);
             using var qkvBias = cat([a.query.bias!, a.key.bias!, a.value.bias!], 0);
             var scale = 1.0 / Math.Sqrt(c.HeadDim);
+            // The same projections as the kernel reads them: [tokens, hidden], one sequence per 128 rows.
+            using var flatQ = q.transpose(1, 2).reshape(8 * 128, c.HiddenSize);
+            using var flatK = k.transpose(1, 2).reshape(8 * 128, c.HiddenSize);
+            using var flatV = v.transpose(1, 2).reshape(8 * 128, c.HiddenSize);
+            int[] starts = [.. Enumerable.Range(0, 9).Select(i => i * 128)];
             var l = c.NumHiddenLayers;
 
             (string Part, int Times, Action Run)[] parts =
             [
                 ("whole pass (body.Forward)", 1, () => { using var o = body.Forward(batch); }),
-                ("Q, K, V projections (3 Linear)", l, () => { using var s = NewDisposeScope(); a.query.call(x); a.key.call(x); a.value.call(x); }),
-                ("Q, K, V as one fused Linear", l, () => { using var s = NewDisposeScope(); nn.functional.linear(x, qkvWeight, qkvBias); }),
-                ("attention core, SDPA", l, () => { using var s = NewDisposeScope(); nn.functional.scaled_dot_product_attention(q, k, v, mask); }),
-                ("attention core, manual (matmul, softmax, matmul)", l, () => { using var s = NewDisposeScope(); q.matmul(k.transpose(-1, -2)).mul_(scale).add_(mask).softmax(-1).matmul(v); }),
+                ("Q, K, V projections (3 Linear as served)", l, () => { using var s = NewDisposeScope(); a.query.Project(x); a.key.Project(x); a.value.Project(x); }),
+                ("Q, K, V as one fused libtorch Linear", l, () => { using var s = NewDisposeScope(); nn.functional.linear(x, qkvWeight, qkvBias); }),
+                ("attention core, CpuAttention (served where it applies)", l, () => { using var s = NewDisposeScope(); CpuAttention.Run(flatQ, flatK, flatV, starts, c.NumAttentionHeads, c.HeadDim); }),
+                ("attention core, SDPA", l, () => { using var s = NewDisposeScope(); nn.functional.scaled_dot_product_attention(q, k, v); }),
+                ("attention core, manual (matmul, softmax, matmul)", l, () => { using var s = NewDisposeScope(); q.matmul(k.transpose(-1, -2)).mul_(scale).softmax(-1).matmul(v); }),
                 ("heads split + merge (view, transpose, reshape)", l, () => { using var s = NewDisposeScope(); x.view(8, 128, c.NumAttentionHeads, c.HeadDim).transpose(1, 2).transpose(1, 2).reshape(8, 128, c.HiddenSize); }),
                 ("attention output dense + residual + LayerNorm", l, () => { using var s = NewDisposeScope(); layer.attention.output.call(x, x); }),
                 ("intermediate dense + GELU", l, () => { using var s = NewDisposeScope(); layer.intermediate.call(x); }),
