@@ -12,7 +12,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
 {
     internal static readonly string[] TopKeys = ["host", "body", "batching", "jobs", "heads"];
     internal static readonly string[] HostKeys = ["urls", "max_request_bytes", "max_inputs_per_request", "oversized", "shutdown_timeout_seconds"];
-    internal static readonly string[] BodyKeys = ["checkpoint", "device", "dtype", "max_sequence_length", "prepack_weights"];
+    internal static readonly string[] BodyKeys = ["checkpoint", "device", "dtype", "max_sequence_length", "prepack_weights", "attention_kernel"];
     internal static readonly string[] BatchingKeys = ["max_batch_tokens", "max_batch_requests", "max_wait_ms", "max_queued_inputs"];
     internal static readonly string[] JobsKeys = ["directory", "max_concurrent", "resume_interrupted", "body_swap"];
     internal static readonly string[] HeadKeys = ["name", "kind", "plugin", "sha256", "labels", "weights", "options"];
@@ -331,6 +331,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             DType = dtype ?? defaults.DType,
             MaxSequenceLength = maxLength,
             PrepackWeights = Bool(e, "prepack_weights", path) ?? defaults.PrepackWeights,
+            AttentionKernel = Bool(e, "attention_kernel", path) ?? defaults.AttentionKernel,
         };
     }
 

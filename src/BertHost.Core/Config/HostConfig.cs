@@ -56,6 +56,9 @@ public sealed record BodySection
 
     /// <summary>Serve with oneDNN-layout copies of the Linear weights on the CPU (faster; twice those weights' memory).</summary>
     public bool PrepackWeights { get; init; } = true;
+
+    /// <summary>Run the attention core of CPU float32 passes with BertHost's AVX-512 kernel where it applies (else libtorch's SDPA).</summary>
+    public bool AttentionKernel { get; init; } = true;
 }
 
 /// <summary><c>batching:</c> (like text-embeddings-inference's max-batch-tokens / max-concurrent-requests).</summary>

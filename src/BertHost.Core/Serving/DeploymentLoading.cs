@@ -20,6 +20,7 @@ public static class DeploymentLoading
         DType = config.Body.DType,
         MaxSequenceLength = config.Body.MaxSequenceLength,
         PrepackWeights = forServing && config.Body.PrepackWeights,
+        CpuAttentionKernel = config.Body.AttentionKernel,
     });
 
     /// <summary>The checkpoint store heads get: it fingerprints task folders without a vocabulary with the body's.</summary>

@@ -1,5 +1,6 @@
 using System.Runtime.Intrinsics;
 using BertHost.Core.Bert;
+using BertHost.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -119,6 +120,18 @@ public class CpuAttentionTests
         Assert.InRange(withKernel.Skipping.LastHiddenState.sub(onSdpa.Skipping.LastHiddenState).abs().max().item<float>(), 0, 1e-5);
         Assert.InRange(withKernel.Skipping.PooledOutput!.sub(onSdpa.Skipping.PooledOutput!).abs().max().item<float>(), 0, 1e-5);
         Assert.Equal(onSdpa.Skipping.HiddenStates!.Count, withKernel.Skipping.HiddenStates!.Count);
+    }
+
+    [Fact]
+    public void Body_options_choose_the_attention_core()
+    {
+        var folder = ReferenceOutputs.ModelFolder("tiny-bert");
+        using var served = BertBody.Load(folder);
+        using var onSdpa = BertBody.Load(folder, new BodyOptions { CpuAttentionKernel = false });
+        Assert.True(served.Model.UseCpuAttentionKernel);
+        Assert.False(onSdpa.Model.UseCpuAttentionKernel);
+        Assert.Equal("sdpa", served.AttentionCore); // head size 8: not whole 16-float vectors
+        Assert.Equal("sdpa", onSdpa.AttentionCore);
     }
 
     private static int[] Starts(int[] lengths)

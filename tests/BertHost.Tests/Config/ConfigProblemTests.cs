@@ -166,13 +166,16 @@ public sealed class ConfigProblemTests : IDisposable
         Assert.Equal(128, _folder.Load("body: { checkpoint: ../models/bert, max_sequence_length: 128 }").Body.MaxSequenceLength);
     }
 
-    [Fact]
-    public void Prepack_weights_is_on_by_default_and_must_be_a_boolean()
+    [Theory]
+    [InlineData("prepack_weights")]
+    [InlineData("attention_kernel")]
+    public void Body_switches_are_on_by_default_and_must_be_booleans(string key)
     {
-        Assert.True(_folder.Load("body: { checkpoint: ../models/bert }").Body.PrepackWeights);
-        Assert.False(_folder.Load("body: { checkpoint: ../models/bert, prepack_weights: false }").Body.PrepackWeights);
-        var problem = _folder.Problem("body:\n  checkpoint: ../models/bert\n  prepack_weights: sometimes\n");
-        Assert.Equal(new ConfigProblem(3, 20, "body.prepack_weights", "must be true or false, got 'sometimes'"), problem);
+        static bool Read(BodySection body, string key) => key == "prepack_weights" ? body.PrepackWeights : body.AttentionKernel;
+        Assert.True(Read(_folder.Load("body: { checkpoint: ../models/bert }").Body, key));
+        Assert.False(Read(_folder.Load($"body: {{ checkpoint: ../models/bert, {key}: false }}").Body, key));
+        var problem = _folder.Problem($"body:\n  checkpoint: ../models/bert\n  {key}: sometimes\n");
+        Assert.Equal(new ConfigProblem(3, key.Length + 5, $"body.{key}", "must be true or false, got 'sometimes'"), problem);
     }
 
     [Fact]
