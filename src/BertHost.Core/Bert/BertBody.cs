@@ -47,12 +47,12 @@ public sealed class BertBody : IDisposable
     public PrepackedWeights? Prepacked { get; private init; }
 
     /// <summary>
-    /// What computes the attention core of inference passes: <c>cpu_avx512</c> (<see cref="CpuAttention"/>) or
-    /// <c>sdpa</c> (libtorch's scaled_dot_product_attention: other devices and dtypes, CPUs without AVX-512, head
-    /// sizes that are not a multiple of 16, or <see cref="BodyOptions.CpuAttentionKernel"/> off).
+    /// What computes the attention core of inference passes: <c>cpu_avx512</c> or <c>cpu_avx2</c>
+    /// (<see cref="CpuAttention"/>) or <c>sdpa</c> (libtorch's scaled_dot_product_attention: other devices and dtypes,
+    /// CPUs without AVX2, head sizes the kernel does not take, or <see cref="BodyOptions.CpuAttentionKernel"/> off).
     /// </summary>
     public string AttentionCore =>
-        Model.UseCpuAttentionKernel && CpuAttention.Supports(Device.type, DType, Config.HeadDim) ? "cpu_avx512" : "sdpa";
+        Model.UseCpuAttentionKernel && CpuAttention.Supports(Device.type, DType, Config.HeadDim) ? CpuAttention.InstructionSet(Config.HeadDim)! : "sdpa";
 
     /// <summary>Why the weights are not prepacked (null when they are).</summary>
     public string? NotPrepackedReason { get; private init; }

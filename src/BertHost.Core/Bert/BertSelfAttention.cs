@@ -32,24 +32,26 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], t = hidden.shape[1];
-        if (maskBias is null && !training && UsesCpuKernel(hidden))
+        var q = query.Project(hidden);
+        var k = key.Project(hidden);
+        var v = value.Project(hidden);
+        if (!training && UsesCpuKernel(q, k, v) &&
+            (maskBias is null ? Enumerable.Repeat((int)t, (int)b).ToArray() : CpuAttention.PrefixKeyLengths(maskBias)) is { } keyLengths)
         {
-            var starts = Enumerable.Range(0, (int)b + 1).Select(i => i * (int)t).ToArray();
-            return CpuAttention.Run(query.Project(hidden).view(b * t, -1), key.Project(hidden).view(b * t, -1),
-                value.Project(hidden).view(b * t, -1), starts, _heads, _headDim).view(b, t, -1).MoveToOuterDisposeScope();
+            return CpuAttention.RunPadded(q.view(b * t, -1), k.view(b * t, -1), v.view(b * t, -1), (int)t, keyLengths, _heads, _headDim)
+                .view(b, t, -1).MoveToOuterDisposeScope();
         }
-        var q = SplitHeads(query.Project(hidden), b, t);
-        var k = SplitHeads(key.Project(hidden), b, t);
-        var v = SplitHeads(value.Project(hidden), b, t);
         // libtorch's fused SDPA applies 1/sqrt(head_dim) itself, the scale BERT uses.
-        var context = nn.functional.scaled_dot_product_attention(q, k, v, maskBias, training ? _dropoutProb : 0.0);
+        var context = nn.functional.scaled_dot_product_attention(SplitHeads(q, b, t), SplitHeads(k, b, t), SplitHeads(v, b, t),
+            maskBias, training ? _dropoutProb : 0.0);
         return context.transpose(1, 2).reshape(b, t, _heads * _headDim).MoveToOuterDisposeScope();
     }
 
     /// <summary>Whether inference passes may run the attention core with <see cref="CpuAttention"/> (see <see cref="BertModel.UseCpuAttentionKernel"/>).</summary>
     internal bool CpuKernel { get; set; } = true;
 
-    internal bool UsesCpuKernel(Tensor hidden) => CpuKernel && CpuAttention.Serves(hidden, _headDim);
+    /// <summary>Whether the attention core of these projections runs on <see cref="CpuAttention"/>.</summary>
+    internal bool UsesCpuKernel(Tensor q, Tensor k, Tensor v) => CpuKernel && CpuAttention.Serves(q, k, v, _headDim);
 
     private Tensor SplitHeads(Tensor x, long b, long t) => x.view(b, t, _heads, _headDim).transpose(1, 2);
 }

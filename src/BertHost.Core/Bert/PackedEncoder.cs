@@ -27,16 +27,22 @@ internal sealed class PackedEncoder(BertModel model)
         var x = embedded.reshape(b * t, _hidden).index_select(0, index);
         if (allHiddenStates is not null) allHiddenStates.Add(embedded.alias());
         // Real tokens are packed row by row, so each sequence is a contiguous run of x's rows.
-        var starts = model.encoder.layer.Count > 0 && model.encoder.layer[0].attention.@self.UsesCpuKernel(x)
-            ? SequenceStarts(attentionMask)
-            : null;
+        int[]? starts = null;
         foreach (var layer in model.encoder.layer)
         {
             using var scope = NewDisposeScope();
             var a = layer.attention.@self;
-            var context = starts is null
-                ? PaddedAttention(a, x, maskBias, index, b, t)
-                : CpuAttention.Run(a.query.Project(x), a.key.Project(x), a.value.Project(x), starts, _heads, _headDim);
+            var (q, k, v) = (a.query.Project(x), a.key.Project(x), a.value.Project(x));
+            Tensor context;
+            if (a.UsesCpuKernel(q, k, v))
+            {
+                starts ??= SequenceStarts(attentionMask);
+                context = CpuAttention.Run(q, k, v, starts, _heads, _headDim);
+            }
+            else
+            {
+                context = PaddedAttention(q, k, v, maskBias, index, b, t);
+            }
             var attended = layer.attention.output.call(context, x);
             var next = layer.output.call(layer.intermediate.call(attended), attended).MoveToOuterDisposeScope();
             x.Dispose();
@@ -52,14 +58,9 @@ internal sealed class PackedEncoder(BertModel model)
     }
 
     /// <summary>libtorch's SDPA on the padded layout, gathered back to the real tokens' rows.</summary>
-    private Tensor PaddedAttention(BertSelfAttention a, Tensor x, Tensor maskBias, Tensor index, long b, long t)
-    {
-        var q = Pad(a.query.Project(x), index, b, t);
-        var k = Pad(a.key.Project(x), index, b, t);
-        var v = Pad(a.value.Project(x), index, b, t);
-        return nn.functional.scaled_dot_product_attention(q, k, v, maskBias)
+    private Tensor PaddedAttention(Tensor q, Tensor k, Tensor v, Tensor maskBias, Tensor index, long b, long t) =>
+        nn.functional.scaled_dot_product_attention(Pad(q, index, b, t), Pad(k, index, b, t), Pad(v, index, b, t), maskBias)
             .transpose(1, 2).reshape(b * t, _hidden).index_select(0, index);
-    }
 
     private static int[] SequenceStarts(Tensor attentionMask)
     {

@@ -8,25 +8,29 @@ namespace BertHost.Tests.Bert;
 
 /// <summary>
 /// The AVX-512 attention core (<see cref="CpuAttention"/>) against libtorch's SDPA run on each sequence alone, and
-/// bodies that use it against the same bodies on SDPA. <see cref="CpuAttention.Run"/> computes the same values without
-/// AVX-512 too (.NET emulates the vectors), so the comparisons run on every machine.
+/// bodies that use it against the same bodies on SDPA. <see cref="CpuAttention.Run"/> computes the same values with
+/// either register width on any machine (.NET emulates what the CPU lacks), so both variants are checked everywhere.
 /// </summary>
 public class CpuAttentionTests
 {
     [Theory]
-    [InlineData(2, 16)]
-    [InlineData(12, 32)]
-    [InlineData(4, 64)]
-    public void Each_sequence_gets_sdpa_of_its_own_tokens(int heads, int headDim)
+    [InlineData(2, 16, "cpu_avx512")]
+    [InlineData(12, 32, "cpu_avx512")]
+    [InlineData(4, 64, "cpu_avx512")]
+    [InlineData(4, 8, "cpu_avx2")]
+    [InlineData(12, 32, "cpu_avx2")]
+    [InlineData(4, 64, "cpu_avx2")]
+    public void Each_sequence_gets_sdpa_of_its_own_tokens(int heads, int headDim, string instructionSet)
     {
         using var scope = NewDisposeScope();
-        // Lengths around the 16-key vectors and 64-query blocks, an empty sequence, and one longer than two blocks.
-        int[] lengths = [1, 5, 17, 0, 64, 65, 130];
+        // Lengths around the 16-key padding and 128-query blocks, an empty sequence, and one longer than two blocks.
+        int[] lengths = [1, 5, 17, 0, 64, 129, 300];
         var starts = Starts(lengths);
         var hidden = heads * headDim;
-        var (q, k, v) = (randn(starts[^1], hidden), randn(starts[^1], hidden), randn(starts[^1], hidden));
+        var generator = new Generator((ulong)headDim);
+        var (q, k, v) = (randn(starts[^1], hidden, generator: generator), randn(starts[^1], hidden, generator: generator), randn(starts[^1], hidden, generator: generator));
 
-        var context = CpuAttention.Run(q, k, v, starts, heads, headDim);
+        var context = CpuAttention.Run(q, k, v, starts, heads, headDim, instructionSet);
 
         Assert.Equal(new long[] { starts[^1], hidden }, context.shape);
         for (var b = 0; b < lengths.Length; b++)
@@ -38,12 +42,49 @@ public class CpuAttentionTests
         }
     }
 
+    [Theory]
+    [InlineData("cpu_avx512")]
+    [InlineData("cpu_avx2")]
+    public void A_padded_batch_with_prefix_masks_gets_what_masked_sdpa_gives_every_position(string instructionSet)
+    {
+        using var scope = NewDisposeScope();
+        const int heads = 4, headDim = 32, t = 150;
+        int[] keyLengths = [150, 37, 1];
+        var generator = new Generator(4);
+        var (q, k, v) = (randn(3 * t, heads * headDim, generator: generator), randn(3 * t, heads * headDim, generator: generator), randn(3 * t, heads * headDim, generator: generator));
+        var mask = zeros(3, 1, 1, t);
+        for (var b = 0; b < 3; b++) mask[b].narrow(-1, keyLengths[b], t - keyLengths[b]).fill_(float.MinValue);
+
+        var context = CpuAttention.RunPadded(q, k, v, t, keyLengths, heads, headDim, instructionSet);
+
+        Tensor Heads(Tensor x) => x.view(3, t, heads, headDim).transpose(1, 2);
+        var expected = nn.functional.scaled_dot_product_attention(Heads(q), Heads(k), Heads(v), mask).transpose(1, 2).reshape(3 * t, heads * headDim);
+        Assert.InRange(context.sub(expected).abs().max().item<float>(), 0, 2e-6);
+        Assert.Equal(keyLengths, CpuAttention.PrefixKeyLengths(mask)!);
+    }
+
+    [Fact]
+    public void Only_masks_that_keep_a_prefix_of_every_row_give_key_lengths()
+    {
+        using var scope = NewDisposeScope();
+        var prefix = tensor(new[] { 0f, 0, 0, float.MinValue, 0, 0, 0, 0 }).view(2, 1, 1, 4);
+        Assert.Equal([3, 4], CpuAttention.PrefixKeyLengths(prefix)!);
+        var hole = tensor(new[] { 0f, float.MinValue, 0, 0 }).view(1, 1, 1, 4);
+        Assert.Null(CpuAttention.PrefixKeyLengths(hole));
+        var empty = tensor(new[] { float.MinValue, float.MinValue }).view(1, 1, 1, 2);
+        Assert.Null(CpuAttention.PrefixKeyLengths(empty));
+        var soft = tensor(new[] { 0f, -3f }).view(1, 1, 1, 2); // a bias, not a mask
+        Assert.Null(CpuAttention.PrefixKeyLengths(soft));
+        Assert.Null(CpuAttention.PrefixKeyLengths(prefix.to(ScalarType.BFloat16)));
+        Assert.Null(CpuAttention.PrefixKeyLengths(prefix.view(2, 4)));
+    }
+
     [Fact]
     public void Rows_of_a_wider_tensor_give_the_same_context()
     {
         using var scope = NewDisposeScope();
         int[] starts = [0, 40, 47];
-        var qkv = randn(47, 3 * 64);
+        var qkv = randn(47, 3 * 64, generator: new Generator(1));
         var (q, k, v) = (qkv.narrow(1, 0, 64), qkv.narrow(1, 64, 64), qkv.narrow(1, 128, 64));
         Assert.Equal(192, q.stride(0));
 
@@ -58,12 +99,15 @@ public class CpuAttentionTests
     {
         using var scope = NewDisposeScope();
         int[] starts = [0, 33];
-        var (q, k, v) = (randn(33, 32).mul(40), randn(33, 32).mul(40), randn(33, 32));
+        var generator = new Generator(2);
+        // Scores of a few hundred: exp overflows float32 above 88.7 unless the row maximum is subtracted first.
+        var (q, k, v) = (randn(33, 32, generator: generator).mul(10), randn(33, 32, generator: generator).mul(10), randn(33, 32, generator: generator));
 
         var context = CpuAttention.Run(q, k, v, starts, 1, 32);
 
         Assert.False(context.isnan().any().item<bool>());
-        Assert.InRange(context.sub(SdpaOfOneSequence(q, k, v, 0, 33, 1, 32)).abs().max().item<float>(), 0, 1e-5);
+        // Rounding of scores this large moves exp's argument by ~1e-5 (relative to the values); both sides round.
+        Assert.InRange(context.sub(SdpaOfOneSequence(q, k, v, 0, 33, 1, 32)).abs().max().item<float>(), 0, 1e-4);
     }
 
     [Fact]
@@ -72,6 +116,8 @@ public class CpuAttentionTests
         using var scope = NewDisposeScope();
         var x = randn(10, 32);
         var rows = Assert.Throws<ArgumentException>(() => CpuAttention.Run(x, x, x, [0, 6, 12], 2, 16));
+        var heads = Assert.Throws<ArgumentException>(() => CpuAttention.Run(x, x, x, [0, 10], 8, 4));
+        Assert.Equal("head size 4 is not a multiple of 8 floats", heads.Message);
         Assert.Equal("q has 10 rows but the sequences cover 12", rows.Message);
         var width = Assert.Throws<ArgumentException>(() => CpuAttention.Run(x, randn(10, 48), x, [0, 10], 2, 16));
         Assert.Equal("k must be [tokens, 32] with a dense last dimension, got shape [10,48]", width.Message);
@@ -80,15 +126,20 @@ public class CpuAttentionTests
     }
 
     [Fact]
-    public void Only_float32_cpu_inference_with_whole_vector_heads_is_served()
+    public void Only_float32_cpu_projections_that_need_no_gradient_are_served()
     {
         using var scope = NewDisposeScope();
         var x = randn(4, 64);
-        Assert.False(CpuAttention.Serves(x, 32)); // autograd on
-        using var noGrad = no_grad();
-        Assert.Equal(Vector512.IsHardwareAccelerated, CpuAttention.Serves(x, 32));
-        Assert.False(CpuAttention.Serves(x, 8));
-        Assert.False(CpuAttention.Serves(x.to(ScalarType.BFloat16), 32));
+        var trained = randn(4, 64).requires_grad_();
+        var accelerated = Vector256.IsHardwareAccelerated;
+        Assert.Equal(accelerated, CpuAttention.Serves(x, x, x, 32)); // a frozen body's projections, autograd on or off
+        Assert.False(CpuAttention.Serves(x, trained, x, 32)); // the kernel has no backward
+        using (no_grad()) Assert.Equal(accelerated, CpuAttention.Serves(x, trained, x, 32));
+        Assert.Equal(Vector512.IsHardwareAccelerated ? "cpu_avx512" : accelerated ? "cpu_avx2" : null, CpuAttention.InstructionSet(32));
+        Assert.Equal(accelerated ? "cpu_avx2" : null, CpuAttention.InstructionSet(8));
+        Assert.False(CpuAttention.Serves(x, x, x, 12));
+        var half = x.to(ScalarType.BFloat16);
+        Assert.False(CpuAttention.Serves(half, half, half, 32));
     }
 
     [Fact]
@@ -100,7 +151,7 @@ public class CpuAttentionTests
         BertInitializer.Initialize(model, seed: 11);
         model.eval();
         Assert.True(model.UseCpuAttentionKernel);
-        Assert.Equal(Vector512.IsHardwareAccelerated, CpuAttention.Supports(DeviceType.CPU, ScalarType.Float32, config.HeadDim));
+        Assert.Equal(Vector256.IsHardwareAccelerated, CpuAttention.Supports(DeviceType.CPU, ScalarType.Float32, config.HeadDim));
         var generator = new Generator(3);
         var ids = randint(5, 50, [3, 150], generator: generator);
         var types = zeros_like(ids);
@@ -112,11 +163,17 @@ public class CpuAttentionTests
         padded[0].narrow(0, 60, 10).fill_(0);
         using var noGrad = no_grad();
 
-        var withKernel = (Plain: model.Forward(ids, types, full, false), Skipping: model.ForwardSkippingPadding(ids, types, padded, true));
+        var prefix = padded.clone();
+        prefix[0].fill_(1); // rows of 150, 37 and 1 tokens without the hole: the padded pass's kernel path
+        var withKernel = (Plain: model.Forward(ids, types, full, false), Skipping: model.ForwardSkippingPadding(ids, types, padded, true),
+            Padded: model.Forward(ids, types, prefix, false));
         model.UseCpuAttentionKernel = false;
-        var onSdpa = (Plain: model.Forward(ids, types, full, false), Skipping: model.ForwardSkippingPadding(ids, types, padded, true));
+        var onSdpa = (Plain: model.Forward(ids, types, full, false), Skipping: model.ForwardSkippingPadding(ids, types, padded, true),
+            Padded: model.Forward(ids, types, prefix, false));
 
         Assert.InRange(withKernel.Plain.LastHiddenState.sub(onSdpa.Plain.LastHiddenState).abs().max().item<float>(), 0, 1e-5);
+        // Every position, padding included, as a masked padded pass computes it.
+        Assert.InRange(withKernel.Padded.LastHiddenState.sub(onSdpa.Padded.LastHiddenState).abs().max().item<float>(), 0, 1e-5);
         Assert.InRange(withKernel.Skipping.LastHiddenState.sub(onSdpa.Skipping.LastHiddenState).abs().max().item<float>(), 0, 1e-5);
         Assert.InRange(withKernel.Skipping.PooledOutput!.sub(onSdpa.Skipping.PooledOutput!).abs().max().item<float>(), 0, 1e-5);
         Assert.Equal(onSdpa.Skipping.HiddenStates!.Count, withKernel.Skipping.HiddenStates!.Count);
@@ -130,7 +187,7 @@ public class CpuAttentionTests
         using var onSdpa = BertBody.Load(folder, new BodyOptions { CpuAttentionKernel = false });
         Assert.True(served.Model.UseCpuAttentionKernel);
         Assert.False(onSdpa.Model.UseCpuAttentionKernel);
-        Assert.Equal("sdpa", served.AttentionCore); // head size 8: not whole 16-float vectors
+        Assert.Equal(CpuAttention.InstructionSet(8) ?? "sdpa", served.AttentionCore); // head size 8: AVX2 registers
         Assert.Equal("sdpa", onSdpa.AttentionCore);
     }
 
