@@ -27,9 +27,9 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
     public bool HasPooler => pooler is not null;
 
     /// <summary>
-    /// Inference passes in float32 on a CPU with AVX-512 run the attention core with <see cref="CpuAttention"/> rather
-    /// than libtorch's SDPA (the same values to float rounding, faster). On by default; off gives the SDPA path, which
-    /// training always takes.
+    /// Inference passes in float32 on a CPU with AVX-512 or AVX2 run the attention core with <see cref="CpuAttention"/> rather
+    /// than libtorch's SDPA (the same values to float rounding, faster) whenever no projection needs a gradient. On by
+    /// default; off gives the SDPA path, which training always takes.
     /// </summary>
     public bool UseCpuAttentionKernel
     {

@@ -20,7 +20,7 @@ public sealed record BodyOptions
 
     /// <summary>
     /// Run the attention core of float32 CPU inference passes with <see cref="CpuAttention"/> where the CPU has
-    /// AVX-512 (see <see cref="BertModel.UseCpuAttentionKernel"/>); false keeps libtorch's SDPA (for comparisons).
+    /// AVX-512 or AVX2 (see <see cref="BertModel.UseCpuAttentionKernel"/>); false keeps libtorch's SDPA (for comparisons).
     /// </summary>
     public bool CpuAttentionKernel { get; init; } = true;
 
