@@ -207,8 +207,9 @@ internal static unsafe class CpuAttention
 
     /// <summary>
     /// One item's attention with <typeparamref name="TV"/> registers. Tiles: Q·Kᵀ 4 query rows by 4 registers of keys
-    /// (AVX-512: 16 accumulators of its 32 registers) or by 2 (AVX2: 8 of 16); P·V 8 rows (AVX-512) or 4 rows by 2
-    /// registers of output columns. Tails take narrower tiles and single rows.
+    /// (AVX-512: 16 accumulators of its 32 registers) or by 2 (AVX2: 8 of 16); P·V 4 rows by 2 registers of output
+    /// columns (an 8-row tile on AVX-512 measured ~5 % faster on the core, under 1 % of a pass: not kept). Tails take
+    /// narrower tiles and single rows.
     /// </summary>
     private readonly struct Kernel<TV>(Operands operands) where TV : unmanaged, ISimdFloats<TV>
     {
@@ -327,10 +328,10 @@ internal static unsafe class CpuAttention
                 b = TV.Broadcast(q3[d]);
                 a30 = TV.MultiplyAdd(b, k0, a30); a31 = TV.MultiplyAdd(b, k1, a31);
             }
-            StorePair(a00, a01, 1, s);
-            StorePair(a10, a11, 1, s + width);
-            StorePair(a20, a21, 1, s + 2 * width);
-            StorePair(a30, a31, 1, s + 3 * width);
+            a00.Store(s); a01.Store(s + lanes);
+            a10.Store(s + width); a11.Store(s + width + lanes);
+            a20.Store(s + 2 * width); a21.Store(s + 2 * width + lanes);
+            a30.Store(s + 3 * width); a31.Store(s + 3 * width + lanes);
         }
 
         private void ScoreTile4x1(float* q0, float* keysT, int width, float* s)
@@ -380,19 +381,6 @@ internal static unsafe class CpuAttention
             var lanes = TV.Lanes;
             var stride = _output.RowStride;
             var r = 0;
-            if (Wide)
-            {
-                for (; r + 8 <= rows; r += 8)
-                {
-                    var c = 0;
-                    for (; c + 2 * lanes <= _headDim; c += 2 * lanes) ValueTile8x2(p + r * width, width, length, values + c, context + r * stride + c, inverseSums.Slice(r, 8));
-                    for (; c < _headDim; c += lanes)
-                    {
-                        ValueTile4x1(p + r * width, width, length, values + c, context + r * stride + c, inverseSums.Slice(r, 4));
-                        ValueTile4x1(p + (r + 4) * width, width, length, values + c, context + (r + 4) * stride + c, inverseSums.Slice(r + 4, 4));
-                    }
-                }
-            }
             for (; r + 4 <= rows; r += 4)
             {
                 var c = 0;
@@ -409,44 +397,6 @@ internal static unsafe class CpuAttention
                     TV.Scale(acc, inverseSums[r]).Store(context + r * stride + c);
                 }
             }
-        }
-
-        private void ValueTile8x2(float* p, int width, int length, float* values, float* context, Span<float> inverseSums)
-        {
-            var lanes = TV.Lanes;
-            TV a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
-            TV a40 = default, a41 = default, a50 = default, a51 = default, a60 = default, a61 = default, a70 = default, a71 = default;
-            for (var j = 0; j < length; j++)
-            {
-                var vr = values + j * _v.RowStride;
-                TV v0 = TV.Load(vr), v1 = TV.Load(vr + lanes);
-                var pj = p + j;
-                var b = TV.Broadcast(pj[0]);
-                a00 = TV.MultiplyAdd(b, v0, a00); a01 = TV.MultiplyAdd(b, v1, a01);
-                b = TV.Broadcast(pj[width]);
-                a10 = TV.MultiplyAdd(b, v0, a10); a11 = TV.MultiplyAdd(b, v1, a11);
-                b = TV.Broadcast(pj[2 * width]);
-                a20 = TV.MultiplyAdd(b, v0, a20); a21 = TV.MultiplyAdd(b, v1, a21);
-                b = TV.Broadcast(pj[3 * width]);
-                a30 = TV.MultiplyAdd(b, v0, a30); a31 = TV.MultiplyAdd(b, v1, a31);
-                b = TV.Broadcast(pj[4 * width]);
-                a40 = TV.MultiplyAdd(b, v0, a40); a41 = TV.MultiplyAdd(b, v1, a41);
-                b = TV.Broadcast(pj[5 * width]);
-                a50 = TV.MultiplyAdd(b, v0, a50); a51 = TV.MultiplyAdd(b, v1, a51);
-                b = TV.Broadcast(pj[6 * width]);
-                a60 = TV.MultiplyAdd(b, v0, a60); a61 = TV.MultiplyAdd(b, v1, a61);
-                b = TV.Broadcast(pj[7 * width]);
-                a70 = TV.MultiplyAdd(b, v0, a70); a71 = TV.MultiplyAdd(b, v1, a71);
-            }
-            var stride = _output.RowStride;
-            StorePair(a00, a01, inverseSums[0], context);
-            StorePair(a10, a11, inverseSums[1], context + stride);
-            StorePair(a20, a21, inverseSums[2], context + 2 * stride);
-            StorePair(a30, a31, inverseSums[3], context + 3 * stride);
-            StorePair(a40, a41, inverseSums[4], context + 4 * stride);
-            StorePair(a50, a51, inverseSums[5], context + 5 * stride);
-            StorePair(a60, a61, inverseSums[6], context + 6 * stride);
-            StorePair(a70, a71, inverseSums[7], context + 7 * stride);
         }
 
         private void ValueTile4x2(float* p, int width, int length, float* values, float* context, Span<float> inverseSums)
