@@ -15,7 +15,7 @@ namespace BertHost.Core.Bert;
 /// per block product and runs an online softmax that rescales the output per key block; at BERT's lengths one
 /// (query block, head) fits in L2 whole, so this kernel computes the full score rows, one exact softmax, and the
 /// product with V in register-blocked loops (<see cref="Kernel{TV}"/>, compiled for 16- or 8-float registers).
-/// Gradients are not tracked: callers use it under no_grad only.
+/// It has no backward: <see cref="Serves"/> says when a pass may use it.
 /// </summary>
 internal static unsafe class CpuAttention
 {
@@ -127,18 +127,16 @@ internal static unsafe class CpuAttention
         var longest = segments.Length == 0 ? 0 : segments.Max(s => s.Keys);
         var threads = Math.Min(get_num_threads(), items.Count);
         var next = -1;
-        void Drain()
+        void DrainWith<TV>() where TV : unmanaged, ISimdFloats<TV>
         {
+            var kernel = new Kernel<TV>(operands);
             using var scratch = new Scratch(longest, headDim);
-            for (int i; (i = Interlocked.Increment(ref next)) < items.Count;)
-            {
-                if (wide) new Kernel<Avx512Floats>(operands).Attend(items[i], scratch);
-                else new Kernel<Avx2Floats>(operands).Attend(items[i], scratch);
-            }
+            for (int i; (i = Interlocked.Increment(ref next)) < items.Count;) kernel.Attend(items[i], scratch);
         }
-        if (threads <= 1) Drain();
-        else if (OpenMpTeam.Available) OpenMpTeam.Run(threads, _ => Drain());
-        else Parallel.For(0, threads, _ => Drain());
+        Action drain = wide ? DrainWith<Avx512Floats> : DrainWith<Avx2Floats>;
+        if (threads <= 1) drain();
+        else if (OpenMpTeam.Available) OpenMpTeam.Run(threads, _ => drain());
+        else Parallel.For(0, threads, _ => drain());
         GC.KeepAlive(q);
         GC.KeepAlive(k);
         GC.KeepAlive(v);
@@ -187,15 +185,14 @@ internal static unsafe class CpuAttention
     /// <summary>Per-thread buffers: Kᵀ of one head ([d, L] padded to whole vectors) and one block of score rows.</summary>
     private sealed class Scratch : IDisposable
     {
-        public readonly int Width;
         public readonly float* KeysT;
         public readonly float* Scores;
 
         public Scratch(int longest, int headDim)
         {
-            Width = Padded(longest);
-            KeysT = (float*)NativeMemory.AlignedAlloc((nuint)(headDim * Width * sizeof(float)), 64);
-            Scores = (float*)NativeMemory.AlignedAlloc((nuint)(QueryBlock * Width * sizeof(float)), 64);
+            var width = Padded(longest);
+            KeysT = (float*)NativeMemory.AlignedAlloc((nuint)(headDim * width * sizeof(float)), 64);
+            Scores = (float*)NativeMemory.AlignedAlloc((nuint)(QueryBlock * width * sizeof(float)), 64);
         }
 
         public void Dispose()

@@ -57,7 +57,7 @@ public sealed record BodySection
     /// <summary>Serve with oneDNN-layout copies of the Linear weights on the CPU (faster; twice those weights' memory).</summary>
     public bool PrepackWeights { get; init; } = true;
 
-    /// <summary>Run the attention core of CPU float32 passes with BertHost's kernel where it applies (AVX-512 or AVX2) (else libtorch's SDPA).</summary>
+    /// <summary>Run the attention core of CPU float32 passes with BertHost's AVX-512/AVX2 kernel where it applies, else libtorch's SDPA.</summary>
     public bool AttentionKernel { get; init; } = true;
 }
 
