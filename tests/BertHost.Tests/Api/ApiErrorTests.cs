@@ -183,9 +183,13 @@ public sealed class ApiErrorTests
             else
                 Assert.False(response.Headers.Contains("Retry-After"));
         }
-        var metrics = server.Metrics.ToPrometheusText();
-        Assert.Contains($"berthost_request_errors_total{{head=\"sentiment\",code=\"{code}\"}} 1\n", metrics);
-        Assert.Contains($"berthost_request_errors_total{{head=\"\",code=\"{code}\"}} 1\n", metrics);
+        string[] expected =
+        [
+            $"berthost_request_errors_total{{head=\"sentiment\",code=\"{code}\"}} 1\n",
+            $"berthost_request_errors_total{{head=\"\",code=\"{code}\"}} 1\n",
+        ];
+        var metrics = await MetricsOnceAsync(server, text => expected.All(text.Contains));
+        foreach (var line in expected) Assert.Contains(line, metrics);
     }
 
     [Fact]
@@ -269,8 +273,23 @@ public sealed class ApiErrorTests
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
         // The server records the abandoned request (status 499) once the engine observes cancellation.
-        for (var i = 0; i < 200 && !server.Metrics.ToPrometheusText().Contains("status=\"499\""); i++) await Task.Delay(25);
-        Assert.Contains("berthost_responses_total{route=\"/v1/heads/{name}/predict\",status=\"499\"} 1\n", server.Metrics.ToPrometheusText());
+        var metrics = await MetricsOnceAsync(server, text => text.Contains("status=\"499\""));
+        Assert.Contains("berthost_responses_total{route=\"/v1/heads/{name}/predict\",status=\"499\"} 1\n", metrics);
+    }
+
+    /// <summary>
+    /// The metrics text once <paramref name="ready"/> holds (or after 5 s): the server records a request in the
+    /// middleware's finally block, after the response has gone out, so a client can read the metrics first.
+    /// </summary>
+    private static async Task<string> MetricsOnceAsync(ApiTestServer server, Func<string, bool> ready)
+    {
+        var text = server.Metrics.ToPrometheusText();
+        for (var i = 0; i < 200 && !ready(text); i++)
+        {
+            await Task.Delay(25);
+            text = server.Metrics.ToPrometheusText();
+        }
+        return text;
     }
 
     /// <summary>A stream of spaces of a given length that counts what was read from it.</summary>
