@@ -54,6 +54,15 @@ public sealed class BertBody : IDisposable
     public string AttentionCore =>
         Model.UseCpuAttentionKernel && CpuAttention.Supports(Device.type, DType, Config.HeadDim) ? CpuAttention.InstructionSet(Config.HeadDim)! : "sdpa";
 
+    /// <summary>Why <see cref="AttentionCore"/> is <c>sdpa</c> (null when the CPU kernel serves).</summary>
+    public string? AttentionCoreReason { get; private init; }
+
+    /// <summary>
+    /// Fast paths that failed their load-time check on this machine, each with what serves instead (empty when every
+    /// kernel selected at load agreed with the plain path).
+    /// </summary>
+    public IReadOnlyList<string> FastPathFallbacks { get; private init; } = [];
+
     /// <summary>Why the weights are not prepacked (null when they are).</summary>
     public string? NotPrepackedReason { get; private init; }
 
@@ -95,15 +104,24 @@ public sealed class BertBody : IDisposable
             var (fingerprint, encoderFingerprint) = BodyFingerprint.ComputeBoth(model, Path.Combine(folder, "vocab.txt"));
             model.to(device).to(dtype);
             model.eval();
-            model.UseCpuAttentionKernel = options.CpuAttentionKernel;
+            var fallbacks = new List<string>();
+            var attentionCoreReason = ChooseAttentionCore(model, options, device, dtype, fallbacks);
             if (device.type == DeviceType.CPU) NativeHeap.EnsureTuned();
             string? notPrepacked = "not asked for";
-            var prepacked = options.PrepackWeights ? PrepackedWeights.Pack(model, out notPrepacked) : null;
+            var prepacked = options.PrepackWeights
+                ? PrepackedWeights.Pack(model, out notPrepacked, options.PackedMaxRows, FusedEpilogues(config), options.Faults)
+                : null;
+            fallbacks.AddRange((prepacked?.Projections ?? []).Where(p => p.Reason is not null)
+                .Select(p => $"projection {p.Shape} ({p.DType}) runs {p.Layout}: {p.Reason}"));
+            if (prepacked is null && options.PrepackWeights && notPrepacked?.Contains(PrepackedWeights.DisagreedEverywhere) == true)
+                fallbacks.Add("Linear weights not prepacked: " + notPrepacked);
             return new BertBody(folder, config, tokenizer, model, device, dtype, fingerprint, report, options.MaxSequenceLength)
             {
                 EncoderFingerprint = encoderFingerprint,
                 Prepacked = prepacked,
                 NotPrepackedReason = prepacked is null ? notPrepacked : null,
+                AttentionCoreReason = attentionCoreReason,
+                FastPathFallbacks = fallbacks,
             };
         }
         catch
@@ -112,6 +130,30 @@ public sealed class BertBody : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Turns the CPU attention kernel on where it may serve this body and agrees with SDPA here; returns why SDPA
+    /// serves otherwise.
+    /// </summary>
+    private static string? ChooseAttentionCore(BertModel model, BodyOptions options, Device device, ScalarType dtype, List<string> fallbacks)
+    {
+        model.UseCpuAttentionKernel = options.CpuAttentionKernel;
+        if (!options.CpuAttentionKernel) return "turned off (body.attention_kernel: false)";
+        if (device.type != DeviceType.CPU || dtype != ScalarType.Float32) return "the kernel runs float32 on the CPU only";
+        if (!CpuAttention.Supports(device.type, dtype, model.Config.HeadDim))
+            return $"no AVX-512 or AVX2 kernel for head size {model.Config.HeadDim} on this CPU (multiples of 16 or 8 floats)";
+        if (AttentionKernelCheck.Disagreement(model.Config.NumAttentionHeads, model.Config.HeadDim, options.Faults?.AttentionKernel == true) is { } problem)
+        {
+            model.UseCpuAttentionKernel = false;
+            fallbacks.Add("attention core runs on SDPA: the CPU kernel failed its load-time check: " + problem);
+            return "the CPU kernel failed its load-time check: " + problem;
+        }
+        return null;
+    }
+
+    /// <summary>The activation the intermediate projection fuses into oneDNN's kernel, which its load-time check covers.</summary>
+    private static IReadOnlyCollection<string> FusedEpilogues(BertConfig config) =>
+        Activations.Get(config.HiddenAct).OneDnnEpilogue is { } epilogue ? [epilogue] : [];
 
     /// <summary>Runs the encoder on an already padded batch (eval, no autograd).</summary>
     public BodyOutput Forward(PaddedBatch batch, bool outputHiddenStates = false)

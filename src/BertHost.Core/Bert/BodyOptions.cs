@@ -24,6 +24,12 @@ public sealed record BodyOptions
     /// </summary>
     public bool CpuAttentionKernel { get; init; } = true;
 
+    /// <summary>Row limit of the packed weights instead of measuring it at load (tests: the measurement takes seconds).</summary>
+    internal long? PackedMaxRows { get; init; }
+
+    /// <summary>Faults injected into the load-time checks of the fast paths (tests only).</summary>
+    internal FastPathFaults? Faults { get; init; }
+
     /// <summary>Return every layer's hidden states from <see cref="BertBody.Forward(BertHost.Core.Text.PaddedBatch,bool)"/> by default.</summary>
     public bool OutputHiddenStates { get; init; }
 }

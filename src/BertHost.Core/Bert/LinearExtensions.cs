@@ -26,8 +26,8 @@ internal static class LinearExtensions
         if (PrepackedWeights.For(linear, flat.shape[0]) is { } packed)
         {
             projected = activation?.OneDnnEpilogue is { } fused
-                ? OneDnnLinear.Linear(flat, packed, linear.bias!, fused)
-                : Activate(OneDnnLinear.Linear(flat, packed, linear.bias!), activation);
+                ? packed.Run(flat, fused)
+                : Activate(packed.Run(flat, null), activation);
         }
         else
         {

@@ -26,7 +26,7 @@ internal static class PackedRowLimit
     private static readonly TimeSpan Budget = TimeSpan.FromSeconds(4);
 
     /// <returns>The row limit and a sentence saying how it was chosen.</returns>
-    public static (long MaxRows, string Reason) Measure(Linear linear, Tensor packed)
+    public static (long MaxRows, string Reason) Measure(Linear linear, PackedProjection packed)
     {
         using var noGrad = no_grad();
         // libtorch sends float32 products to MKL and bfloat16 ones to oneDNN, reordering the weight on every call.
@@ -60,7 +60,7 @@ internal static class PackedRowLimit
     }
 
     /// <summary>Best of five alternating timings of each kernel, in milliseconds, after two warm-up calls each.</summary>
-    private static (double Plain, double OneDnn) TimeBoth(Linear linear, Tensor packed, long rows)
+    private static (double Plain, double OneDnn) TimeBoth(Linear linear, PackedProjection packed, long rows)
     {
         using var x = randn(rows, linear.in_features, linear.weight!.dtype);
         var unpacked = double.MaxValue;
@@ -68,7 +68,7 @@ internal static class PackedRowLimit
         for (var round = 0; round < 7; round++)
         {
             var m = Time(() => linear.call(x));
-            var o = Time(() => OneDnnLinear.Linear(x, packed, linear.bias!));
+            var o = Time(() => packed.Run(x, null));
             if (round < 2) continue;
             unpacked = Math.Min(unpacked, m);
             oneDnn = Math.Min(oneDnn, o);

@@ -10,16 +10,28 @@ namespace BertHost.Core.Bert;
 /// see <see cref="OneDnnLinear.SupportsBFloat16"/>). The copies cost as much memory as
 /// the Linear weights themselves; they are valid only while the weights do not change, so only a served (frozen) body
 /// gets them, and the trainer releases them before it trains a body in place.
+/// <para>
+/// Every projection shape is checked once when it is packed: its packed form runs on random inputs of several row
+/// counts (with each activation the model fuses into it) and must agree with libtorch's Linear. A shape whose blocked
+/// layout disagrees tries the padded layout (<see cref="PackedProjection"/>); if that disagrees too, its Linears stay
+/// unpacked. <see cref="Projections"/> says what each shape got and why.
+/// </para>
 /// </summary>
 public sealed class PrepackedWeights : IDisposable
 {
     private static readonly ConditionalWeakTable<Linear, Packed> Table = new();
 
+    /// <summary>Row counts the load-time check runs: one token, an odd count, the layout's hint and past it.</summary>
+    private static readonly long[] CheckedRows = [1, 7, 128, 131];
+
     private readonly List<Linear> _linears = [];
+
+    /// <summary>The start of the reason given when no projection shape passed its load-time check.</summary>
+    internal const string DisagreedEverywhere = "oneDNN's packed kernels disagreed with libtorch's Linear for every projection shape";
 
     private PrepackedWeights() { }
 
-    /// <summary>Bytes held by the packed copies.</summary>
+    /// <summary>Bytes of the Linear weights that have packed copies (a padded copy holds a few more).</summary>
     public long Bytes { get; private set; }
 
     /// <summary>
@@ -34,46 +46,121 @@ public sealed class PrepackedWeights : IDisposable
     /// <summary>How <see cref="MaxRows"/> was chosen (the measurement, or "set by the caller").</summary>
     public string RowLimitReason { get; private set; } = "";
 
+    /// <summary>What the load-time check decided for each distinct projection shape, in model order.</summary>
+    public IReadOnlyList<PackedProjectionStatus> Projections { get; private set; } = [];
+
     /// <summary>
     /// Packs every Linear of <paramref name="model"/>; null (nothing packed) when the model is not on the CPU in float32
-    /// (or bfloat16 with oneDNN support), or
-    /// libtorch lacks the kernels — <paramref name="why"/> then says which. Without <paramref name="maxRows"/> the row
-    /// limit is measured on this machine (<see cref="PackedRowLimit"/>).
+    /// (or bfloat16 with oneDNN support), libtorch lacks the kernels, or no projection shape passed its check —
+    /// <paramref name="why"/> then says which. Without <paramref name="maxRows"/> the row limit is measured on this
+    /// machine (<see cref="PackedRowLimit"/>).
     /// </summary>
-    public static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows = null)
+    /// <param name="epilogues">Activations the model fuses into its projections (null: none); each is checked.</param>
+    public static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows = null, IReadOnlyCollection<string>? epilogues = null) =>
+        Pack(model, out why, maxRows, epilogues, faults: null);
+
+    internal static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows, IReadOnlyCollection<string>? epilogues, FastPathFaults? faults)
     {
         var linears = model.modules().OfType<Linear>().Where(l => l.weight is not null && l.bias is not null).ToList();
         why = linears.FirstOrDefault() is { } first ? Unsupported(first.weight!) : null;
         if (why is not null || linears.Count == 0) return null;
 
         var packs = new PrepackedWeights();
-        var weights = linears.Select(l => OneDnnLinear.Reorder(l.weight!)).ToList();
-        if (maxRows is { } fixedLimit)
+        var projections = new List<PackedProjection?>(linears.Count);
+        try
         {
-            (packs.MaxRows, packs.RowLimitReason) = (fixedLimit, "set by the caller");
+            var checkedRows = CheckedRows.Where(r => r <= (maxRows ?? long.MaxValue)).ToArray();
+            var statuses = new Dictionary<ShapeKey, PackedProjectionStatus>();
+            foreach (var linear in linears)
+            {
+                var key = new ShapeKey(linear.in_features, linear.out_features, linear.weight!.dtype);
+                if (!statuses.TryGetValue(key, out var status))
+                {
+                    // The first Linear of a shape is checked with its own packed weight; its siblings share the verdict.
+                    var (chosen, verdict) = ChooseLayout(linear, checkedRows, epilogues ?? [], faults);
+                    projections.Add(chosen);
+                    statuses[key] = verdict;
+                    continue;
+                }
+                statuses[key] = status with { Linears = status.Linears + 1 };
+                projections.Add(status.Layout == PackedLayouts.Unpacked ? null : PackedProjection.Create(linear, status.Layout));
+            }
+            packs.Projections = [.. statuses.Values];
+
+            var packed = Enumerable.Range(0, linears.Count).Where(i => projections[i] is not null).ToList();
+            if (packed.Count == 0)
+            {
+                why = DisagreedEverywhere + " (" +
+                      string.Join("; ", packs.Projections.Select(p => $"{p.Shape}: {p.Reason}")) + ")";
+                return null;
+            }
+            if (maxRows is { } fixedLimit)
+            {
+                (packs.MaxRows, packs.RowLimitReason) = (fixedLimit, "set by the caller");
+            }
+            else
+            {
+                // The largest weight dominates a pass's GEMM time, so its crossover stands for the model's.
+                var largest = packed.MaxBy(i => linears[i].weight!.NumberOfElements);
+                (packs.MaxRows, packs.RowLimitReason) = PackedRowLimit.Measure(linears[largest], projections[largest]!);
+            }
         }
-        else
+        catch
         {
-            // The largest weight dominates a pass's GEMM time, so its crossover stands for the model's.
-            var largest = Enumerable.Range(0, linears.Count).MaxBy(i => linears[i].weight!.NumberOfElements);
-            try
-            {
-                (packs.MaxRows, packs.RowLimitReason) = PackedRowLimit.Measure(linears[largest], weights[largest]);
-            }
-            catch
-            {
-                weights.ForEach(w => w.Dispose());
-                throw;
-            }
+            projections.ForEach(p => p?.Dispose());
+            throw;
         }
         for (var i = 0; i < linears.Count; i++)
         {
+            if (projections[i] is not { } projection) continue;
             var linear = linears[i];
-            Table.AddOrUpdate(linear, new Packed(weights[i], linear.weight!, packs));
+            Table.AddOrUpdate(linear, new Packed(projection, linear.weight!, linear.bias!, packs));
             packs._linears.Add(linear);
             packs.Bytes += linear.weight!.NumberOfElements * linear.weight.ElementSize;
         }
         return packs;
+    }
+
+    /// <summary>Blocked if it agrees with libtorch's Linear, else padded if that does, else unpacked.</summary>
+    private static (PackedProjection?, PackedProjectionStatus) ChooseLayout(Linear linear, long[] rows, IReadOnlyCollection<string> epilogues, FastPathFaults? faults)
+    {
+        var shape = $"{linear.in_features}→{linear.out_features}";
+        var dtype = linear.weight!.dtype.ToString().ToLowerInvariant();
+        var failures = new List<string>();
+        foreach (var layout in new[] { PackedLayouts.Blocked, PackedLayouts.Padded })
+        {
+            var projection = PackedProjection.Create(linear, layout);
+            var problem = Disagreement(linear, projection, rows, epilogues, faults?.PackedLayouts.Contains(layout) == true);
+            if (problem is null)
+                return (projection, new PackedProjectionStatus(shape, dtype, 1, layout, failures.Count == 0 ? null : string.Join("; ", failures)));
+            projection.Dispose();
+            failures.Add($"{layout} layout {problem}");
+        }
+        return (null, new PackedProjectionStatus(shape, dtype, 1, PackedLayouts.Unpacked, string.Join("; ", failures)));
+    }
+
+    /// <summary>Null when the packed projection agrees with libtorch's Linear (then the activation); else how it differs.</summary>
+    private static string? Disagreement(Linear linear, PackedProjection projection, long[] rows, IReadOnlyCollection<string> epilogues, bool fault)
+    {
+        using var noGrad = no_grad();
+        var dtype = linear.weight!.dtype;
+        using var generator = new Generator(1234);
+        foreach (var n in rows)
+        {
+            using var scope = NewDisposeScope();
+            var x = randn([n, linear.in_features], generator: generator).to(dtype);
+            var plain = linear.call(x);
+            foreach (var epilogue in epilogues.Prepend(null))
+            {
+                var fast = projection.Run(x, epilogue);
+                if (fault) fast = fast.add(1);
+                var expected = epilogue is null ? plain : OneDnnLinear.Epilogues.Reference(epilogue)(plain);
+                var difference = FastPathCheck.RelativeDifference(fast, expected);
+                if (difference > FastPathCheck.Tolerance(dtype))
+                    return $"disagreed with libtorch's Linear{(epilogue is null ? "" : " + " + epilogue)} at {n} rows (relative difference {difference:G3})";
+            }
+        }
+        return null;
     }
 
     private static string? Unsupported(Tensor weight)
@@ -94,12 +181,12 @@ public sealed class PrepackedWeights : IDisposable
         foreach (var linear in model.modules().OfType<Linear>()) Drop(linear);
     }
 
-    /// <summary>The packed weight to run <paramref name="linear"/> on <paramref name="rows"/> rows with, when this pass may use it.</summary>
-    internal static Tensor? For(Linear linear, long rows)
+    /// <summary>The packed projection to run <paramref name="linear"/> on <paramref name="rows"/> rows with, when this pass may use it.</summary>
+    internal static PackedProjection? For(Linear linear, long rows)
     {
         if (rows == 0 || is_grad_enabled() || !Table.TryGetValue(linear, out var packed) || rows > packed.Owner.MaxRows) return null;
         // A parameter replaced since packing (not updated in place) invalidates the copy.
-        return ReferenceEquals(packed.Source, linear.weight) ? packed.Weight : null;
+        return ReferenceEquals(packed.Weight, linear.weight) && ReferenceEquals(packed.Bias, linear.bias) ? packed.Projection : null;
     }
 
     public void Dispose()
@@ -111,8 +198,16 @@ public sealed class PrepackedWeights : IDisposable
 
     private static void Drop(Linear linear)
     {
-        if (Table.TryGetValue(linear, out var packed) && Table.Remove(linear)) packed.Weight.Dispose();
+        if (Table.TryGetValue(linear, out var packed) && Table.Remove(linear)) packed.Projection.Dispose();
     }
 
-    private sealed record Packed(Tensor Weight, Tensor Source, PrepackedWeights Owner);
+    private readonly record struct ShapeKey(long In, long Out, ScalarType DType);
+
+    private sealed record Packed(PackedProjection Projection, Tensor Weight, Tensor Bias, PrepackedWeights Owner);
 }
+
+/// <summary>
+/// What the load-time check decided for one projection shape: <see cref="Layout"/> is one of <see cref="PackedLayouts"/>;
+/// <see cref="Reason"/> says why a layout other than blocked serves it (null when blocked passed).
+/// </summary>
+public sealed record PackedProjectionStatus(string Shape, string DType, int Linears, string Layout, string? Reason);

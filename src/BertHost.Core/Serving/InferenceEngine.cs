@@ -72,8 +72,10 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
             bodyConfig = config with { Body = config.Body with { Checkpoint = promotedBody.Path } };
         }
         var body = DeploymentLoading.LoadBody(bodyConfig, forServing: true);
-        logger.LogInformation("body {Folder} loaded on {Device} as {DType}: {Layers} layers, hidden {Hidden}, {Fingerprint}; {Prepacked}",
-            body.Folder, body.Device, body.DType, body.Config.NumHiddenLayers, body.Config.HiddenSize, body.Fingerprint, DescribePrepacking(body));
+        logger.LogInformation("body {Folder} loaded on {Device} as {DType}: {Layers} layers, hidden {Hidden}, {Fingerprint}; {Prepacked}; attention core {AttentionCore}{AttentionCoreReason}",
+            body.Folder, body.Device, body.DType, body.Config.NumHiddenLayers, body.Config.HiddenSize, body.Fingerprint, DescribePrepacking(body),
+            body.AttentionCore, body.AttentionCoreReason is { } why ? $" ({why})" : "");
+        foreach (var fallback in body.FastPathFallbacks) logger.LogWarning("fast path fell back after its load-time check: {Fallback}", fallback);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
         var store = DeploymentLoading.CheckpointStoreFor(body);
         var slots = config.Heads.Select(h =>
@@ -87,7 +89,8 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     }
 
     private static string DescribePrepacking(BertBody body) => body.Prepacked is { } p
-        ? $"Linear weights prepacked for oneDNN ({p.Bytes / 1e6:F0} MB), used for passes of {p.PassesServed} ({p.RowLimitReason})"
+        ? $"Linear weights prepacked for oneDNN ({p.Bytes / 1e6:F0} MB), used for passes of {p.PassesServed} ({p.RowLimitReason})" +
+          string.Concat(p.Projections.Where(s => s.Reason is not null).Select(s => $"; {s.Shape} {s.Layout}: {s.Reason}"))
         : $"Linear weights not prepacked ({body.NotPrepackedReason})";
 
     private static HeadSlot LoadHead(HostConfig config, HeadSection section, string? weights, string? job, BertBody body, PluginCatalog plugins,
@@ -290,8 +293,29 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         // null: the packed weights serve passes of any size (0 when nothing is packed).
         ["prepacked_max_rows"] = Body.Prepacked is { } packed ? packed.MaxRows == long.MaxValue ? null : packed.MaxRows : 0,
         ["attention_core"] = Body.AttentionCore,
+        ["fast_paths"] = DescribeFastPaths(Body),
         ["body_passes"] = Scheduler.BodyPasses,
         ["body_rows"] = Scheduler.BodyRows,
+    };
+
+    /// <summary>
+    /// What the load-time checks chose: the attention core and why, each projection shape's packed layout and why, and
+    /// every fast path that fell back to the plain path on this machine.
+    /// </summary>
+    internal static JsonObject DescribeFastPaths(BertBody body) => new()
+    {
+        ["attention_core"] = body.AttentionCore,
+        ["attention_core_reason"] = body.AttentionCoreReason,
+        ["packed_projections"] = new JsonArray((body.Prepacked?.Projections ?? []).Select(p => (JsonNode)new JsonObject
+        {
+            ["shape"] = p.Shape,
+            ["dtype"] = p.DType,
+            ["linears"] = p.Linears,
+            ["layout"] = p.Layout,
+            ["reason"] = p.Reason,
+        }).ToArray()),
+        ["not_prepacked_reason"] = body.NotPrepackedReason,
+        ["fallbacks"] = new JsonArray(body.FastPathFallbacks.Select(f => (JsonNode)f).ToArray()),
     };
 
     public async Task<IReadOnlyList<JsonNode>> PredictAsync(string head, IReadOnlyList<JsonElement> inputs, JsonElement parameters, CancellationToken cancellationToken)

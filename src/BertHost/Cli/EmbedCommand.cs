@@ -37,6 +37,7 @@ public sealed class EmbedCommand : ICommand
         new("max-length", "truncate inputs to N tokens (default: the model's maximum)", "N"),
         new("truncation", "longest_first (default), only_first or only_second for pairs", "STRATEGY"),
         new("batch-size", "inputs per body pass (default 32)", "N"),
+        new("no-fast-paths", "run libtorch's Linear and SDPA only (the plain path the fast kernels are checked against)"),
     ];
 
     public async Task<int> RunAsync(ParsedArgs args, CommandContext context, CancellationToken cancellationToken)
@@ -58,7 +59,11 @@ public sealed class EmbedCommand : ICommand
         BertBody body;
         try
         {
-            body = BertBody.Load(model, new BodyOptions { Device = args.Get("device") ?? "auto", DType = args.Get("dtype") ?? "float32", PrepackWeights = true });
+            var fast = !args.Has("no-fast-paths");
+            body = BertBody.Load(model, new BodyOptions
+            {
+                Device = args.Get("device") ?? "auto", DType = args.Get("dtype") ?? "float32", PrepackWeights = fast, CpuAttentionKernel = fast,
+            });
         }
         catch (BodyLoadException e)
         {
@@ -66,6 +71,7 @@ public sealed class EmbedCommand : ICommand
         }
         using (body)
         {
+            foreach (var fallback in body.FastPathFallbacks) await context.Error.WriteLineAsync($"berthost embed: note: {fallback}");
             IReadOnlyList<EmbedResult> results;
             try
             {

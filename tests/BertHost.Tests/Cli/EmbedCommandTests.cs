@@ -29,6 +29,26 @@ public class EmbedCommandTests
         Assert.InRange(ReferenceOutputs.MaxAbsDiff(embedding, expected), 0, 1e-4);
     }
 
+    [Theory]
+    [InlineData(48, 4, 192)]
+    [InlineData(312, 12, 1200)]
+    public async Task Embeddings_on_the_fast_paths_equal_the_plain_path(int hidden, int heads, int intermediate)
+    {
+        var folder = BertHost.Tests.Bert.RandomBodies.Write(hidden, heads, intermediate);
+        var texts = BertHost.Tests.Bert.RandomBodies.Texts;
+        var fast = await CliRunner.RunAsync(["embed", "--model", folder, "--device", "cpu", .. texts]);
+        var plain = await CliRunner.RunAsync(["embed", "--model", folder, "--device", "cpu", "--no-fast-paths", .. texts]);
+        Assert.Equal(0, fast.ExitCode);
+        Assert.Equal(0, plain.ExitCode);
+        Assert.Equal(texts.Length, fast.OutLines.Length);
+        for (var i = 0; i < texts.Length; i++)
+        {
+            using var a = ReferenceOutputs.ToTensor(ParseLine(fast.OutLines[i]).GetProperty("embedding"));
+            using var b = ReferenceOutputs.ToTensor(ParseLine(plain.OutLines[i]).GetProperty("embedding"));
+            Assert.InRange(ReferenceOutputs.MaxAbsDiff(a, b), 0, 1e-4);
+        }
+    }
+
     [Fact]
     public async Task A_pair_gets_segment_ids_and_its_pooler_output()
     {

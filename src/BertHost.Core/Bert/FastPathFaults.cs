@@ -1,0 +1,15 @@
+namespace BertHost.Core.Bert;
+
+/// <summary>
+/// Faults injected into the load-time checks of the fast paths, so tests can show what a body does when a kernel
+/// computes wrong numbers on the machine it runs on (the checks see a disagreement; what is served is then checked
+/// against the plain path). Never set outside tests.
+/// </summary>
+internal sealed record FastPathFaults
+{
+    /// <summary>Packed projections in these layouts (<see cref="PackedLayouts"/>) seem to disagree with libtorch's Linear.</summary>
+    public IReadOnlySet<string> PackedLayouts { get; init; } = new HashSet<string>();
+
+    /// <summary>The CPU attention kernel seems to disagree with libtorch's SDPA.</summary>
+    public bool AttentionKernel { get; init; }
+}
