@@ -25,7 +25,7 @@ public class ServedBodyShapesTests
     public void The_served_pass_equals_the_plain_pass(int hidden, int heads, int intermediate)
     {
         var folder = RandomBodies.Write(hidden, heads, intermediate);
-        using var served = BertBody.Load(folder, new BodyOptions { Device = "cpu", PackedMaxRows = 4096, PrepackWeights = true });
+        using var served = LoadServed(folder, faults: null);
         using var plain = BertBody.Load(folder, new BodyOptions { Device = "cpu", CpuAttentionKernel = false });
         Assert.NotNull(served.Prepacked);
         var batch = served.Encode(RandomBodies.Texts);
@@ -45,10 +45,7 @@ public class ServedBodyShapesTests
     public void A_blocked_layout_that_fails_its_check_is_served_padded()
     {
         var folder = RandomBodies.Write(48, 4, 200);
-        using var served = BertBody.Load(folder, new BodyOptions
-        {
-            Device = "cpu", PackedMaxRows = 4096, PrepackWeights = true, Faults = new FastPathFaults { PackedLayouts = new HashSet<string> { PackedLayouts.Blocked } },
-        });
+        using var served = LoadServed(folder, new FastPathFaults { PackedLayouts = new HashSet<string> { PackedLayouts.Blocked } });
         Assert.All(served.Prepacked!.Projections, p =>
         {
             Assert.Equal(PackedLayouts.Padded, p.Layout);
@@ -63,11 +60,7 @@ public class ServedBodyShapesTests
     public void Projections_whose_every_layout_fails_stay_unpacked_and_the_body_says_why()
     {
         var folder = RandomBodies.Write(48, 4, 200);
-        using var served = BertBody.Load(folder, new BodyOptions
-        {
-            Device = "cpu", PackedMaxRows = 4096, PrepackWeights = true,
-            Faults = new FastPathFaults { PackedLayouts = new HashSet<string> { PackedLayouts.Blocked, PackedLayouts.Padded } },
-        });
+        using var served = LoadServed(folder, new FastPathFaults { PackedLayouts = new HashSet<string> { PackedLayouts.Blocked, PackedLayouts.Padded } });
         Assert.Null(served.Prepacked);
         Assert.StartsWith("oneDNN's packed kernels disagreed with libtorch's Linear for every projection shape (48→48: blocked layout disagreed", served.NotPrepackedReason);
         Assert.Contains(served.FastPathFallbacks, f => f.StartsWith("Linear weights not prepacked: oneDNN's packed kernels disagreed"));
@@ -78,10 +71,16 @@ public class ServedBodyShapesTests
     [Fact]
     public void An_attention_kernel_that_fails_its_check_leaves_attention_to_sdpa()
     {
-        var folder = RandomBodies.Write(48, 4, 200);
-        using var served = BertBody.Load(folder, new BodyOptions { Device = "cpu", PackedMaxRows = 4096, PrepackWeights = true, Faults = new FastPathFaults { AttentionKernel = true } });
-        using var healthy = BertBody.Load(folder, new BodyOptions { Device = "cpu" });
-        if (healthy.AttentionCore == "sdpa") return; // no AVX2 here: the kernel is never selected, so never checked
+        // Head size 16: the kernel serves it with AVX-512 or AVX2 registers.
+        var folder = RandomBodies.Write(64, 4, 200);
+        using var healthy = LoadServed(folder, faults: null);
+        if (CpuAttention.InstructionSet(16) is null)
+        {
+            Console.WriteLine("skipped: this CPU has neither AVX-512 nor AVX2, so the attention kernel is never selected or checked");
+            return;
+        }
+        using var served = LoadServed(folder, new FastPathFaults { AttentionKernel = true });
+        Assert.Equal(CpuAttention.InstructionSet(16), healthy.AttentionCore);
         Assert.Equal("sdpa", served.AttentionCore);
         Assert.False(served.Model.UseCpuAttentionKernel);
         Assert.StartsWith("the CPU kernel failed its load-time check: packed sequences of 1/5/17/64/129 tokens: disagreed with libtorch's SDPA", served.AttentionCoreReason);
@@ -93,20 +92,16 @@ public class ServedBodyShapesTests
     public void The_body_description_reports_each_shape_and_every_fallback()
     {
         var folder = RandomBodies.Write(48, 4, 200);
-        using var faulted = BertBody.Load(folder, new BodyOptions
-        {
-            Device = "cpu", PackedMaxRows = 4096, PrepackWeights = true,
-            Faults = new FastPathFaults { PackedLayouts = new HashSet<string> { PackedLayouts.Blocked }, AttentionKernel = true },
-        });
+        using var faulted = LoadServed(folder, new FastPathFaults { PackedLayouts = new HashSet<string> { PackedLayouts.Blocked }, AttentionKernel = true });
         var described = InferenceEngine.DescribeFastPaths(faulted);
         var shapes = described["packed_projections"]!.AsArray();
         Assert.Equal(["48→48", "48→200", "200→48"], shapes.Select(p => p!["shape"]!.GetValue<string>()));
         Assert.Equal([9, 2, 2], shapes.Select(p => p!["linears"]!.GetValue<int>()));
         Assert.All(shapes, p => Assert.Equal("padded", p!["layout"]!.GetValue<string>()));
         Assert.Equal(faulted.FastPathFallbacks.Count, described["fallbacks"]!.AsArray().Count);
-        if (faulted.AttentionCoreReason is { } why) Assert.Equal(why, described["attention_core_reason"]!.GetValue<string>());
+        Assert.Equal(faulted.AttentionCoreReason, described["attention_core_reason"]!.GetValue<string>());
 
-        using var healthy = BertBody.Load(folder, new BodyOptions { Device = "cpu", PackedMaxRows = 4096, PrepackWeights = true });
+        using var healthy = LoadServed(folder, faults: null);
         var fine = InferenceEngine.DescribeFastPaths(healthy);
         Assert.All(fine["packed_projections"]!.AsArray(), p =>
         {
@@ -115,6 +110,10 @@ public class ServedBodyShapesTests
         });
         Assert.Empty(fine["fallbacks"]!.AsArray());
     }
+
+    /// <summary>A body loaded as served (prepacked, attention kernel on), with its row limit fixed to spare the measurement.</summary>
+    private static BertBody LoadServed(string folder, FastPathFaults? faults) =>
+        BertBody.Load(folder, new BodyOptions { Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Faults = faults });
 
     private static void AssertServedEqualsPlain(BertBody served, string folder)
     {
