@@ -1,6 +1,7 @@
 using BertHost.Benchmarks.Harness;
 using BertHost.Benchmarks.Suites;
 using TorchSharp;
+using BertHost.Core.Checkpoints;
 
 namespace BertHost.Benchmarks;
 
@@ -37,7 +38,7 @@ public static class Program
             if (options.Suites.Contains("training")) sections.Add(new TrainingSuite(options).Run());
             if (options.Suites.Contains("memory")) sections.Add(new MemorySuite(options).RunAsync().GetAwaiter().GetResult());
         }
-        catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidOperationException or BertHost.Core.Bert.BodyLoadException)
+        catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidOperationException or BertHost.Core.Checkpoints.BodyLoadException)
         {
             Console.Error.WriteLine($"bench: {e.Message}");
             return 1;

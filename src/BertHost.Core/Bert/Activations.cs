@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using BertHost.Core.Backends;
 
 namespace BertHost.Core.Bert;
 

@@ -20,4 +20,11 @@ public sealed class BertAttention : nn.Module<Tensor, Tensor, Tensor>
         using var context = @self.call(hidden, maskBias);
         return output.call(context, hidden);
     }
+
+    /// <summary>The serving pass's step on [N,H] real tokens (see <see cref="TokenPacking"/>).</summary>
+    internal Tensor ForwardPacked(Tensor hidden, TokenPacking packing)
+    {
+        using var context = @self.ForwardPacked(hidden, packing);
+        return output.call(context, hidden);
+    }
 }

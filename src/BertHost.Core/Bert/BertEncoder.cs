@@ -32,4 +32,25 @@ public sealed class BertEncoder : nn.Module<Tensor, Tensor, Tensor>
         }
         return ReferenceEquals(current, hidden) ? hidden.alias() : current;
     }
+
+    /// <summary>
+    /// The serving pass: every layer on the real tokens packed as <paramref name="packing"/> says (padding skipped in
+    /// every Linear and LayerNorm; real tokens get the values of the padded computation). When
+    /// <paramref name="allHiddenStates"/> is given it receives the embeddings and every layer's output as [B,T,H].
+    /// </summary>
+    /// <param name="embedded">[B,T,H] embeddings output.</param>
+    /// <returns>The last layer's output, [B,T,H], zero at padded positions.</returns>
+    internal Tensor RunPacked(Tensor embedded, TokenPacking packing, List<Tensor>? allHiddenStates)
+    {
+        var x = packing.Pack(embedded);
+        allHiddenStates?.Add(embedded.alias());
+        foreach (var block in layer)
+        {
+            var next = block.ForwardPacked(x, packing);
+            x.Dispose();
+            x = next;
+            allHiddenStates?.Add(packing.Unpack(x));
+        }
+        using (x) return allHiddenStates is null ? packing.Unpack(x) : allHiddenStates[^1].alias();
+    }
 }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace BertHost.Core.Bert;
 
 /// <summary>The feed-forward expansion and its activation (HF <c>BertIntermediate</c>).</summary>
-public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
+public sealed class BertIntermediate : nn.Module<Tensor, Tensor>, IUsesKernels
 {
     public readonly Linear dense;
     private readonly Activation _activation;
@@ -16,5 +16,7 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor hidden) => dense.Project(hidden, _activation);
+    public BertKernels Kernels { private get; set; } = BertKernels.Default;
+
+    public override Tensor forward(Tensor hidden) => dense.Project(hidden, Kernels, _activation);
 }

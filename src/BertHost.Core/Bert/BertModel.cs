@@ -1,5 +1,6 @@
 using BertHost.Abstractions;
 using static TorchSharp.torch;
+using BertHost.Core.Backends;
 
 namespace BertHost.Core.Bert;
 
@@ -26,18 +27,28 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
 
     public bool HasPooler => pooler is not null;
 
+    /// <summary>The kernels inference passes use besides libtorch's (<see cref="BertKernels"/>); every module follows it.</summary>
+    public BertKernels Kernels
+    {
+        get => _kernels;
+        set
+        {
+            _kernels = value;
+            foreach (var module in modules().OfType<IUsesKernels>()) module.Kernels = value;
+        }
+    }
+
+    private BertKernels _kernels = BertKernels.Default;
+
     /// <summary>
-    /// Inference passes in float32 on a CPU with AVX-512 or AVX2 run the attention core with <see cref="CpuAttention"/> rather
-    /// than libtorch's SDPA (the same values to float rounding, faster) whenever no projection needs a gradient. On by
-    /// default; off gives the SDPA path, which training always takes.
+    /// Inference passes in float32 on a CPU with AVX-512 or AVX2 run the attention core with
+    /// <see cref="Backends.CpuAttention"/> rather than libtorch's SDPA (the same values to float rounding, faster) whenever
+    /// no projection needs a gradient. On by default; off gives the SDPA path, which training always takes.
     /// </summary>
     public bool UseCpuAttentionKernel
     {
-        get => encoder.layer.Count == 0 || encoder.layer[0].attention.@self.CpuKernel;
-        set
-        {
-            foreach (var layer in encoder.layer) layer.attention.@self.CpuKernel = value;
-        }
+        get => Kernels.CpuAttention;
+        set => Kernels = Kernels with { CpuAttention = value };
     }
 
     public override BodyOutput forward(Tensor inputIds, Tensor tokenTypeIds, Tensor attentionMask) =>
@@ -74,7 +85,7 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
 
     /// <summary>
     /// Inference-only variant of <see cref="Forward(Tensor, Tensor, Tensor, bool)"/> that skips padded tokens in every
-    /// Linear and LayerNorm (<see cref="PackedEncoder"/>): real tokens get the same values, padded positions of the
+    /// Linear and LayerNorm (<see cref="BertEncoder.RunPacked"/>): real tokens get the same values, padded positions of the
     /// hidden states are zero instead of the values a padded computation gives them. Falls back to the padded pass in
     /// training mode (dropout) and for batches without padding.
     /// </summary>
@@ -83,16 +94,14 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
         CheckInputs(inputIds, tokenTypeIds, attentionMask);
         var hasPadding = HasPadding(attentionMask);
         if (training || !hasPadding) return ForwardPadded(inputIds, tokenTypeIds, attentionMask, hasPadding, outputHiddenStates);
-        _packed ??= new PackedEncoder(this);
         using var maskBias = AdditiveMask(attentionMask, embeddings.word_embeddings.weight!.dtype);
+        using var packing = new TokenPacking(attentionMask, maskBias);
         using var embedded = embeddings.call(inputIds, tokenTypeIds);
         List<Tensor>? states = outputHiddenStates ? [] : null;
-        var last = _packed.Run(embedded, maskBias, attentionMask, states);
+        var last = encoder.RunPacked(embedded, packing, states);
         var pooled = pooler?.call(last);
         return new BodyOutput(last, pooled, attentionMask.alias(), states);
     }
-
-    private PackedEncoder? _packed;
 
     /// <summary>
     /// (1 - mask) * dtype.min, shaped [B,1,1,T] to broadcast over heads and query positions. transformers uses the

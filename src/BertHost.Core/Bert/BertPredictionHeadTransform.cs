@@ -21,6 +21,6 @@ public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hidden)
     {
         using var scope = NewDisposeScope();
-        return LayerNorm.call(dense.Project(hidden, _activation)).MoveToOuterDisposeScope();
+        return LayerNorm.call(dense.Project(hidden, BertKernels.Default, _activation)).MoveToOuterDisposeScope();
     }
 }

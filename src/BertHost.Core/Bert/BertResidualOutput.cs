@@ -8,7 +8,7 @@ namespace BertHost.Core.Bert;
 /// attention) and <c>BertOutput</c> (after the feed-forward expansion). Both keep their HF names as subclasses so
 /// checkpoint keys match; only the input width differs.
 /// </summary>
-public abstract class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>
+public abstract class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>, IUsesKernels
 {
     public readonly Linear dense;
     public readonly LayerNorm LayerNorm;
@@ -22,11 +22,13 @@ public abstract class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <param name="hidden">The block's input to project.</param>
-    /// <param name="residual">The [B,T,H] tensor added back before normalising.</param>
+    public BertKernels Kernels { private get; set; } = BertKernels.Default;
+
+    /// <param name="hidden">The block's input to project ([B,T,in], or [N,in] rows in the serving pass).</param>
+    /// <param name="residual">The tensor of the output's shape added back before normalising.</param>
     public override Tensor forward(Tensor hidden, Tensor residual)
     {
         using var scope = NewDisposeScope();
-        return LayerNorm.call(dropout.call(dense.Project(hidden)).add_(residual)).MoveToOuterDisposeScope();
+        return LayerNorm.call(dropout.call(dense.Project(hidden, Kernels)).add_(residual)).MoveToOuterDisposeScope();
     }
 }

@@ -1,10 +1,11 @@
+using BertHost.Core.Backends;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace BertHost.Core.Bert;
 
 /// <summary>Multi-head scaled dot-product self-attention (HF <c>BertSelfAttention</c>).</summary>
-public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
+public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>, IUsesKernels
 {
     public readonly Linear query;
     public readonly Linear key;
@@ -24,6 +25,8 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
+    public BertKernels Kernels { private get; set; } = BertKernels.Default;
+
     /// <param name="hidden">[B,T,H].</param>
     /// <param name="maskBias">[B,1,1,T] additive bias: 0 where attended, the dtype's minimum on padding; null when nothing
     /// is padded (libtorch can then use its fused kernels).</param>
@@ -32,26 +35,39 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], t = hidden.shape[1];
-        var q = query.Project(hidden);
-        var k = key.Project(hidden);
-        var v = value.Project(hidden);
+        var (q, k, v) = Project(hidden);
         if (!training && UsesCpuKernel(q, k, v) &&
             (maskBias is null ? Enumerable.Repeat((int)t, (int)b).ToArray() : CpuAttention.PrefixKeyLengths(maskBias)) is { } keyLengths)
         {
             return CpuAttention.RunPadded(q.view(b * t, -1), k.view(b * t, -1), v.view(b * t, -1), (int)t, keyLengths, _heads, _headDim)
                 .view(b, t, -1).MoveToOuterDisposeScope();
         }
-        // libtorch's fused SDPA applies 1/sqrt(head_dim) itself, the scale BERT uses.
-        var context = nn.functional.scaled_dot_product_attention(SplitHeads(q, b, t), SplitHeads(k, b, t), SplitHeads(v, b, t),
-            maskBias, training ? _dropoutProb : 0.0);
-        return context.transpose(1, 2).reshape(b, t, _heads * _headDim).MoveToOuterDisposeScope();
+        return Sdpa(q, k, v, maskBias, b, t).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Whether inference passes may run the attention core with <see cref="CpuAttention"/> (see <see cref="BertModel.UseCpuAttentionKernel"/>).</summary>
-    internal bool CpuKernel { get; set; } = true;
+    /// <summary>The serving pass's step: attention among each sequence's real tokens, packed as <paramref name="packing"/> says.</summary>
+    /// <param name="hidden">[N,H] real tokens.</param>
+    /// <returns>[N,H] context.</returns>
+    internal Tensor ForwardPacked(Tensor hidden, TokenPacking packing)
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Project(hidden);
+        if (UsesCpuKernel(q, k, v)) return CpuAttention.Run(q, k, v, packing.Starts, _heads, _headDim).MoveToOuterDisposeScope();
+        // SDPA needs the padded [B, heads, T, d] layout: scatter the projections there and gather the context back.
+        return Sdpa(packing.Unpack(q), packing.Unpack(k), packing.Unpack(v), packing.MaskBias, packing.Batch, packing.Length)
+            .reshape(packing.Batch * packing.Length, -1).index_select(0, packing.Index).MoveToOuterDisposeScope();
+    }
+
+    private (Tensor Q, Tensor K, Tensor V) Project(Tensor hidden) =>
+        (query.Project(hidden, Kernels), key.Project(hidden, Kernels), value.Project(hidden, Kernels));
+
+    /// <summary>libtorch's fused SDPA on [B,T,H] projections; it applies 1/sqrt(head_dim) itself, the scale BERT uses.</summary>
+    private Tensor Sdpa(Tensor q, Tensor k, Tensor v, Tensor? maskBias, long b, long t) =>
+        nn.functional.scaled_dot_product_attention(SplitHeads(q, b, t), SplitHeads(k, b, t), SplitHeads(v, b, t),
+            maskBias, training ? _dropoutProb : 0.0).transpose(1, 2).reshape(b, t, _heads * _headDim);
 
     /// <summary>Whether the attention core of these projections runs on <see cref="CpuAttention"/>.</summary>
-    internal bool UsesCpuKernel(Tensor q, Tensor k, Tensor v) => CpuKernel && CpuAttention.Serves(q, k, v, _headDim);
+    internal bool UsesCpuKernel(Tensor q, Tensor k, Tensor v) => Kernels.CpuAttention && CpuAttention.Serves(q, k, v, _headDim);
 
     private Tensor SplitHeads(Tensor x, long b, long t) => x.view(b, t, _heads, _headDim).transpose(1, 2);
 }

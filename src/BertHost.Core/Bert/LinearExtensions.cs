@@ -1,3 +1,4 @@
+using BertHost.Core.Backends;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -6,24 +7,19 @@ namespace BertHost.Core.Bert;
 internal static class LinearExtensions
 {
     /// <summary>
-    /// <paramref name="linear"/> over the last dimension of <paramref name="x"/>, computed on a 2-D view. libtorch's
-    /// C++ <c>functional::linear</c> (what TorchSharp's Linear runs) fuses the bias into the GEMM (addmm) only for 2-D
-    /// inputs; a [B,T,H] input gets a matmul and then a separate pass adding the bias. Measured on an H100 in bf16,
-    /// bert-base at 1024×128 went from 11.7k to 17.5k sequences/s with the 2-D form. Inference passes of a body with
-    /// <see cref="PrepackedWeights"/> run oneDNN's kernel on the prepacked weight instead.
+    /// <paramref name="linear"/> over the last dimension of <paramref name="x"/>, computed on a 2-D view, followed by
+    /// <paramref name="activation"/>. libtorch's C++ <c>functional::linear</c> (what TorchSharp's Linear runs) fuses the
+    /// bias into the GEMM (addmm) only for 2-D inputs; a [B,T,H] input gets a matmul and then a separate pass adding the
+    /// bias. Measured on an H100 in bf16, bert-base at 1024×128 went from 11.7k to 17.5k sequences/s with the 2-D form.
+    /// Inference passes with prepacked weights (<see cref="BertKernels.Packed"/>) run oneDNN's kernel instead, with a GELU
+    /// or ReLU inside the GEMM.
     /// </summary>
-    public static Tensor Project(this Linear linear, Tensor x) => linear.Project(x, null);
-
-    /// <summary>
-    /// <see cref="Project(Linear, Tensor)"/> followed by <paramref name="activation"/>; with prepacked weights a GELU or
-    /// ReLU runs inside the GEMM kernel.
-    /// </summary>
-    public static Tensor Project(this Linear linear, Tensor x, Activation? activation)
+    public static Tensor Project(this Linear linear, Tensor x, BertKernels kernels, Activation? activation = null)
     {
         var shape = x.shape;
         using var flat = x.dim() == 2 ? x.alias() : x.reshape(-1, shape[^1]);
         Tensor projected;
-        if (PrepackedWeights.For(linear, flat.shape[0]) is { } packed)
+        if (kernels.Packed?.For(linear, flat.shape[0]) is { } packed)
         {
             projected = activation?.OneDnnEpilogue is { } fused
                 ? packed.Run(flat, fused)

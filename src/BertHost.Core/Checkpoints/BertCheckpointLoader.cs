@@ -19,27 +19,13 @@ public static class BertCheckpointLoader
     public static BodyLoadReport Load(BertModel model, ITensorSource source)
     {
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        var stored = MapBodyKeys(source, out var headKeys, out var prefixed);
-
-        var unexpected = stored.Keys.Where(k => !parameters.ContainsKey(k)).Select(k => stored[k].Name).OrderBy(k => k, StringComparer.Ordinal).ToList();
-        var missing = parameters.Keys.Where(k => !stored.ContainsKey(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
-        if (missing.Count > 0)
-            throw new CheckpointException(
-                $"{source.Description}: {missing.Count} body weight(s) missing: {string.Join(", ", missing.Take(20))}{(missing.Count > 20 ? ", ..." : "")}" +
-                $" (the checkpoint has {stored.Count} body tensors; check that config.json matches the weights)");
-
-        var wrongShapes = parameters
-            .Where(p => !stored[p.Key].Shape.SequenceEqual(p.Value.shape))
-            .Select(p => $"{stored[p.Key].Name} is [{string.Join(",", stored[p.Key].Shape)}], expected [{string.Join(",", p.Value.shape)}]")
-            .ToList();
-        if (wrongShapes.Count > 0)
-            throw new CheckpointException($"{source.Description}: shape mismatch: {string.Join("; ", wrongShapes)} (config.json and the weights disagree)");
+        var plan = Plan(source, parameters.Select(p => (p.Key, p.Value.shape)).ToList());
 
         using (no_grad())
         {
             foreach (var (name, parameter) in parameters)
             {
-                using var tensor = source.Read(stored[name].Name);
+                using var tensor = source.Read(plan.Stored[name].Name);
                 parameter.copy_(tensor);
             }
         }
@@ -48,11 +34,38 @@ public static class BertCheckpointLoader
         {
             Source = source.Description,
             LoadedTensors = parameters.Count,
-            HeadKeys = headKeys,
-            UnexpectedKeys = unexpected,
+            HeadKeys = plan.HeadKeys,
+            UnexpectedKeys = plan.Unexpected,
             HasPooler = parameters.Keys.Any(k => k.StartsWith(PoolerRoot, StringComparison.Ordinal)),
-            Prefixed = prefixed,
+            Prefixed = plan.Prefixed,
         };
+    }
+
+    /// <summary>Which stored tensor fills each expected body parameter (every one present, with its shape).</summary>
+    internal sealed record LoadPlan(IReadOnlyDictionary<string, TensorInfo> Stored, List<string> HeadKeys, List<string> Unexpected, bool Prefixed);
+
+    /// <summary>
+    /// Matches a checkpoint's tensors to the body parameters <paramref name="expected"/> (names after
+    /// <see cref="BertKeyMap"/>, shapes); a missing parameter or a wrong shape is a <see cref="CheckpointException"/>.
+    /// </summary>
+    internal static LoadPlan Plan(ITensorSource source, IReadOnlyList<(string Name, long[] Shape)> expected)
+    {
+        var stored = MapBodyKeys(source, out var headKeys, out var prefixed);
+        var names = expected.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var unexpected = stored.Keys.Where(k => !names.Contains(k)).Select(k => stored[k].Name).OrderBy(k => k, StringComparer.Ordinal).ToList();
+        var missing = expected.Select(p => p.Name).Where(k => !stored.ContainsKey(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
+        if (missing.Count > 0)
+            throw new CheckpointException(
+                $"{source.Description}: {missing.Count} body weight(s) missing: {string.Join(", ", missing.Take(20))}{(missing.Count > 20 ? ", ..." : "")}" +
+                $" (the checkpoint has {stored.Count} body tensors; check that config.json matches the weights)");
+
+        var wrongShapes = expected
+            .Where(p => !stored[p.Name].Shape.SequenceEqual(p.Shape))
+            .Select(p => $"{stored[p.Name].Name} is [{string.Join(",", stored[p.Name].Shape)}], expected [{string.Join(",", p.Shape)}]")
+            .ToList();
+        if (wrongShapes.Count > 0)
+            throw new CheckpointException($"{source.Description}: shape mismatch: {string.Join("; ", wrongShapes)} (config.json and the weights disagree)");
+        return new LoadPlan(stored.Where(p => names.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal), headKeys, unexpected, prefixed);
     }
 
     private static Dictionary<string, TensorInfo> MapBodyKeys(ITensorSource source, out List<string> headKeys, out bool prefixed)

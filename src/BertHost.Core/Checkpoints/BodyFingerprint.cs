@@ -22,11 +22,25 @@ public static class BodyFingerprint
     /// The whole body's fingerprint and the encoder's (everything but the pooler), in one pass over the weights.
     /// Task models without a pooler (token classification, question answering) are matched by the encoder's.
     /// </summary>
-    public static (string Body, string Encoder) ComputeBoth(BertModel model, string? vocabPath)
+    public static (string Body, string Encoder) ComputeBoth(BertModel model, string? vocabPath) =>
+        Hash(model.Config, model.named_parameters().Select(p => (p.name, p.parameter.shape, (Func<Tensor>)(() => p.parameter.detach()))), vocabPath);
+
+    /// <summary>
+    /// The same fingerprints for a checkpoint not loaded into a model (its config and its tensors, read one at a time):
+    /// equal to <see cref="ComputeBoth(BertModel, string?)"/> of a model loaded from it.
+    /// </summary>
+    /// <exception cref="CheckpointException">A body weight is missing or has the wrong shape.</exception>
+    public static (string Body, string Encoder) ComputeBoth(BertConfig config, ITensorSource source, string? vocabPath)
+    {
+        var plan = BertCheckpointLoader.Plan(source, BertParameters.Of(config, BertCheckpointLoader.HasPooler(source)));
+        return Hash(config, plan.Stored.Select(p => (p.Key, p.Value.Shape, (Func<Tensor>)(() => source.Read(p.Value.Name)))), vocabPath);
+    }
+
+    private static (string Body, string Encoder) Hash(BertConfig config, IEnumerable<(string Name, long[] Shape, Func<Tensor> Read)> parameters, string? vocabPath)
     {
         using var body = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         using var encoder = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var prefix = Encoding.UTF8.GetBytes(ArchitectureKey(model.Config));
+        var prefix = Encoding.UTF8.GetBytes(ArchitectureKey(config));
         var vocab = vocabPath is null ? [] : File.ReadAllBytes(vocabPath);
         foreach (var sha in new[] { body, encoder })
         {
@@ -34,11 +48,12 @@ public static class BodyFingerprint
             sha.AppendData(vocab);
         }
 
-        foreach (var (name, parameter) in model.named_parameters().OrderBy(p => p.name, StringComparer.Ordinal))
+        foreach (var (name, shape, read) in parameters.OrderBy(p => p.Name, StringComparer.Ordinal))
         {
             var isPooler = name.StartsWith("pooler.", StringComparison.Ordinal);
-            var header = Encoding.UTF8.GetBytes($"{name}[{string.Join(",", parameter.shape)}]");
-            using var cpu = parameter.detach().to(ScalarType.Float32, CPU).contiguous();
+            var header = Encoding.UTF8.GetBytes($"{name}[{string.Join(",", shape)}]");
+            using var tensor = read();
+            using var cpu = tensor.to(ScalarType.Float32, CPU).contiguous();
             body.AppendData(header);
             body.AppendData(cpu.bytes);
             if (isPooler) continue;

@@ -41,9 +41,9 @@ public sealed class CheckpointStore(string? servedVocabPath = null) : ICheckpoin
         SafetensorsWriter.Save(path, tensors, metadata);
 
     /// <summary>
-    /// Builds a CPU <see cref="BertModel"/> from the folder's config.json (with a pooler when the checkpoint has pooler
-    /// weights), loads its body weights (<c>bert.*</c> or unprefixed; task keys such as <c>classifier.*</c> are
-    /// ignored) and fingerprints it with the folder's vocab.txt, or the served body's when the folder has none.
+    /// Fingerprints the folder's body weights (<c>bert.*</c> or unprefixed; task keys such as <c>classifier.*</c> are
+    /// ignored; the pooler when the checkpoint has it) with its config.json and its vocab.txt, or the served body's when
+    /// the folder has none — read tensor by tensor, without building a model.
     /// </summary>
     /// <exception cref="BodyLoadException">The folder's config, weights or vocabulary cannot be read (the message says which and why).</exception>
     public string BodyFingerprint(string modelFolder, bool encoderOnly = false)
@@ -57,9 +57,7 @@ public sealed class CheckpointStore(string? servedVocabPath = null) : ICheckpoin
             if (!File.Exists(vocab))
                 vocab = servedVocabPath ?? throw new BodyLoadException($"{folder} has no vocab.txt and no served vocabulary was given to compare with");
             using var source = CheckpointFiles.OpenFolder(folder);
-            using var model = new BertModel(config, addPoolingLayer: BertCheckpointLoader.HasPooler(source));
-            BertCheckpointLoader.Load(model, source);
-            var (body, encoder) = Checkpoints.BodyFingerprint.ComputeBoth(model, vocab);
+            var (body, encoder) = Checkpoints.BodyFingerprint.ComputeBoth(config, source, vocab);
             return encoderOnly ? encoder : body;
         }
         catch (Exception e) when (e is BertConfigException or CheckpointException or IOException)

@@ -6,6 +6,7 @@ using System.Threading.Channels;
 using BertHost.Abstractions.Heads;
 using BertHost.Core.Serving;
 using Microsoft.Extensions.Logging;
+using BertHost.Core.Checkpoints;
 
 namespace BertHost.Core.Jobs;
 
@@ -294,7 +295,7 @@ public sealed class JobRunner : IAsyncDisposable
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            var why = e is ServingException or Bert.BodyLoadException or InvalidOperationException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            var why = e is ServingException or Checkpoints.BodyLoadException or InvalidOperationException ? e.Message : $"{e.GetType().Name}: {e.Message}";
             _logger.LogError(e, "job {Job} could not be promoted: {Reason}", record.Id, why);
             Context(record).Update(r => r.PromotionError = why, persistNow: true);
             if (record.State == JobStates.Succeeded) throw new ServingException(ServingError.Conflict, $"job {record.Id} cannot be promoted: {why}");

@@ -5,6 +5,7 @@ using BertHost.Core.Checkpoints;
 using BertHost.Core.Pretraining;
 using BertHost.Core.Serving;
 using Microsoft.Extensions.Logging;
+using BertHost.Core.Backends;
 
 namespace BertHost.Core.Jobs;
 

@@ -9,6 +9,7 @@ using BertHost.Core.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using BertHost.Core.Backends;
 
 namespace BertHost.Core.Pretraining;
 

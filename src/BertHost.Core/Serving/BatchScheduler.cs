@@ -6,6 +6,8 @@ using BertHost.Core.Config;
 using BertHost.Core.Text;
 using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
+using BertHost.Core.Backends;
 
 namespace BertHost.Core.Serving;
 

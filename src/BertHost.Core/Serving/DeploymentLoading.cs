@@ -3,6 +3,7 @@ using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Config;
 using Microsoft.Extensions.Logging;
+using BertHost.Core.Body;
 
 namespace BertHost.Core.Serving;
 

@@ -1,3 +1,4 @@
+using BertHost.Core.Body;
 namespace BertHost.Core.Serving;
 
 /// <summary>
@@ -100,7 +101,7 @@ public sealed class BodyLease : IDisposable
 
     internal BodyLease(SharedBody shared) => _shared = shared;
 
-    public Bert.BertBody Body => _shared.Body;
+    public Body.BertBody Body => _shared.Body;
 
     public void Dispose()
     {
@@ -108,11 +109,11 @@ public sealed class BodyLease : IDisposable
     }
 }
 
-internal sealed class SharedBody(Bert.BertBody body)
+internal sealed class SharedBody(Body.BertBody body)
 {
     private int _references = 1;
 
-    public Bert.BertBody Body { get; } = body;
+    public Body.BertBody Body { get; } = body;
 
     /// <summary>A new reference, or null when the body is already released.</summary>
     public BodyLease? TryAcquire()

@@ -7,6 +7,7 @@ using BertHost.Core.Config;
 using BertHost.Core.Jobs;
 using BertHost.Core.Plugins;
 using Microsoft.Extensions.Logging;
+using BertHost.Core.Body;
 
 namespace BertHost.Core.Serving;
 

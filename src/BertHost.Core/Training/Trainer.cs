@@ -8,6 +8,8 @@ using BertHost.Core.Bert;
 using BertHost.Core.Text;
 using TorchSharp;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
+using BertHost.Core.Backends;
 
 namespace BertHost.Core.Training;
 
@@ -112,7 +114,7 @@ public sealed class Trainer
         try
         {
             // Packed inference copies of weights that are about to change would go stale.
-            if (BodyTrains) PrepackedWeights.Release(_body.Model);
+            if (BodyTrains) _body.ReleasePackedWeights();
             foreach (var (name, p) in bodyParams) p.requires_grad = BodyTrains && BodyParameterTrains(name);
             var bodyTrainable = bodyParams.Where(p => p.parameter.requires_grad).Select(p => ("body/" + p.name, p.parameter)).ToList();
             if (Precision == TrainingPrecision.Bf16) _lowPrecision = new LowPrecisionBody(_body.Model, ScalarType.BFloat16, _body.Device);

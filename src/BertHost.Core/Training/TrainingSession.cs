@@ -5,6 +5,7 @@ using BertHost.Core.Config;
 using BertHost.Core.Plugins;
 using BertHost.Core.Serving;
 using Microsoft.Extensions.Logging;
+using BertHost.Core.Body;
 
 namespace BertHost.Core.Training;
 

@@ -3,6 +3,8 @@ using BertHost.Abstractions.Text;
 using System.Text.Json;
 using BertHost.Core.Bert;
 using BertHost.Core.Text;
+using BertHost.Core.Body;
+using BertHost.Core.Checkpoints;
 
 namespace BertHost.Cli;
 

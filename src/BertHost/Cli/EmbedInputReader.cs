@@ -1,5 +1,6 @@
 using System.Text.Json;
 using BertHost.Core.Bert;
+using BertHost.Core.Body;
 
 namespace BertHost.Cli;
 

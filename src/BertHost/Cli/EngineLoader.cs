@@ -2,6 +2,7 @@ using BertHost.Core.Bert;
 using BertHost.Core.Config;
 using BertHost.Core.Serving;
 using Microsoft.Extensions.Logging;
+using BertHost.Core.Checkpoints;
 
 namespace BertHost.Cli;
 

@@ -4,6 +4,7 @@ using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Pretraining;
 using BertHost.Core.Text;
+using BertHost.Core.Backends;
 
 namespace BertHost.Cli;
 

@@ -5,6 +5,7 @@ using BertHost.Core.Checkpoints;
 using BertHost.Core.Pretraining;
 using BertHost.Core.Text;
 using BertHost.Core.Training;
+using BertHost.Core.Backends;
 
 namespace BertHost.Cli;
 

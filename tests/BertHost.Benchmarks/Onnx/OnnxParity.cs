@@ -1,6 +1,7 @@
 using BertHost.Core.Bert;
 using BertHost.Core.Text;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
 
 namespace BertHost.Benchmarks.Onnx;
 

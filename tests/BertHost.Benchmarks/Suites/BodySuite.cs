@@ -8,6 +8,8 @@ using BertHost.Core.Config;
 using BertHost.Core.Serving;
 using BertHost.Core.Text;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
+using BertHost.Core.Backends;
 
 namespace BertHost.Benchmarks.Suites;
 

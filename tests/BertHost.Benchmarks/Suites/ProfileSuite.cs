@@ -3,6 +3,8 @@ using BertHost.Benchmarks.Harness;
 using BertHost.Core.Bert;
 using BertHost.Core.Text;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
+using BertHost.Core.Backends;
 
 namespace BertHost.Benchmarks.Suites;
 
@@ -41,7 +43,7 @@ public sealed class ProfileSuite(BenchOptions options)
             (string Part, int Times, Action Run)[] parts =
             [
                 ("whole pass (body.Forward)", 1, () => { using var o = body.Forward(batch); }),
-                ("Q, K, V projections (3 Linear as served)", l, () => { using var s = NewDisposeScope(); a.query.Project(x); a.key.Project(x); a.value.Project(x); }),
+                ("Q, K, V projections (3 Linear as served)", l, () => { using var s = NewDisposeScope(); a.query.Project(x, body.Model.Kernels); a.key.Project(x, body.Model.Kernels); a.value.Project(x, body.Model.Kernels); }),
                 ("Q, K, V as one fused libtorch Linear", l, () => { using var s = NewDisposeScope(); nn.functional.linear(x, qkvWeight, qkvBias); }),
                 ("attention core, CpuAttention (served where it applies)", l, () => { using var s = NewDisposeScope(); CpuAttention.Run(flatQ, flatK, flatV, starts, c.NumAttentionHeads, c.HeadDim); }),
                 ("attention core, SDPA", l, () => { using var s = NewDisposeScope(); nn.functional.scaled_dot_product_attention(q, k, v); }),

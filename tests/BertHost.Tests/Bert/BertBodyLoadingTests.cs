@@ -1,6 +1,8 @@
 using BertHost.Core.Bert;
 using BertHost.Tests.Support;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
+using BertHost.Core.Checkpoints;
 
 namespace BertHost.Tests.Bert;
 

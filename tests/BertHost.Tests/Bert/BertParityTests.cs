@@ -3,6 +3,7 @@ using System.Text.Json;
 using BertHost.Core.Bert;
 using BertHost.Tests.Support;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Bert;
 

@@ -3,6 +3,8 @@ using BertHost.Core.Bert;
 using BertHost.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
+using BertHost.Core.Backends;
 
 namespace BertHost.Tests.Bert;
 

@@ -3,6 +3,7 @@ using BertHost.Benchmarks.Suites;
 using BertHost.Core.Bert;
 using BertHost.Core.Text;
 using BertHost.Tests.Support;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Bert;
 

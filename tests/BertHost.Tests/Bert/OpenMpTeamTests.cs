@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using BertHost.Core.Bert;
 using static TorchSharp.torch;
+using BertHost.Core.Backends;
 
 namespace BertHost.Tests.Bert;
 

@@ -5,6 +5,8 @@ using BertHost.Tests.Support;
 using BertHost.Tests.Training;
 using TorchSharp;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
+using BertHost.Core.Backends;
 
 namespace BertHost.Tests.Bert;
 
@@ -50,8 +52,8 @@ public class PrepackedWeightsTests
         var activation = activationName is null ? null : Activations.Get(activationName);
         var x = randn(2, rows, 48).to(dtype);
         using var noGrad = no_grad();
-        Assert.NotNull(PrepackedWeights.For(linear, 2L * rows));
-        var packed = linear.Project(x, activation);
+        Assert.NotNull(packs!.For(linear, 2L * rows));
+        var packed = linear.Project(x, new BertKernels(packs, CpuAttention: false), activation);
         var y = linear.call(x);
         return (packed, activation is null ? y : activation.Apply(y), packs!.Bytes);
     }
@@ -65,15 +67,15 @@ public class PrepackedWeightsTests
         using var packs = PrepackedWeights.Pack(model, out _, maxRows: 64);
         Assert.Equal("set by the caller", packs!.RowLimitReason);
         Assert.Equal("up to 64 rows", packs.PassesServed);
-        Assert.Null(PrepackedWeights.For(linear, 4)); // autograd on: the kernel has no backward
+        Assert.Null(packs.For(linear, 4)); // autograd on: the kernel has no backward
         using (no_grad())
         {
-            Assert.NotNull(PrepackedWeights.For(linear, 4));
-            Assert.NotNull(PrepackedWeights.For(linear, 64));
-            Assert.Null(PrepackedWeights.For(linear, 65));
-            Assert.Null(PrepackedWeights.For(linear, 0));
-            PrepackedWeights.Release(model);
-            Assert.Null(PrepackedWeights.For(linear, 4));
+            Assert.NotNull(packs.For(linear, 4));
+            Assert.NotNull(packs.For(linear, 64));
+            Assert.Null(packs.For(linear, 65));
+            Assert.Null(packs.For(linear, 0));
+            packs.Dispose();
+            Assert.Null(packs.For(linear, 4));
         }
     }
 
@@ -89,9 +91,9 @@ public class PrepackedWeightsTests
         Assert.InRange(packs!.MaxRows, PackedRowLimit.AlwaysPacked, long.MaxValue);
         Assert.Contains("rows of 64→256: oneDNN ", packs.RowLimitReason);
         using var noGrad = no_grad();
-        Assert.NotNull(PrepackedWeights.For(small, PackedRowLimit.AlwaysPacked));
-        if (packs.MaxRows < long.MaxValue) Assert.Null(PrepackedWeights.For(large, packs.MaxRows + 1));
-        else Assert.NotNull(PrepackedWeights.For(large, 1 << 20));
+        Assert.NotNull(packs.For(small, PackedRowLimit.AlwaysPacked));
+        if (packs.MaxRows < long.MaxValue) Assert.Null(packs.For(large, packs.MaxRows + 1));
+        else Assert.NotNull(packs.For(large, 1 << 20));
     }
 
     [Theory]
@@ -199,12 +201,14 @@ public class PrepackedWeightsTests
         var train = TrainingData.Examples(head, TrainingData.WriteJsonl(16, seed: 3));
         var batch = body.Encode(["a cat sat", "the harbour at night"]);
         var query = body.Model.encoder.layer[0].attention.@self.query;
-        using (no_grad()) Assert.NotNull(PrepackedWeights.For(query, 8));
+        var packs = body.Prepacked!;
+        using (no_grad()) Assert.NotNull(packs.For(query, 8));
 
         new Trainer(body, head, new TrainingOptions { Mode = TrainingMode.Full, Epochs = 1, BatchSize = 8, LearningRate = 1e-2, WarmupRatio = 0 }).Train(train);
 
         using var noGrad = no_grad();
-        Assert.Null(PrepackedWeights.For(query, 8));
+        Assert.Null(packs.For(query, 8));
+        Assert.Null(body.Model.Kernels.Packed);
         using var served = body.ForwardSkippingPadding(batch);
         using var plain = body.Forward(batch);
         var keep = tensor(batch.AttentionMask, [batch.BatchSize, batch.SequenceLength]).unsqueeze(-1).to(ScalarType.Float32);
@@ -216,10 +220,11 @@ public class PrepackedWeightsTests
     {
         var body = BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert"), new BodyOptions { Device = "cpu", PrepackWeights = true });
         var query = body.Model.encoder.layer[0].attention.@self.query;
-        Assert.True(body.Prepacked!.Bytes > 0);
+        var packs = body.Prepacked!;
+        Assert.True(packs.Bytes > 0);
         body.Dispose();
         using var noGrad = no_grad();
-        Assert.Null(PrepackedWeights.For(query, 8));
+        Assert.Null(packs.For(query, 8));
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using BertHost.Core.Bert;
 using BertHost.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Bert;
 

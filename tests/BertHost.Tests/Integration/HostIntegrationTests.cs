@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Core.Bert;
 using BertHost.Tests.Support;
+using BertHost.Core.Backends;
 
 namespace BertHost.Tests.Integration;
 

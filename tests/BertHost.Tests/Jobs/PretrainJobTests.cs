@@ -3,6 +3,7 @@ using BertHost.Core.Bert;
 using BertHost.Core.Jobs;
 using BertHost.Tests.Support;
 using BertHost.Tests.Training;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Jobs;
 

@@ -7,6 +7,7 @@ using BertHost.Core.Plugins;
 using BertHost.Core.Text;
 using BertHost.Tests.Support;
 using Microsoft.Extensions.Logging.Abstractions;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Plugins;
 

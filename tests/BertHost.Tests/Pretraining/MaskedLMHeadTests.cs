@@ -5,6 +5,7 @@ using BertHost.Core.Pretraining;
 using BertHost.Core.Text;
 using BertHost.Tests.Support;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Pretraining;
 

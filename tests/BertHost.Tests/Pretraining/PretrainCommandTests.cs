@@ -1,5 +1,6 @@
 using BertHost.Core.Bert;
 using BertHost.Tests.Support;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Pretraining;
 

@@ -5,6 +5,7 @@ using BertHost.Core.Config;
 using BertHost.Core.Serving;
 using BertHost.Tests.Support;
 using Microsoft.Extensions.Logging.Abstractions;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Serving;
 

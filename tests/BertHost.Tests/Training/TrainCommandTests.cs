@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using BertHost.Tests.Plugins;
 using BertHost.Tests.Support;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Training;
 
@@ -77,7 +78,7 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(train.ExitCode == 0, train.Error);
         Assert.True(File.Exists(Path.Combine(outDir, "body", "model.safetensors")));
         Assert.True(File.Exists(Path.Combine(outDir, "body", "config.json")));
-        using var newBody = Core.Bert.BertBody.Load(Path.Combine(outDir, "body"));
+        using var newBody = Core.Body.BertBody.Load(Path.Combine(outDir, "body"));
         var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "head.json")))!;
         Assert.Equal(newBody.Fingerprint, (string)manifest["body_fingerprint"]!);
         Assert.NotEqual(HeadTestSupport.TinyBert.Fingerprint, newBody.Fingerprint);
@@ -145,7 +146,7 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True((double)last["metrics"]!["mean_primary"]! >= 0.85, train.Out);
         Assert.NotNull(last["tasks"]!["topic"]!["loss"]);
 
-        using var newBody = Core.Bert.BertBody.Load(Path.Combine(outDir, "body"));
+        using var newBody = Core.Body.BertBody.Load(Path.Combine(outDir, "body"));
         foreach (var head in new[] { "sentiment", "topic" })
         {
             var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, head, "head.json")))!;

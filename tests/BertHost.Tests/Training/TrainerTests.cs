@@ -4,6 +4,7 @@ using BertHost.Core.Checkpoints;
 using BertHost.Tests.Plugins;
 using BertHost.Core.Training;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Training;
 

@@ -3,6 +3,7 @@ using BertHost.Abstractions.Heads;
 using BertHost.Core.Bert;
 using BertHost.Tests.Support;
 using static BertHost.Tests.Plugins.HeadTestSupport;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Training;
 

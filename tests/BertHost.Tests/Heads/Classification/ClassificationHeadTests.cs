@@ -4,6 +4,7 @@ using BertHost.Core.Bert;
 using BertHost.Tests.Support;
 using static BertHost.Tests.Plugins.HeadTestSupport;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Heads.Classification;
 

@@ -3,6 +3,7 @@ using BertHost.Tests.Support;
 using static BertHost.Tests.Heads.MultipleChoice.McSupport;
 using static BertHost.Tests.Plugins.HeadTestSupport;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Heads.MultipleChoice;
 
@@ -146,7 +147,7 @@ public class MultipleChoiceHeadTests
         var c = Context(TinyBert, kind: "multiple-choice", labels: ["a", "b"]);
         Assert.Equal("labels", Assert.Throws<HeadConfigurationException>(() => McKind.CreateHead(c)).Field);
 
-        var noPooler = Core.Bert.BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert-no-pooler"), new Core.Bert.BodyOptions { Device = "cpu" });
+        var noPooler = Core.Body.BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert-no-pooler"), new Core.Body.BodyOptions { Device = "cpu" });
         try
         {
             Assert.Equal("options.pooling", Assert.Throws<HeadConfigurationException>(() => Head(body: noPooler)).Field);

@@ -5,6 +5,7 @@ using BertHost.Core.Bert;
 using BertHost.Core.Plugins;
 using BertHost.Tests.Support;
 using static BertHost.Tests.Plugins.HeadTestSupport;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Heads.MultipleChoice;
 

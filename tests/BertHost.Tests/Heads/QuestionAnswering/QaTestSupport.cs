@@ -7,6 +7,7 @@ using BertHost.Core.Plugins;
 using BertHost.Tests.Support;
 using static BertHost.Tests.Plugins.HeadTestSupport;
 using static TorchSharp.torch;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Heads.QuestionAnswering;
 

@@ -6,6 +6,7 @@ using BertHost.Core.Checkpoints;
 using BertHost.Tests.Support;
 using static BertHost.Tests.Heads.QuestionAnswering.QaTestSupport;
 using static BertHost.Tests.Plugins.HeadTestSupport;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Heads.QuestionAnswering;
 

@@ -4,6 +4,7 @@ using BertHost.Abstractions.Heads;
 using BertHost.Core.Plugins;
 using BertHost.Tests.Support;
 using static BertHost.Tests.Plugins.HeadTestSupport;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Heads.TokenClassification;
 
@@ -14,11 +15,11 @@ public static class TokenClassificationSupport
 
     public static LoadedKind NerKind => Kind(TokenClassificationPlugin, "token-classification");
 
-    private static readonly Lazy<Core.Bert.BertBody> TokClsBodyValue = new(() =>
-        Core.Bert.BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert-tokcls"), new Core.Bert.BodyOptions { Device = "cpu" }));
+    private static readonly Lazy<Core.Body.BertBody> TokClsBodyValue = new(() =>
+        Core.Body.BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert-tokcls"), new Core.Body.BodyOptions { Device = "cpu" }));
 
     /// <summary>The body of the tiny-bert-tokcls folder (tiny-bert's weights without the pooler), shared read-only.</summary>
-    public static Core.Bert.BertBody TokClsBody => TokClsBodyValue.Value;
+    public static Core.Body.BertBody TokClsBody => TokClsBodyValue.Value;
 
     public static readonly string[] Ner = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"];
 

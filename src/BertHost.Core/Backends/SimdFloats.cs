@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// A register of float lanes, so <see cref="CpuAttention"/>'s loops are written once for AVX-512 and AVX2: the JIT

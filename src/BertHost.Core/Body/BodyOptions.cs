@@ -1,4 +1,5 @@
-namespace BertHost.Core.Bert;
+using BertHost.Core.Backends;
+namespace BertHost.Core.Body;
 
 /// <summary>Where and in which precision the body runs.</summary>
 public sealed record BodyOptions

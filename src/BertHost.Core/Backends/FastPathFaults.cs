@@ -1,4 +1,4 @@
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// Faults injected into the load-time checks of the fast paths, so tests can show what a body does when a kernel

@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// The attention core (softmax(QKᵀ/√d)·V per head) for float32 inference on CPUs with AVX-512 or AVX2, over sequences packed

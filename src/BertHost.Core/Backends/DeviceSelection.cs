@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>Turns the <c>device</c> and <c>dtype</c> settings into TorchSharp values, with clear errors.</summary>
 public static class DeviceSelection

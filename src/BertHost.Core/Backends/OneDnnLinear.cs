@@ -3,7 +3,7 @@ using System.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// libtorch's oneDNN linear kernels with weights reordered once into oneDNN's blocked layout (what Inductor's CPU
@@ -85,15 +85,6 @@ internal static class OneDnnLinear
         public const string Gelu = "gelu";
         public const string GeluTanh = "gelu_tanh";
         public const string Relu = "relu";
-
-        /// <summary>libtorch's own form of an epilogue, for checking the fused kernel against.</summary>
-        public static Func<Tensor, Tensor> Reference(string epilogue) => epilogue switch
-        {
-            Gelu => Activations.Get("gelu").Apply,
-            GeluTanh => Activations.Get("gelu_new").Apply,
-            Relu => Activations.Get("relu").Apply,
-            _ => throw new ArgumentException($"unknown oneDNN epilogue '{epilogue}'"),
-        };
     }
 
     private static jit.ScriptModule Module =>

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// Chooses, on the machine the body runs on, up to how many rows a projection should use oneDNN on the prepacked

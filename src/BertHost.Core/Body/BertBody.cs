@@ -2,11 +2,13 @@ using BertHost.Abstractions.Text;
 using TorchSharp;
 using BertHost.Abstractions;
 using BertHost.Abstractions.Heads;
+using BertHost.Core.Backends;
+using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Text;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Body;
 
 /// <summary>
 /// The shared body: one <see cref="BertModel"/> loaded from a Hugging Face model folder, its tokenizer, the device and
@@ -43,28 +45,35 @@ public sealed class BertBody : IDisposable
 
     public BodyLoadReport LoadReport { get; }
 
+    /// <summary>The kernels chosen at load for inference passes (see <see cref="BodyBackend"/>).</summary>
+    public required BodyBackend Backend { get; init; }
+
     /// <summary>The oneDNN-layout weight copies inference passes use (null when not prepacked).</summary>
-    public PrepackedWeights? Prepacked { get; private init; }
+    public PrepackedWeights? Prepacked => Backend.Prepacked;
+
+    /// <summary>Why the weights are not prepacked (null when they are).</summary>
+    public string? NotPrepackedReason => Backend.NotPrepackedReason;
 
     /// <summary>
     /// What computes the attention core of inference passes: <c>cpu_avx512</c> or <c>cpu_avx2</c>
     /// (<see cref="CpuAttention"/>) or <c>sdpa</c> (libtorch's scaled_dot_product_attention: other devices and dtypes,
-    /// CPUs without AVX2, head sizes the kernel does not take, or <see cref="BodyOptions.CpuAttentionKernel"/> off).
+    /// CPUs without AVX2, head sizes the kernel does not take, <see cref="BodyOptions.CpuAttentionKernel"/> off, or a
+    /// failed load-time check).
     /// </summary>
     public string AttentionCore =>
         Model.UseCpuAttentionKernel && CpuAttention.Supports(Device.type, DType, Config.HeadDim) ? CpuAttention.InstructionSet(Config.HeadDim)! : "sdpa";
 
     /// <summary>Why <see cref="AttentionCore"/> is <c>sdpa</c> (null when the CPU kernel serves).</summary>
-    public string? AttentionCoreReason { get; private init; }
+    public string? AttentionCoreReason => Backend.AttentionCoreReason;
 
     /// <summary>
     /// Fast paths that failed their load-time check on this machine, each with what serves instead (empty when every
     /// kernel selected at load agreed with the plain path).
     /// </summary>
-    public IReadOnlyList<string> FastPathFallbacks { get; private init; } = [];
+    public IReadOnlyList<string> FastPathFallbacks => Backend.Fallbacks;
 
-    /// <summary>Why the weights are not prepacked (null when they are).</summary>
-    public string? NotPrepackedReason { get; private init; }
+    /// <summary>Drops the packed weight copies before a trainer changes this body's weights in place.</summary>
+    public void ReleasePackedWeights() => Backend.ReleasePackedWeights(Model);
 
     /// <summary>
     /// Loads <c>config.json</c>, <c>vocab.txt</c> (+ <c>tokenizer_config.json</c>) and the weights of a Hugging Face model
@@ -104,24 +113,11 @@ public sealed class BertBody : IDisposable
             var (fingerprint, encoderFingerprint) = BodyFingerprint.ComputeBoth(model, Path.Combine(folder, "vocab.txt"));
             model.to(device).to(dtype);
             model.eval();
-            var fallbacks = new List<string>();
-            var attentionCoreReason = ChooseAttentionCore(model, options, device, dtype, fallbacks);
-            if (device.type == DeviceType.CPU) NativeHeap.EnsureTuned();
-            string? notPrepacked = "not asked for";
-            var prepacked = options.PrepackWeights
-                ? PrepackedWeights.Pack(model, out notPrepacked, options.PackedMaxRows, FusedEpilogues(config), options.Faults)
-                : null;
-            fallbacks.AddRange((prepacked?.Projections ?? []).Where(p => p.Reason is not null)
-                .Select(p => $"projection {p.Shape} ({p.DType}) runs {p.Layout}: {p.Reason}"));
-            if (prepacked is null && options.PrepackWeights && notPrepacked?.Contains(PrepackedWeights.DisagreedEverywhere) == true)
-                fallbacks.Add("Linear weights not prepacked: " + notPrepacked);
+            var backend = BodyBackend.Choose(model, options);
             return new BertBody(folder, config, tokenizer, model, device, dtype, fingerprint, report, options.MaxSequenceLength)
             {
                 EncoderFingerprint = encoderFingerprint,
-                Prepacked = prepacked,
-                NotPrepackedReason = prepacked is null ? notPrepacked : null,
-                AttentionCoreReason = attentionCoreReason,
-                FastPathFallbacks = fallbacks,
+                Backend = backend,
             };
         }
         catch
@@ -130,30 +126,6 @@ public sealed class BertBody : IDisposable
             throw;
         }
     }
-
-    /// <summary>
-    /// Turns the CPU attention kernel on where it may serve this body and agrees with SDPA here; returns why SDPA
-    /// serves otherwise.
-    /// </summary>
-    private static string? ChooseAttentionCore(BertModel model, BodyOptions options, Device device, ScalarType dtype, List<string> fallbacks)
-    {
-        model.UseCpuAttentionKernel = options.CpuAttentionKernel;
-        if (!options.CpuAttentionKernel) return "turned off (body.attention_kernel: false)";
-        if (device.type != DeviceType.CPU || dtype != ScalarType.Float32) return "the kernel runs float32 on the CPU only";
-        if (!CpuAttention.Supports(device.type, dtype, model.Config.HeadDim))
-            return $"no AVX-512 or AVX2 kernel for head size {model.Config.HeadDim} on this CPU (multiples of 16 or 8 floats)";
-        if (AttentionKernelCheck.Disagreement(model.Config.NumAttentionHeads, model.Config.HeadDim, options.Faults?.AttentionKernel == true) is { } problem)
-        {
-            model.UseCpuAttentionKernel = false;
-            fallbacks.Add("attention core runs on SDPA: the CPU kernel failed its load-time check: " + problem);
-            return "the CPU kernel failed its load-time check: " + problem;
-        }
-        return null;
-    }
-
-    /// <summary>The activation the intermediate projection fuses into oneDNN's kernel, which its load-time check covers.</summary>
-    private static IReadOnlyCollection<string> FusedEpilogues(BertConfig config) =>
-        Activations.Get(config.HiddenAct).OneDnnEpilogue is { } epilogue ? [epilogue] : [];
 
     /// <summary>Runs the encoder on an already padded batch (eval, no autograd).</summary>
     public BodyOutput Forward(PaddedBatch batch, bool outputHiddenStates = false)
@@ -231,7 +203,7 @@ public sealed class BertBody : IDisposable
 
     public void Dispose()
     {
-        Prepacked?.Dispose();
+        Backend.Dispose();
         Model.Dispose();
     }
 
@@ -247,6 +219,3 @@ public sealed class BertBody : IDisposable
         }
     }
 }
-
-/// <summary>A model folder the body cannot be loaded from; the message says which file and why.</summary>
-public sealed class BodyLoadException(string message, Exception? inner = null) : Exception(message, inner);

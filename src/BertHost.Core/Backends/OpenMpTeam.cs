@@ -1,7 +1,7 @@
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// Runs C# work on libtorch's own OpenMP team (libgomp's <c>GOMP_parallel</c>, what <c>#pragma omp parallel</c> compiles

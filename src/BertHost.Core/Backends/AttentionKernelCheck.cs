@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// The load-time check of <see cref="CpuAttention"/> for a body's head count and size: packed sequences of several

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// Compares a fast kernel's output with the plain path's on the same random input. Differences are taken relative to

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// Keeps glibc from handing libtorch's activation buffers back to the kernel after every pass. libtorch's CPU

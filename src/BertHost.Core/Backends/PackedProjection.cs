@@ -1,7 +1,7 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// One Linear's weight in oneDNN's layout and how to run it. <see cref="PackedLayouts.Blocked"/> is the weight as it is,

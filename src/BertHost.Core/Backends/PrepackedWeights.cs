@@ -1,15 +1,14 @@
-using System.Runtime.CompilerServices;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Backends;
 
 /// <summary>
-/// oneDNN-layout copies of a model's Linear weights (see <see cref="OneDnnLinear"/>), used by
-/// <see cref="LinearExtensions.Project"/> for inference passes on the CPU in float32 (and in bfloat16 where oneDNN runs it,
+/// oneDNN-layout copies of a model's Linear weights (see <see cref="OneDnnLinear"/>), used by the model's projections
+/// (<see cref="For"/>) for inference passes on the CPU in float32 (and in bfloat16 where oneDNN runs it,
 /// see <see cref="OneDnnLinear.SupportsBFloat16"/>). The copies cost as much memory as
 /// the Linear weights themselves; they are valid only while the weights do not change, so only a served (frozen) body
-/// gets them, and the trainer releases them before it trains a body in place.
+/// gets them, and the body drops them (<see cref="Dispose"/>) before a trainer changes its weights in place.
 /// <para>
 /// Every projection shape is checked once when it is packed: its packed form runs on random inputs of several row
 /// counts (with each activation the model fuses into it) and must agree with libtorch's Linear. A shape whose blocked
@@ -19,12 +18,10 @@ namespace BertHost.Core.Bert;
 /// </summary>
 public sealed class PrepackedWeights : IDisposable
 {
-    private static readonly ConditionalWeakTable<Linear, Packed> Table = new();
+    private readonly Dictionary<Linear, Packed> _packed = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Row counts the load-time check runs: one token, an odd count, the layout's hint and past it.</summary>
     private static readonly long[] CheckedRows = [1, 7, 128, 131];
-
-    private readonly List<Linear> _linears = [];
 
     /// <summary>The start of the reason given when no projection shape passed its load-time check.</summary>
     internal const string DisagreedEverywhere = "oneDNN's packed kernels disagreed with libtorch's Linear for every projection shape";
@@ -55,11 +52,12 @@ public sealed class PrepackedWeights : IDisposable
     /// <paramref name="why"/> then says which. Without <paramref name="maxRows"/> the row limit is measured on this
     /// machine (<see cref="PackedRowLimit"/>).
     /// </summary>
-    /// <param name="epilogues">Activations the model fuses into its projections (null: none); each is checked.</param>
-    public static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows = null, IReadOnlyCollection<string>? epilogues = null) =>
+    /// <param name="epilogues">Activations the model fuses into its projections (<see cref="OneDnnLinear.Epilogues"/>),
+    /// each with libtorch's own form of it to check the fused kernel against; null: none.</param>
+    public static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows = null, IReadOnlyDictionary<string, Func<Tensor, Tensor>>? epilogues = null) =>
         Pack(model, out why, maxRows, epilogues, faults: null);
 
-    internal static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows, IReadOnlyCollection<string>? epilogues, FastPathFaults? faults)
+    internal static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows, IReadOnlyDictionary<string, Func<Tensor, Tensor>>? epilogues, FastPathFaults? faults)
     {
         var linears = model.modules().OfType<Linear>().Where(l => l.weight is not null && l.bias is not null).ToList();
         why = linears.FirstOrDefault() is { } first ? Unsupported(first.weight!) : null;
@@ -77,7 +75,7 @@ public sealed class PrepackedWeights : IDisposable
                 if (!statuses.TryGetValue(key, out var status))
                 {
                     // The first Linear of a shape is checked with its own packed weight; its siblings share the verdict.
-                    var (chosen, verdict) = ChooseLayout(linear, checkedRows, epilogues ?? [], faults);
+                    var (chosen, verdict) = ChooseLayout(linear, checkedRows, epilogues ?? new Dictionary<string, Func<Tensor, Tensor>>(), faults);
                     projections.Add(chosen);
                     statuses[key] = verdict;
                     continue;
@@ -114,15 +112,14 @@ public sealed class PrepackedWeights : IDisposable
         {
             if (projections[i] is not { } projection) continue;
             var linear = linears[i];
-            Table.AddOrUpdate(linear, new Packed(projection, linear.weight!, linear.bias!, packs));
-            packs._linears.Add(linear);
+            packs._packed[linear] = new Packed(projection, linear.weight!, linear.bias!);
             packs.Bytes += linear.weight!.NumberOfElements * linear.weight.ElementSize;
         }
         return packs;
     }
 
     /// <summary>Blocked if it agrees with libtorch's Linear, else padded if that does, else unpacked.</summary>
-    private static (PackedProjection?, PackedProjectionStatus) ChooseLayout(Linear linear, long[] rows, IReadOnlyCollection<string> epilogues, FastPathFaults? faults)
+    private static (PackedProjection?, PackedProjectionStatus) ChooseLayout(Linear linear, long[] rows, IReadOnlyDictionary<string, Func<Tensor, Tensor>> epilogues, FastPathFaults? faults)
     {
         var shape = $"{linear.in_features}→{linear.out_features}";
         var dtype = linear.weight!.dtype.ToString().ToLowerInvariant();
@@ -140,7 +137,7 @@ public sealed class PrepackedWeights : IDisposable
     }
 
     /// <summary>Null when the packed projection agrees with libtorch's Linear (then the activation); else how it differs.</summary>
-    private static string? Disagreement(Linear linear, PackedProjection projection, long[] rows, IReadOnlyCollection<string> epilogues, bool fault)
+    private static string? Disagreement(Linear linear, PackedProjection projection, long[] rows, IReadOnlyDictionary<string, Func<Tensor, Tensor>> epilogues, bool fault)
     {
         using var noGrad = no_grad();
         var dtype = linear.weight!.dtype;
@@ -150,11 +147,11 @@ public sealed class PrepackedWeights : IDisposable
             using var scope = NewDisposeScope();
             var x = randn([n, linear.in_features], generator: generator).to(dtype);
             var plain = linear.call(x);
-            foreach (var epilogue in epilogues.Prepend(null))
+            foreach (var epilogue in epilogues.Keys.Prepend(null))
             {
                 var fast = projection.Run(x, epilogue);
                 if (fault) fast = fast.add(1);
-                var expected = epilogue is null ? plain : OneDnnLinear.Epilogues.Reference(epilogue)(plain);
+                var expected = epilogue is null ? plain : epilogues[epilogue](plain);
                 var difference = FastPathCheck.RelativeDifference(fast, expected);
                 if (difference > FastPathCheck.Tolerance(dtype))
                     return $"disagreed with libtorch's Linear{(epilogue is null ? "" : " + " + epilogue)} at {n} rows (relative difference {difference:G3})";
@@ -175,35 +172,24 @@ public sealed class PrepackedWeights : IDisposable
         };
     }
 
-    /// <summary>Drops the packed copies of <paramref name="model"/>'s Linears (before its weights change).</summary>
-    public static void Release(nn.Module model)
-    {
-        foreach (var linear in model.modules().OfType<Linear>()) Drop(linear);
-    }
-
     /// <summary>The packed projection to run <paramref name="linear"/> on <paramref name="rows"/> rows with, when this pass may use it.</summary>
-    internal static PackedProjection? For(Linear linear, long rows)
+    internal PackedProjection? For(Linear linear, long rows)
     {
-        if (rows == 0 || is_grad_enabled() || !Table.TryGetValue(linear, out var packed) || rows > packed.Owner.MaxRows) return null;
+        if (rows == 0 || rows > MaxRows || is_grad_enabled() || !_packed.TryGetValue(linear, out var packed)) return null;
         // A parameter replaced since packing (not updated in place) invalidates the copy.
         return ReferenceEquals(packed.Weight, linear.weight) && ReferenceEquals(packed.Bias, linear.bias) ? packed.Projection : null;
     }
 
     public void Dispose()
     {
-        foreach (var linear in _linears) Drop(linear);
-        _linears.Clear();
+        foreach (var packed in _packed.Values) packed.Projection.Dispose();
+        _packed.Clear();
         Bytes = 0;
-    }
-
-    private static void Drop(Linear linear)
-    {
-        if (Table.TryGetValue(linear, out var packed) && Table.Remove(linear)) packed.Projection.Dispose();
     }
 
     private readonly record struct ShapeKey(long In, long Out, ScalarType DType);
 
-    private sealed record Packed(PackedProjection Projection, Tensor Weight, Tensor Bias, PrepackedWeights Owner);
+    private sealed record Packed(PackedProjection Projection, Tensor Weight, Tensor Bias);
 }
 
 /// <summary>

@@ -3,7 +3,7 @@ using BertHost.Abstractions.Text;
 using BertHost.Core.Text;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Bert;
+namespace BertHost.Core.Body;
 
 /// <summary>One text (optionally a pair) to embed.</summary>
 public sealed record EmbedInput(string Text, string? TextPair = null);

@@ -1,0 +1,97 @@
+using BertHost.Core.Backends;
+using BertHost.Core.Bert;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Body;
+
+/// <summary>
+/// What runs a body's inference arithmetic, chosen once when the body is loaded and set as the model's
+/// <see cref="BertKernels"/>: prepacked oneDNN weights and the CPU attention core where they serve this device and
+/// dtype and agree with the plain path on this machine (their load-time checks), libtorch's operators otherwise. Owns
+/// the packed weights.
+/// </summary>
+public sealed class BodyBackend : IDisposable
+{
+    private readonly List<string> _fallbacks = [];
+
+    private BodyBackend() { }
+
+    /// <summary>The oneDNN-layout weight copies inference passes use (null when not prepacked).</summary>
+    public PrepackedWeights? Prepacked { get; private set; }
+
+    /// <summary>Why the weights are not prepacked (null when they are).</summary>
+    public string? NotPrepackedReason { get; private set; }
+
+    /// <summary>Why the attention core runs on SDPA (null when the CPU kernel serves).</summary>
+    public string? AttentionCoreReason { get; private init; }
+
+    /// <summary>Fast paths that failed their load-time check on this machine, each with what serves instead.</summary>
+    public IReadOnlyList<string> Fallbacks => _fallbacks;
+
+    /// <summary>Chooses the kernels of <paramref name="model"/> (already on its device and dtype) and sets them on it.</summary>
+    public static BodyBackend Choose(BertModel model, BodyOptions options)
+    {
+        var weight = model.embeddings.word_embeddings.weight!;
+        var (device, dtype) = (weight.device_type, weight.dtype);
+        var fallbacks = new List<string>();
+        var backend = new BodyBackend { AttentionCoreReason = ChooseAttentionCore(model, options, device, dtype, fallbacks) };
+        backend._fallbacks.AddRange(fallbacks);
+        if (device == TorchSharp.DeviceType.CPU) NativeHeap.EnsureTuned();
+        if (!options.PrepackWeights)
+        {
+            backend.NotPrepackedReason = "not asked for";
+            return backend;
+        }
+        backend.Prepacked = PrepackedWeights.Pack(model, out var why, options.PackedMaxRows, FusedEpilogues(model.Config), options.Faults);
+        backend.NotPrepackedReason = backend.Prepacked is null ? why : null;
+        backend._fallbacks.AddRange((backend.Prepacked?.Projections ?? []).Where(p => p.Reason is not null)
+            .Select(p => $"projection {p.Shape} ({p.DType}) runs {p.Layout}: {p.Reason}"));
+        if (why?.StartsWith(PrepackedWeights.DisagreedEverywhere, StringComparison.Ordinal) == true)
+            backend._fallbacks.Add("Linear weights not prepacked: " + why);
+        model.Kernels = model.Kernels with { Packed = backend.Prepacked };
+        return backend;
+    }
+
+    /// <summary>
+    /// Drops the packed copies before <paramref name="model"/>'s weights change in place (training the served body): from
+    /// then on its projections run on libtorch's Linear.
+    /// </summary>
+    public void ReleasePackedWeights(BertModel model)
+    {
+        if (Prepacked is null) return;
+        model.Kernels = model.Kernels with { Packed = null };
+        Prepacked.Dispose();
+        Prepacked = null;
+        NotPrepackedReason = "released: the body's weights were trained in place";
+    }
+
+    /// <summary>
+    /// Leaves the CPU attention kernel on where it may serve this body and agrees with SDPA here; returns why SDPA
+    /// serves otherwise.
+    /// </summary>
+    private static string? ChooseAttentionCore(BertModel model, BodyOptions options, TorchSharp.DeviceType device, ScalarType dtype, List<string> fallbacks)
+    {
+        model.UseCpuAttentionKernel = options.CpuAttentionKernel;
+        if (!options.CpuAttentionKernel) return "turned off (body.attention_kernel: false)";
+        if (device != TorchSharp.DeviceType.CPU || dtype != ScalarType.Float32) return "the kernel runs float32 on the CPU only";
+        if (!CpuAttention.Supports(device, dtype, model.Config.HeadDim))
+            return $"no AVX-512 or AVX2 kernel for head size {model.Config.HeadDim} on this CPU (multiples of 16 or 8 floats)";
+        if (AttentionKernelCheck.Disagreement(model.Config.NumAttentionHeads, model.Config.HeadDim, options.Faults?.AttentionKernel == true) is not { } problem)
+            return null;
+        model.UseCpuAttentionKernel = false;
+        fallbacks.Add("attention core runs on SDPA: the CPU kernel failed its load-time check: " + problem);
+        return "the CPU kernel failed its load-time check: " + problem;
+    }
+
+    /// <summary>The activation the intermediate projection fuses into oneDNN's kernel, with libtorch's form to check it against.</summary>
+    private static IReadOnlyDictionary<string, Func<Tensor, Tensor>> FusedEpilogues(BertConfig config) =>
+        Activations.Get(config.HiddenAct) is { OneDnnEpilogue: { } epilogue } activation
+            ? new Dictionary<string, Func<Tensor, Tensor>> { [epilogue] = activation.Apply }
+            : new Dictionary<string, Func<Tensor, Tensor>>();
+
+    public void Dispose()
+    {
+        Prepacked?.Dispose();
+        Prepacked = null;
+    }
+}
