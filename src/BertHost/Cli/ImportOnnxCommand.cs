@@ -35,8 +35,9 @@ public sealed class ImportOnnxCommand : ICommand
 
     public Task<int> RunAsync(ParsedArgs args, CommandContext context, CancellationToken cancellationToken)
     {
-        var input = args.Require("input");
-        var output = args.Require("out");
+        var input = NonEmpty(args, "input");
+        var output = NonEmpty(args, "out");
+        var vocab = args.Has("vocab") ? NonEmpty(args, "vocab") : null;
         bool? lowerCase = args.Get("lower-case") switch
         {
             null => null,
@@ -49,9 +50,10 @@ public sealed class ImportOnnxCommand : ICommand
         OnnxImportResult result;
         try
         {
-            result = OnnxBertImporter.Import(new OnnxImportOptions(input, output, args.Get("vocab"), lowerCase));
+            result = OnnxBertImporter.Import(new OnnxImportOptions(input, output, vocab, lowerCase));
         }
-        catch (Exception e) when (e is OnnxImportException or CheckpointException or BertConfigException or IOException or UnauthorizedAccessException)
+        // ArgumentException: a path the file system refuses (e.g. one with a NUL character).
+        catch (Exception e) when (e is OnnxImportException or CheckpointException or BertConfigException or IOException or UnauthorizedAccessException or ArgumentException)
         {
             throw new CommandException(e.Message);
         }
@@ -61,4 +63,7 @@ public sealed class ImportOnnxCommand : ICommand
             $"{(result.HasPooler ? "pooler" : "no pooler")}, {(result.LowerCase ? "uncased" : "cased")}, {result.Parameters:N0} parameters");
         return Task.FromResult(CliApp.ExitOk);
     }
+
+    private static string NonEmpty(ParsedArgs args, string option) =>
+        args.Require(option) is { Length: > 0 } value ? value : throw new UsageException($"--{option} is empty");
 }

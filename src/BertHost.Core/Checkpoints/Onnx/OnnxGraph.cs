@@ -106,19 +106,20 @@ public sealed class OnnxGraph
     public float[] Floats(TensorProto tensor, string key)
     {
         if (tensor.DataLocation == TensorProto.Types.DataLocation.External)
-            throw new OnnxImportException($"{Description}: {key} ({Label(tensor)}) is stored in an external data file; export the graph with its weights inside");
+            throw new OnnxImportException($"{Description}: {Label(tensor, key)} is stored in an external data file; export the graph with its weights inside");
         if (tensor.DataType != (int)TensorProto.Types.DataType.Float)
-            throw new OnnxImportException($"{Description}: {key} ({Label(tensor)}) is {(TensorProto.Types.DataType)tensor.DataType}; only float32 weights can be imported");
+            throw new OnnxImportException($"{Description}: {Label(tensor, key)} is {(TensorProto.Types.DataType)tensor.DataType}; only float32 weights can be imported");
         var count = Shape(tensor).Aggregate(1L, (n, d) => checked(n * d));
         float[] values = tensor.RawData.Length > 0
             ? MemoryMarshal.Cast<byte, float>(tensor.RawData.Span).ToArray()
             : tensor.FloatData.ToArray();
         if (values.Length != count)
-            throw new OnnxImportException($"{Description}: {key} ({Label(tensor)}) holds {values.Length} values for shape [{string.Join(",", tensor.Dims)}]");
+            throw new OnnxImportException($"{Description}: {Label(tensor, key)} holds {values.Length} values for shape [{string.Join(",", tensor.Dims)}]");
         return values;
     }
 
-    public static string Label(TensorProto tensor) => $"initializer '{tensor.Name}'";
+    /// <summary>A weight in messages: its key, and the initializer holding it where that is named otherwise (torch's numbered names).</summary>
+    private static string Label(TensorProto tensor, string key) => tensor.Name == key ? key : $"{key} (initializer '{tensor.Name}')";
 
     private static double[]? TryNumbers(TensorProto? t)
     {
