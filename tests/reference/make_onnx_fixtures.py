@@ -33,6 +33,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bert_reference as ref  # noqa: E402
+from make_model_fixtures import randomize_  # noqa: E402  (weights far from their initial values)
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 FIXTURES = os.path.join(REPO, "tests", "BertHost.Tests", "Fixtures")
@@ -73,18 +74,6 @@ class Exported(nn.Module):
         if out["pooler_output"] is None:
             return out["last_hidden_state"]
         return out["last_hidden_state"], out["pooler_output"]
-
-
-def randomize_(module: nn.Module, gen: torch.Generator) -> None:
-    """Weights far from their initial values (LayerNorm weight 1 +- 0.1, std-0.2 matrices), so a wrong mapping shows."""
-    with torch.no_grad():
-        for name, p in sorted(module.named_parameters(), key=lambda kv: kv[0]):
-            if "LayerNorm" in name and name.endswith(".weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
-            elif "LayerNorm" in name or name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
 
 
 def export(module: nn.Module, args, path: str, opset: int, inputs, outputs, dynamic) -> None:
