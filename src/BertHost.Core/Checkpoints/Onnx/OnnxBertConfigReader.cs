@@ -24,7 +24,7 @@ public static class OnnxBertConfigReader
     {
         var words = map.Weights["embeddings.word_embeddings.weight"].Shape;
         var hidden = (int)words[1];
-        return new BertConfig
+        var config = new BertConfig
         {
             Architectures = ["BertModel"],
             VocabSize = (int)words[0],
@@ -37,6 +37,8 @@ public static class OnnxBertConfigReader
             TypeVocabSize = (int)map.Weights["embeddings.token_type_embeddings.weight"].Shape[0],
             LayerNormEps = Epsilon(graph, map),
         };
+        if (config.Validate() is [var problem, ..]) throw graph.NotBert(problem);
+        return config;
     }
 
     /// <summary>The node that adds a Linear layer's bias (an Add, or the Gemm that carries it), whose output is the layer's.</summary>

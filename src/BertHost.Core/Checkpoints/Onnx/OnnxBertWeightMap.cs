@@ -84,7 +84,17 @@ public sealed class OnnxBertWeightMap
     }
 
     private void Named(string key) =>
-        _weights[key] = new OnnxWeight(_graph.Initializer(GraphName(key)) ?? throw _graph.NotBert($"no initializer named {GraphName(key)}"), Transposed: false);
+        Add(key, new OnnxWeight(_graph.Initializer(GraphName(key)) ?? throw _graph.NotBert($"no initializer named {GraphName(key)}"), Transposed: false));
+
+    /// <summary>Weights and embedding tables are matrices, biases and LayerNorm parameters vectors.</summary>
+    private void Add(string key, OnnxWeight weight)
+    {
+        var rank = key.EndsWith(".bias", StringComparison.Ordinal) || key.Contains(".LayerNorm.", StringComparison.Ordinal) ? 1 : 2;
+        var shape = OnnxGraph.Shape(weight.Tensor);
+        if (shape.Length != rank || shape.Any(d => d <= 0 || d > int.MaxValue))
+            throw _graph.NotBert($"{GraphName(key)} has shape [{string.Join(", ", shape)}], not a {(rank == 1 ? "vector" : "matrix")}");
+        _weights[key] = weight;
+    }
 
     /// <summary>A Linear layer: its named bias, and its weight found through the node that adds the bias.</summary>
     private void Linear(string module)
@@ -92,9 +102,9 @@ public sealed class OnnxBertWeightMap
         Named($"{module}.bias");
         var bias = GraphName($"{module}.bias");
         var weight = GraphName($"{module}.weight");
-        _weights[$"{module}.weight"] = _graph.Initializer(weight) is { } named
+        Add($"{module}.weight", _graph.Initializer(weight) is { } named
             ? new OnnxWeight(named, Transposed: StoredInputByOutput(weight))
-            : FromBiasNode(bias);
+            : FromBiasNode(bias));
     }
 
     /// <summary>

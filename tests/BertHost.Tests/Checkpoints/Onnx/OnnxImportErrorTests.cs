@@ -20,6 +20,7 @@ public sealed class OnnxImportErrorTests : IDisposable
     {
         { "drop initializer encoder.layer.1.output.LayerNorm.bias", "no initializer named encoder.layer.1.output.LayerNorm.bias" },
         { "drop initializer embeddings.token_type_embeddings.weight", "no initializer named embeddings.token_type_embeddings.weight" },
+        { "flatten initializer embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight has shape [6480], not a matrix" },
         { "retype node /encoder/layer.0/attention/self/query/MatMul as Mul", "no MatMul feeds the Add of encoder.layer.0.attention.self.query.bias" },
         { "retype node /encoder/layer.1/intermediate/dense/Add as Sub", "no Add or Gemm consumes encoder.layer.1.intermediate.dense.bias" },
         { "retype node /encoder/layer.0/attention/self/Reshape as Identity", "no Reshape splits the output of encoder.layer.0.attention.self.query into attention heads (num_attention_heads)" },
@@ -38,6 +39,12 @@ public sealed class OnnxImportErrorTests : IDisposable
         {
             case "drop":
                 Assert.True(graph.Initializer.Remove(graph.Initializer.Single(t => t.Name == words[2])));
+                break;
+            case "flatten":
+                var flattened = graph.Initializer.Single(t => t.Name == words[2]);
+                var size = flattened.Dims.Aggregate(1L, (n, d) => n * d);
+                flattened.Dims.Clear();
+                flattened.Dims.Add(size);
                 break;
             case "retype" when words[1] == "node":
                 graph.Node.Single(n => n.Name == words[2]).OpType = words[4];
