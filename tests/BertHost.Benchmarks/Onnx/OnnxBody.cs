@@ -25,8 +25,12 @@ public sealed class OnnxBody : IDisposable
         };
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning ? "1" : "0");
         _session = new InferenceSession(model, options);
-        HasPooler = _session.OutputMetadata.ContainsKey("pooler_output");
+        // Exports name the pooled output differently (torch numbers it, e.g. "924" in the MiniLM package): any
+        // output besides last_hidden_state is the pooler's.
+        HasPooler = _session.OutputMetadata.Keys.Any(n => n != LastHiddenState);
     }
+
+    private const string LastHiddenState = "last_hidden_state";
 
     public bool HasPooler { get; }
 
@@ -44,8 +48,8 @@ public sealed class OnnxBody : IDisposable
         float[] hidden = [];
         foreach (var r in results)
         {
-            if (r.Name == "last_hidden_state") hidden = r.AsEnumerable<float>().ToArray();
-            else if (r.Name == "pooler_output") pooled = r.AsEnumerable<float>().ToArray();
+            if (r.Name == LastHiddenState) hidden = r.AsEnumerable<float>().ToArray();
+            else pooled = r.AsEnumerable<float>().ToArray();
         }
         return (hidden, pooled);
     }
