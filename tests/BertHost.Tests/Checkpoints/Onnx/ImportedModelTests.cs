@@ -3,6 +3,7 @@ using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints.Onnx;
 using BertHost.Core.Text;
 using BertHost.Tests.Support;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Checkpoints.Onnx;
 

@@ -6,6 +6,7 @@ using BertHost.Core.Checkpoints;
 using BertHost.Core.Checkpoints.Onnx;
 using BertHost.Core.Text;
 using BertHost.Tests.Support;
+using BertHost.Core.Body;
 
 namespace BertHost.Tests.Checkpoints.Onnx;
 
