@@ -12,4 +12,7 @@ internal sealed record FastPathFaults
 
     /// <summary>The CPU attention kernel seems to disagree with libtorch's SDPA.</summary>
     public bool AttentionKernel { get; init; }
+
+    /// <summary>int8 projections seem to disagree with libtorch's float32 Linear.</summary>
+    public bool Int8 { get; init; }
 }

@@ -1,5 +1,3 @@
-using System.IO.Compression;
-using System.Text;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -12,9 +10,8 @@ namespace BertHost.Core.Backends;
 /// pass. The kernels also apply GELU/ReLU in the GEMM's epilogue instead of another pass over the output.
 /// <para>
 /// TorchSharp has no binding for these operators (<c>mkldnn::_reorder_linear_weight</c>,
-/// <c>mkldnn::_linear_pointwise</c>), and TorchScript source compiled at run time can only call <c>aten</c>
-/// operators; the operators are reached through a tiny TorchScript archive written here and loaded with
-/// <c>torch.jit.load</c>, whose importer resolves <c>ops.&lt;namespace&gt;</c>. Inference only (no autograd).
+/// <c>mkldnn::_linear_pointwise</c>); they are reached through a <see cref="TorchScriptArchive"/>. Inference only (no
+/// autograd).
 /// </para>
 /// </summary>
 internal static class OneDnnLinear
@@ -94,7 +91,7 @@ internal static class OneDnnLinear
     {
         try
         {
-            var module = jit.load(Archive());
+            var module = jit.load(TorchScriptArchive.Write(ClassName, Source));
             // One call on the real operators: a libtorch built without them fails here, not in the middle of a request.
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
@@ -108,31 +105,5 @@ internal static class OneDnnLinear
         {
             return (null, e.Message.Split('\n')[0]);
         }
-    }
-
-    /// <summary>The archive <c>torch.jit.save</c> would write for a module holding no tensors.</summary>
-    private static byte[] Archive()
-    {
-        using var buffer = new MemoryStream();
-        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
-        {
-            void Add(string name, byte[] data)
-            {
-                using var s = zip.CreateEntry("onednn_linear/" + name, CompressionLevel.NoCompression).Open();
-                s.Write(data);
-            }
-            Add("version", "3\n"u8.ToArray());
-            Add("byteorder", "little"u8.ToArray());
-            Add("code/__torch__.py", Encoding.UTF8.GetBytes(Source));
-            // Pickle (protocol 2) of an empty tuple, and of the module object: __torch__.<ClassName>() with training=False.
-            Add("constants.pkl", [0x80, 0x02, (byte)')', (byte)'.']);
-            var data = new List<byte> { 0x80, 0x02, (byte)'c' };
-            data.AddRange(Encoding.ASCII.GetBytes($"__torch__\n{ClassName}\n"));
-            data.AddRange([(byte)')', 0x81, (byte)'}', (byte)'(', (byte)'X', 8, 0, 0, 0]);
-            data.AddRange("training"u8.ToArray());
-            data.AddRange([0x89, (byte)'u', (byte)'b', (byte)'.']);
-            Add("data.pkl", data.ToArray());
-        }
-        return buffer.ToArray();
     }
 }

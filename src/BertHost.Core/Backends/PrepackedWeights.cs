@@ -57,11 +57,12 @@ public sealed class PrepackedWeights : IDisposable
     public static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows = null, IReadOnlyDictionary<string, Func<Tensor, Tensor>>? epilogues = null) =>
         Pack(model, out why, maxRows, epilogues, faults: null);
 
-    internal static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows, IReadOnlyDictionary<string, Func<Tensor, Tensor>>? epilogues, FastPathFaults? faults)
+    internal static PrepackedWeights? Pack(nn.Module model, out string? why, long? maxRows, IReadOnlyDictionary<string, Func<Tensor, Tensor>>? epilogues,
+        FastPathFaults? faults, Func<Linear, bool>? include = null)
     {
-        var linears = model.modules().OfType<Linear>().Where(l => l.weight is not null && l.bias is not null).ToList();
-        why = linears.FirstOrDefault() is { } first ? Unsupported(first.weight!) : null;
-        if (why is not null || linears.Count == 0) return null;
+        var linears = model.modules().OfType<Linear>().Where(l => l.weight is not null && l.bias is not null && (include?.Invoke(l) ?? true)).ToList();
+        why = linears.FirstOrDefault() is { } first ? Unsupported(first.weight!) : "no Linear left to pack";
+        if (why is not null) return null;
 
         var packs = new PrepackedWeights();
         var projections = new List<PackedProjection?>(linears.Count);

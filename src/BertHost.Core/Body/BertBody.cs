@@ -54,6 +54,30 @@ public sealed class BertBody : IDisposable
     /// <summary>Why the weights are not prepacked (null when they are).</summary>
     public string? NotPrepackedReason => Backend.NotPrepackedReason;
 
+    /// <summary>The int8 projections (null unless the body was loaded with <see cref="BodyOptions.Quantize"/>).</summary>
+    public QuantizedWeights? Quantized => Backend.Quantized;
+
+    /// <summary>The number format each part of an inference pass computes in (what <c>GET /v1/body</c> reports).</summary>
+    public IReadOnlyDictionary<string, string> PrecisionByPart
+    {
+        get
+        {
+            var dtype = DType.ToString().ToLowerInvariant();
+            var projections = Quantized is { } q
+                ? $"int8 ({q.Projections.Sum(p => p.Int8Linears)} of {q.Projections.Sum(p => p.Int8Linears + p.FloatLinears)} Linears; " +
+                  $"weights per output channel, activations per call{(q.ReducedRange ? ", 7-bit" : "")}), the rest {dtype}"
+                : dtype;
+            return new Dictionary<string, string>
+            {
+                ["embeddings"] = dtype,
+                ["projections"] = projections,
+                ["attention_core"] = dtype,
+                ["layer_norm"] = dtype,
+                ["gelu"] = dtype,
+            };
+        }
+    }
+
     /// <summary>
     /// What computes the attention core of inference passes: <c>cpu_avx512</c> or <c>cpu_avx2</c>
     /// (<see cref="CpuAttention"/>) or <c>sdpa</c> (libtorch's scaled_dot_product_attention: other devices and dtypes,

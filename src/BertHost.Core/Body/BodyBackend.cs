@@ -1,5 +1,6 @@
 using BertHost.Core.Backends;
 using BertHost.Core.Bert;
+using BertHost.Core.Checkpoints;
 using static TorchSharp.torch;
 
 namespace BertHost.Core.Body;
@@ -19,6 +20,9 @@ public sealed class BodyBackend : IDisposable
     /// <summary>The oneDNN-layout weight copies inference passes use (null when not prepacked).</summary>
     public PrepackedWeights? Prepacked { get; private set; }
 
+    /// <summary>The int8 projections (null unless <see cref="BodyOptions.Quantize"/> asks for them).</summary>
+    public QuantizedWeights? Quantized { get; private set; }
+
     /// <summary>Why the weights are not prepacked (null when they are).</summary>
     public string? NotPrepackedReason { get; private set; }
 
@@ -33,16 +37,40 @@ public sealed class BodyBackend : IDisposable
     {
         var weight = model.embeddings.word_embeddings.weight!;
         var (device, dtype) = (weight.device_type, weight.dtype);
+        if (options.RefuseEmulatedPrecision && device == TorchSharp.DeviceType.CPU && EmulatedPrecision(dtype) is { } problem)
+            throw new BodyLoadException(problem);
         var fallbacks = new List<string>();
         var backend = new BodyBackend { AttentionCoreReason = ChooseAttentionCore(model, options, device, dtype, fallbacks) };
         backend._fallbacks.AddRange(fallbacks);
         if (device == TorchSharp.DeviceType.CPU) NativeHeap.EnsureTuned();
+        if (options.Quantize == QuantizeModes.DynamicInt8)
+        {
+            try
+            {
+                backend.Quantized = QuantizedWeights.Quantize(model, options.QuantizeExclude, out var notQuantized, options.Faults);
+                if (notQuantized is not null) backend._fallbacks.Add("body.quantize dynamic_int8: the body serves in float32: " + notQuantized);
+            }
+            catch (ArgumentException e)
+            {
+                throw new BodyLoadException($"body.quantize {QuantizeModes.DynamicInt8}: {e.Message}", e);
+            }
+            backend._fallbacks.AddRange((backend.Quantized?.Projections ?? []).Where(p => p.Reason is not null)
+                .Select(p => $"projection {p.Shape} stays float32: {p.Reason}"));
+            model.Kernels = model.Kernels with { Quantized = backend.Quantized };
+        }
+        else if (options.Quantize != QuantizeModes.None)
+        {
+            throw new BodyLoadException($"body.quantize must be one of {string.Join(", ", QuantizeModes.All)}, got '{options.Quantize}'");
+        }
         if (!options.PrepackWeights)
         {
             backend.NotPrepackedReason = "not asked for";
             return backend;
         }
-        backend.Prepacked = PrepackedWeights.Pack(model, out var why, options.PackedMaxRows, FusedEpilogues(model.Config), options.Faults);
+        // Linears that run in int8 need no float32 copy.
+        var quantized = backend.Quantized;
+        backend.Prepacked = PrepackedWeights.Pack(model, out var why, options.PackedMaxRows, FusedEpilogues(model.Config), options.Faults,
+            include: quantized is null ? null : l => !quantized.IsQuantized(l));
         backend.NotPrepackedReason = backend.Prepacked is null ? why : null;
         backend._fallbacks.AddRange((backend.Prepacked?.Projections ?? []).Where(p => p.Reason is not null)
             .Select(p => $"projection {p.Shape} ({p.DType}) runs {p.Layout}: {p.Reason}"));
@@ -51,6 +79,16 @@ public sealed class BodyBackend : IDisposable
         model.Kernels = model.Kernels with { Packed = backend.Prepacked };
         return backend;
     }
+
+    /// <summary>Why serving in <paramref name="dtype"/> on this CPU would be emulated (null when it runs in hardware).</summary>
+    internal static string? EmulatedPrecision(ScalarType dtype) => dtype switch
+    {
+        ScalarType.BFloat16 when !CpuFeatures.NativeBFloat16 =>
+            "dtype bfloat16 would be emulated on this CPU (it has neither AVX512-BF16 nor AMX-BF16) and run several times slower than float32; serve float32, or body.quantize: dynamic_int8",
+        ScalarType.Float16 when !CpuFeatures.NativeFloat16 =>
+            "dtype float16 would be emulated on this CPU (it has neither AVX512-FP16 nor AMX-FP16) and run several times slower than float32; serve float32, or bfloat16 where the CPU has AVX512-BF16",
+        _ => null,
+    };
 
     /// <summary>
     /// Drops the packed copies before <paramref name="model"/>'s weights change in place (training the served body): from
@@ -93,5 +131,7 @@ public sealed class BodyBackend : IDisposable
     {
         Prepacked?.Dispose();
         Prepacked = null;
+        Quantized?.Dispose();
+        Quantized = null;
     }
 }

@@ -1,4 +1,6 @@
 using BertHost.Core.Backends;
+using BertHost.Core.Bert;
+
 namespace BertHost.Core.Body;
 
 /// <summary>Where and in which precision the body runs.</summary>
@@ -25,6 +27,21 @@ public sealed record BodyOptions
     /// </summary>
     public bool CpuAttentionKernel { get; init; } = true;
 
+    /// <summary>
+    /// <c>none</c> (default) or <c>dynamic_int8</c>: the Linear layers of a float32 CPU body run as int8 with dynamic
+    /// activation quantization (see <see cref="QuantizedWeights"/>); everything else stays float32.
+    /// </summary>
+    public string Quantize { get; init; } = QuantizeModes.None;
+
+    /// <summary>Linear module names (HF, e.g. <c>encoder.layer.5.output.dense</c>; <c>*</c> wildcards) kept in float32 when quantizing.</summary>
+    public IReadOnlyList<string> QuantizeExclude { get; init; } = [];
+
+    /// <summary>
+    /// Refuse bfloat16 or float16 on a CPU without hardware for them (AVX512-BF16/AMX-BF16, AVX512-FP16/AMX-FP16), where
+    /// libtorch emulates them several times slower than float32: set for bodies that serve.
+    /// </summary>
+    public bool RefuseEmulatedPrecision { get; init; }
+
     /// <summary>Row limit of the packed weights instead of measuring it at load (tests: the measurement takes seconds).</summary>
     internal long? PackedMaxRows { get; init; }
 
@@ -33,4 +50,13 @@ public sealed record BodyOptions
 
     /// <summary>Return every layer's hidden states from <see cref="BertBody.Forward(BertHost.Core.Text.PaddedBatch,bool)"/> by default.</summary>
     public bool OutputHiddenStates { get; init; }
+}
+
+/// <summary>The values of <see cref="BodyOptions.Quantize"/>.</summary>
+public static class QuantizeModes
+{
+    public const string None = "none";
+    public const string DynamicInt8 = "dynamic_int8";
+
+    public static IReadOnlyList<string> All { get; } = [None, DynamicInt8];
 }

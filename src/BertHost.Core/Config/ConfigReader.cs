@@ -5,6 +5,8 @@ using BertHost.Core.Plugins;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
+using BertHost.Core.Body;
+
 namespace BertHost.Core.Config;
 
 /// <summary>Walks one YAML document, collecting every problem; see <see cref="HostConfigLoader"/>.</summary>
@@ -12,7 +14,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
 {
     internal static readonly string[] TopKeys = ["host", "body", "batching", "jobs", "heads"];
     internal static readonly string[] HostKeys = ["urls", "max_request_bytes", "max_inputs_per_request", "oversized", "shutdown_timeout_seconds"];
-    internal static readonly string[] BodyKeys = ["checkpoint", "device", "dtype", "max_sequence_length", "prepack_weights", "attention_kernel"];
+    internal static readonly string[] BodyKeys = ["checkpoint", "device", "dtype", "max_sequence_length", "prepack_weights", "attention_kernel", "quantize", "quantize_exclude"];
     internal static readonly string[] BatchingKeys = ["max_batch_tokens", "max_batch_requests", "max_wait_ms", "max_queued_inputs"];
     internal static readonly string[] JobsKeys = ["directory", "max_concurrent", "resume_interrupted", "body_swap"];
     internal static readonly string[] HeadKeys = ["name", "kind", "plugin", "sha256", "labels", "weights", "options"];
@@ -323,6 +325,12 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
                 $"must be at most the model's max_position_embeddings ({modelMaxLength}), got {maxLength}");
         }
 
+        var quantize = Choice(e, "quantize", path, [.. QuantizeModes.All]);
+        var quantizeExclude = ModuleNames(e, "quantize_exclude", path);
+        var effectiveDType = dtype ?? "float32";
+        if (quantize == QuantizeModes.DynamicInt8 && effectiveDType != "float32")
+            Add(e["quantize"].Value, "body.quantize", $"dynamic_int8 quantizes a float32 body; dtype is {effectiveDType}");
+
         if (checkpoint is null) return null;
         var defaults = new BodySection { Checkpoint = checkpoint };
         return defaults with
@@ -332,8 +340,36 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             MaxSequenceLength = maxLength,
             PrepackWeights = Bool(e, "prepack_weights", path) ?? defaults.PrepackWeights,
             AttentionKernel = Bool(e, "attention_kernel", path) ?? defaults.AttentionKernel,
+            Quantize = quantize ?? defaults.Quantize,
+            QuantizeExclude = quantizeExclude ?? defaults.QuantizeExclude,
         };
     }
+
+    /// <summary>A list of Linear module names (HF names; <c>*</c> wildcards).</summary>
+    private List<string>? ModuleNames(Dictionary<string, Entry> e, string key, string path)
+    {
+        if (!e.TryGetValue(key, out var entry)) return null;
+        var p = Join(path, key);
+        if (entry.Value is not YamlSequenceNode list)
+        {
+            Add(entry.Value, p, $"must be a list of Linear names such as encoder.layer.5.output.dense ('*' matches any characters), got {Describe(entry.Value)}");
+            return null;
+        }
+        var names = new List<string>();
+        for (var i = 0; i < list.Children.Count; i++)
+        {
+            var lp = $"{p}[{i}]";
+            if (!TryText(list.Children[i], lp, "a string", out var name)) continue;
+            if (!ModuleNamePattern().IsMatch(name))
+                Add(list.Children[i], lp, $"must be a Linear name such as encoder.layer.5.output.dense (letters, digits, '_', '.', '*'), got '{name}'");
+            else
+                names.Add(name);
+        }
+        return names;
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9_.*]+$")]
+    private static partial Regex ModuleNamePattern();
 
     /// <summary>Checks config.json and vocab.txt; returns the model's max_position_embeddings when readable.</summary>
     private int? CheckModelFolder(string folder, YamlNode node)

@@ -59,6 +59,12 @@ public sealed record BodySection
 
     /// <summary>Run the attention core of CPU float32 passes with BertHost's AVX-512/AVX2 kernel where it applies, else libtorch's SDPA.</summary>
     public bool AttentionKernel { get; init; } = true;
+
+    /// <summary><c>none</c> or <c>dynamic_int8</c> (int8 Linear layers for serving on the CPU).</summary>
+    public string Quantize { get; init; } = "none";
+
+    /// <summary>Linear names kept in float32 when quantizing.</summary>
+    public IReadOnlyList<string> QuantizeExclude { get; init; } = [];
 }
 
 /// <summary><c>batching:</c> (like text-embeddings-inference's max-batch-tokens / max-concurrent-requests).</summary>

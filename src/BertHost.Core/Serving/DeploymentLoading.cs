@@ -12,8 +12,8 @@ public static class DeploymentLoading
 {
     /// <summary>
     /// The body of a deployment; a body that does not load throws <see cref="BodyLoadException"/>. Only a body loaded
-    /// <paramref name="forServing"/> gets prepacked weights (<c>body.prepack_weights</c>): a body about to be trained would
-    /// pay their memory for nothing.
+    /// <paramref name="forServing"/> gets prepacked weights (<c>body.prepack_weights</c>) and int8 projections
+    /// (<c>body.quantize</c>): a body about to be trained would pay their memory for nothing.
     /// </summary>
     public static BertBody LoadBody(HostConfig config, bool forServing = false) => BertBody.Load(config.Body.Checkpoint, new BodyOptions
     {
@@ -22,6 +22,10 @@ public static class DeploymentLoading
         MaxSequenceLength = config.Body.MaxSequenceLength,
         PrepackWeights = forServing && config.Body.PrepackWeights,
         CpuAttentionKernel = config.Body.AttentionKernel,
+        // Quantized weights serve; a body loaded to be trained (or to compute a trainer's features) stays float32.
+        Quantize = forServing ? config.Body.Quantize : QuantizeModes.None,
+        RefuseEmulatedPrecision = forServing,
+        QuantizeExclude = config.Body.QuantizeExclude,
     });
 
     /// <summary>The checkpoint store heads get: it fingerprints task folders without a vocabulary with the body's.</summary>

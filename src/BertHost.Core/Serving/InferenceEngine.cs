@@ -316,6 +316,15 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
             ["reason"] = p.Reason,
         }).ToArray()),
         ["not_prepacked_reason"] = body.NotPrepackedReason,
+        ["precision"] = new JsonObject(body.PrecisionByPart.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value))),
+        ["quantized_projections"] = new JsonArray((body.Quantized?.Projections ?? []).Select(p => (JsonNode)new JsonObject
+        {
+            ["shape"] = p.Shape,
+            ["int8_linears"] = p.Int8Linears,
+            ["float_linears"] = p.FloatLinears,
+            ["excluded"] = new JsonArray(p.Excluded.Select(e => (JsonNode)e).ToArray()),
+            ["reason"] = p.Reason,
+        }).ToArray()),
         ["fallbacks"] = new JsonArray(body.FastPathFallbacks.Select(f => (JsonNode)f).ToArray()),
     };
 

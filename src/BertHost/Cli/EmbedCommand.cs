@@ -39,6 +39,8 @@ public sealed class EmbedCommand : ICommand
         new("max-length", "truncate inputs to N tokens (default: the model's maximum)", "N"),
         new("truncation", "longest_first (default), only_first or only_second for pairs", "STRATEGY"),
         new("batch-size", "inputs per body pass (default 32)", "N"),
+        new("quantize", "none (default) or dynamic_int8: int8 Linear layers with dynamic activation quantization (CPU, float32)", "MODE"),
+        new("quantize-exclude", "comma-separated Linear names kept in float32 when quantizing (* wildcards), e.g. '*.output.dense'", "NAMES"),
         new("no-fast-paths", "run libtorch's Linear and SDPA only (the plain path the fast kernels are checked against)"),
     ];
 
@@ -65,6 +67,9 @@ public sealed class EmbedCommand : ICommand
             body = BertBody.Load(model, new BodyOptions
             {
                 Device = args.Get("device") ?? "auto", DType = args.Get("dtype") ?? "float32", PrepackWeights = fast, CpuAttentionKernel = fast,
+                Quantize = args.Get("quantize") ?? QuantizeModes.None,
+                RefuseEmulatedPrecision = true,
+                QuantizeExclude = (args.Get("quantize-exclude") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             });
         }
         catch (BodyLoadException e)

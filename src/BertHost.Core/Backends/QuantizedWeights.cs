@@ -1,0 +1,241 @@
+using System.Text.RegularExpressions;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Backends;
+
+/// <summary>
+/// Dynamic int8 quantization of a model's Linear layers for CPU inference, as PyTorch's
+/// <c>torch.ao.nn.quantized.dynamic.Linear</c> does it: each weight is quantized once, per output channel (symmetric
+/// int8, scale = max |row| / 127), and packed for fbgemm; at run time the activations are quantized to uint8 with a
+/// scale and zero point taken from their range (one per call), the product runs in int8 with int32 accumulation
+/// (AVX512-VNNI / AVX-VNNI where the CPU has it), and the result is dequantized with the bias added, in float32.
+/// Embeddings, LayerNorm, softmax, GELU and the attention core stay in float32.
+/// <para>
+/// The packed weights live in a TorchScript module of this object (a dictionary attribute keyed by Linear): fbgemm's
+/// packed parameters are a TorchScript class TorchSharp cannot hold. Every projection shape is checked at load: the
+/// kernel must compute what its quantization defines (see <see cref="Disagreement"/>); a shape whose kernel does not
+/// stays float32. What quantization costs in accuracy is measured on real tasks (README), and layers that lose too much
+/// can be kept in float32 by name.
+/// </para>
+/// </summary>
+public sealed class QuantizedWeights : IDisposable
+{
+    private const string ClassName = "DynamicInt8Linear";
+
+    private const string Source = $$"""
+        class {{ClassName}}(Module):
+          __parameters__ = []
+          __buffers__ = []
+          training : bool
+          packs : Dict[int, __torch__.torch.classes.quantized.LinearPackedParamsBase]
+          def forward(self: __torch__.{{ClassName}}, x: Tensor) -> Tensor:
+            return x
+          def pack(self: __torch__.{{ClassName}}, key: int, weight: Tensor, bias: Tensor) -> int:
+            scales = torch.div(torch.clamp_min(torch.amax(torch.abs(weight), [1]), 1e-12), 127.0)
+            zero_points = torch.zeros([weight.size(0)], dtype=4)
+            quantized = torch.quantize_per_channel(weight, scales.to(dtype=7), zero_points, 0, 12)
+            self.packs[key] = ops.quantized.linear_prepack(quantized, bias)
+            return key
+          def linear(self: __torch__.{{ClassName}}, key: int, x: Tensor) -> Tensor:
+            return ops.quantized.linear_dynamic(x, self.packs[key], False)
+          def linear_reduced(self: __torch__.{{ClassName}}, key: int, x: Tensor) -> Tensor:
+            return ops.quantized.linear_dynamic(x, self.packs[key], True)
+          def weight(self: __torch__.{{ClassName}}, key: int) -> Tensor:
+            unpacked = ops.quantized.linear_unpack(self.packs[key])
+            return torch.dequantize(unpacked[0])
+          def drop(self: __torch__.{{ClassName}}, key: int) -> int:
+            del self.packs[key]
+            return key
+
+        """;
+
+    /// <summary>
+    /// Largest relative difference accepted at load between the int8 kernel and the same quantization computed in
+    /// float32 (dequantized weights, activations rounded to the kernel's uint8 grid). Rounding ties of the activations
+    /// can land one level apart (the kernel multiplies by a float inverse scale), which measured up to 1.3e-3 at
+    /// 1536 inputs; a kernel computing wrong products is off by a large fraction of the output.
+    /// </summary>
+    private const double Tolerance = 1e-2;
+
+    private static readonly long[] CheckedRows = [1, 7, 128];
+
+    private readonly jit.ScriptModule _ops;
+    private readonly Dictionary<Linear, long> _keys = new(ReferenceEqualityComparer.Instance);
+    private readonly bool _reduceRange;
+
+    private QuantizedWeights(jit.ScriptModule ops, bool reduceRange) => (_ops, _reduceRange) = (ops, reduceRange);
+
+    /// <summary>Bytes of the int8 weights (one byte per weight, besides per-channel scales and fbgemm's column offsets).</summary>
+    public long Bytes { get; private set; }
+
+    /// <summary>What each projection shape got: <c>int8</c> or <c>float32</c> (excluded, or failed its check), and why.</summary>
+    public IReadOnlyList<QuantizedProjectionStatus> Projections { get; private set; } = [];
+
+    /// <summary>
+    /// Activations are quantized to 7 bits where the CPU has no VNNI: AVX2's int8 multiply-add saturates at int16, and
+    /// fbgemm (like PyTorch's default) keeps a bit of headroom there.
+    /// </summary>
+    public bool ReducedRange => _reduceRange;
+
+    /// <summary>
+    /// Quantizes the Linears of <paramref name="model"/> (float32, on the CPU) except those whose module name matches an
+    /// <paramref name="exclude"/> pattern (<c>*</c> matches any run of characters); null with <paramref name="why"/> when
+    /// nothing could be quantized (no kernels, or none passed its check).
+    /// </summary>
+    /// <exception cref="ArgumentException">A pattern matches no Linear (a misspelt name).</exception>
+    public static QuantizedWeights? Quantize(nn.Module model, IReadOnlyCollection<string> exclude, out string? why) =>
+        Quantize(model, exclude, out why, faults: null);
+
+    internal static QuantizedWeights? Quantize(nn.Module model, IReadOnlyCollection<string> exclude, out string? why, FastPathFaults? faults)
+    {
+        var linears = model.named_modules().Where(m => m.module is Linear { weight: not null, bias: not null })
+            .Select(m => (m.name, Linear: (Linear)m.module)).ToList();
+        why = linears.Count == 0 ? "the model has no Linear layers" : Unsupported(linears[0].Linear.weight!);
+        if (why is not null) return null;
+        jit.ScriptModule ops;
+        try
+        {
+            ops = jit.load(TorchScriptArchive.Write(ClassName, Source,
+                new Dictionary<string, string> { ["packs"] = "Dict[int, __torch__.torch.classes.quantized.LinearPackedParamsBase]" }));
+        }
+        catch (Exception e)
+        {
+            why = "libtorch's quantized kernels are unavailable: " + e.Message.Split('\n')[0];
+            return null;
+        }
+
+        var patterns = exclude.Select(Glob).ToList();
+        if (exclude.Zip(patterns).FirstOrDefault(p => !linears.Any(l => p.Second.IsMatch(l.name))).First is { } unmatched)
+        {
+            ops.Dispose();
+            throw new ArgumentException($"quantize_exclude '{unmatched}' matches no Linear of the model (names look like {linears[0].name})");
+        }
+        var weights = new QuantizedWeights(ops, reduceRange: !CpuFeatures.Vnni);
+        // Each shape is checked on its first Linear; its siblings share the verdict (null: int8 agreed).
+        var verdicts = new Dictionary<(long, long), string?>();
+        var statuses = new Dictionary<(long, long), QuantizedProjectionStatus>();
+        using var noGrad = no_grad();
+        foreach (var (name, linear) in linears)
+        {
+            var shape = (linear.in_features, linear.out_features);
+            if (!statuses.TryGetValue(shape, out var status))
+                status = new QuantizedProjectionStatus($"{linear.in_features}→{linear.out_features}", 0, 0, [], null);
+            if (patterns.Any(p => p.IsMatch(name)))
+            {
+                statuses[shape] = status with { FloatLinears = status.FloatLinears + 1, Excluded = [.. status.Excluded, name] };
+                continue;
+            }
+            if (!verdicts.TryGetValue(shape, out var verdict))
+            {
+                var key = weights.Pack(linear);
+                verdicts[shape] = verdict = weights.Disagreement(linear, key, faults?.Int8 == true);
+                if (verdict is not null) weights.Drop(linear);
+            }
+            else if (verdict is null)
+            {
+                weights.Pack(linear);
+            }
+            statuses[shape] = verdict is null
+                ? status with { Int8Linears = status.Int8Linears + 1 }
+                : status with { FloatLinears = status.FloatLinears + 1, Reason = verdict };
+        }
+        weights.Projections = [.. statuses.Values];
+        if (weights._keys.Count == 0)
+        {
+            why = "no Linear was quantized (" + string.Join("; ", weights.Projections.Select(p => $"{p.Shape}: {p.Reason ?? "excluded"}")) + ")";
+            weights.Dispose();
+            return null;
+        }
+        return weights;
+    }
+
+    private long Pack(Linear linear)
+    {
+        var key = (long)_keys.Count;
+        while (_keys.ContainsValue(key)) key++;
+        using var weight = linear.weight!.contiguous();
+        using var bias = linear.bias!.contiguous();
+        _ops.invoke("pack", key, weight, bias);
+        _keys[linear] = key;
+        Bytes += linear.weight!.NumberOfElements;
+        return key;
+    }
+
+    private void Drop(Linear linear)
+    {
+        if (!_keys.Remove(linear, out var key)) return;
+        _ops.invoke("drop", key);
+        Bytes -= linear.weight!.NumberOfElements;
+    }
+
+    private static Regex Glob(string pattern) =>
+        new("^" + Regex.Escape(pattern).Replace("\\*", ".*") + "$", RegexOptions.CultureInvariant);
+
+    private static string? Unsupported(Tensor weight)
+    {
+        if (weight.device_type != TorchSharp.DeviceType.CPU) return "int8 projections run on the CPU only";
+        if (weight.dtype != ScalarType.Float32) return "int8 projections quantize float32 weights (load the body as float32)";
+        return null;
+    }
+
+    /// <summary>
+    /// Null when the int8 kernel computes what its quantization defines — the product of the dequantized weight with
+    /// the activations rounded to the uint8 grid the kernel chose, plus the bias, evaluated in float32 (quantization
+    /// error itself is measured on real tasks, not here); else how it differs.
+    /// </summary>
+    private string? Disagreement(Linear linear, long key, bool fault)
+    {
+        using var generator = new Generator(97);
+        using var weight = (Tensor)_ops.invoke("weight", key)!;
+        foreach (var rows in CheckedRows)
+        {
+            using var scope = NewDisposeScope();
+            var x = randn([rows, linear.in_features], generator: generator);
+            var fast = Run(key, x);
+            if (fault) fast = fast.add(1);
+            var expected = nn.functional.linear(FakeQuantize(x, _reduceRange ? 127 : 255), weight, linear.bias!);
+            var difference = FastPathCheck.RelativeDifference(fast, expected);
+            if (difference > Tolerance)
+                return $"int8 kernel disagreed with its quantization computed in float32 at {rows} rows (relative difference {difference:G3})";
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// <paramref name="x"/> rounded to the asymmetric uint8 grid dynamic quantization picks for it (range widened to
+    /// include 0; scale = range / levels; zero point rounded), then mapped back to float32.
+    /// </summary>
+    internal static Tensor FakeQuantize(Tensor x, int levels)
+    {
+        using var scope = NewDisposeScope();
+        var min = Math.Min(0f, x.min().item<float>());
+        var max = Math.Max(0f, x.max().item<float>());
+        var scale = (double)(max - min) / levels;
+        if (scale == 0) return x.clone().MoveToOuterDisposeScope();
+        var zeroPoint = Math.Clamp(Math.Round(-min / scale), 0, levels);
+        return x.div(scale).add(zeroPoint).round().clamp(0, levels).sub(zeroPoint).mul(scale).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The int8 projection of <paramref name="linear"/>, when this pass may use it (no gradients).</summary>
+    internal Func<Tensor, Tensor>? For(Linear linear) =>
+        !is_grad_enabled() && _keys.TryGetValue(linear, out var key) ? x => Run(key, x) : null;
+
+    /// <summary>Whether <paramref name="linear"/> runs in int8.</summary>
+    public bool IsQuantized(Linear linear) => _keys.ContainsKey(linear);
+
+    private Tensor Run(long key, Tensor x) => (Tensor)_ops.invoke(_reduceRange ? "linear_reduced" : "linear", key, x.contiguous())!;
+
+    public void Dispose()
+    {
+        _keys.Clear();
+        _ops.Dispose();
+    }
+}
+
+/// <summary>
+/// What one projection shape got in a quantized body: how many of its Linears run in int8 and how many stay float32,
+/// which were excluded by name, and why any stayed float32.
+/// </summary>
+public sealed record QuantizedProjectionStatus(string Shape, int Int8Linears, int FloatLinears, IReadOnlyList<string> Excluded, string? Reason);

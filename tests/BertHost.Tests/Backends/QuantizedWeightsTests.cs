@@ -1,0 +1,134 @@
+using BertHost.Core.Backends;
+using BertHost.Core.Bert;
+using BertHost.Core.Body;
+using BertHost.Core.Checkpoints;
+using BertHost.Core.Serving;
+using BertHost.Tests.Bert;
+using BertHost.Tests.Support;
+using BertHost.Tests.Training;
+using static TorchSharp.torch;
+
+namespace BertHost.Tests.Backends;
+
+/// <summary>Dynamic int8 projections: the kernel against its own quantization in float32, exclusions, the body as served.</summary>
+[Collection(SeededTorchCollection.Name)]
+public class QuantizedWeightsTests
+{
+    [Fact]
+    public void An_int8_projection_stays_within_int8_rounding_of_the_float_one_and_never_runs_with_autograd()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(3);
+        var linear = nn.Linear(96, 200);
+        using var model = nn.Sequential(("dense", linear));
+        using var int8 = QuantizedWeights.Quantize(model, [], out var why);
+        Assert.Null(why);
+        Assert.Equal(96 * 200, int8!.Bytes);
+        Assert.True(int8.IsQuantized(linear));
+        Assert.Null(int8.For(linear)); // autograd on: the kernel has no backward
+        using var noGrad = no_grad();
+        var x = randn(37, 96);
+        var fast = int8.For(linear)!(x);
+        var plain = linear.call(x);
+        // 8-bit activations and weights: about 1 % of the output's range, far from the float result's own rounding.
+        var difference = FastPathCheck.RelativeDifference(fast, plain);
+        Assert.InRange(difference, 1e-4, 0.05);
+        // What the kernel computes is its quantization, evaluated exactly.
+        var expected = nn.functional.linear(QuantizedWeights.FakeQuantize(x, int8.ReducedRange ? 127 : 255), Dequantized(linear), linear.bias!);
+        Assert.InRange(FastPathCheck.RelativeDifference(fast, expected), 0, 1e-2);
+    }
+
+    /// <summary>The weight on the grid the kernel stores it on: symmetric int8, one scale per output row.</summary>
+    private static Tensor Dequantized(TorchSharp.Modules.Linear linear)
+    {
+        var w = linear.weight!.detach();
+        var scale = w.abs().amax([1], keepdim: true).clamp_min(1e-12).div(127.0);
+        return w.div(scale).round().clamp(-128, 127).mul(scale);
+    }
+
+    [Fact]
+    public void Excluded_names_stay_float32_and_a_name_that_matches_nothing_is_refused()
+    {
+        var folder = RandomBodies.Write(64, 4, 200);
+        using var body = Load(folder, ["encoder.layer.1.*", "*.intermediate.dense"]);
+        var int8 = body.Quantized!;
+        var layer1 = body.Model.encoder.layer[1];
+        Assert.False(int8.IsQuantized(layer1.attention.@self.query));
+        Assert.False(int8.IsQuantized(body.Model.encoder.layer[0].intermediate.dense));
+        Assert.True(int8.IsQuantized(body.Model.encoder.layer[0].attention.@self.query));
+        var square = int8.Projections.Single(p => p.Shape == "64→64");
+        Assert.Equal(4 + 1, square.Int8Linears); // layer 0's Q, K, V, output + the pooler
+        Assert.Equal(["encoder.layer.1.attention.self.query", "encoder.layer.1.attention.self.key",
+            "encoder.layer.1.attention.self.value", "encoder.layer.1.attention.output.dense"], square.Excluded);
+        Assert.Equal(2, int8.Projections.Single(p => p.Shape == "64→200").FloatLinears);
+        // Float32 Linears keep their oneDNN copies, int8 ones need none: layer 1's six Linears and layer 0's intermediate.
+        Assert.Equal(4L * (4 * 64 * 64 + 64 * 200 + 200 * 64 + 64 * 200), body.Prepacked!.Bytes);
+
+        var e = Assert.Throws<BodyLoadException>(() => Load(folder, ["encoder.layers.1.*"]));
+        Assert.Equal("body.quantize dynamic_int8: quantize_exclude 'encoder.layers.1.*' matches no Linear of the model (names look like encoder.layer.0.attention.self.query)", e.Message);
+    }
+
+    [Fact]
+    public void A_shape_whose_kernel_fails_its_check_stays_float32_and_the_body_says_why()
+    {
+        var folder = RandomBodies.Write(64, 4, 200);
+        using var body = BertBody.Load(folder, new BodyOptions
+        {
+            Device = "cpu", Quantize = QuantizeModes.DynamicInt8, Faults = new FastPathFaults { Int8 = true }, PackedMaxRows = 4096,
+        });
+        Assert.Null(body.Quantized);
+        Assert.Contains(body.FastPathFallbacks, f => f.StartsWith(
+            "body.quantize dynamic_int8: the body serves in float32: no Linear was quantized (64→64: int8 kernel disagreed with its quantization computed in float32 at 1 rows"));
+        Assert.Equal("float32", body.PrecisionByPart["projections"]);
+        var e = Assert.Throws<BodyLoadException>(() => BertBody.Load(folder, new BodyOptions { Device = "cpu", Quantize = "int4" }));
+        Assert.Equal("body.quantize must be one of none, dynamic_int8, got 'int4'", e.Message);
+    }
+
+    [Fact]
+    public void A_quantized_body_keeps_its_outputs_close_to_float32_and_reports_its_precision()
+    {
+        var folder = RandomBodies.Write(64, 4, 200);
+        using var int8 = Load(folder, []);
+        using var fp32 = BertBody.Load(folder, new BodyOptions { Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096 });
+        var batch = int8.Encode(RandomBodies.Texts);
+        using var scope = NewDisposeScope();
+        using var a = int8.ForwardSkippingPadding(batch);
+        using var b = fp32.ForwardSkippingPadding(batch);
+        var keep = tensor(batch.AttentionMask).to(ScalarType.Bool);
+        var cosine = nn.functional.cosine_similarity(a.LastHiddenState.flatten(0, 1), b.LastHiddenState.flatten(0, 1), dim: 1).masked_select(keep);
+        Assert.InRange(cosine.min().item<float>(), 0.98f, 1.0001f);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(a.LastHiddenState, b.LastHiddenState), 1e-4, 1.0);
+
+        var described = InferenceEngine.DescribeFastPaths(int8);
+        Assert.StartsWith("int8 (13 of 13 Linears; weights per output channel, activations per call", described["precision"]!["projections"]!.GetValue<string>());
+        Assert.Equal("float32", described["precision"]!["attention_core"]!.GetValue<string>());
+        Assert.Equal(["64→64", "64→200", "200→64"], described["quantized_projections"]!.AsArray().Select(p => p!["shape"]!.GetValue<string>()));
+        Assert.Null(int8.Prepacked); // every Linear runs in int8: nothing left to pack
+        Assert.Equal("no Linear left to pack", int8.NotPrepackedReason);
+    }
+
+    [Fact]
+    public void Serving_in_a_precision_the_cpu_would_emulate_is_refused()
+    {
+        var folder = ReferenceOutputs.ModelFolder("tiny-bert");
+        var options = new BodyOptions { Device = "cpu", DType = "bfloat16", RefuseEmulatedPrecision = true };
+        if (CpuFeatures.NativeBFloat16)
+        {
+            using var body = BertBody.Load(folder, options);
+            Assert.Equal(ScalarType.BFloat16, body.DType);
+        }
+        else
+        {
+            var e = Assert.Throws<BodyLoadException>(() => BertBody.Load(folder, options));
+            Assert.StartsWith("dtype bfloat16 would be emulated on this CPU (it has neither AVX512-BF16 nor AMX-BF16)", e.Message);
+        }
+        // Bodies that do not serve (tests, conversions) may still emulate it.
+        using var emulated = BertBody.Load(folder, options with { RefuseEmulatedPrecision = false });
+        Assert.Equal(ScalarType.BFloat16, emulated.DType);
+    }
+
+    private static BertBody Load(string folder, IReadOnlyList<string> exclude) => BertBody.Load(folder, new BodyOptions
+    {
+        Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8, QuantizeExclude = exclude,
+    });
+}
