@@ -60,7 +60,7 @@ public sealed class JobData(JobsSection settings, string jobFolder)
         var value = request.Raw(field);
         if (uploads is not null && value is not null)
             throw Bad(name, $"{name} is given both as a field and as uploaded files; give one");
-        if (uploads is not null) return uploads.Select((u, i) => Uploaded($"{name}[{i}]", uploads.Count == 1 ? role : $"{role}", u)).ToList();
+        if (uploads is not null) return uploads.Select((u, i) => Uploaded($"{name}[{i}]", role, u)).ToList();
         if (value is not { } v)
             return required ? throw Bad(name, $"{name} is required (file names relative to a data root, or uploaded data)") : null;
         if (v.ValueKind != JsonValueKind.Array) return [One(name, role, v, index: null)];
@@ -136,10 +136,57 @@ public sealed class JobData(JobsSection settings, string jobFolder)
         return Describe(field, role, upload.Path, ClientName(upload.ClientName, field), FromUpload, long.MaxValue);
     }
 
+    /// <summary>
+    /// Stores an uploaded file part for <paramref name="field"/> in the job's folder and checks that a text file is
+    /// UTF-8 (compressed corpora are checked when read). The caller bounds the whole upload's size.
+    /// </summary>
+    public async Task<UploadedFile> StoreAsync(string field, int index, string? clientName, Stream content, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(UploadsFolder);
+        var path = StoredPath(field, index == 0 ? null : index, clientName);
+        var decoder = ExtensionOf(clientName) is ".gz" or ".xz" || ExtensionOf(clientName).EndsWith(".gz", StringComparison.Ordinal)
+            || ExtensionOf(clientName).EndsWith(".xz", StringComparison.Ordinal) ? null : new UTF8Encoding(false, throwOnInvalidBytes: true).GetDecoder();
+        var chars = new char[Encoding.UTF8.GetMaxCharCount(81920)];
+        var buffer = new byte[81920];
+        long offset = 0;
+        await using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write))
+        {
+            int read;
+            while ((read = await content.ReadAsync(buffer, cancellationToken)) > 0)
+            {
+                if (decoder is not null)
+                {
+                    try
+                    {
+                        decoder.GetChars(buffer, 0, read, chars, 0, flush: false);
+                    }
+                    catch (DecoderFallbackException e)
+                    {
+                        throw Bad(field, $"{field}: the uploaded file is not UTF-8 text (invalid bytes near byte {offset + Math.Max(0, e.Index)})");
+                    }
+                }
+                offset += read;
+                await file.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            }
+        }
+        if (decoder is not null)
+        {
+            try
+            {
+                decoder.GetChars([], 0, 0, chars, 0, flush: true);
+            }
+            catch (DecoderFallbackException)
+            {
+                throw Bad(field, $"{field}: the uploaded file is not UTF-8 text (it ends inside a character)");
+            }
+        }
+        return new UploadedFile(path, clientName);
+    }
+
     /// <summary>Where an upload of <paramref name="role"/> is stored: <c>JOB/data/ROLE[-i][.ext]</c>, the extension kept from the client's name when it is one the readers know.</summary>
     public string StoredPath(string role, int? index, string? clientName)
     {
-        var stem = role.Replace('.', '-') + (index is { } i ? $"-{i}" : "");
+        var stem = new string(role.Select(c => char.IsAsciiLetterOrDigit(c) ? c : '-').ToArray()).Trim('-') + (index is { } i ? $"-{i}" : "");
         var ext = ExtensionOf(clientName);
         var path = System.IO.Path.Combine(UploadsFolder, stem + ext);
         for (var n = 2; System.IO.File.Exists(path); n++) path = System.IO.Path.Combine(UploadsFolder, $"{stem}-{n}{ext}");

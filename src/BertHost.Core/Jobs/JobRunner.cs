@@ -53,6 +53,9 @@ public sealed class JobRunner : IAsyncDisposable
 
     public JobStore Store => _store;
 
+    /// <summary>The deployment's <c>jobs:</c> section.</summary>
+    public Config.JobsSection Settings => _environment.Settings;
+
     /// <summary>Test hook: called with (job id, epoch) on the job's thread after each epoch is recorded.</summary>
     internal Action<string, int>? EpochEnded { get; set; }
 

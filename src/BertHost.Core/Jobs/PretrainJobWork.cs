@@ -65,6 +65,8 @@ public sealed class PretrainJobWork : IJobWork
             (from, names["from"]) = folder;
         }
         var configData = files.File(request, "config", "config", required: false);
+        if (from is not null && request.Raw("vocab") is not null)
+            throw new ServingException(ServingError.InvalidInput, "vocab goes with a fresh model; from uses the folder's own vocabulary", "vocab");
         var vocabFolder = files.Folder(request, "vocab");
         request.CheckUploadsUsed();
         var configFile = configData?.Path;
