@@ -306,7 +306,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             RequestTimeoutSeconds = Int(e, "request_timeout_seconds", path, 1) ?? defaults.RequestTimeoutSeconds,
             MaxResponseBytes = Integer(e, "max_response_bytes", path, 1024, long.MaxValue) ?? defaults.MaxResponseBytes,
             AllowedHosts = StringList(e, "allowed_hosts", path),
-            CorsOrigins = cors is null ? [] : StringList(cors, "origins", "host.cors") ?? [],
+            CorsOrigins = (cors is null ? null : StringList(cors, "origins", "host.cors")) ?? defaults.CorsOrigins,
             Https = ReadHttps(e),
         };
     }

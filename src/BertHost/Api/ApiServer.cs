@@ -74,7 +74,8 @@ public static class ApiServer
             // of the body for up to 5 s so that clients that only read the response after sending everything (HttpClient,
             // requests) still get the JSON 413 instead of a reset connection. Kestrel's own limit is only a backstop:
             // bodies declared above it get the connection closed.
-            kestrel.Limits.MaxRequestBodySize = BodySizeBackstop(Math.Max(options.MaxRequestBytes, options.MaxUploadBytes));
+            // (POST /v1/jobs raises it for its own requests to the upload limit's backstop.)
+            kestrel.Limits.MaxRequestBodySize = BodySizeBackstop(options.MaxRequestBytes);
             if (options.Https is { } https) kestrel.ConfigureHttpsDefaults(tls => HttpsSetup.Apply(tls, https));
         });
         builder.WebHost.UseUrls(options.Urls);

@@ -31,7 +31,7 @@ internal sealed partial class JobEndpoints(JobRunner? jobs, ApiOptions options, 
     {
         var runner = Runner();
         // Uploads may be larger than a predict request: this route has its own limit.
-        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = options.MaxUploadBytes;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = ApiServer.BodySizeBackstop(options.MaxUploadBytes);
         using var submission = runner.BeginSubmission(ApiKeyAuthenticationHandler.KeyOf(context), ApiKeyAuthenticationHandler.Has(context, Scopes.Admin));
         JsonElement fields;
         var uploads = new Dictionary<string, List<UploadedFile>>(StringComparer.Ordinal);
