@@ -162,9 +162,10 @@ public sealed class ServingCommandTests : IDisposable
         Assert.Contains("heads[7].sha256: sha256 mismatch", validate.Error);
 
         // The pin is what the operator vetted: a mismatch refuses to serve at all (README: "a mismatch refuses to start").
-        foreach (var verb in new[] { "heads", "serve" })
+        foreach (var args in new[] { new[] { "heads", "--config", both }, ["serve", "--config", both, "--urls", "http://127.0.0.1:0"] })
         {
-            var refused = await CliRunner.RunAsync(verb, "--config", both, "--urls", "http://127.0.0.1:0");
+            var verb = args[0];
+            var refused = await CliRunner.RunAsync(args);
             Assert.True(refused.ExitCode == 1, $"{verb}: {refused.ExitCode} {refused.Out} {refused.Error}");
             Assert.Contains("heads[7].sha256: sha256 mismatch", refused.Error);
             Assert.Empty(refused.Out);

@@ -157,7 +157,7 @@ public sealed class PretrainJobTests
             Assert.Equal(field, (string?)body["error"]!["field"]);
             Assert.Equal(message, (string)body["error"]!["message"]!);
         }
-        await Expect(Job(("corpus", null)), 400, "corpus", "corpus is required");
+        await Expect(Job(("corpus", null)), 400, "corpus", "corpus is required (file names relative to a data root, or uploaded data)");
         await Expect(Job(("corpus", 3)), 400, "corpus", "corpus must be a file name relative to a data root, or {\"content\": \"...\", \"name\": \"...\"}, got a number");
         await Expect(Job(("corpus", new[] { Corpus, "nope.txt" })), 422, "corpus[1]", "corpus[1]: no file 'nope.txt' in the data roots");
         await Expect(Job(("config_size", null)), 422, "config_size", "give exactly one of config_size, config and from");
