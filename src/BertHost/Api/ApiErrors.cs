@@ -97,7 +97,9 @@ internal static class ApiResponses
         context.Response.StatusCode = status;
         context.Response.ContentType = JsonContentType;
         context.Response.ContentLength = buffer.WrittenCount;
-        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+        // Not RequestAborted: after a request timeout that token is cancelled, and the 504 must still be written (a client
+        // that went away makes the write fail anyway).
+        await context.Response.Body.WriteAsync(buffer.WrittenMemory, CancellationToken.None);
     }
 }
 

@@ -69,7 +69,8 @@ internal sealed partial class JobEndpoints(JobRunner? jobs, ApiOptions options, 
         {
             for (var section = await reader.ReadNextSectionAsync(context.RequestAborted); section is not null; section = await reader.ReadNextSectionAsync(context.RequestAborted))
             {
-                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition) || !disposition.IsFormDisposition())
+                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)
+                    || !disposition.DispositionType.Equals("form-data", StringComparison.OrdinalIgnoreCase))
                     throw ApiException.BadRequest("every part of a multipart job needs Content-Disposition: form-data; name=\"...\"");
                 var name = HeaderUtilities.RemoveQuotes(disposition.Name).Value ?? "";
                 if (name == JobPart)

@@ -161,7 +161,7 @@ public sealed class AuthTests
         Assert.Contains("host.urls: binds 0.0.0.0 (every interface), which other machines can reach", validate.Error);
         var serve = await CliRunner.RunAsync("serve", "--config", config);
         Assert.Equal(1, serve.ExitCode);
-        Assert.Contains("refusing to serve", serve.Error);
+        Assert.Contains("host.urls: binds 0.0.0.0 (every interface), which other machines can reach", serve.Error);
         // The same deployment bound to loopback by --urls serves nothing else differently: it is refused only for the open address.
         var loopback = Path.Combine(folder.Path, "loopback.yaml");
         File.WriteAllText(loopback, File.ReadAllText(config).Replace("0.0.0.0", "127.0.0.1"));

@@ -24,7 +24,7 @@ public sealed class DataAccessTests
     private static async Task<(int Status, JsonNode Body)> Submit(JobsHost host, object job) => await host.PostAsync("/v1/jobs", job);
 
     /// <summary>Asserts a 422 naming <paramref name="field"/> whose message says <paramref name="says"/> and quotes nothing of the target.</summary>
-    private static async Task ExpectRefused(JobsHost host, object job, string field, string says)
+    private static async Task ExpectRefused(JobsHost host, object job, string field, string says, params string[] notSaid)
     {
         var watch = Stopwatch.StartNew();
         var (status, body) = await Submit(host, job);
@@ -33,7 +33,8 @@ public sealed class DataAccessTests
         Assert.Equal(field, (string?)body["error"]!["field"]);
         var message = (string)body["error"]!["message"]!;
         Assert.Contains(says, message);
-        foreach (var leak in new[] { "root:", "/etc/", "/proc/", "/dev/", host.Folder, "PATH=" }) Assert.DoesNotContain(leak, message);
+        string[] leaks = ["root:", "PATH=", host.Folder, .. notSaid];
+        foreach (var leak in leaks) Assert.DoesNotContain(leak, message);
     }
 
     [Fact]
@@ -47,8 +48,8 @@ public sealed class DataAccessTests
         await ExpectRefused(host, new { head = "sentiment", train = "/etc/passwd" }, "train", "is not a relative name");
         await ExpectRefused(host, new { head = "sentiment", train = "/proc/self/environ" }, "train", "is not a relative name");
         await ExpectRefused(host, new { head = "sentiment", train = "../../../../../../etc/shadow" }, "train", "is outside the data roots");
-        await ExpectRefused(host, new { head = "sentiment", train = "passwd.tsv" }, "train", "leads outside the data roots");
-        await ExpectRefused(host, new { head = "sentiment", train = "environ.tsv" }, "train", "leads outside the data roots");
+        await ExpectRefused(host, new { head = "sentiment", train = "passwd.tsv" }, "train", "leads outside the data roots", "/etc");
+        await ExpectRefused(host, new { head = "sentiment", train = "environ.tsv" }, "train", "leads outside the data roots", "/proc");
         await ExpectRefused(host, new { head = "sentiment", train = "etc/passwd" }, "train", "leads outside the data roots");
         await ExpectRefused(host, new { head = "sentiment", train = host.WriteData(4, 1), eval = "~/secrets.tsv" }, "eval", "is not a relative name");
         await ExpectRefused(host, new { kind = "pretrain", corpus = new[] { "passwd.tsv" }, config_size = "tiny" }, "corpus[0]", "leads outside the data roots");
@@ -153,12 +154,14 @@ public sealed class DataAccessTests
         await using var host = await JobsHost.StartAsync("max_upload_bytes: 2048");
         var (status, body) = await Submit(host, new { head = "sentiment", train = new { content = new string('x', 4096) } });
         Assert.True(status == 413, body.ToJsonString());
+        Assert.Equal("request body is larger than 2048 bytes", (string)body["error"]!["message"]!);
         using var form = new MultipartFormDataContent();
         form.Add(new StringContent("""{"head": "sentiment"}""", Encoding.UTF8, "application/json"), "job");
         form.Add(new ByteArrayContent(new byte[8192]), "train", "big.tsv");
         using var response = await host.Client.PostAsync("/v1/jobs", form);
-        Assert.Equal(413, (int)response.StatusCode);
-        Assert.Equal("payload_too_large", (string)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!["code"]!);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == 413, text);
+        Assert.Equal("payload_too_large", (string)JsonNode.Parse(text)!["error"]!["code"]!);
     }
 
     [Fact]
@@ -181,7 +184,7 @@ public sealed class DataAccessTests
         {
             Assert.DoesNotContain(host.Folder, text);
             Assert.DoesNotContain(TestPaths.RepoRoot, text);
-            Assert.DoesNotContain("\"/", text);
+            Assert.DoesNotMatch("\"/(?!v1/)", text);
         }
         Assert.Equal("BertHost.Heads.Classification.dll", (string)heads["heads"]![0]!["plugin"]!);
         Assert.Equal("tiny-bert", (string)bodyInfo["model_folder"]!);
