@@ -90,7 +90,7 @@ public sealed class HostConfigLoaderTests : IDisposable
         Assert.Equal(["negative", "positive"], sentiment.Labels);
         Assert.Equal(weights, sentiment.Weights);
         Assert.Equal("""{"pooling":"cls","dropout":0.1}""", sentiment.Options.GetRawText());
-        Assert.Equal(18, sentiment.Line);
+        Assert.Equal(28, sentiment.Line);
 
         var ner = config.Heads[1];
         Assert.Equal("ner.v2", ner.Name);
@@ -100,7 +100,7 @@ public sealed class HostConfigLoaderTests : IDisposable
         Assert.Null(ner.Weights);
         Assert.Equal(JsonValueKind.Object, ner.Options.ValueKind);
         Assert.Empty(ner.Options.EnumerateObject());
-        Assert.Equal(25, ner.Line);
+        Assert.Equal(35, ner.Line);
     }
 
     [Fact]
