@@ -144,8 +144,8 @@ public sealed class JobData(JobsSection settings, string jobFolder)
     {
         Directory.CreateDirectory(UploadsFolder);
         var path = StoredPath(field, index == 0 ? null : index, clientName);
-        var decoder = ExtensionOf(clientName) is ".gz" or ".xz" || ExtensionOf(clientName).EndsWith(".gz", StringComparison.Ordinal)
-            || ExtensionOf(clientName).EndsWith(".xz", StringComparison.Ordinal) ? null : new UTF8Encoding(false, throwOnInvalidBytes: true).GetDecoder();
+        var compressed = ExtensionOf(clientName) is var ext && (ext.EndsWith(".gz", StringComparison.Ordinal) || ext.EndsWith(".xz", StringComparison.Ordinal));
+        var decoder = compressed ? null : new UTF8Encoding(false, throwOnInvalidBytes: true).GetDecoder();
         var chars = new char[Encoding.UTF8.GetMaxCharCount(81920)];
         var buffer = new byte[81920];
         long offset = 0;
