@@ -14,6 +14,10 @@ public static partial class ClientPaths
     [GeneratedRegex(@"(?<=^|[\s'""(\[=])/[^\s'"",;()\[\]]+")]
     private static partial Regex AbsolutePath();
 
+    // A .NET exception type where a message names it ("NullReferenceException: ...", "threw System.IO.IOException: ...").
+    [GeneratedRegex(@"\b(?:[A-Z][A-Za-z0-9]*\.)*[A-Z][A-Za-z0-9]*Exception(?::\s*|\s+|\b)")]
+    private static partial Regex ExceptionType();
+
     /// <summary><paramref name="path"/> as a client may see it: relative to <paramref name="baseFolder"/> when inside it, else its last component.</summary>
     public static string Show(string path, string? baseFolder)
     {
@@ -27,12 +31,14 @@ public static partial class ClientPaths
     }
 
     /// <summary>
-    /// <paramref name="text"/> with the <paramref name="known"/> paths replaced by how they are shown (longest first), and
-    /// every other absolute path that names this machine's file system (its first folder exists) by its last component.
+    /// <paramref name="text"/> with the <paramref name="known"/> paths replaced by how they are shown (longest first),
+    /// every other absolute path that names this machine's file system (its first folder exists) by its last component,
+    /// and .NET exception type names left out.
     /// </summary>
     public static string Redact(string text, IEnumerable<(string Path, string Shown)> known)
     {
         if (string.IsNullOrEmpty(text)) return text;
+        text = ExceptionType().Replace(text, "");
         foreach (var (path, shown) in known.Where(k => k.Path.Length > 1).OrderByDescending(k => k.Path.Length))
             text = text.Replace(path, shown, StringComparison.Ordinal);
         return AbsolutePath().Replace(text, m =>

@@ -256,3 +256,33 @@ internal sealed class TempFolder : IDisposable
         }
     }
 }
+
+/// <summary>Finding "absolute server paths in errors, /v1/heads and /v1/body; failed heads show .NET exception names".</summary>
+public sealed class ClientPathsTests
+{
+    [Fact]
+    public void Messages_lose_server_paths_and_exception_type_names_but_keep_routes_and_relative_names()
+    {
+        var config = Path.Combine(Path.GetTempPath(), "deploy");
+        Assert.Equal("plugin Foo.dll could not be loaded: a bug (jobs/1/head)",
+            Core.IO.ClientPaths.Redact($"plugin {TestPaths.RepoRoot}/plugins/Foo/bin/Foo.dll could not be loaded: NullReferenceException: a bug ({config}/jobs/1/head)", config));
+        Assert.Equal("failed to create head 'broken': boom; threw boom", Core.IO.ClientPaths.Redact("failed to create head 'broken': System.InvalidOperationException: boom; threw IOException boom", config));
+        Assert.Equal("no route GET /v1/heads/x; send application/json", Core.IO.ClientPaths.Redact("no route GET /v1/heads/x; send application/json", config));
+    }
+
+    [Fact]
+    public async Task Heads_body_and_errors_show_names_not_paths_nor_exception_types()
+    {
+        var engine = new Api.FakeEngine();
+        engine.HeadList.Add(new() { Name = "bad", Kind = "k", State = "failed", Plugin = $"{TestPaths.RepoRoot}/plugins/Bad/Bad.dll",
+            Error = $"failed to create head 'bad': NullReferenceException: oops in {TestPaths.RepoRoot}/plugins/Bad/Bad.dll" });
+        engine.Throw = new ServingException(ServingError.Unavailable, $"head 'x' failed while serving: IOException: cannot read {TestPaths.RepoRoot}/secret.bin");
+        await using var server = await Api.ApiTestServer.StartAsync(engine: engine);
+        var heads = await server.Client.GetStringAsync("/v1/heads");
+        Assert.Contains("\"plugin\":\"Bad.dll\"", heads);
+        Assert.Contains("\"error\":\"failed to create head 'bad': oops in Bad.dll\"", heads);
+        using var response = await server.PostJsonAsync("/v1/heads/sentiment/predict", """{"inputs": ["a"]}""");
+        Assert.Equal("head 'x' failed while serving: cannot read secret.bin",
+            await Api.ApiTestServer.AssertErrorAsync(response, System.Net.HttpStatusCode.ServiceUnavailable, "unavailable"));
+    }
+}
