@@ -53,6 +53,9 @@ public sealed class ClassificationHead : IHead
 
     public ScoreFunction DefaultFunction => Options.ProblemType == ProblemType.MultiLabel ? ScoreFunction.Sigmoid : ScoreFunction.Softmax;
 
+    /// <summary>The request parameters Encode reads; the host refuses others.</summary>
+    public IReadOnlyCollection<string>? Parameters { get; } = ["top_k", "function_to_apply"];
+
     public JsonObject Describe() => new()
     {
         ["labels"] = new JsonArray(Labels.Select(l => (JsonNode)l).ToArray()),
@@ -61,7 +64,7 @@ public sealed class ClassificationHead : IHead
         ["weights"] = _weightsKind,
         ["trained_on"] = TrainedOnFingerprint,
         ["stale"] = TrainedOnFingerprint is not null && TrainedOnFingerprint != _context.Body.Fingerprint,
-        ["parameters"] = new JsonArray("top_k", "function_to_apply"),
+        ["parameters"] = new JsonArray(Parameters!.Select(p => (JsonNode)p).ToArray()),
     };
 
     public HeadFeatures Encode(JsonElement input, JsonElement parameters)

@@ -50,6 +50,9 @@ public sealed class MultipleChoiceHead : IHead
     /// <summary>Tokens per choice sequence, special tokens included.</summary>
     public int MaxLength { get; }
 
+    /// <summary>The request parameters Encode reads; the host refuses others.</summary>
+    public IReadOnlyCollection<string>? Parameters { get; } = [];
+
     public JsonObject Describe() => new()
     {
         ["options"] = Options.ToJson(_dropout),

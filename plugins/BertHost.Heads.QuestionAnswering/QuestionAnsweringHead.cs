@@ -59,6 +59,9 @@ public sealed class QuestionAnsweringHead : IHead
     /// <summary>The pipeline's default: min(max_seq_len / 2, 128).</summary>
     public static int DefaultStride(int maxLength) => Math.Min(maxLength / 2, MaxDocStride);
 
+    /// <summary>The request parameters Encode reads; the host refuses others.</summary>
+    public IReadOnlyCollection<string>? Parameters { get; } = ["top_k", "max_answer_len", "max_question_len", "doc_stride", "max_seq_len", "handle_impossible_answer", "align_to_words"];
+
     public JsonObject Describe() => new()
     {
         ["labels"] = new JsonArray(),
@@ -68,8 +71,7 @@ public sealed class QuestionAnsweringHead : IHead
         ["weights"] = _weightsKind,
         ["trained_on"] = TrainedOnFingerprint,
         ["stale"] = TrainedOnFingerprint is not null && TrainedOnFingerprint != _context.Body.Fingerprint,
-        ["parameters"] = new JsonArray("top_k", "max_answer_len", "max_question_len", "doc_stride", "max_seq_len",
-            "handle_impossible_answer", "align_to_words"),
+        ["parameters"] = new JsonArray(Parameters!.Select(p => (JsonNode)p).ToArray()),
     };
 
     public HeadFeatures Encode(JsonElement input, JsonElement parameters)

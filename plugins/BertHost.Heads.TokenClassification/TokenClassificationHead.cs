@@ -56,6 +56,9 @@ public sealed class TokenClassificationHead : IHead
 
     internal ITextTokenizer Tokenizer => _context.Tokenizer;
 
+    /// <summary>The request parameters Encode reads; the host refuses others.</summary>
+    public IReadOnlyCollection<string>? Parameters { get; } = ["aggregation", "ignore_labels"];
+
     public JsonObject Describe() => new()
     {
         ["labels"] = new JsonArray(Labels.Select(l => (JsonNode)l).ToArray()),
@@ -65,7 +68,7 @@ public sealed class TokenClassificationHead : IHead
         ["weights"] = _weightsKind,
         ["trained_on"] = TrainedOnFingerprint,
         ["stale"] = TrainedOnFingerprint is not null && TrainedOnFingerprint != _context.Body.Fingerprint,
-        ["parameters"] = new JsonArray("aggregation", "ignore_labels"),
+        ["parameters"] = new JsonArray(Parameters!.Select(p => (JsonNode)p).ToArray()),
     };
 
     public HeadFeatures Encode(JsonElement input, JsonElement parameters)

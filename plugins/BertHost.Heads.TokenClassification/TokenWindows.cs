@@ -29,6 +29,9 @@ public sealed class TokenWindows
 
     public int Count => Owners.Length;
 
+    /// <summary>(token, window) pairs looked at to choose the owners: a measure of the work, linear in the tokens.</summary>
+    public long Visits { get; private init; }
+
     /// <param name="windows">The windows of one input, in the tokenizer's order.</param>
     /// <param name="step">Content tokens between the starts of consecutive windows (window content length - stride).</param>
     internal static TokenWindows Of(IReadOnlyList<EncodedSequence> windows, int step)
@@ -54,14 +57,21 @@ public sealed class TokenWindows
         }
         var total = windows.Count == 0 ? 0 : starts[^1] + positions[^1].Length;
         var owners = new (int, int)[total];
+        long visits = 0;
+        // Window starts and ends both grow with the window index, so the windows holding token g are a run
+        // first..last that only moves forward as g does: each token looks at the few windows that overlap it
+        // (about window / (window - stride)), not at every window of the text, and the whole pass is linear.
+        var first = 0;
         for (var g = 0; g < total; g++)
         {
+            while (starts[first] + positions[first].Length <= g) first++;
             var best = -1;
             var bestContext = -1;
-            for (var w = 0; w < windows.Count; w++)
+            for (var w = first; w < windows.Count && starts[w] <= g; w++)
             {
+                visits++;
                 var end = starts[w] + positions[w].Length;
-                if (g < starts[w] || g >= end) continue;
+                if (g >= end) continue;
                 var left = starts[w] == 0 ? int.MaxValue : g - starts[w];
                 var right = end == total ? int.MaxValue : end - 1 - g;
                 var context = Math.Min(left, right);
@@ -73,6 +83,6 @@ public sealed class TokenWindows
             }
             owners[g] = (best, positions[best][g - starts[best]]);
         }
-        return new TokenWindows(starts, positions, owners);
+        return new TokenWindows(starts, positions, owners) { Visits = visits };
     }
 }

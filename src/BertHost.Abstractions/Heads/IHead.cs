@@ -26,6 +26,12 @@ public interface IHead : IDisposable
     /// <summary>The body fingerprint the weights were trained on; null for fresh or unknown weights.</summary>
     string? TrainedOnFingerprint { get; }
 
+    /// <summary>
+    /// The request parameters <see cref="Encode"/> reads (e.g. <c>top_k</c>); the host refuses others with a 400 naming
+    /// them. Null (the default) = not declared: the host passes every parameter through unchecked.
+    /// </summary>
+    IReadOnlyCollection<string>? Parameters => null;
+
     /// <summary>Kind-specific facts for <c>GET /v1/heads/{name}</c> (options in force, pooling, max lengths...).</summary>
     JsonObject Describe();
 

@@ -8,7 +8,7 @@ namespace BertHost.Core.Config;
 public sealed record ConfigProblem(int Line, int Column, string Path, string Message)
 {
     /// <summary>
-    /// A problem with one head's plugin assembly (not found, sha256 pin mismatch). <c>validate</c> reports it like any
+    /// A problem with one head's plugin assembly (not found; a sha256 pin mismatch is not one of these: it stops serve). <c>validate</c> reports it like any
     /// other; <c>serve</c> can start without that head, which the plugin loader then reports as failed.
     /// </summary>
     public bool HeadPluginOnly { get; init; }

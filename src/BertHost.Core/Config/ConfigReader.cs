@@ -12,16 +12,31 @@ namespace BertHost.Core.Config;
 /// <summary>Walks one YAML document, collecting every problem; see <see cref="HostConfigLoader"/>.</summary>
 internal sealed partial class ConfigReader(string sourcePath, Func<string, string?> environment, bool tolerateHeadPluginProblems = false)
 {
-    internal static readonly string[] TopKeys = ["host", "body", "batching", "jobs", "heads"];
-    internal static readonly string[] HostKeys = ["urls", "max_request_bytes", "max_inputs_per_request", "oversized", "shutdown_timeout_seconds"];
+    internal static readonly string[] TopKeys = ["host", "body", "batching", "jobs", "auth", "heads"];
+    internal static readonly string[] HostKeys =
+    [
+        "urls", "max_request_bytes", "max_inputs_per_request", "oversized", "shutdown_timeout_seconds", "max_input_tokens",
+        "max_request_tokens", "request_timeout_seconds", "max_response_bytes", "allowed_hosts", "cors", "https",
+    ];
+    internal static readonly string[] CorsKeys = ["origins"];
+    internal static readonly string[] HttpsKeys = ["certificate", "key_file", "password", "client_certificates", "client_ca"];
+    internal static readonly string[] AuthKeys = ["keys", "allow_anonymous", "anonymous_scopes"];
+    internal static readonly string[] KeyKeys = ["id", "sha256", "key", "key_file", "scopes"];
+    internal static readonly string[] ClientCertificateModes = ["none", "allow", "require"];
     internal static readonly string[] BodyKeys = ["checkpoint", "device", "dtype", "max_sequence_length", "prepack_weights", "attention_kernel", "quantize", "quantize_exclude"];
-    internal static readonly string[] BatchingKeys = ["max_batch_tokens", "max_batch_requests", "max_wait_ms", "max_queued_inputs"];
-    internal static readonly string[] JobsKeys = ["directory", "max_concurrent", "resume_interrupted", "body_swap"];
+    internal static readonly string[] BatchingKeys = ["max_batch_tokens", "max_batch_requests", "max_wait_ms", "max_queued_inputs", "max_queued_tokens"];
+    internal static readonly string[] JobsKeys =
+    [
+        "enabled", "directory", "max_concurrent", "resume_interrupted", "body_swap", "promote", "data_roots", "max_upload_bytes", "max_data_bytes",
+    ];
     internal static readonly string[] HeadKeys = ["name", "kind", "plugin", "sha256", "labels", "weights", "options"];
 
     internal static readonly string[] DTypes = ["float32", "bfloat16", "float16"];
     internal static readonly string[] OversizedModes = ["truncate", "refuse"];
     internal static readonly string[] BodySwapModes = ["auto", "manual"];
+
+    /// <summary>Shortest API key accepted in clear (<c>key</c>, <c>key_file</c>): long enough not to be guessed.</summary>
+    internal const int MinKeyLength = 16;
 
     private readonly record struct Entry(YamlScalarNode Key, YamlNode Value);
 
@@ -53,6 +68,8 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
         var body = ReadBody(top, root);
         var batching = ReadBatching(top);
         var jobs = ReadJobs(top);
+        var auth = ReadAuth(top);
+        CheckBinding(top, host, auth);
         var heads = ReadHeads(top);
 
         if (_problems.Any(p => !(tolerateHeadPluginProblems && p.HeadPluginOnly)) || body is null) throw Failure();
@@ -64,6 +81,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             Body = body,
             Batching = batching,
             Jobs = jobs,
+            Auth = auth,
             Heads = heads,
         };
     }
@@ -251,12 +269,12 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
 
     // ---- sections ------------------------------------------------------------------------------------------------
 
-    private Dictionary<string, Entry>? Section(Dictionary<string, Entry> top, string name, string[] known, out YamlNode? keyNode)
+    private Dictionary<string, Entry>? Section(Dictionary<string, Entry> top, string name, string[] known, out YamlNode? keyNode, string parent = "")
     {
         keyNode = null;
         if (!top.TryGetValue(name, out var entry)) return null;
         keyNode = entry.Key;
-        return Entries(entry.Value, name, known, $"'{name}'");
+        return Entries(entry.Value, Join(parent, name), known, $"'{Join(parent, name)}'");
     }
 
     private HostSection ReadHost(Dictionary<string, Entry> top)
@@ -277,6 +295,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
                 urls = null;
             }
         }
+        var cors = Section(e, "cors", CorsKeys, out _, path);
         return new HostSection
         {
             Urls = urls ?? defaults.Urls,
@@ -284,7 +303,190 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             MaxInputsPerRequest = Int(e, "max_inputs_per_request", path, 1) ?? defaults.MaxInputsPerRequest,
             Oversized = Choice(e, "oversized", path, OversizedModes) ?? defaults.Oversized,
             ShutdownTimeoutSeconds = Int(e, "shutdown_timeout_seconds", path, 0) ?? defaults.ShutdownTimeoutSeconds,
+            MaxInputTokens = Int(e, "max_input_tokens", path, 1) ?? defaults.MaxInputTokens,
+            MaxRequestTokens = Int(e, "max_request_tokens", path, 1) ?? defaults.MaxRequestTokens,
+            RequestTimeoutSeconds = Int(e, "request_timeout_seconds", path, 1) ?? defaults.RequestTimeoutSeconds,
+            MaxResponseBytes = Integer(e, "max_response_bytes", path, 1024, long.MaxValue) ?? defaults.MaxResponseBytes,
+            AllowedHosts = StringList(e, "allowed_hosts", path),
+            CorsOrigins = (cors is null ? null : StringList(cors, "origins", "host.cors")) ?? defaults.CorsOrigins,
+            Https = ReadHttps(e),
         };
+    }
+
+    private HttpsSection? ReadHttps(Dictionary<string, Entry> host)
+    {
+        const string path = "host.https";
+        var e = Section(host, "https", HttpsKeys, out var key, "host");
+        if (e is null) return null;
+        var certificate = ExistingFile(e, "certificate", path);
+        if (certificate is null)
+        {
+            if (!e.ContainsKey("certificate")) Add(key!, Join(path, "certificate"), "missing required key 'certificate' (a .pfx file, or a PEM certificate with key_file)");
+            return null;
+        }
+        return new HttpsSection
+        {
+            Certificate = certificate,
+            KeyFile = ExistingFile(e, "key_file", path),
+            Password = String(e, "password", path, out _),
+            ClientCertificates = Choice(e, "client_certificates", path, ClientCertificateModes) ?? "none",
+            ClientCa = ExistingFile(e, "client_ca", path),
+        };
+    }
+
+    /// <summary>A path value that must name an existing file.</summary>
+    private string? ExistingFile(Dictionary<string, Entry> entries, string key, string path)
+    {
+        var file = PathValue(entries, key, path, out var node);
+        if (file is null || File.Exists(file)) return file;
+        Add(node!, Join(path, key), $"file not found: {file}");
+        return null;
+    }
+
+    /// <summary>A list of non-empty strings; null when absent.</summary>
+    private List<string>? StringList(Dictionary<string, Entry> entries, string key, string path)
+    {
+        if (!entries.TryGetValue(key, out var entry)) return null;
+        var p = Join(path, key);
+        if (entry.Value is YamlScalarNode s && IsNull(s)) return null;
+        if (entry.Value is not YamlSequenceNode list)
+        {
+            Add(entry.Value, p, $"must be a list of strings, got {Describe(entry.Value)}");
+            return null;
+        }
+        var items = new List<string>();
+        for (var i = 0; i < list.Children.Count; i++)
+        {
+            var node = list.Children[i];
+            if (!TryText(node, $"{p}[{i}]", "a string", out var text)) continue;
+            if (string.IsNullOrWhiteSpace(text)) Add(node, $"{p}[{i}]", "must be a non-empty string");
+            else items.Add(text.Trim());
+        }
+        return items;
+    }
+
+    // ---- auth ----------------------------------------------------------------------------------------------------
+
+    private AuthSection? ReadAuth(Dictionary<string, Entry> top)
+    {
+        const string path = "auth";
+        var e = Section(top, "auth", AuthKeys, out _);
+        if (e is null) return null;
+        var keys = new List<ApiKeySection>();
+        if (e.TryGetValue("keys", out var keysEntry) && !(keysEntry.Value is YamlScalarNode s && IsNull(s)))
+        {
+            if (keysEntry.Value is not YamlSequenceNode list)
+            {
+                Add(keysEntry.Value, "auth.keys", $"must be a list of keys (- id: ..., sha256: ..., scopes: [...]), got {Describe(keysEntry.Value)}");
+            }
+            else
+            {
+                var ids = new HashSet<string>(StringComparer.Ordinal);
+                var hashes = new HashSet<string>(StringComparer.Ordinal);
+                for (var i = 0; i < list.Children.Count; i++)
+                    if (ReadKey(list.Children[i], $"auth.keys[{i}]", ids, hashes) is { } key)
+                        keys.Add(key);
+            }
+        }
+        var anonymousScopes = ScopeList(e, "anonymous_scopes", path);
+        var allowAnonymous = Bool(e, "allow_anonymous", path) ?? false;
+        if (keys.Count == 0 && !allowAnonymous && !e.ContainsKey("keys"))
+            Add(top["auth"].Value, path, "auth has no keys and does not allow anonymous requests, so nothing could be served: add keys, or set allow_anonymous: true");
+        return new AuthSection
+        {
+            Keys = keys,
+            AllowAnonymous = allowAnonymous,
+            AnonymousScopes = anonymousScopes ?? [Scopes.Predict],
+        };
+    }
+
+    private ApiKeySection? ReadKey(YamlNode item, string path, HashSet<string> ids, HashSet<string> hashes)
+    {
+        var before = _problems.Count;
+        var e = Entries(item, path, KeyKeys, "a key");
+        if (e is null) return null;
+        var id = String(e, "id", path, out var idNode);
+        if (id is null)
+        {
+            if (_problems.Count == before) Add(idNode ?? item, Join(path, "id"), "missing required key 'id' (the name logs and audit lines give the key)");
+        }
+        else if (!HeadNamePattern().IsMatch(id))
+        {
+            Add(idNode!, Join(path, "id"), $"'{id}' is not a valid key id (letters, digits, '_', '.' and '-')");
+        }
+        else if (!ids.Add(id))
+        {
+            Add(idNode!, Join(path, "id"), $"duplicate key id '{id}'");
+        }
+
+        var given = new[] { "sha256", "key", "key_file" }.Where(e.ContainsKey).ToList();
+        string? hash = null;
+        if (given.Count != 1)
+        {
+            Add(item, path, given.Count == 0 ? "give one of sha256 (of the key), key (e.g. ${ENV_VAR}) or key_file" : $"give only one of {string.Join(", ", given)}");
+        }
+        else if (given[0] == "sha256")
+        {
+            var text = String(e, "sha256", path, out var node)?.Trim();
+            if (text is not null && Sha256Pattern().IsMatch(text)) hash = text.ToLowerInvariant();
+            else if (text is not null) Add(node!, Join(path, "sha256"), $"must be 64 hexadecimal characters (sha256sum of the key), got {text.Length} characters");
+        }
+        else if (given[0] == "key")
+        {
+            var text = String(e, "key", path, out var node);
+            hash = text is null ? null : KeyHash(text, node!, Join(path, "key"));
+        }
+        else
+        {
+            var file = PathValue(e, "key_file", path, out var node);
+            if (file is not null)
+            {
+                try
+                {
+                    hash = KeyHash(File.ReadAllText(file).Trim(), node!, Join(path, "key_file"));
+                }
+                catch (Exception x) when (x is IOException or UnauthorizedAccessException)
+                {
+                    Add(node!, Join(path, "key_file"), $"cannot read {file}: {x.Message}");
+                }
+            }
+        }
+        if (hash is not null && !hashes.Add(hash)) Add(item, path, "the same key is listed twice");
+
+        var scopes = ScopeList(e, "scopes", path);
+        if (scopes is null && !e.ContainsKey("scopes")) Add(item, Join(path, "scopes"), $"missing required key 'scopes' ({Alternatives(Scopes.All)})");
+        if (_problems.Count > before || id is null || hash is null || scopes is null) return null;
+        return new ApiKeySection { Id = id, Sha256 = hash, Scopes = scopes };
+    }
+
+    private string? KeyHash(string key, YamlNode node, string path)
+    {
+        if (key.Length < MinKeyLength)
+        {
+            Add(node, path, $"the key is {key.Length} characters; use at least {MinKeyLength} (e.g. openssl rand -hex 32)");
+            return null;
+        }
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)));
+    }
+
+    private List<string>? ScopeList(Dictionary<string, Entry> entries, string key, string path)
+    {
+        var before = _problems.Count;
+        var list = StringList(entries, key, path);
+        if (list is null) return null;
+        foreach (var scope in list.Where(s => !Scopes.All.Contains(s, StringComparer.Ordinal)))
+            Add(entries[key].Value, Join(path, key), $"unknown scope '{scope}' (scopes: {string.Join(", ", Scopes.All)})");
+        return _problems.Count > before ? null : list.Distinct(StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>A host reachable from other machines must ask for keys, or say explicitly that it serves anyone.</summary>
+    private void CheckBinding(Dictionary<string, Entry> top, HostSection host, AuthSection? auth)
+    {
+        if (BindAddresses.Problem(host.Urls, auth) is not { } problem) return;
+        var node = top.TryGetValue("host", out var h) && h.Value is YamlMappingNode m
+            && m.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: "urls" }).Value is { } urls ? urls : (YamlNode?)top.GetValueOrDefault("host").Value;
+        if (node is null) return;
+        Add(node, "host.urls", problem);
     }
 
     private BodySection? ReadBody(Dictionary<string, Entry> top, YamlNode root)
@@ -423,6 +625,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             MaxBatchRequests = Int(e, "max_batch_requests", path, 1) ?? defaults.MaxBatchRequests,
             MaxWaitMs = Int(e, "max_wait_ms", path, 0) ?? defaults.MaxWaitMs,
             MaxQueuedInputs = Int(e, "max_queued_inputs", path, 1) ?? defaults.MaxQueuedInputs,
+            MaxQueuedTokens = Integer(e, "max_queued_tokens", path, 1, long.MaxValue) ?? defaults.MaxQueuedTokens,
         };
     }
 
@@ -441,10 +644,43 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
         return new JobsSection
         {
             Directory = directory ?? defaults.Directory,
+            Enabled = Bool(e, "enabled", path) ?? defaults.Enabled,
             MaxConcurrent = Int(e, "max_concurrent", path, 1) ?? defaults.MaxConcurrent,
             ResumeInterrupted = Bool(e, "resume_interrupted", path) ?? defaults.ResumeInterrupted,
             BodySwap = Choice(e, "body_swap", path, BodySwapModes) ?? defaults.BodySwap,
+            Promote = Choice(e, "promote", path, BodySwapModes) ?? defaults.Promote,
+            DataRoots = ReadDataRoots(e),
+            MaxUploadBytes = Integer(e, "max_upload_bytes", path, 1, long.MaxValue) ?? defaults.MaxUploadBytes,
+            MaxDataBytes = Integer(e, "max_data_bytes", path, 1, long.MaxValue) ?? defaults.MaxDataBytes,
         };
+    }
+
+    /// <summary><c>jobs.data_roots</c>: existing folders, resolved against the YAML file's folder and through symlinks.</summary>
+    private List<string> ReadDataRoots(Dictionary<string, Entry> jobs)
+    {
+        var roots = new List<string>();
+        if (StringList(jobs, "data_roots", "jobs") is not { } list) return roots;
+        var node = jobs["data_roots"].Value;
+        for (var i = 0; i < list.Count; i++)
+        {
+            string full;
+            try
+            {
+                full = Path.GetFullPath(Path.Combine(_baseDir, list[i]));
+            }
+            catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+            {
+                Add(node, $"jobs.data_roots[{i}]", $"not a valid path: '{list[i]}'");
+                continue;
+            }
+            if (!Directory.Exists(full))
+            {
+                Add(node, $"jobs.data_roots[{i}]", $"folder not found: {full}");
+                continue;
+            }
+            roots.Add(IO.RealPath.Of(full));
+        }
+        return roots;
     }
 
     private bool? Bool(Dictionary<string, Entry> entries, string key, string path)
@@ -533,8 +769,9 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             else
             {
                 sha = sha.ToLowerInvariant();
+                // A pin that does not match is not tolerated even when serving: the file is not what the operator vetted.
                 if (assembly is not null && PluginPaths.Sha256Of(assembly) is var actual && actual != sha)
-                    Add(shaNode!, Join(path, "sha256"), $"sha256 mismatch for {assembly}: expected {sha}, actual {actual}", headPluginOnly: true);
+                    Add(shaNode!, Join(path, "sha256"), $"sha256 mismatch for {assembly}: expected {sha}, actual {actual}");
             }
         }
 

@@ -14,6 +14,9 @@ public sealed record HostConfig
 
     /// <summary>Training jobs over HTTP; the directory defaults to <c>jobs/</c> next to the YAML file.</summary>
     public JobsSection Jobs { get; init; } = new() { Directory = "jobs" };
+
+    /// <summary>API keys and what each may do; null when the file has no <c>auth:</c> section (then the host binds loopback only).</summary>
+    public AuthSection? Auth { get; init; }
     public IReadOnlyList<HeadSection> Heads { get; init; } = [];
 
     /// <summary>
@@ -40,6 +43,84 @@ public sealed record HostSection
 
     /// <summary>How long shutdown waits for in-flight requests to finish, in seconds.</summary>
     public int ShutdownTimeoutSeconds { get; init; } = 30;
+
+    /// <summary>Tokens one input may become after tokenization, every window of a long text counted (413 above it).</summary>
+    public int MaxInputTokens { get; init; } = 16384;
+
+    /// <summary>Tokens of all inputs of one request, for every head it names (413 above it).</summary>
+    public int MaxRequestTokens { get; init; } = 65536;
+
+    /// <summary>Longest a request may take before it is cancelled and answered 504.</summary>
+    public int RequestTimeoutSeconds { get; init; } = 60;
+
+    /// <summary>Largest response body written; a larger answer is refused (413) instead of being sent.</summary>
+    public long MaxResponseBytes { get; init; } = 16L << 20;
+
+    /// <summary>Host header values answered (ASP.NET Core host filtering); null = the bound names plus localhost, 127.0.0.1 and [::1].</summary>
+    public IReadOnlyList<string>? AllowedHosts { get; init; }
+
+    /// <summary>Origins allowed to call the API from a browser (CORS); empty = CORS off.</summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
+
+    /// <summary>The server certificate of https:// addresses; null = Kestrel's default (the development certificate).</summary>
+    public HttpsSection? Https { get; init; }
+}
+
+/// <summary><c>host.https:</c> the server certificate and client certificates (mutual TLS).</summary>
+public sealed record HttpsSection
+{
+    /// <summary>A PKCS#12 (.pfx/.p12) file, or a PEM certificate with <see cref="KeyFile"/> (absolute).</summary>
+    public required string Certificate { get; init; }
+
+    /// <summary>The PEM private key of a PEM certificate (absolute); null for PKCS#12.</summary>
+    public string? KeyFile { get; init; }
+
+    /// <summary>The PKCS#12 password (usually <c>${ENV}</c>).</summary>
+    public string? Password { get; init; }
+
+    /// <summary><c>none</c>, <c>allow</c> or <c>require</c>: whether clients must present a certificate.</summary>
+    public string ClientCertificates { get; init; } = "none";
+
+    /// <summary>PEM file of the certificate authority client certificates must chain to (absolute); null = the system's.</summary>
+    public string? ClientCa { get; init; }
+}
+
+/// <summary>The scopes an API key may carry: what each lets a client do.</summary>
+public static class Scopes
+{
+    /// <summary>Read the heads and the body, predict, read metrics.</summary>
+    public const string Predict = "predict";
+
+    /// <summary>Submit, list, read and cancel training jobs.</summary>
+    public const string Train = "train";
+
+    /// <summary>Change what is served: promote a job's head or body (and everything <c>predict</c> and <c>train</c> allow).</summary>
+    public const string Admin = "admin";
+
+    public static readonly string[] All = [Predict, Train, Admin];
+}
+
+/// <summary><c>auth:</c> API keys with scopes.</summary>
+public sealed record AuthSection
+{
+    public IReadOnlyList<ApiKeySection> Keys { get; init; } = [];
+
+    /// <summary>Requests without a key are served with <see cref="AnonymousScopes"/> (required to bind a non-loopback address without keys).</summary>
+    public bool AllowAnonymous { get; init; }
+
+    /// <summary>The scopes of a request without a key when <see cref="AllowAnonymous"/>.</summary>
+    public IReadOnlyList<string> AnonymousScopes { get; init; } = [Scopes.Predict];
+}
+
+/// <summary>One entry of <c>auth.keys</c>: the key's id (in logs), the SHA-256 of the key and its scopes.</summary>
+public sealed record ApiKeySection
+{
+    public required string Id { get; init; }
+
+    /// <summary>Lower-case hex SHA-256 of the key's UTF-8 bytes.</summary>
+    public required string Sha256 { get; init; }
+
+    public required IReadOnlyList<string> Scopes { get; init; }
 }
 
 /// <summary><c>body:</c></summary>
@@ -81,6 +162,9 @@ public sealed record BatchingSection
 
     /// <summary>Inputs waiting or running at most; beyond it requests are refused with 429 instead of queueing without bound.</summary>
     public int MaxQueuedInputs { get; init; } = 4096;
+
+    /// <summary>Tokens (every window counted) waiting or running at most; beyond it requests are refused with 429.</summary>
+    public long MaxQueuedTokens { get; init; } = 1L << 20;
 }
 
 /// <summary><c>jobs:</c> training jobs submitted over HTTP.</summary>
@@ -95,8 +179,23 @@ public sealed record JobsSection
     /// <summary>Jobs found queued or running when the host starts (it was stopped or killed) are queued again and resume from their checkpoint.</summary>
     public bool ResumeInterrupted { get; init; } = true;
 
-    /// <summary><c>auto</c>: a partial/full job's new body is served as soon as the job succeeds; <c>manual</c>: only after <c>POST /v1/jobs/{id}/promote</c>.</summary>
-    public string BodySwap { get; init; } = "auto";
+    /// <summary><c>auto</c>: a partial/full job's new body is served as soon as the job succeeds; <c>manual</c> (default): only after <c>POST /v1/jobs/{id}/promote</c>.</summary>
+    public string BodySwap { get; init; } = "manual";
+
+    /// <summary>Whether the <c>/v1/jobs</c> routes run jobs at all (off unless the deployment says <c>enabled: true</c>).</summary>
+    public bool Enabled { get; init; }
+
+    /// <summary><c>auto</c>: a head-mode job's head serves as soon as the job succeeds; <c>manual</c> (default): only when promoted.</summary>
+    public string Promote { get; init; } = "manual";
+
+    /// <summary>Folders (absolute, symlinks resolved) whose regular files jobs may read by relative name; empty = uploaded data only.</summary>
+    public IReadOnlyList<string> DataRoots { get; init; } = [];
+
+    /// <summary>Largest <c>POST /v1/jobs</c> body (uploaded data included), in bytes.</summary>
+    public long MaxUploadBytes { get; init; } = 64L << 20;
+
+    /// <summary>Largest data file a job may read from a data root, in bytes.</summary>
+    public long MaxDataBytes { get; init; } = 4L << 30;
 }
 
 /// <summary>One entry of <c>heads:</c>.</summary>

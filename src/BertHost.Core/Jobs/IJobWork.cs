@@ -32,8 +32,10 @@ public interface IJobWork
     Task PromoteAsync(JobContext context);
 }
 
-/// <summary>The id, folder and submission time the runner gives a new job.</summary>
-public sealed record JobIdentity(string Id, string Folder, DateTimeOffset Created);
+/// <summary>The id, folder and submission time the runner gives a new job, and who submits it.</summary>
+/// <param name="SubmittedBy">The submitting API key's id (null without authentication).</param>
+/// <param name="MayPromote">Whether the submitter may ask for the output to be served (<c>promote: true</c>: the admin scope).</param>
+public sealed record JobIdentity(string Id, string Folder, DateTimeOffset Created, string? SubmittedBy = null, bool MayPromote = true);
 
 /// <summary>What job kinds get from the host.</summary>
 public sealed class JobEnvironment
@@ -41,8 +43,6 @@ public sealed class JobEnvironment
     public required InferenceEngine Engine { get; init; }
     public required JobsSection Settings { get; init; }
 
-    /// <summary>The deployment's folder: relative data paths in submissions resolve against it.</summary>
-    public required string BaseDirectory { get; init; }
 
     public required Microsoft.Extensions.Logging.ILoggerFactory Loggers { get; init; }
 }

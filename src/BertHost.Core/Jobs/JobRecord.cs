@@ -58,6 +58,15 @@ public sealed class JobRecord
     /// <summary>The data files read, with their size and sha256 when submitted.</summary>
     public List<TrainingDataFile> Data { get; init; } = [];
 
+    /// <summary>Server paths the job's model sources resolved to (pretrain <c>from</c>, <c>vocab</c>); never shown to clients.</summary>
+    public Dictionary<string, string> Sources { get; init; } = new(StringComparer.Ordinal);
+
+    /// <summary>The id of the API key that submitted the job (null without authentication).</summary>
+    public string? SubmittedBy { get; init; }
+
+    /// <summary>The id of the API key that promoted the job by hand.</summary>
+    public string? PromotedBy { get; set; }
+
     public string State { get; set; } = JobStates.Queued;
     public DateTimeOffset Created { get; init; }
     public DateTimeOffset? Started { get; set; }
@@ -122,7 +131,24 @@ public sealed class JobRecord
         WriteIndented = true,
     };
 
-    public JsonObject ToJson() => JsonSerializer.SerializeToNode(this, Json)!.AsObject();
+    /// <summary>
+    /// The record as clients see it: no server path — no folder, no sources, data files by the name the client gave
+    /// them (<c>name</c>, <c>source</c>: upload or data_root) instead of their path.
+    /// </summary>
+    public JsonObject ToJson()
+    {
+        var json = JsonSerializer.SerializeToNode(this, Json)!.AsObject();
+        json.Remove("folder");
+        json.Remove("sources");
+        if (json["data"] is JsonArray data)
+            foreach (var file in data.OfType<JsonObject>())
+            {
+                var path = (string?)file["path"];
+                file.Remove("path");
+                file["name"] ??= path is null ? null : Path.GetFileName(path);
+            }
+        return json;
+    }
 
     public static JobRecord FromJson(string text) =>
         JsonSerializer.Deserialize<JobRecord>(text, Json) ?? throw new JsonException("the record is null");

@@ -11,10 +11,20 @@ public sealed class JobRequest
 {
     private readonly Dictionary<string, JsonElement> _fields = new(StringComparer.Ordinal);
     private readonly string _prefix;
+    private readonly IReadOnlyDictionary<string, List<UploadedFile>> _uploads;
+    private readonly HashSet<string> _taken;
 
     /// <param name="prefix">Put before field names in messages (<c>tasks[1].</c> for an object nested in the submission).</param>
-    public JobRequest(JsonElement root, string prefix = "")
+    /// <param name="uploads">Files uploaded with the submission, by the field they fill (<c>train</c>, <c>tasks[1].eval</c>).</param>
+    public JobRequest(JsonElement root, string prefix = "", IReadOnlyDictionary<string, List<UploadedFile>>? uploads = null)
+        : this(root, prefix, uploads ?? new Dictionary<string, List<UploadedFile>>(), new HashSet<string>(StringComparer.Ordinal))
     {
+    }
+
+    private JobRequest(JsonElement root, string prefix, IReadOnlyDictionary<string, List<UploadedFile>> uploads, HashSet<string> taken)
+    {
+        _uploads = uploads;
+        _taken = taken;
         _prefix = prefix;
         if (root.ValueKind != JsonValueKind.Object)
             throw new ServingException(ServingError.BadRequest, $"{(prefix.Length == 0 ? "the job" : prefix.TrimEnd('.'))} must be a JSON object, got {JsonKinds.Describe(root.ValueKind)}", prefix.Length == 0 ? null : prefix.TrimEnd('.'));
@@ -26,12 +36,36 @@ public sealed class JobRequest
 
     public IEnumerable<string> Names => _fields.Keys;
 
-    /// <summary>Refuses a field not in <paramref name="allowed"/>.</summary>
+    /// <summary>Refuses a field not in <paramref name="allowed"/> (suggesting the closest one).</summary>
     public void CheckKnown(IReadOnlyCollection<string> allowed)
     {
         var unknown = _fields.Keys.FirstOrDefault(k => !allowed.Contains(k));
-        if (unknown is not null)
-            throw new ServingException(ServingError.BadRequest, $"unknown field '{_prefix}{unknown}'; expected {string.Join(", ", allowed)}", _prefix + unknown);
+        if (unknown is null) return;
+        var suggestion = Config.KeySuggestions.Closest(unknown, allowed);
+        throw new ServingException(ServingError.BadRequest,
+            $"unknown field '{_prefix}{unknown}'{(suggestion is null ? "" : $" (did you mean '{suggestion}'?)")}; expected {string.Join(", ", allowed)}", _prefix + unknown);
+    }
+
+    /// <summary>The field's name as messages give it (with the prefix of a nested object).</summary>
+    public string Name(string field) => _prefix + field;
+
+    /// <summary>The field's value, null when absent or null.</summary>
+    public JsonElement? Raw(string name) => Value(name);
+
+    /// <summary>The files uploaded for the field (marked as used), or null.</summary>
+    public IReadOnlyList<UploadedFile>? Uploaded(string name)
+    {
+        if (!_uploads.TryGetValue(_prefix + name, out var files)) return null;
+        _taken.Add(_prefix + name);
+        return files;
+    }
+
+    /// <summary>Refuses uploaded files that no field of the submission took (a misnamed file part).</summary>
+    public void CheckUploadsUsed()
+    {
+        var unused = _uploads.Keys.FirstOrDefault(k => !_taken.Contains(k));
+        if (unused is not null)
+            throw new ServingException(ServingError.BadRequest, $"uploaded file part '{unused}' fills no data field of this job (data fields: train, eval, corpus, config, tasks[i].train, tasks[i].eval)", unused);
     }
 
     private JsonElement? Value(string name) =>
@@ -108,7 +142,7 @@ public sealed class JobRequest
         if (Value(name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Array)
             throw new ServingException(ServingError.BadRequest, $"{F(name)} must be an array of objects, got {Show(v)}", F(name));
-        return v.EnumerateArray().Select((item, i) => new JobRequest(item, $"{F(name)}[{i}].")).ToList();
+        return v.EnumerateArray().Select((item, i) => new JobRequest(item, $"{F(name)}[{i}].", _uploads, _taken)).ToList();
     }
 
     private string F(string name) => _prefix + name;

@@ -4,9 +4,9 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using BertHost.Abstractions.Heads;
+using BertHost.Core.Checkpoints;
 using BertHost.Core.Serving;
 using Microsoft.Extensions.Logging;
-using BertHost.Core.Checkpoints;
 
 namespace BertHost.Core.Jobs;
 
@@ -31,6 +31,7 @@ public sealed class JobRunner : IAsyncDisposable
     private readonly JobEnvironment _environment;
     private readonly ServingMetrics? _metrics;
     private readonly ILogger _logger;
+    private readonly ILogger _audit;
     private readonly List<Task> _workers = [];
     private bool _frozen;
 
@@ -39,14 +40,21 @@ public sealed class JobRunner : IAsyncDisposable
         _environment = environment;
         _metrics = metrics;
         _logger = environment.Loggers.CreateLogger<JobRunner>();
+        _audit = environment.Loggers.CreateLogger(AuditCategory);
         _store = new JobStore(environment.Settings.Directory, _logger);
         _kinds = kinds.ToDictionary(k => k.Kind, StringComparer.Ordinal);
     }
+
+    /// <summary>The log category of audit lines: who submitted, cancelled and promoted which job, and what started serving.</summary>
+    public const string AuditCategory = "BertHost.Audit";
 
     /// <summary>How often progress is written to a running job's record at most (epoch ends and state changes are written at once).</summary>
     public TimeSpan PersistInterval { get; init; } = TimeSpan.FromSeconds(2);
 
     public JobStore Store => _store;
+
+    /// <summary>The deployment's <c>jobs:</c> section.</summary>
+    public Config.JobsSection Settings => _environment.Settings;
 
     /// <summary>Test hook: called with (job id, epoch) on the job's thread after each epoch is recorded.</summary>
     internal Action<string, int>? EpochEnded { get; set; }
@@ -60,7 +68,6 @@ public sealed class JobRunner : IAsyncDisposable
         {
             Engine = engine,
             Settings = settings,
-            BaseDirectory = Path.GetDirectoryName(engine.Config.SourcePath)!,
             Loggers = loggers,
         };
         var runner = new JobRunner(environment, kinds ?? [new TrainJobWork(), new PretrainJobWork()], metrics);
@@ -71,6 +78,8 @@ public sealed class JobRunner : IAsyncDisposable
 
     private void Recover()
     {
+        TempFiles.RemoveLeftovers(_store.Directory, _logger);
+        _store.RemoveAbandonedSubmissions();
         var resume = _environment.Settings.ResumeInterrupted;
         foreach (var record in _store.LoadAll())
         {
@@ -94,17 +103,37 @@ public sealed class JobRunner : IAsyncDisposable
 
     // ---- API -----------------------------------------------------------------------------------------------------
 
-    /// <summary>Checks and queues a submission; returns the new job's record.</summary>
-    public JsonObject Submit(JsonElement body)
+    /// <summary>
+    /// Starts a submission: the new job's id and folder, where uploaded data is stored before <see cref="Submit(JobSubmission, JsonElement, IReadOnlyDictionary{string, List{UploadedFile}}?)"/>
+    /// checks it. Disposing a submission that was not queued deletes its folder.
+    /// </summary>
+    /// <param name="submittedBy">The API key's id, recorded in the job and the audit log.</param>
+    /// <param name="mayPromote">Whether the submitter may ask for <c>promote: true</c> (the admin scope).</param>
+    public JobSubmission BeginSubmission(string? submittedBy = null, bool mayPromote = true)
     {
-        var request = new JobRequest(body);
+        var created = DateTimeOffset.UtcNow;
+        var id = $"{created:yyyyMMdd-HHmmss}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}";
+        return new JobSubmission(new JobIdentity(id, _store.FolderOf(id), created, submittedBy, mayPromote));
+    }
+
+    /// <summary>Checks and queues a submission without uploads; returns the new job's record.</summary>
+    public JsonObject Submit(JsonElement body, string? submittedBy = null, bool mayPromote = true)
+    {
+        using var submission = BeginSubmission(submittedBy, mayPromote);
+        return Submit(submission, body);
+    }
+
+    /// <summary>Checks and queues a submission (its fields and the files uploaded with it, by field); returns the new job's record.</summary>
+    public JsonObject Submit(JobSubmission submission, JsonElement body, IReadOnlyDictionary<string, List<UploadedFile>>? uploads = null)
+    {
+        var request = new JobRequest(body, uploads: uploads);
         var kind = request.String("kind") ?? TrainJobWork.KindName;
         if (!_kinds.TryGetValue(kind, out var work))
             throw new ServingException(ServingError.InvalidInput, $"unknown job kind '{kind}' (kinds: {string.Join(", ", _kinds.Keys.Order(StringComparer.Ordinal))})", "kind");
         request.CheckKnown(["kind", .. work.Fields]);
-        var created = DateTimeOffset.UtcNow;
-        var id = $"{created:yyyyMMdd-HHmmss}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}";
-        var record = work.Prepare(request, _environment, new JobIdentity(id, _store.FolderOf(id), created));
+        var identity = submission.Identity;
+        var id = identity.Id;
+        var record = work.Prepare(request, _environment, identity);
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_stopping.IsCancellationRequested, this);
@@ -112,10 +141,16 @@ public sealed class JobRunner : IAsyncDisposable
             Persist(record);
             UpdateMetrics();
         }
+        submission.Queued = true;
         _queue.Writer.TryWrite(id);
         _logger.LogInformation("job {Job} ({Kind}, head {Head}) queued", id, kind, record.Head);
+        _audit.LogInformation("key {Key} submitted job {Job}: {Kind} {Mode} of {Heads} on {Data}{Promote}", Who(identity.SubmittedBy), id, kind,
+            record.Mode ?? "", record.Heads is { } hs ? string.Join(", ", hs) : record.Head ?? "the body",
+            string.Join(", ", record.Data.Select(d => $"{d.Role} '{d.Name}' ({d.Source}, sha256 {d.Sha256})")), record.Promote ? ", to serve when it succeeds" : "");
         return Snapshot(id)!;
     }
+
+    private static string Who(string? key) => key ?? "(anonymous)";
 
     /// <summary>Every job, newest first; only those in <paramref name="state"/> when given.</summary>
     public IReadOnlyList<JsonObject> List(string? state)
@@ -135,11 +170,12 @@ public sealed class JobRunner : IAsyncDisposable
     }
 
     /// <summary>Cancels a queued or running job (a running one stops at its next batch); returns its record and whether it has stopped already.</summary>
-    public (JsonObject Record, bool Stopped) Cancel(string id)
+    public (JsonObject Record, bool Stopped) Cancel(string id, string? by = null)
     {
         lock (_lock)
         {
             var record = Find(id);
+            if (!JobStates.IsFinished(record.State)) _audit.LogInformation("key {Key} cancelled job {Job} ({State})", Who(by), id, record.State);
             switch (record.State)
             {
                 case JobStates.Queued or JobStates.Interrupted:
@@ -162,7 +198,7 @@ public sealed class JobRunner : IAsyncDisposable
     }
 
     /// <summary>Serves the output of a succeeded job that was not promoted (e.g. with <c>body_swap: manual</c>).</summary>
-    public async Task<JsonObject> PromoteAsync(string id)
+    public async Task<JsonObject> PromoteAsync(string id, string? by = null)
     {
         JobRecord record;
         lock (_lock)
@@ -173,7 +209,7 @@ public sealed class JobRunner : IAsyncDisposable
             if (record.Promoted)
                 throw new ServingException(ServingError.Conflict, $"job {id} is already promoted");
         }
-        await PromoteCoreAsync(record);
+        await PromoteCoreAsync(record, by);
         return Snapshot(id)!;
     }
 
@@ -224,7 +260,7 @@ public sealed class JobRunner : IAsyncDisposable
         {
             // The work is synchronous and long: it gets a thread of its own, not one of the pool's.
             await Task.Factory.StartNew(() => work.Run(context, cancel.Token), cancel.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            if (record.Promote) await PromoteCoreAsync(record);
+            if (record.Promote) await PromoteCoreAsync(record, null);
             DeleteCheckpoint(record);
             Finish(record, JobStates.Succeeded, null);
             _logger.LogInformation("job {Job} succeeded in {Seconds:F1} s{Promoted}", id, clock.Elapsed.TotalSeconds, record.Promoted ? " and was promoted" : "");
@@ -239,11 +275,8 @@ public sealed class JobRunner : IAsyncDisposable
         }
         catch (Exception e)
         {
-            var why = e is TrainingDataException or InvalidDataException or IOException or ArgumentException or HeadConfigurationException or ServingException
-                    or Checkpoints.CheckpointException or Bert.BertConfigException
-                ? e.Message
-                : $"{e.GetType().Name}: {e.Message}";
-            _logger.LogError(e, "job {Job} failed: {Reason}", id, why);
+            var why = ClientMessage(record, e);
+            _logger.LogError(e, "job {Job} failed: {Reason}", id, e.Message);
             Finish(record, JobStates.Failed, why);
         }
         finally
@@ -280,7 +313,8 @@ public sealed class JobRunner : IAsyncDisposable
     }
 
     /// <summary>One promotion at a time; a refused promotion leaves the job succeeded with <see cref="JobRecord.PromotionError"/>.</summary>
-    private async Task PromoteCoreAsync(JobRecord record)
+    /// <param name="by">The key that asked for it; null when the job promotes itself (<c>promote</c>, or the deployment's auto settings).</param>
+    private async Task PromoteCoreAsync(JobRecord record, string? by)
     {
         await _promotions.WaitAsync();
         try
@@ -290,19 +324,61 @@ public sealed class JobRunner : IAsyncDisposable
             {
                 r.Promoted = true;
                 r.PromotedAt = DateTimeOffset.UtcNow;
+                r.PromotedBy = by;
                 r.PromotionError = null;
             }, persistNow: true);
+            var heads = record.Heads ?? (record.Head is null ? [] : [record.Head]);
+            var what = record.Mode == "head" ? $"head {record.Head}" : heads.Count > 0 ? $"a new body with heads {string.Join(", ", heads)}" : "a new body";
+            if (by is null) _audit.LogInformation("job {Job} (submitted by key {Key}) promoted itself: {What} now serves its output", record.Id, Who(record.SubmittedBy), what);
+            else _audit.LogInformation("key {Key} promoted job {Job}: {What} now serves its output", Who(by), record.Id, what);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            var why = e is ServingException or Checkpoints.BodyLoadException or InvalidOperationException ? e.Message : $"{e.GetType().Name}: {e.Message}";
-            _logger.LogError(e, "job {Job} could not be promoted: {Reason}", record.Id, why);
+            var why = ClientMessage(record, e);
+            _logger.LogError(e, "job {Job} could not be promoted: {Reason}", record.Id, e.Message);
             Context(record).Update(r => r.PromotionError = why, persistNow: true);
             if (record.State == JobStates.Succeeded) throw new ServingException(ServingError.Conflict, $"job {record.Id} cannot be promoted: {why}");
         }
         finally
         {
             _promotions.Release();
+        }
+    }
+
+    /// <summary>
+    /// What a client is told of a failure: no server path (data files by their client names, the job's folder as JOB),
+    /// no .NET exception type, and no content of a data-root file (a malformed record of one is reported by line only;
+    /// the reason, which may quote the file, goes to the log). Uploaded data is the client's own: its reasons are shown.
+    /// </summary>
+    internal static string ClientMessage(JobRecord record, Exception e)
+    {
+        if (e is TrainingDataException data)
+        {
+            var file = record.Data.FirstOrDefault(d => SamePath(d.Path, data.File));
+            var name = file?.Name ?? "the data";
+            return file?.Source == JobData.FromUpload
+                ? $"{name}:{data.Line}: {Redact(data.Reason, record)}"
+                : $"{name}:{data.Line}: malformed record (the reason is in the host's log; it may quote the file)";
+        }
+        var known = e is InvalidDataException or IOException or ArgumentException or HeadConfigurationException or ServingException
+            or Checkpoints.CheckpointException or Bert.BertConfigException or Checkpoints.BodyLoadException or InvalidOperationException;
+        return known ? Redact(e.Message, record) : "the job failed on an internal error; see the host's log";
+    }
+
+    /// <summary>The job's own paths as the client knows them (data files by name, the job's folder as JOB), then any other path by its last component.</summary>
+    private static string Redact(string text, JobRecord record) => IO.ClientPaths.Redact(text,
+        [.. record.Data.Select(d => (d.Path, d.Name ?? Path.GetFileName(d.Path))), .. record.Sources.Select(kv => (kv.Value, (string?)record.Options[kv.Key] ?? kv.Key)),
+         (record.Folder, "JOB")]);
+
+    private static bool SamePath(string a, string b)
+    {
+        try
+        {
+            return string.Equals(Path.GetFullPath(a), Path.GetFullPath(b), StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException)
+        {
+            return false;
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
@@ -46,26 +47,38 @@ public sealed class PretrainJobWork : IJobWork
     public JobRecord Prepare(JobRequest request, JobEnvironment environment, JobIdentity identity)
     {
         var engine = environment.Engine;
-        var baseDirectory = environment.BaseDirectory;
-        var corpus = request.Strings("corpus", required: true)!
-            .Select(text => TrainJobWork.DataFile("corpus", "corpus", text, baseDirectory)).ToList();
+        var files = new JobData(environment.Settings, identity.Folder);
+        var corpus = files.Files(request, "corpus", "corpus", required: true)!;
 
-        var from = request.String("from");
+        // Model sources: the record shows the client's names; the paths they resolved to stay in its sources.
+        var sources = new Dictionary<string, string>(StringComparer.Ordinal);
+        var names = new Dictionary<string, string>(StringComparer.Ordinal);
+        string? from = null;
         string? servedFingerprint = null;
-        if (from == Served)
+        if (request.Raw("from") is { ValueKind: JsonValueKind.String } f && f.GetString() == Served)
         {
             from = engine.Body.Folder;
             servedFingerprint = engine.Body.Fingerprint;
+            names["from"] = Served;
         }
-        else if (from is not null)
+        else if (files.Folder(request, "from") is { } folder)
         {
-            from = TrainJobWork.ResolvePath("from", from, baseDirectory);
+            (from, names["from"]) = folder;
         }
-        var configFile = request.String("config") is { } c ? TrainJobWork.ResolvePath("config", c, baseDirectory) : null;
-        var vocab = request.String("vocab") is { } v ? TrainJobWork.ResolvePath("vocab", v, baseDirectory) : null;
+        var configData = files.File(request, "config", "config", required: false);
+        if (from is not null && request.Raw("vocab") is not null)
+            throw new ServingException(ServingError.InvalidInput, "vocab goes with a fresh model; from uses the folder's own vocabulary", "vocab");
+        var vocabFolder = files.Folder(request, "vocab");
+        request.CheckUploadsUsed();
+        var configFile = configData?.Path;
+        if (configData is not null) names["config"] = configData.Name!;
+        var vocab = vocabFolder?.Path;
+        if (vocabFolder is { } vf) names["vocab"] = vf.Name;
+        if (from is not null) sources["from"] = from;
+        if (vocab is not null) sources["vocab"] = vocab;
         var setup = new PretrainSetup
         {
-            Corpus = corpus.Select(f => f.Path).ToList(),
+            Corpus = corpus.Select(c => c.Path).ToList(),
             ConfigSize = request.String("config_size"),
             ConfigFile = configFile,
             From = from,
@@ -91,12 +104,16 @@ public sealed class PretrainJobWork : IJobWork
             Device = engine.Config.Body.Device,
             Precision = request.String("precision"),
         };
+        if (setup.Vocab is not null) sources["vocab"] = setup.Vocab;
         var options = setup.ToOptions(CacheDirectory(environment), "checkpoint");
         if (options.Problems() is [var problem, ..]) throw Problem(problem);
         if (setup.SourceProblem() is { } source) throw new ServingException(ServingError.InvalidInput, source.Message, source.Option);
-        CheckModelSource(setup, options, engine);
+        CheckModelSource(setup, options, engine, names);
 
         var json = OptionsJson(setup, options);
+        foreach (var key in new[] { "from", "config", "vocab" }) json[key] = names.GetValueOrDefault(key);
+        // A fresh model on the served body's vocabulary: say so without naming the served folder.
+        if (vocab is null && from is null) json["vocab"] = Served;
         return new JobRecord
         {
             Id = identity.Id,
@@ -104,10 +121,12 @@ public sealed class PretrainJobWork : IJobWork
             Folder = identity.Folder,
             Created = identity.Created,
             Options = json,
-            Data = corpus,
+            Data = configData is null ? corpus : [.. corpus, configData],
+            Sources = sources,
             TotalSteps = options.MaxSteps,
             BodyFingerprint = servedFingerprint,
-            Promote = request.Bool("promote") ?? environment.Settings.BodySwap == "auto",
+            Promote = TrainJobWork.Promote(request, identity, environment.Settings.BodySwap == "auto"),
+            SubmittedBy = identity.SubmittedBy,
         };
     }
 
@@ -121,7 +140,7 @@ public sealed class PretrainJobWork : IJobWork
     }
 
     /// <summary>What can be checked of the starting model without building it: its folders and config exist and its positions fit the sequences.</summary>
-    private static void CheckModelSource(PretrainSetup setup, PretrainingOptions options, InferenceEngine engine)
+    private static void CheckModelSource(PretrainSetup setup, PretrainingOptions options, InferenceEngine engine, IReadOnlyDictionary<string, string> names)
     {
         string field;
         BertConfig config;
@@ -129,18 +148,16 @@ public sealed class PretrainJobWork : IJobWork
         {
             field = "from";
             if (!File.Exists(Path.Combine(from, "config.json")))
-                throw new ServingException(ServingError.InvalidInput, $"from: {from} is not a model folder (no config.json)", field);
+                throw new ServingException(ServingError.InvalidInput, $"from: '{names["from"]}' is not a model folder (no config.json)", field);
             if (!File.Exists(Path.Combine(from, "vocab.txt")))
-                throw new ServingException(ServingError.InvalidInput, $"from: {from} has no vocab.txt", field);
+                throw new ServingException(ServingError.InvalidInput, $"from: '{names["from"]}' has no vocab.txt", field);
             config = LoadConfig(field, Path.Combine(from, "config.json"));
         }
         else
         {
             if (!File.Exists(Path.Combine(setup.Vocab!, "vocab.txt")))
-                throw new ServingException(ServingError.InvalidInput, $"vocab: {setup.Vocab} has no vocab.txt", "vocab");
+                throw new ServingException(ServingError.InvalidInput, $"vocab: '{names.GetValueOrDefault("vocab", Served)}' has no vocab.txt", "vocab");
             field = setup.ConfigSize is not null ? "config_size" : "config";
-            if (setup.ConfigFile is { } file && !File.Exists(file))
-                throw new ServingException(ServingError.InvalidInput, $"config: file not found: {file}", field);
             config = setup.ConfigSize is { } size ? BertSizes.Create(size, 1) : LoadConfig(field, setup.ConfigFile!);
         }
         var longest = options.LongSequenceLength ?? options.SequenceLength;
@@ -152,15 +169,17 @@ public sealed class PretrainJobWork : IJobWork
             throw new ServingException(ServingError.InvalidInput, $"precision tf32 needs a CUDA device; the body runs on {engine.Config.Body.Device}", "precision");
     }
 
+    /// <summary>A config.json read for a check; what is wrong with it is said without the file's content or path.</summary>
     private static BertConfig LoadConfig(string field, string path)
     {
         try
         {
+            using var stream = IO.RegularFile.OpenRead(path, 1 << 20);
             return BertConfig.Load(path);
         }
-        catch (Exception e) when (e is BertConfigException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is BertConfigException or IOException or UnauthorizedAccessException or JsonException)
         {
-            throw new ServingException(ServingError.InvalidInput, $"{field}: {e.Message}", field);
+            throw new ServingException(ServingError.InvalidInput, $"{field}: not a usable BERT config.json ({(e is BertConfigException ? "a field is missing or out of range" : "it cannot be read as JSON")})", field);
         }
     }
 
@@ -202,9 +221,10 @@ public sealed class PretrainJobWork : IJobWork
         {
             Corpus = record.Data.Where(d => d.Role == "corpus").Select(d => d.Path).ToList(),
             ConfigSize = (string?)o["config_size"],
-            ConfigFile = (string?)o["config"],
-            From = (string?)o["from"],
-            Vocab = (string?)o["vocab"],
+            ConfigFile = record.Data.FirstOrDefault(d => d.Role == "config")?.Path ?? Rooted((string?)o["config"]),
+            // Records written before sources were kept hold the paths in the options.
+            From = record.Sources.GetValueOrDefault("from") ?? Rooted((string?)o["from"]),
+            Vocab = record.Sources.GetValueOrDefault("vocab") ?? Rooted((string?)o["vocab"]),
             MaxSteps = (int)o["max_steps"]!,
             MaxMinutes = (double?)o["max_minutes"],
             BatchSize = (int)o["batch_size"]!,
@@ -226,6 +246,8 @@ public sealed class PretrainJobWork : IJobWork
             Precision = (string?)o["precision"],
         };
     }
+
+    private static string? Rooted(string? path) => path is not null && Path.IsPathRooted(path) ? path : null;
 
     public void Run(JobContext context, CancellationToken cancellationToken)
     {

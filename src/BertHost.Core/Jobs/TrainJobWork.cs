@@ -38,7 +38,9 @@ public sealed class TrainJobWork : IJobWork
         var engine = environment.Engine;
         var modeText = request.String("mode") ?? "head";
         var multitask = string.Equals(modeText, Multitask, StringComparison.OrdinalIgnoreCase);
-        var (heads, data) = multitask ? Tasks(request, environment) : SingleTask(request, environment);
+        var files = new JobData(environment.Settings, identity.Folder);
+        var (heads, data) = multitask ? Tasks(request, environment, files) : SingleTask(request, environment, files);
+        request.CheckUploadsUsed();
         // Like `train --mode multitask`: the whole body trains, or only its top layers when partial_layers is given.
         var mode = multitask ? (request.Has("partial_layers") ? TrainingMode.Partial : TrainingMode.Full)
             : Parse(modeText, TrainingOptions.ParseMode, "mode", " (or multitask)");
@@ -61,11 +63,11 @@ public sealed class TrainJobWork : IJobWork
             Precision = Parse(request.String("precision") ?? "fp32", TrainingOptions.ParsePrecision, "precision"),
             CheckpointDirectory = Path.Combine(identity.Folder, CheckpointFolder),
         };
-        CheckTrainerAccepts(engine, heads, options);
-
         var format = request.String("format");
+        CheckTrainerAccepts(engine, heads, options, format);
+
         var skipMalformed = request.Bool("skip_malformed") ?? false;
-        var promote = request.Bool("promote") ?? (mode == TrainingMode.Head || environment.Settings.BodySwap == "auto");
+        var promote = Promote(request, identity, (mode == TrainingMode.Head ? environment.Settings.Promote : environment.Settings.BodySwap) == "auto");
 
         var json = options.ToJson();
         json.Remove("mode");
@@ -86,24 +88,38 @@ public sealed class TrainJobWork : IJobWork
             Data = data,
             Epochs = options.Epochs,
             Promote = promote,
+            SubmittedBy = identity.SubmittedBy,
         };
     }
 
+    /// <summary>
+    /// Whether the job's output serves as soon as it succeeds: <c>promote</c> when given, else the deployment's
+    /// <paramref name="automatic"/> setting. Asking for it changes what is served, so it takes the admin scope.
+    /// </summary>
+    internal static bool Promote(JobRequest request, JobIdentity identity, bool automatic)
+    {
+        var promote = request.Bool("promote");
+        if (promote == true && !identity.MayPromote)
+            throw new ServingException(ServingError.Forbidden, "promote: true changes what is served and needs a key with the admin scope; submit without it and promote the job later", "promote");
+        return promote ?? automatic;
+    }
+
     /// <summary>head, train and eval of a one-head job.</summary>
-    private static (IReadOnlyList<string> Heads, List<TrainingDataFile> Data) SingleTask(JobRequest request, JobEnvironment environment)
+    private static (IReadOnlyList<string> Heads, List<TrainingDataFile> Data) SingleTask(JobRequest request, JobEnvironment environment, JobData files)
     {
         if (request.Has("tasks")) throw new ServingException(ServingError.BadRequest, "tasks go with \"mode\": \"multitask\"", "tasks");
         var head = TrainableHead(request, "head", environment.Engine);
-        var data = new List<TrainingDataFile> { DataFile(request, "train", required: true, environment.BaseDirectory)! };
-        if (DataFile(request, "eval", required: false, environment.BaseDirectory) is { } eval) data.Add(eval);
+        var data = new List<TrainingDataFile> { files.File(request, "train", "train", required: true)! };
+        if (files.File(request, "eval", "eval", required: false) is { } eval) data.Add(eval);
         return ([head], data);
     }
 
     /// <summary>The tasks of a multitask job: at least two, distinct trainable heads, each with its readable train (and optional eval) file, recorded as HEAD.train / HEAD.eval.</summary>
-    private static (IReadOnlyList<string> Heads, List<TrainingDataFile> Data) Tasks(JobRequest request, JobEnvironment environment)
+    private static (IReadOnlyList<string> Heads, List<TrainingDataFile> Data) Tasks(JobRequest request, JobEnvironment environment, JobData files)
     {
         foreach (var field in new[] { "head", "train", "eval" })
-            if (request.Has(field)) throw new ServingException(ServingError.BadRequest, $"a multitask job names its heads and data in tasks, not in {field}", field);
+            if (request.Has(field) || request.Uploaded(field) is not null)
+                throw new ServingException(ServingError.BadRequest, $"a multitask job names its heads and data in tasks, not in {field}", field);
         var tasks = request.Objects("tasks") ?? throw new ServingException(ServingError.BadRequest, "tasks is required for a multitask job", "tasks");
         if (tasks.Count < 2) throw new ServingException(ServingError.InvalidInput, $"tasks: a multitask job needs at least two tasks, got {tasks.Count}", "tasks");
         var heads = new List<string>();
@@ -116,8 +132,8 @@ public sealed class TrainJobWork : IJobWork
             if (heads.Contains(head, StringComparer.OrdinalIgnoreCase))
                 throw new ServingException(ServingError.InvalidInput, $"tasks[{i}].head: head '{head}' is given more than once", $"tasks[{i}].head");
             heads.Add(head);
-            data.Add(DataFile($"tasks[{i}].train", $"{head}.train", task.String("train", required: true)!, environment.BaseDirectory));
-            if (task.String("eval") is { } eval) data.Add(DataFile($"tasks[{i}].eval", $"{head}.eval", eval, environment.BaseDirectory));
+            data.Add(files.File(task, "train", $"{head}.train", required: true)!);
+            if (files.File(task, "eval", $"{head}.eval", required: false) is { } eval) data.Add(eval);
         }
         return (heads, data);
     }
@@ -133,16 +149,20 @@ public sealed class TrainJobWork : IJobWork
     }
 
     /// <summary>
-    /// Whatever the trainer itself refuses (fp16, bf16 on a non-float32 body, ...) is refused at submission, not when
-    /// the job runs: the trainer is built, on new head instances over the served body, and dropped.
+    /// Whatever the trainer itself refuses (fp16, bf16 on a non-float32 body, ...) and a data format the heads do not
+    /// read are refused at submission, not when the job runs: the trainer is built, on new head instances over the
+    /// served body, and dropped.
     /// </summary>
-    private static void CheckTrainerAccepts(InferenceEngine engine, IReadOnlyList<string> heads, TrainingOptions options)
+    private static void CheckTrainerAccepts(InferenceEngine engine, IReadOnlyList<string> heads, TrainingOptions options, string? format)
     {
         using var lease = engine.AcquireBody();
         var created = new List<IHead>();
         try
         {
             foreach (var head in heads) created.Add(engine.CreateHead(head, lease.Body, engine.ServedWeights(head)));
+            if (format is not null && created.FirstOrDefault(h => !h.Training!.DataFormats.Contains(format, StringComparer.Ordinal)) is { } refusing)
+                throw new ServingException(ServingError.InvalidInput,
+                    $"format '{format}' is not one the head {refusing.Name} reads ({string.Join(", ", refusing.Training!.DataFormats)})", "format");
             _ = new Trainer(lease.Body, created, options);
         }
         catch (ArgumentException e)
@@ -167,42 +187,6 @@ public sealed class TrainJobWork : IJobWork
         catch (ArgumentException e)
         {
             throw new ServingException(ServingError.InvalidInput, e.Message + more, field);
-        }
-    }
-
-    /// <summary>A data file of the submission: resolved against the deployment's folder, present and readable (422 naming the field otherwise), hashed.</summary>
-    private static TrainingDataFile? DataFile(JobRequest request, string field, bool required, string baseDirectory)
-    {
-        var text = request.String(field, required);
-        return text is null ? null : DataFile(field, field, text, baseDirectory);
-    }
-
-    /// <summary>The file <paramref name="text"/> (relative to the deployment's folder) described for the record as <paramref name="role"/>; 422 naming <paramref name="field"/> when it is missing or unreadable.</summary>
-    internal static TrainingDataFile DataFile(string field, string role, string text, string baseDirectory)
-    {
-        var path = ResolvePath(field, text, baseDirectory);
-        if (!File.Exists(path))
-            throw new ServingException(ServingError.InvalidInput, $"{field}: file not found: {path}", field);
-        try
-        {
-            return TrainingDataFile.Describe(role, path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ServingException(ServingError.InvalidInput, $"{field}: cannot read {path}: {e.Message}", field);
-        }
-    }
-
-    /// <summary>A path of a submission, resolved against the deployment's folder (422 naming the field when it is not a path).</summary>
-    internal static string ResolvePath(string field, string text, string baseDirectory)
-    {
-        try
-        {
-            return Path.GetFullPath(Path.Combine(baseDirectory, text));
-        }
-        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
-        {
-            throw new ServingException(ServingError.InvalidInput, $"{field}: not a valid path '{text}'", field);
         }
     }
 
@@ -361,21 +345,30 @@ public sealed class TrainJobWork : IJobWork
     private static string HeadFolder(JobRecord record, string head) =>
         record.Mode == Multitask ? Path.Combine(record.Folder, "heads", head) : Path.Combine(record.Folder, "head");
 
-    /// <summary>Fails the job when a data file changed since submission (its sha256 is in the record).</summary>
+    /// <summary>Fails the job when a data file changed since submission (its sha256 is in the record) or is no longer a regular file.</summary>
     internal static void CheckDataUnchanged(JobRecord record)
     {
         foreach (var file in record.Data)
         {
-            var now = TrainingDataFile.Describe(file.Role, file.Path);
-            if (now.Sha256 != file.Sha256)
-                throw new InvalidDataException($"{file.Role} data {file.Path} changed since the job was submitted (sha256 {file.Sha256}, now {now.Sha256}); submit a new job");
+            var name = file.Name ?? file.Path;
+            string now;
+            try
+            {
+                now = JobData.Hash(file.Path).Sha256;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new InvalidDataException($"{file.Role} data '{name}' cannot be read any more; submit a new job");
+            }
+            if (now != file.Sha256)
+                throw new InvalidDataException($"{file.Role} data '{name}' changed since the job was submitted (sha256 {file.Sha256}, now {now}); submit a new job");
         }
     }
 
     private static List<HeadFeatures> Read(IHead head, TrainingDataFile file, TrainingDataOptions options)
     {
         var examples = head.Training!.ReadExamples(file.Path, options).ToList();
-        if (examples.Count == 0) throw new InvalidDataException($"{file.Path}: no {file.Role} examples");
+        if (examples.Count == 0) throw new InvalidDataException($"'{file.Name ?? file.Path}': no {file.Role} examples");
         return examples;
     }
 

@@ -26,6 +26,7 @@ public sealed class BatchScheduler : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _worker;
     private int _inFlight;
+    private long _inFlightTokens;
     private long _bodyPasses;
     private long _bodyRows;
 
@@ -50,19 +51,31 @@ public sealed class BatchScheduler : IAsyncDisposable
     /// <summary>Serves <paramref name="body"/> from the next pass on; the caller makes sure no pass is running (the engine's drain gate).</summary>
     internal void SwapBody(BertBody body) => _body = body;
 
+    /// <summary>Tokens admitted and not finished: what max_queued_tokens bounds.</summary>
+    public long InFlightTokens => Interlocked.Read(ref _inFlightTokens);
+
     /// <summary>Queues all jobs of a request, or none: a request that does not fit is refused whole.</summary>
     public void Enqueue(IReadOnlyList<InferenceJob> jobs)
     {
-        if (_stop.IsCancellationRequested) throw new ServingException(ServingError.Unavailable, "the host is shutting down");
+        if (_stop.IsCancellationRequested) throw ShuttingDown();
+        var tokens = jobs.Sum(j => j.Tokens);
+        if (tokens > _options.MaxQueuedTokens)
+            throw new ServingException(ServingError.TooMuchWork,
+                $"the request is {tokens} tokens after tokenization; the queue holds at most {_options.MaxQueuedTokens} (batching.max_queued_tokens)", "inputs");
         var after = Interlocked.Add(ref _inFlight, jobs.Count);
-        if (after > _options.MaxQueuedInputs)
+        var afterTokens = Interlocked.Add(ref _inFlightTokens, tokens);
+        if (after > _options.MaxQueuedInputs || afterTokens > _options.MaxQueuedTokens)
         {
             Interlocked.Add(ref _inFlight, -jobs.Count);
-            throw new ServingException(ServingError.QueueFull,
-                $"the queue is full ({_options.MaxQueuedInputs} inputs waiting at most); retry shortly");
+            Interlocked.Add(ref _inFlightTokens, -tokens);
+            throw new ServingException(ServingError.QueueFull, after > _options.MaxQueuedInputs
+                ? $"the queue is full ({_options.MaxQueuedInputs} inputs waiting at most: batching.max_queued_inputs); retry shortly"
+                : $"the queue is full ({_options.MaxQueuedTokens} tokens waiting at most: batching.max_queued_tokens); retry shortly");
         }
         foreach (var job in jobs) _queue.Writer.TryWrite(job);
     }
+
+    private static ServingException ShuttingDown() => new(ServingError.Unavailable, "the host is shutting down") { Transient = true };
 
     private async Task RunAsync()
     {
@@ -76,7 +89,7 @@ public sealed class BatchScheduler : IAsyncDisposable
                 foreach (var batch in BatchPlanner.Plan(pending, _options.MaxBatchTokens, _options.MaxBatchRequests))
                 {
                     RunBatch(batch);
-                    Interlocked.Add(ref _inFlight, -batch.Jobs.Count);
+                    foreach (var job in batch.Jobs) Release(job);
                 }
                 ranSinceTrim = true;
             }
@@ -88,7 +101,17 @@ public sealed class BatchScheduler : IAsyncDisposable
         {
             _logger.LogCritical(e, "the batch scheduler stopped");
         }
-        while (reader.TryRead(out var left)) left.Fail(new ServingException(ServingError.Unavailable, "the host is shutting down"));
+        while (reader.TryRead(out var left))
+        {
+            Release(left);
+            left.Fail(ShuttingDown());
+        }
+    }
+
+    private void Release(InferenceJob job)
+    {
+        Interlocked.Decrement(ref _inFlight);
+        Interlocked.Add(ref _inFlightTokens, -job.Tokens);
     }
 
     /// <summary>How long the queue stays empty before the native heap's free memory goes back to the OS.</summary>

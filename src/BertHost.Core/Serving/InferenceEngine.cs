@@ -110,12 +110,8 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         }
         catch (Exception e)
         {
-            var why = e switch
-            {
-                HeadConfigurationException c => $"{c.Field}: {c.Message}",
-                PluginLoadException => e.Message,
-                _ => $"{e.GetType().Name}: {e.Message}",
-            };
+            // The exception's type stays in the log: clients read the reason, not .NET's names for it.
+            var why = e is HeadConfigurationException c ? $"{c.Field}: {c.Message}" : e.Message;
             if (job is not null) why += $" (weights {weights} promoted by job {job})";
             logger.LogError(e, "head {Head} failed to load: {Reason}", section.Name, why);
             return new HeadSlot(section.Name, section.Kind, null, HeadStates.Failed, why, kind?.AssemblyPath, kind?.Sha256, weights, job);
@@ -359,13 +355,46 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         if (inputs.Count > _config.Host.MaxInputsPerRequest)
             throw new ServingException(ServingError.PayloadTooLarge,
                 $"{inputs.Count} inputs in one request; at most {_config.Host.MaxInputsPerRequest} are accepted", "inputs");
+        JsonStrings.Check(parameters, "parameters");
+        CheckParameters(slots, parameters);
+        var limits = _config.Host;
         var jobs = new InferenceJob[inputs.Count];
+        long requestTokens = 0;
         for (var i = 0; i < inputs.Count; i++)
+        {
+            JsonStrings.Check(inputs[i], $"inputs[{i}]");
             jobs[i] = new InferenceJob(slots.Select(s => new HeadWork(s, Encode(served.Body.Body, s, inputs[i], parameters, i))).ToList(), cancellationToken);
+            // Counted after tokenization, every window of a long text and every head's sequences included: what the body will run.
+            if (jobs[i].Tokens > limits.MaxInputTokens)
+                throw new ServingException(ServingError.TooMuchWork,
+                    $"inputs[{i}] is {jobs[i].Tokens} tokens after tokenization ({jobs[i].RowCount} sequences); at most {limits.MaxInputTokens} per input (host.max_input_tokens)", $"inputs[{i}]");
+            requestTokens += jobs[i].Tokens;
+            if (requestTokens > limits.MaxRequestTokens)
+                throw new ServingException(ServingError.TooMuchWork,
+                    $"the inputs come to more than {limits.MaxRequestTokens} tokens after tokenization ({requestTokens} by inputs[{i}]); at most {limits.MaxRequestTokens} per request (host.max_request_tokens)", "inputs");
+        }
         Scheduler.Enqueue(jobs);
         await Task.WhenAll(jobs.Select(j => j.Completion));
 
         return jobs.Select(j => j.Work.Select(w => w.Failure is null ? w.Output! : throw w.Failure).ToArray()).ToArray();
+    }
+
+    /// <summary>Request parameters none of the heads reads are refused (400 naming them), when every head says what it reads.</summary>
+    private static void CheckParameters(IReadOnlyList<HeadSlot> slots, JsonElement parameters)
+    {
+        if (parameters.ValueKind != JsonValueKind.Object) return;
+        var declared = slots.Select(s => s.Head!.Parameters).ToList();
+        if (declared.Any(d => d is null)) return;
+        var known = declared.SelectMany(d => d!).Distinct(StringComparer.Ordinal).ToList();
+        foreach (var p in parameters.EnumerateObject())
+        {
+            if (known.Contains(p.Name, StringComparer.Ordinal)) continue;
+            var suggestion = Core.Config.KeySuggestions.Closest(p.Name, known);
+            var heads = slots.Count == 1 ? $"head {slots[0].Name}" : $"heads {string.Join(", ", slots.Select(s => s.Name))}";
+            throw new ServingException(ServingError.BadRequest,
+                $"unknown parameter '{p.Name}'{(suggestion is null ? "" : $" (did you mean '{suggestion}'?)")}; {heads} read{(slots.Count == 1 ? "s" : "")} {(known.Count == 0 ? "no parameters" : string.Join(", ", known))}",
+                $"parameters.{p.Name}");
+        }
     }
 
     private static HeadSlot ReadySlot(Served served, string name, string? field)

@@ -21,6 +21,10 @@ public enum ServingError
     NotFound,
     /// <summary>The resource is not in a state that allows the request (e.g. cancelling a finished job): 409.</summary>
     Conflict,
+    /// <summary>The caller's key lacks the scope the request needs: 403.</summary>
+    Forbidden,
+    /// <summary>A limit on the work of one request (tokens, response size) is exceeded: 413.</summary>
+    TooMuchWork,
 }
 
 /// <summary>A request-level failure with a message meant for the client and, where known, the field at fault.</summary>
@@ -29,4 +33,10 @@ public sealed class ServingException(ServingError error, string message, string?
 {
     public ServingError Error { get; } = error;
     public string? Field { get; } = field;
+
+    /// <summary>
+    /// Whether the same request may succeed later (a full queue, a host stopping): only then is a client told to retry
+    /// (<c>Retry-After</c>). A head that failed to load or failed on this input does not clear by retrying.
+    /// </summary>
+    public bool Transient { get; init; } = error is ServingError.QueueFull;
 }

@@ -7,8 +7,12 @@ using System.Text.Json.Nodes;
 
 namespace BertHost.Core.Training;
 
-/// <summary>A data file a run read: its role (train, eval), full path, size and sha256 (lower-case hex).</summary>
-public sealed record TrainingDataFile(string Role, string Path, long Bytes, string Sha256)
+/// <summary>
+/// A data file a run read: its role (train, eval), full path, size and sha256 (lower-case hex); for training jobs also
+/// the name the client gave it (<paramref name="Name"/>, what responses and job errors show instead of the path) and
+/// where it came from (<paramref name="Source"/>: <c>upload</c> or <c>data_root</c>).
+/// </summary>
+public sealed record TrainingDataFile(string Role, string Path, long Bytes, string Sha256, string? Name = null, string? Source = null)
 {
     /// <summary>Describes <paramref name="path"/> (hashes the file).</summary>
     public static TrainingDataFile Describe(string role, string path)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using BertHost.Core.IO;
 using BertHost.Core.Serving;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
@@ -15,6 +16,9 @@ internal sealed class RequestInfo
     public string? Head { get; set; }
 
     public int Inputs { get; set; }
+
+    /// <summary>The error code answered, when the request failed (set by whoever wrote the error).</summary>
+    public string? ErrorCode { get; set; }
 
     public static RequestInfo Of(HttpContext context) =>
         context.Items.TryGetValue(Key, out var value) && value is RequestInfo info ? info : new RequestInfo();
@@ -98,7 +102,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
                 w.WriteStartObject();
                 w.WriteString("name", head.Name);
                 w.WriteString("state", head.State);
-                if (head.Error is not null) w.WriteString("error", head.Error);
+                if (head.Error is not null) w.WriteString("error", Redact(head.Error));
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -126,6 +130,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
     public Task BodyAsync(HttpContext context)
     {
         var body = engine.DescribeBody();
+        if (body["model_folder"] is JsonValue folder && folder.TryGetValue<string>(out var path)) body["model_folder"] = ClientPaths.Show(path, options.ConfigFolder);
         return ApiResponses.WriteJsonAsync(context, StatusCodes.Status200OK, w => WriteNode(w, body));
     }
 
@@ -229,26 +234,40 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
             throw new InvalidOperationException($"engine returned {outputs} output(s) for {inputs} input(s) (head {head})");
     }
 
-    private static void WriteHead(Utf8JsonWriter w, HeadStatus head, bool details)
+    /// <summary>A head as clients see it: paths relative to the deployment's folder (or just names), errors without server paths.</summary>
+    private void WriteHead(Utf8JsonWriter w, HeadStatus head, bool details)
     {
         w.WriteStartObject();
         w.WriteString("name", head.Name);
         w.WriteString("kind", head.Kind);
         w.WriteString("state", head.State);
-        if (head.Error is not null) w.WriteString("error", head.Error);
+        if (head.Error is not null) w.WriteString("error", Redact(head.Error));
         w.WriteStartArray("labels");
         foreach (var label in head.Labels) w.WriteStringValue(label);
         w.WriteEndArray();
-        if (head.Plugin is not null) w.WriteString("plugin", head.Plugin);
+        if (head.Plugin is not null) w.WriteString("plugin", ClientPaths.Show(head.Plugin, options.ConfigFolder));
         if (head.PluginSha256 is not null) w.WriteString("plugin_sha256", head.PluginSha256);
         if (details)
         {
             w.WritePropertyName("details");
-            if (head.Details is null) { w.WriteStartObject(); w.WriteEndObject(); }
-            else head.Details.WriteTo(w);
+            if (head.Details is null)
+            {
+                w.WriteStartObject();
+                w.WriteEndObject();
+            }
+            else
+            {
+                var shown = (JsonObject)head.Details.DeepClone();
+                if (shown["weights"] is JsonValue weights && weights.TryGetValue<string>(out var folder)) shown["weights"] = ClientPaths.Show(folder, options.ConfigFolder);
+                foreach (var key in new[] { "last_serving_error", "describe_error" })
+                    if (shown[key] is JsonValue v && v.TryGetValue<string>(out var text)) shown[key] = Redact(text);
+                shown.WriteTo(w);
+            }
         }
         w.WriteEndObject();
     }
+
+    private string Redact(string text) => ClientPaths.Redact(text, options.ConfigFolder);
 
     private static void WriteNode(Utf8JsonWriter w, JsonNode? node)
     {

@@ -19,6 +19,11 @@ public static class ApiErrorCodes
     public const string InternalError = "internal_error";
     public const string StaleHead = "stale_head";
     public const string Conflict = "conflict";
+    public const string Unauthorized = "unauthorized";
+    public const string Forbidden = "forbidden";
+    public const string JobsDisabled = "jobs_disabled";
+    public const string Timeout = "timeout";
+    public const string HostNotAllowed = "host_not_allowed";
 
     /// <summary>The HTTP status and code of a <see cref="ServingError"/>.</summary>
     public static (int Status, string Code) Of(ServingError error) => error switch
@@ -32,6 +37,8 @@ public static class ApiErrorCodes
         ServingError.StaleHead => (StatusCodes.Status409Conflict, StaleHead),
         ServingError.NotFound => (StatusCodes.Status404NotFound, NotFound),
         ServingError.Conflict => (StatusCodes.Status409Conflict, Conflict),
+        ServingError.Forbidden => (StatusCodes.Status403Forbidden, Forbidden),
+        ServingError.TooMuchWork => (StatusCodes.Status413PayloadTooLarge, PayloadTooLarge),
         _ => (StatusCodes.Status500InternalServerError, InternalError),
     };
 }
@@ -51,15 +58,19 @@ internal static class ApiResponses
 {
     public const string JsonContentType = "application/json; charset=utf-8";
 
-    /// <summary>Seconds a client should wait after 429 (queue full) or 503 before retrying.</summary>
+    /// <summary>Seconds a client should wait after 429 (queue full) or a 503 that clears (the host stopping) before retrying.</summary>
     public const int RetryAfterSeconds = 1;
 
-
-    /// <summary>Writes <c>{"error": {"code", "message", "field"}}</c> with <paramref name="status"/>.</summary>
-    public static Task WriteErrorAsync(HttpContext context, int status, string code, string message, string? field)
+    /// <summary>
+    /// Writes <c>{"error": {"code", "message", "field"}}</c> with <paramref name="status"/>. <c>Retry-After</c> goes only
+    /// with conditions that clear by waiting (<paramref name="retry"/>; by default 429): a request that cannot succeed
+    /// must not invite retries.
+    /// </summary>
+    public static Task WriteErrorAsync(HttpContext context, int status, string code, string message, string? field, bool? retry = null)
     {
         context.Response.StatusCode = status;
-        if (status is StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable)
+        RequestInfo.Of(context).ErrorCode = code;
+        if (retry ?? status == StatusCodes.Status429TooManyRequests)
             context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return WriteJsonAsync(context, status, w =>
         {
@@ -74,14 +85,54 @@ internal static class ApiResponses
         });
     }
 
-    /// <summary>Writes a JSON body produced by <paramref name="write"/> (buffered, so Content-Length is set).</summary>
+    /// <summary>
+    /// Writes a JSON body produced by <paramref name="write"/> (buffered, so Content-Length is set). A body larger than
+    /// <see cref="ApiOptions.MaxResponseBytes"/> is refused while it is being built (413), never sent.
+    /// </summary>
     public static async Task WriteJsonAsync(HttpContext context, int status, Action<Utf8JsonWriter> write)
     {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
+        var limit = (context.RequestServices.GetService(typeof(ApiOptions)) as ApiOptions)?.MaxResponseBytes ?? long.MaxValue;
+        var buffer = new BoundedBufferWriter(limit);
         using (var writer = new Utf8JsonWriter(buffer, JsonOutput.Writer)) write(writer);
         context.Response.StatusCode = status;
         context.Response.ContentType = JsonContentType;
         context.Response.ContentLength = buffer.WrittenCount;
-        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+        // Not RequestAborted: after a request timeout that token is cancelled, and the 504 must still be written (a client
+        // that went away makes the write fail anyway).
+        await context.Response.Body.WriteAsync(buffer.WrittenMemory, CancellationToken.None);
+    }
+}
+
+/// <summary>A growing byte buffer that refuses to grow past a limit (the response size bound).</summary>
+internal sealed class BoundedBufferWriter(long limit) : System.Buffers.IBufferWriter<byte>
+{
+    private readonly System.Buffers.ArrayBufferWriter<byte> _inner = new(256);
+
+    public int WrittenCount => _inner.WrittenCount;
+    public ReadOnlyMemory<byte> WrittenMemory => _inner.WrittenMemory;
+
+    public void Advance(int count)
+    {
+        _inner.Advance(count);
+        Check(0);
+    }
+
+    public Memory<byte> GetMemory(int sizeHint = 0)
+    {
+        Check(sizeHint);
+        return _inner.GetMemory(sizeHint);
+    }
+
+    public Span<byte> GetSpan(int sizeHint = 0)
+    {
+        Check(sizeHint);
+        return _inner.GetSpan(sizeHint);
+    }
+
+    private void Check(int more)
+    {
+        if (_inner.WrittenCount + (long)more > limit)
+            throw new ServingException(ServingError.TooMuchWork,
+                $"the response would be larger than {limit} bytes (host.max_response_bytes); send fewer or shorter inputs, or ask for less (e.g. an aggregation)");
     }
 }

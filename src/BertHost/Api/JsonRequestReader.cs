@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text.Json;
+using BertHost.Core.Serving;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Net.Http.Headers;
 
@@ -37,15 +38,27 @@ internal static class JsonRequestReader
         }
         if (buffer.WrittenCount == 0) throw ApiException.BadRequest("request body is empty; expected a JSON object");
 
+        return Parse(buffer.WrittenMemory, "request body");
+    }
+
+    /// <summary>
+    /// Parses JSON (400 saying where it is malformed), and refuses strings .NET cannot decode — invalid UTF-8, lone
+    /// surrogates — in any value or property name, naming the field (400), before any handler reads them.
+    /// </summary>
+    public static JsonElement Parse(ReadOnlyMemory<byte> json, string what)
+    {
+        JsonElement root;
         try
         {
-            using var document = JsonDocument.Parse(buffer.WrittenMemory, DocumentOptions);
-            return document.RootElement.Clone();
+            using var document = JsonDocument.Parse(json, DocumentOptions);
+            root = document.RootElement.Clone();
         }
         catch (JsonException e)
         {
             throw ApiException.BadRequest(DescribeJsonError(e));
         }
+        JsonStrings.Check(root, what: $"the {what}");
+        return root;
     }
 
     /// <summary>"malformed JSON at line 2, byte 7: 'x' is an invalid start of a value." (1-based positions).</summary>
@@ -61,14 +74,16 @@ internal static class JsonRequestReader
         return $"malformed JSON{where}: {detail}";
     }
 
-    private static void CheckMediaType(string? contentType)
+    /// <summary>Refuses (415) anything but <c>application/json</c> in UTF-8.</summary>
+    public static void CheckMediaType(string? contentType)
     {
         if (string.IsNullOrEmpty(contentType))
             throw UnsupportedMediaType("missing Content-Type; send application/json");
         if (!MediaTypeHeaderValue.TryParse(contentType, out var media) ||
             !media.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase))
             throw UnsupportedMediaType($"unsupported Content-Type '{contentType}'; send application/json");
-        var charset = media.Charset;
+        // charset="utf-8" is as valid as charset=utf-8 (RFC 9110 allows a quoted parameter value).
+        var charset = HeaderUtilities.RemoveQuotes(media.Charset);
         if (charset.HasValue && !charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !charset.Equals("utf8", StringComparison.OrdinalIgnoreCase))
             throw UnsupportedMediaType($"unsupported charset '{charset}'; send UTF-8 JSON");
     }
@@ -76,6 +91,6 @@ internal static class JsonRequestReader
     private static ApiException UnsupportedMediaType(string message) =>
         new(StatusCodes.Status415UnsupportedMediaType, ApiErrorCodes.UnsupportedMediaType, message);
 
-    private static ApiException TooLarge(long maxBytes) =>
+    public static ApiException TooLarge(long maxBytes) =>
         new(StatusCodes.Status413PayloadTooLarge, ApiErrorCodes.PayloadTooLarge, $"request body is larger than {maxBytes} bytes");
 }

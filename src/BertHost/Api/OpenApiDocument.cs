@@ -17,8 +17,9 @@ internal static class OpenApiDocument
   "info": {
     "title": "BertHost",
     "version": "1",
-    "description": "One shared BERT body in memory serving task heads. Every failure is answered with the Error schema."
+    "description": "One shared BERT body in memory serving task heads. Every failure is answered with the Error schema. With an auth section every route except /healthz, /readyz and /openapi.json needs an API key (Authorization: Bearer KEY or X-Api-Key) with the route's scope: predict (heads, predict, body, metrics), train (jobs), admin (promote; implies the others). A missing or wrong key is 401, a key without the scope 403; a request over host.request_timeout_seconds is 504."
   },
+  "security": [ { "bearer": [] }, { "apiKey": [] } ],
   "paths": {
     "/v1/heads": {
       "get": {
@@ -60,6 +61,9 @@ internal static class OpenApiDocument
           "429": { "$ref": "#/components/responses/QueueFull" },
           "500": { "$ref": "#/components/responses/InternalError" },
           "409": { "$ref": "#/components/responses/Conflict" },
+          "401": { "$ref": "#/components/responses/Unauthorized" },
+          "403": { "$ref": "#/components/responses/Forbidden" },
+          "504": { "$ref": "#/components/responses/Timeout" },
           "503": { "$ref": "#/components/responses/Unavailable" }
         }
       }
@@ -95,10 +99,18 @@ internal static class OpenApiDocument
     "/v1/jobs": {
       "post": {
         "operationId": "submitJob",
-        "summary": "Queues a job (train: a head, or several with the body; pretrain: masked-LM pre-training of a body) that runs while the host keeps serving. Data paths are on the host, relative to the deployment's folder.",
-        "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/JobRequest" } } } },
+        "summary": "Queues a job (train: a head, or several with the body; pretrain: masked-LM pre-training of a body) that runs while the host keeps serving. Data is sent with the submission (inline {content, name}, or multipart file parts named after the fields) or named relative to a data root (jobs.data_roots). 404 jobs_disabled unless the deployment enables jobs; promote: true needs the admin scope (403).",
+        "requestBody": { "required": true, "content": {
+          "application/json": { "schema": { "$ref": "#/components/schemas/JobRequest" } },
+          "multipart/form-data": { "schema": { "type": "object", "required": ["job"], "properties": {
+            "job": { "$ref": "#/components/schemas/JobRequest" },
+            "train": { "type": "string", "format": "binary" }, "eval": { "type": "string", "format": "binary" },
+            "corpus": { "type": "array", "items": { "type": "string", "format": "binary" } }, "config": { "type": "string", "format": "binary" } },
+            "description": "The job's JSON fields in the part 'job'; data files in parts named after the field they fill (also tasks[i].train, tasks[i].eval)." } } } },
         "responses": {
           "202": { "description": "Queued; Location is the job's URL.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Job" } } } },
+          "401": { "$ref": "#/components/responses/Unauthorized" },
+          "403": { "$ref": "#/components/responses/Forbidden" },
           "400": { "$ref": "#/components/responses/BadRequest" },
           "404": { "$ref": "#/components/responses/NotFound" },
           "413": { "$ref": "#/components/responses/PayloadTooLarge" },
@@ -160,6 +172,7 @@ internal static class OpenApiDocument
     },
     "/healthz": {
       "get": {
+        "security": [],
         "operationId": "health",
         "summary": "Liveness: 200 while the process serves.",
         "responses": {
@@ -170,6 +183,7 @@ internal static class OpenApiDocument
     },
     "/readyz": {
       "get": {
+        "security": [],
         "operationId": "ready",
         "summary": "Readiness: 200 once the body and every head that could load are ready, 503 before that and while stopping.",
         "responses": {
@@ -189,6 +203,7 @@ internal static class OpenApiDocument
     },
     "/openapi.json": {
       "get": {
+        "security": [],
         "operationId": "openApi",
         "summary": "This document.",
         "responses": {
@@ -198,6 +213,10 @@ internal static class OpenApiDocument
     }
   },
   "components": {
+    "securitySchemes": {
+      "bearer": { "type": "http", "scheme": "bearer", "description": "An API key of auth.keys." },
+      "apiKey": { "type": "apiKey", "in": "header", "name": "X-Api-Key" }
+    },
     "parameters": {
       "HeadName": { "name": "name", "in": "path", "required": true, "description": "The head's configured name.", "schema": { "type": "string" } },
       "JobId": { "name": "id", "in": "path", "required": true, "description": "The job's id.", "schema": { "type": "string" } }
@@ -212,7 +231,8 @@ internal static class OpenApiDocument
             "required": ["code", "message", "field"],
             "properties": {
               "code": { "type": "string", "enum": ["bad_request", "not_found", "unknown_head", "method_not_allowed", "payload_too_large",
-                "unsupported_media_type", "invalid_input", "queue_full", "unavailable", "internal_error", "stale_head", "conflict"] },
+                "unsupported_media_type", "invalid_input", "queue_full", "unavailable", "internal_error", "stale_head", "conflict", "unauthorized", "forbidden",
+                "jobs_disabled", "timeout", "host_not_allowed"] },
               "message": { "type": "string", "description": "For people; malformed JSON is reported with its line and byte." },
               "field": { "type": "string", "nullable": true, "description": "The request field at fault, e.g. inputs or inputs[1].text; null when none." }
             }
@@ -277,10 +297,10 @@ internal static class OpenApiDocument
           "kind": { "type": "string", "enum": ["train"], "default": "train" },
           "tasks": { "type": "array", "minItems": 2, "description": "mode multitask: the heads trained jointly with the body, each with its data.",
             "items": { "type": "object", "required": ["head", "train"], "additionalProperties": false, "properties": {
-              "head": { "type": "string" }, "train": { "type": "string" }, "eval": { "type": "string" } } } },
+              "head": { "type": "string" }, "train": { "$ref": "#/components/schemas/Data" }, "eval": { "$ref": "#/components/schemas/Data" } } } },
           "head": { "type": "string", "description": "The head to train (it must support training)." },
-          "train": { "type": "string", "description": "Training data file on the host (relative to the deployment's folder)." },
-          "eval": { "type": "string", "description": "Evaluation data file (per-epoch metrics; the best epoch is kept)." },
+          "train": { "$ref": "#/components/schemas/Data" },
+          "eval": { "$ref": "#/components/schemas/Data" },
           "mode": { "type": "string", "enum": ["head", "partial", "full", "multitask"], "default": "head" },
           "epochs": { "type": "integer", "minimum": 1, "default": 3 },
           "batch_size": { "type": "integer", "minimum": 1, "default": 16 },
@@ -297,7 +317,7 @@ internal static class OpenApiDocument
           "precision": { "type": "string", "enum": ["fp32", "bf16", "auto"], "default": "fp32", "description": "Arithmetic of the body's passes; fp16 is refused (422)." },
           "format": { "type": "string", "description": "Data format name; default: from the file." },
           "skip_malformed": { "type": "boolean", "default": false },
-          "promote": { "type": "boolean", "description": "Serve the result when the job succeeds; default true for head mode, jobs.body_swap == auto for partial/full." }
+          "promote": { "type": "boolean", "description": "Serve the result when the job succeeds (true needs the admin scope); default jobs.promote == auto for head mode, jobs.body_swap == auto for partial/full." }
         }
       },
       "PretrainJobRequest": {
@@ -307,11 +327,11 @@ internal static class OpenApiDocument
         "description": "Masked-LM pre-training (as berthost pretrain); give exactly one of config_size, config and from. The output body serves only when promoted (jobs.body_swap).",
         "properties": {
           "kind": { "type": "string", "enum": ["pretrain"] },
-          "corpus": { "type": "array", "items": { "type": "string" }, "minItems": 1, "description": "Plain-text files (.txt, .gz, .xz) on the host." },
+          "corpus": { "oneOf": [ { "$ref": "#/components/schemas/Data" }, { "type": "array", "items": { "$ref": "#/components/schemas/Data" }, "minItems": 1 } ], "description": "Plain-text files (.txt, .gz, .xz)." },
           "config_size": { "type": "string", "enum": ["tiny", "mini", "small", "medium", "base", "large"] },
-          "config": { "type": "string", "description": "config.json of a fresh model." },
-          "from": { "type": "string", "description": "Model folder to continue from, or \"served\" (a copy of the served body)." },
-          "vocab": { "type": "string", "description": "Folder with vocab.txt for a fresh model; default: the served body's." },
+          "config": { "$ref": "#/components/schemas/Data" },
+          "from": { "type": "string", "description": "Model folder (relative to a data root) to continue from, or \"served\" (a copy of the served body)." },
+          "vocab": { "type": "string", "description": "Folder (relative to a data root) with vocab.txt for a fresh model; default: the served body's." },
           "max_steps": { "type": "integer", "minimum": 1, "default": 10000 },
           "max_minutes": { "type": "number", "exclusiveMinimum": 0 },
           "batch_size": { "type": "integer", "minimum": 1, "default": 32 },
@@ -330,12 +350,12 @@ internal static class OpenApiDocument
           "log_every": { "type": "integer", "minimum": 1, "default": 50 },
           "seed": { "type": "integer", "minimum": 0, "default": 42 },
           "precision": { "type": "string", "enum": ["fp32", "tf32"], "default": "fp32" },
-          "promote": { "type": "boolean", "description": "Serve the new body when the job succeeds; default jobs.body_swap == auto." }
+          "promote": { "type": "boolean", "description": "Serve the new body when the job succeeds (true needs the admin scope); default jobs.body_swap == auto." }
         }
       },
       "Job": {
         "type": "object",
-        "required": ["id", "kind", "state", "created", "folder", "links"],
+        "required": ["id", "kind", "state", "created", "links"],
         "additionalProperties": true,
         "properties": {
           "id": { "type": "string" },
@@ -346,7 +366,9 @@ internal static class OpenApiDocument
           "state": { "type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] },
           "options": { "type": "object", "additionalProperties": true },
           "data": { "type": "array", "items": { "type": "object", "properties": {
-            "role": { "type": "string" }, "path": { "type": "string" }, "bytes": { "type": "integer" }, "sha256": { "type": "string" } } } },
+            "role": { "type": "string" }, "name": { "type": "string", "description": "The name the client gave (never a server path)." },
+            "source": { "type": "string", "enum": ["upload", "data_root"] }, "bytes": { "type": "integer" }, "sha256": { "type": "string" } } } },
+          "submitted_by": { "type": "string", "description": "The id of the API key that submitted the job." },
           "created": { "type": "string", "format": "date-time" },
           "started": { "type": "string", "format": "date-time" },
           "finished": { "type": "string", "format": "date-time" },
@@ -362,7 +384,6 @@ internal static class OpenApiDocument
           "best_epoch": { "type": "integer" },
           "best_metrics": { "type": "object", "additionalProperties": { "type": "number" } },
           "error": { "type": "string", "description": "Why the job failed (data errors name file and line)." },
-          "folder": { "type": "string" },
           "body_fingerprint": { "type": "string" },
           "output_fingerprint": { "type": "string" },
           "promote": { "type": "boolean" }, "promoted": { "type": "boolean" }, "promotion_error": { "type": "string" },
@@ -371,6 +392,10 @@ internal static class OpenApiDocument
           "links": { "type": "object", "additionalProperties": { "type": "string" } }
         }
       },
+      "Data": { "oneOf": [ { "type": "string", "description": "A file name relative to a data root (jobs.data_roots); absolute names and names leaving the roots are refused." },
+        { "type": "object", "required": ["content"], "additionalProperties": false, "description": "The data itself.", "properties": {
+          "content": { "type": "string", "description": "The file's text (JSONL, TSV, CoNLL, ...)." },
+          "name": { "type": "string", "description": "A file name for records and format detection by extension, e.g. train.tsv." } } } ] },
       "Readiness": {
         "type": "object",
         "required": ["status", "heads"],
@@ -384,12 +409,15 @@ internal static class OpenApiDocument
     "responses": {
       "BadRequest": { "description": "Malformed JSON, wrong types, missing or empty inputs (code bad_request).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
       "NotFound": { "description": "Unknown head (unknown_head) or route (not_found).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-      "PayloadTooLarge": { "description": "Body over host.max_request_bytes or more inputs than host.max_inputs_per_request (payload_too_large).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+      "PayloadTooLarge": { "description": "Body over host.max_request_bytes, more inputs than host.max_inputs_per_request, more tokens than host.max_input_tokens / host.max_request_tokens / batching.max_queued_tokens (counted after tokenization, windows included), or a response over host.max_response_bytes (payload_too_large; the message names the limit).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
       "UnsupportedMediaType": { "description": "Content-Type is not application/json (unsupported_media_type).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
       "InvalidInput": { "description": "An input the head refuses; field names it, e.g. inputs[1].text (invalid_input).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
       "QueueFull": { "description": "The queue is full; retry after Retry-After seconds (queue_full).", "headers": { "Retry-After": { "schema": { "type": "integer" } } }, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-      "Unavailable": { "description": "The head failed to load or is stale, or the host is not ready or is stopping (unavailable).", "headers": { "Retry-After": { "schema": { "type": "integer" } } }, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+      "Unavailable": { "description": "The head failed to load or failed on this input (no Retry-After: retrying does not help), or the host is stopping (Retry-After) (unavailable).", "headers": { "Retry-After": { "schema": { "type": "integer" } } }, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
       "Conflict": { "description": "Not allowed in the job's state (conflict), or a stale head (stale_head).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+      "Unauthorized": { "description": "No API key, or not a valid one (unauthorized); WWW-Authenticate: Bearer.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+      "Forbidden": { "description": "The key lacks the scope the route needs (forbidden).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+      "Timeout": { "description": "The request ran longer than host.request_timeout_seconds and was cancelled (timeout).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
       "InternalError": { "description": "Unexpected failure; logged by the host, never detailed to the client (internal_error).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
     }
   }

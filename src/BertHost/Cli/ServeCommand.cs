@@ -20,8 +20,9 @@ public sealed class ServeCommand : ICommand
     public string Details => """
         Loads body and heads, then serves the HTTP API on host.urls (127.0.0.1:5080 unless configured).
         A head that fails to load is reported in /v1/heads and /readyz; the others serve. Training jobs
-        (POST /v1/jobs) run in the background while serving; their records live in jobs.directory. A config problem or a body
-        that does not load stops the host before it listens (exit 1). SIGINT/SIGTERM drain in-flight requests
+        (POST /v1/jobs) run in the background while serving when the deployment enables them (jobs: enabled: true);
+        their records live in jobs.directory. A config problem (a plugin's sha256 pin mismatch included), a body that
+        does not load, or a non-loopback address without auth keys stops the host before it listens (exit 1). SIGINT/SIGTERM drain in-flight requests
         (host.shutdown_timeout_seconds) before exit; under systemd (Type=notify) readiness and stopping are reported.
         example:
           berthost serve --config config/default.yaml
@@ -37,13 +38,17 @@ public sealed class ServeCommand : ICommand
     public async Task<int> RunAsync(ParsedArgs args, CommandContext context, CancellationToken cancellationToken)
     {
         var config = EngineLoader.LoadConfig(args, context.Error);
+        var options = ApiOptions.FromConfig(config);
+        if (args.Get("urls") is { } urls) options = options with { Urls = urls };
+        // Checked before anything loads: a host other machines can reach must ask for keys (or say it serves anyone).
+        if (Core.Config.BindAddresses.Problem(options.Urls, options.Auth) is { } refused)
+            throw new CommandException($"refusing to serve: {options.Urls} {refused}");
         using var loggers = EngineLoader.StderrLogging(LogLevel.Information);
         var metrics = new ServingMetrics();
         await using var engine = EngineLoader.Start(config, loggers, metrics);
-        var options = ApiOptions.FromHost(config.Host);
-        if (args.Get("urls") is { } urls) options = options with { Urls = urls };
 
-        await using var jobs = JobRunner.Start(engine, loggers, metrics);
+        // Jobs run only where the deployment enables them (jobs: enabled: true); otherwise /v1/jobs answers 404.
+        await using var jobs = config.Jobs.Enabled ? JobRunner.Start(engine, loggers, metrics) : null;
         await using var app = ApiServer.Build(options, engine, metrics, jobs: jobs);
         try
         {

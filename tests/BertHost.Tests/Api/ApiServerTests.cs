@@ -84,7 +84,7 @@ public sealed class ApiServerTests
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(
             """{"heads":[""" +
-            """{"name":"sentiment","kind":"sequence_classification","state":"ready","labels":["negative","positive"],"plugin":"/plugins/Cls/Cls.dll","plugin_sha256":"ab12"},""" +
+            """{"name":"sentiment","kind":"sequence_classification","state":"ready","labels":["negative","positive"],"plugin":"Cls.dll","plugin_sha256":"ab12"},""" +
             """{"name":"ner","kind":"token_classification","state":"ready","labels":["O","B-PER","I-PER"]},""" +
             """{"name":"broken","kind":"sequence_classification","state":"failed","error":"plugin not found","labels":[]}""" +
             "]}",
@@ -98,7 +98,7 @@ public sealed class ApiServerTests
         using var response = await server.Client.GetAsync("/v1/heads/sentiment");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(
-            """{"name":"sentiment","kind":"sequence_classification","state":"ready","labels":["negative","positive"],"plugin":"/plugins/Cls/Cls.dll","plugin_sha256":"ab12","details":{"pooling":"cls"}}""",
+            """{"name":"sentiment","kind":"sequence_classification","state":"ready","labels":["negative","positive"],"plugin":"Cls.dll","plugin_sha256":"ab12","details":{"pooling":"cls"}}""",
             await response.Content.ReadAsStringAsync());
         using var ner = await server.Client.GetAsync("/v1/heads/ner");
         Assert.Equal(JsonValueKind.Object, (await ApiTestServer.JsonOf(ner)).GetProperty("details").ValueKind);

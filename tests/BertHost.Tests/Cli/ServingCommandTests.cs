@@ -140,32 +140,43 @@ public sealed class ServingCommandTests : IDisposable
     }
 
     [Fact]
-    public async Task A_missing_plugin_or_a_bad_sha256_fails_that_head_only_while_validate_reports_both()
+    public async Task A_missing_plugin_fails_that_head_only_while_a_bad_sha256_stops_heads_and_serve_and_validate_reports_both()
     {
-        var extra = $"""
+        const string missing = "NoSuchPlugin";
+        var missingHead = $"""
               - name: missing
                 kind: text-classification
-                plugin: {Path.Combine(_dir.FullName, "NoSuchPlugin")}
+                plugin: {Path.Combine(_dir.FullName, missing)}
+            """;
+        var pinnedHead = $"""
               - name: pinned
                 kind: text-classification
                 plugin: {Plugins.HeadTestSupport.ClassificationPlugin}
                 sha256: {new string('0', 64)}
                 labels: [a, b]
             """;
-        var config = WriteConfig(HostFixture.Yaml(extra));
-
-        var validate = await CliRunner.RunAsync("validate", "--config", config);
+        var both = WriteConfig(HostFixture.Yaml(missingHead + "\n" + pinnedHead));
+        var validate = await CliRunner.RunAsync("validate", "--config", both);
         Assert.Equal(1, validate.ExitCode);
         Assert.Contains("heads[6].plugin: no plugin assembly found", validate.Error);
         Assert.Contains("heads[7].sha256: sha256 mismatch", validate.Error);
 
+        // The pin is what the operator vetted: a mismatch refuses to serve at all (README: "a mismatch refuses to start").
+        foreach (var args in new[] { new[] { "heads", "--config", both }, ["serve", "--config", both, "--urls", "http://127.0.0.1:0"] })
+        {
+            var verb = args[0];
+            var refused = await CliRunner.RunAsync(args);
+            Assert.True(refused.ExitCode == 1, $"{verb}: {refused.ExitCode} {refused.Out} {refused.Error}");
+            Assert.Contains("heads[7].sha256: sha256 mismatch", refused.Error);
+            Assert.Empty(refused.Out);
+        }
+
+        var config = WriteConfig(HostFixture.Yaml(missingHead));
         var heads = await CliRunner.RunAsync("heads", "--config", config);
-        Assert.True(heads.OutLines.Length == 8, heads.Out + heads.Error);
+        Assert.True(heads.OutLines.Length == 7, heads.Out + heads.Error);
         var states = heads.OutLines.Select(l => JsonNode.Parse(l)!).ToDictionary(h => h["name"]!.GetValue<string>());
         Assert.Equal("failed", states["missing"]["state"]!.GetValue<string>());
         Assert.Contains("no assembly found", states["missing"]["error"]!.GetValue<string>());
-        Assert.Equal("failed", states["pinned"]["state"]!.GetValue<string>());
-        Assert.Contains("sha256 mismatch", states["pinned"]["error"]!.GetValue<string>());
         Assert.Equal("ready", states["sentiment"]["state"]!.GetValue<string>());
         Assert.Contains("this head will not load", heads.Error);
 

@@ -25,7 +25,7 @@ public sealed class ConfigProblemTests : IDisposable
             new ConfigProblem(3, 3, "batching.max_batch_token", "unknown key 'max_batch_token' (did you mean 'max_batch_tokens'?)"),
             new ConfigProblem(4, 1, "Heads", "unknown key 'Heads' (did you mean 'heads'?)"),
             new ConfigProblem(5, 37, "host.max-request-bytes", "unknown key 'max-request-bytes' (did you mean 'max_request_bytes'?)"),
-            new ConfigProblem(5, 60, "host.colour", "unknown key 'colour' (known keys: urls, max_request_bytes, max_inputs_per_request, oversized, shutdown_timeout_seconds)"),
+            new ConfigProblem(5, 60, "host.colour", "unknown key 'colour' (known keys: urls, max_request_bytes, max_inputs_per_request, oversized, shutdown_timeout_seconds, max_input_tokens, max_request_tokens, request_timeout_seconds, max_response_bytes, allowed_hosts, cors, https)"),
         ], e.Problems);
     }
 
@@ -62,7 +62,7 @@ public sealed class ConfigProblemTests : IDisposable
             new ConfigProblem(3, 22, "host.max_request_bytes", "must be an integer, got 'abc'"),
             new ConfigProblem(4, 27, "host.max_inputs_per_request", "must be an integer, got '2.5'"),
             new ConfigProblem(6, 15, "body.checkpoint", "must be a string, got a mapping"),
-            new ConfigProblem(7, 11, "batching", "'batching' must be a mapping (max_batch_tokens, max_batch_requests, max_wait_ms, max_queued_inputs), got '42'"),
+            new ConfigProblem(7, 11, "batching", "'batching' must be a mapping (max_batch_tokens, max_batch_requests, max_wait_ms, max_queued_inputs, max_queued_tokens), got '42'"),
             new ConfigProblem(8, 8, "heads", "must be a list of heads (- name: ..., kind: ..., plugin: ...), got a mapping"),
         ], e.Problems);
     }
@@ -266,9 +266,9 @@ public sealed class ConfigProblemTests : IDisposable
     [Fact]
     public void The_top_level_must_be_a_mapping()
     {
-        Assert.Equal(new ConfigProblem(2, 1, "", "the top level must be a mapping of sections (host, body, batching, jobs, heads), got a list"),
+        Assert.Equal(new ConfigProblem(2, 1, "", "the top level must be a mapping of sections (host, body, batching, jobs, auth, heads), got a list"),
             _folder.Problem("# list\n- body\n- heads\n"));
-        Assert.Equal("the top level must be a mapping of sections (host, body, batching, jobs, heads), got 'hello'", _folder.Problem("hello").Message);
+        Assert.Equal("the top level must be a mapping of sections (host, body, batching, jobs, auth, heads), got 'hello'", _folder.Problem("hello").Message);
     }
 
     [Fact]

@@ -67,7 +67,15 @@ public sealed class HeadConfigTests : IDisposable
                 plugin: ../plugins/Foo
                 sha256: {pinned}
             """));
-        Assert.Equal(new ConfigProblem(6, 13, "heads[0].sha256", $"sha256 mismatch for {_folder.PluginDll}: expected {pinned}, actual {actual}") { HeadPluginOnly = true }, problem);
+        Assert.Equal(new ConfigProblem(6, 13, "heads[0].sha256", $"sha256 mismatch for {_folder.PluginDll}: expected {pinned}, actual {actual}"), problem);
+        // Unlike a plugin that is not there, a pin mismatch is not tolerated when serving: serve refuses to start.
+        var path = _folder.Write(Heads($"""
+              - name: a
+                kind: k
+                plugin: ../plugins/Foo
+                sha256: {pinned}
+            """), "serve.yaml");
+        Assert.Throws<ConfigException>(() => HostConfigLoader.Load(path, tolerateHeadPluginProblems: true));
     }
 
     [Theory]

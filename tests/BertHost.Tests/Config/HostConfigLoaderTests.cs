@@ -23,6 +23,15 @@ public sealed class HostConfigLoaderTests : IDisposable
               max_inputs_per_request: 32
               oversized: refuse
               shutdown_timeout_seconds: 10
+              max_input_tokens: 1000
+              max_request_tokens: 4000
+              request_timeout_seconds: 5
+              max_response_bytes: 4096
+              allowed_hosts: [berthost.internal, 10.0.0.7]
+              cors: {"{"} origins: [https://app.example] {"}"}
+            auth:
+              keys:
+                - {"{"} id: ci, sha256: {new string('a', 64)}, scopes: [predict, train] {"}"}
             body:
               checkpoint: ../models/bert
               device: cuda:1
@@ -33,6 +42,7 @@ public sealed class HostConfigLoaderTests : IDisposable
               max_batch_requests: 16
               max_wait_ms: 0
               max_queued_inputs: 100
+              max_queued_tokens: 50000
             heads:
               - name: sentiment
                 kind: text-classification
@@ -56,9 +66,20 @@ public sealed class HostConfigLoaderTests : IDisposable
             MaxInputsPerRequest = 32,
             Oversized = "refuse",
             ShutdownTimeoutSeconds = 10,
+            MaxInputTokens = 1000,
+            MaxRequestTokens = 4000,
+            RequestTimeoutSeconds = 5,
+            MaxResponseBytes = 4096,
+            AllowedHosts = config.Host.AllowedHosts,
+            CorsOrigins = config.Host.CorsOrigins,
         }, config.Host);
+        Assert.Equal(["berthost.internal", "10.0.0.7"], config.Host.AllowedHosts!);
+        Assert.Equal(["https://app.example"], config.Host.CorsOrigins);
+        var key = Assert.Single(config.Auth!.Keys);
+        Assert.Equal(("ci", new string('a', 64)), (key.Id, key.Sha256));
+        Assert.Equal(["predict", "train"], key.Scopes);
         Assert.Equal(new BodySection { Checkpoint = _folder.Model, Device = "cuda:1", DType = "bfloat16", MaxSequenceLength = 128 }, config.Body);
-        Assert.Equal(new BatchingSection { MaxBatchTokens = 8192, MaxBatchRequests = 16, MaxWaitMs = 0, MaxQueuedInputs = 100 }, config.Batching);
+        Assert.Equal(new BatchingSection { MaxBatchTokens = 8192, MaxBatchRequests = 16, MaxWaitMs = 0, MaxQueuedInputs = 100, MaxQueuedTokens = 50000 }, config.Batching);
 
         Assert.Equal(2, config.Heads.Count);
         var sentiment = config.Heads[0];
@@ -69,7 +90,7 @@ public sealed class HostConfigLoaderTests : IDisposable
         Assert.Equal(["negative", "positive"], sentiment.Labels);
         Assert.Equal(weights, sentiment.Weights);
         Assert.Equal("""{"pooling":"cls","dropout":0.1}""", sentiment.Options.GetRawText());
-        Assert.Equal(18, sentiment.Line);
+        Assert.Equal(28, sentiment.Line);
 
         var ner = config.Heads[1];
         Assert.Equal("ner.v2", ner.Name);
@@ -79,7 +100,7 @@ public sealed class HostConfigLoaderTests : IDisposable
         Assert.Null(ner.Weights);
         Assert.Equal(JsonValueKind.Object, ner.Options.ValueKind);
         Assert.Empty(ner.Options.EnumerateObject());
-        Assert.Equal(25, ner.Line);
+        Assert.Equal(35, ner.Line);
     }
 
     [Fact]

@@ -67,7 +67,7 @@ public sealed class HostFixture : IAsyncLifetime
         var config = HostConfigLoader.Load(ConfigPath);
         var metrics = new ServingMetrics();
         Engine = InferenceEngine.Start(config, NullLoggerFactory.Instance, metrics);
-        _app = ApiServer.Build(ApiOptions.FromHost(config.Host), Engine, metrics, NullLoggerProvider.Instance);
+        _app = ApiServer.Build(ApiOptions.FromConfig(config), Engine, metrics, NullLoggerProvider.Instance);
         await _app.StartAsync();
         Client = new HttpClient { BaseAddress = new Uri(_app.Urls.First()) };
     }

@@ -35,10 +35,10 @@ public sealed class JobResumeTests
         Assert.Equal(0, (int)resumed["resumed_from"]!["step"]!);
         Assert.Equal(Epochs(uninterrupted), Epochs(resumed));
         Assert.Equal(uninterrupted["best_metrics"]!.ToJsonString(), resumed["best_metrics"]!.ToJsonString());
-        Assert.False(Directory.Exists(Path.Combine((string)resumed["folder"]!, "checkpoint")));
+        Assert.False(Directory.Exists(Path.Combine(host.JobFolder(killed), "checkpoint")));
         // The saved heads are the same weights.
-        Assert.Equal(File.ReadAllBytes(Path.Combine((string)uninterrupted["folder"]!, "head", "head.safetensors")),
-            File.ReadAllBytes(Path.Combine((string)resumed["folder"]!, "head", "head.safetensors")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(host.JobFolder(reference), "head", "head.safetensors")),
+            File.ReadAllBytes(Path.Combine(host.JobFolder(killed), "head", "head.safetensors")));
     }
 
     /// <summary>Epoch, loss and metrics of every epoch (not the seconds).</summary>

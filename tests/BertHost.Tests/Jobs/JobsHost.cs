@@ -8,7 +8,7 @@ using BertHost.Tests.Plugins;
 using BertHost.Tests.Support;
 using BertHost.Tests.Training;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 
 namespace BertHost.Tests.Jobs;
 
@@ -16,6 +16,9 @@ namespace BertHost.Tests.Jobs;
 /// The real host with a job runner on a free port, over a tiny-bert deployment in a temp folder: <c>sentiment</c>
 /// (trainable, fresh), <c>fixed</c> (trainable, weights saved on tiny-bert, so a new body makes it stale) and
 /// <c>echo</c> (no training support). <see cref="RestartAsync"/> builds a new host on the same folder.
+/// Jobs are enabled with the temp folder as their data root (names in submissions are relative to it) and, unless
+/// <c>jobsOptions</c> says otherwise, outputs serve as soon as a job succeeds (<c>promote: auto, body_swap: auto</c>:
+/// the deployment opts in; the host's defaults are manual).
 /// </summary>
 internal sealed class JobsHost : IAsyncDisposable
 {
@@ -30,10 +33,17 @@ internal sealed class JobsHost : IAsyncDisposable
     public JobRunner Jobs { get; private set; } = null!;
     public HttpClient Client { get; private set; } = null!;
 
+    /// <param name="jobsOptions">Keys of the YAML's jobs mapping that replace the defaults, e.g. <c>body_swap: manual</c>.</param>
     /// <param name="extraHeads">More entries of the YAML's heads list (they may use <c>weights: fixed-head</c>).</param>
-    public static async Task<JobsHost> StartAsync(string jobsSection = "", string extraHeads = "")
+    /// <param name="sections">More top-level YAML (e.g. an auth section).</param>
+    public static async Task<JobsHost> StartAsync(string jobsOptions = "", string extraHeads = "", string sections = "")
     {
         var folder = Directory.CreateTempSubdirectory("berthost-jobs-").FullName;
+        File.Copy(TestPaths.Fixture("corpus", "small.txt"), Path.Combine(folder, CorpusName));
+        var jobs = new Dictionary<string, string> { ["enabled"] = "true", ["data_roots"] = "[.]", ["promote"] = "auto", ["body_swap"] = "auto" };
+        foreach (var pair in jobsOptions.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            jobs[pair[..pair.IndexOf(':')].Trim()] = pair[(pair.IndexOf(':') + 1)..].Trim();
+        var jobsSection = "jobs: { " + string.Join(", ", jobs.Select(kv => $"{kv.Key}: {kv.Value}")) + " }";
         var fixedWeights = Path.Combine(folder, "fixed-head");
         using (var body = TrainingData.LoadBody())
         using (var head = TrainingData.Head(body))
@@ -47,6 +57,7 @@ internal sealed class JobsHost : IAsyncDisposable
             batching:
               max_wait_ms: 1
             {jobsSection}
+            {sections}
             heads:
               - name: sentiment
                 kind: text-classification
@@ -72,9 +83,10 @@ internal sealed class JobsHost : IAsyncDisposable
     {
         var config = HostConfigLoader.Load(ConfigPath);
         var metrics = new ServingMetrics();
-        Engine = InferenceEngine.Start(config, NullLoggerFactory.Instance, metrics);
-        Jobs = JobRunner.Start(Engine, NullLoggerFactory.Instance, metrics);
-        _app = ApiServer.Build(ApiOptions.FromHost(config.Host), Engine, metrics, NullLoggerProvider.Instance, Jobs);
+        var loggers = LoggerFactory.Create(b => b.AddProvider(Logs).SetMinimumLevel(LogLevel.Debug));
+        Engine = InferenceEngine.Start(config, loggers, metrics);
+        Jobs = JobRunner.Start(Engine, loggers, metrics);
+        _app = ApiServer.Build(ApiOptions.FromConfig(config), Engine, metrics, Logs, Jobs);
         await _app.StartAsync();
         Client = new HttpClient { BaseAddress = new Uri(_app.Urls.First()), Timeout = TimeSpan.FromSeconds(60) };
     }
@@ -105,7 +117,20 @@ internal sealed class JobsHost : IAsyncDisposable
         Directory.Delete(Folder, recursive: true);
     }
 
-    public string WriteData(int count, int seed) => TrainingData.WriteJsonl(count, seed, Folder);
+    /// <summary>The corpus fixture, copied into the data root.</summary>
+    public const string CorpusName = "small.txt";
+
+    /// <summary>Logs of the host (API and jobs, audit lines included).</summary>
+    public Api.ListLoggerProvider Logs { get; } = new();
+
+    /// <summary>Writes a JSONL training file into the data root; returns its name there (what a submission gives).</summary>
+    public string WriteData(int count, int seed) => Path.GetFileName(TrainingData.WriteJsonl(count, seed, Folder));
+
+    /// <summary>Where a file of the data root is.</summary>
+    public string PathOf(string name) => Path.Combine(Folder, name);
+
+    /// <summary>A job's folder (responses do not show it).</summary>
+    public string JobFolder(string id) => Path.Combine(JobsDirectory, id);
 
     public Task<(int Status, JsonNode Body)> PostAsync(string path, object body) => HttpJson.PostAsync(Client, path, body);
 

@@ -41,7 +41,7 @@ public sealed class MultitaskJobTests
         Assert.Equal(2, epochs.Count);
         Assert.All(epochs, e => Assert.Equal(["fixed", "sentiment"], e!["tasks"]!.AsObject().Select(t => t.Key).Order()));
         Assert.NotNull(job["best_metrics"]!["mean_primary"]);
-        var folder = (string)job["folder"]!;
+        var folder = host.JobFolder(id);
         foreach (var file in new[] { "body/model.safetensors", "heads/sentiment/head.safetensors", "heads/fixed/head.safetensors", "history.json" })
             Assert.True(File.Exists(Path.Combine(folder, file)), file);
 
@@ -58,7 +58,7 @@ public sealed class MultitaskJobTests
         {
             var (_, status) = await host.GetAsync($"/v1/heads/{head}");
             Assert.Equal("ready", (string)status["state"]!);
-            Assert.Equal(Path.Combine(folder, "heads", head), (string)status["details"]!["weights"]!);
+            Assert.Equal($"jobs/{id}/heads/{head}", (string)status["details"]!["weights"]!);
         }
         // "other" was trained on the old body and is not in the job: stale.
         var (_, other) = await host.GetAsync("/v1/heads/other");
@@ -94,10 +94,10 @@ public sealed class MultitaskJobTests
         await Expect(new { mode = "multitask", tasks = new[] { new { head = "sentiment", train = data }, new { head = "echo", train = data } } }, 422, "tasks[1].head",
             "head 'echo' (echo-cls) does not support training");
         await Expect(new { mode = "multitask", tasks = new[] { new { head = "sentiment", train = "nope.jsonl" }, new { head = "fixed", train = data } } }, 422, "tasks[0].train",
-            $"tasks[0].train: file not found: {Path.Combine(host.Folder, "nope.jsonl")}");
-        await Expect(new { mode = "multitask", tasks = new object[] { new { head = "sentiment", train = data }, new { head = "fixed" } } }, 400, "tasks[1].train", "tasks[1].train is required");
+            "tasks[0].train: no file 'nope.jsonl' in the data roots");
+        await Expect(new { mode = "multitask", tasks = new object[] { new { head = "sentiment", train = data }, new { head = "fixed" } } }, 400, "tasks[1].train", "tasks[1].train is required (a file name relative to a data root, or uploaded data)");
         await Expect(new { mode = "multitask", tasks = new object[] { new { head = "sentiment", train = data }, new { head = "fixed", train = data, evl = data } } }, 400, "tasks[1].evl",
-            "unknown field 'tasks[1].evl'; expected head, train, eval");
+            "unknown field 'tasks[1].evl' (did you mean 'eval'?); expected head, train, eval");
         await Expect(new { mode = "multitask", tasks = new object[] { new { head = "sentiment", train = data }, 3 } }, 400, "tasks[1]", "tasks[1] must be a JSON object, got a number");
         await Expect(new { mode = "multitask", head = "sentiment", tasks = new[] { new { head = "sentiment", train = data }, new { head = "fixed", train = data } } }, 400, "head",
             "a multitask job names its heads and data in tasks, not in head");

@@ -14,7 +14,7 @@ namespace BertHost.Tests.Jobs;
 [Collection(SeededTorchCollection.Name)]
 public sealed class PretrainJobTests
 {
-    private static readonly string Corpus = TestPaths.Fixture("corpus", "small.txt");
+    private const string Corpus = JobsHost.CorpusName;
     private static readonly string[] Texts = ["happy dog", "war in the city"];
 
     /// <summary>A small, fast run; <paramref name="more"/> adds or overrides fields.</summary>
@@ -41,12 +41,12 @@ public sealed class PretrainJobTests
         Assert.Equal("pretrain", (string)queued["kind"]!);
         Assert.Equal(12, (int)queued["total_steps"]!);
         Assert.Equal("tiny", (string)queued["options"]!["config_size"]!);
-        // A fresh body speaks the deployment's vocabulary.
-        Assert.Equal(host.Engine.Body.Folder, (string)queued["options"]!["vocab"]!);
+        // A fresh body speaks the deployment's vocabulary (the record says so without the served folder's path).
+        Assert.Equal("served", (string)queued["options"]!["vocab"]!);
         Assert.Equal(1, (int)queued["options"]!["warmup"]!);
         Assert.Equal(0.15, (double)queued["options"]!["mask_prob"]!);
         var corpus = Assert.Single(queued["data"]!.AsArray())!;
-        Assert.Equal(("corpus", Corpus), ((string)corpus["role"]!, (string)corpus["path"]!));
+        Assert.Equal(("corpus", Corpus, null), ((string)corpus["role"]!, (string)corpus["name"]!, corpus["path"]));
 
         var job = await host.WaitForStateAsync(id, JobStates.Succeeded);
         Assert.Equal(12, (int)job["step"]!);
@@ -58,7 +58,7 @@ public sealed class PretrainJobTests
         Assert.All(curve.Where(p => p!["eval_loss"] is not null), p => Assert.InRange((double)p!["masked_accuracy"]!, 0, 1));
         Assert.True((double)curve[^1]!["train_loss"]! < (double)curve[0]!["train_loss"]! - 0.5, curve.ToJsonString());
 
-        var folder = (string)job["folder"]!;
+        var folder = host.JobFolder(id);
         foreach (var file in new[] { "history.json", "history.csv", "history.svg", "body/config.json", "body/vocab.txt", "body/model.safetensors" })
             Assert.True(File.Exists(Path.Combine(folder, file)), file);
         Assert.False(Directory.Exists(Path.Combine(folder, "checkpoint")));
@@ -80,13 +80,13 @@ public sealed class PretrainJobTests
     [Fact]
     public async Task A_job_from_the_served_body_copies_it_and_with_manual_body_swap_serves_only_when_promoted()
     {
-        await using var host = await JobsHost.StartAsync("jobs: { body_swap: manual }");
+        await using var host = await JobsHost.StartAsync("body_swap: manual");
         var served = host.Engine.Body.Fingerprint;
         var before = await host.PredictAsync("fixed", Texts);
         var id = await host.SubmitAsync(Job(("config_size", null), ("from", "served"), ("max_steps", 4), ("eval_every", 0)));
         var job = await host.WaitForStateAsync(id, JobStates.Succeeded);
         Assert.Equal(served, (string)job["body_fingerprint"]!);
-        Assert.Equal(host.Engine.Body.Folder, (string)job["options"]!["from"]!);
+        Assert.Equal("served", (string)job["options"]!["from"]!);
         Assert.False((bool)job["promoted"]!);
         Assert.NotEqual(served, (string)job["output_fingerprint"]!);
         // The served body and its heads are exactly as they were.
@@ -114,8 +114,8 @@ public sealed class PretrainJobTests
         var job = await host.WaitForStateAsync(id, JobStates.Cancelled);
         Assert.False((bool)job["promoted"]!);
         Assert.True((int)job["step"]! < 100_000);
-        Assert.False(Directory.Exists(Path.Combine((string)job["folder"]!, "body")));
-        Assert.False(Directory.Exists(Path.Combine((string)job["folder"]!, "checkpoint")));
+        Assert.False(Directory.Exists(Path.Combine(host.JobFolder(id), "body")));
+        Assert.False(Directory.Exists(Path.Combine(host.JobFolder(id), "checkpoint")));
         Assert.Equal(served, host.Engine.Body.Fingerprint);
         Assert.Equal("ready", (string)(await host.GetAsync("/v1/heads/fixed")).Body["state"]!);
     }
@@ -123,7 +123,7 @@ public sealed class PretrainJobTests
     [Fact]
     public async Task A_pretrain_job_killed_mid_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_one()
     {
-        await using var host = await JobsHost.StartAsync("jobs: { body_swap: manual }");
+        await using var host = await JobsHost.StartAsync("body_swap: manual");
         var job = Job(("max_steps", 8), ("log_every", 1), ("eval_every", 4), ("checkpoint_every", 2));
         var reference = await host.SubmitAsync(job);
         var uninterrupted = await host.WaitForStateAsync(reference, JobStates.Succeeded);
@@ -138,9 +138,9 @@ public sealed class PretrainJobTests
         // It went on from the checkpoint written when it stopped (at step 5, or a step later: the stop reaches it asynchronously).
         Assert.InRange((int)resumed["resumed_from"]!["step"]!, 5, 7);
         Assert.Equal(Curve(uninterrupted), Curve(resumed));
-        Assert.Equal(File.ReadAllBytes(Path.Combine((string)uninterrupted["folder"]!, "body", "model.safetensors")),
-            File.ReadAllBytes(Path.Combine((string)resumed["folder"]!, "body", "model.safetensors")));
-        Assert.False(Directory.Exists(Path.Combine((string)resumed["folder"]!, "checkpoint")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(host.JobFolder(reference), "body", "model.safetensors")),
+            File.ReadAllBytes(Path.Combine(host.JobFolder(killed), "body", "model.safetensors")));
+        Assert.False(Directory.Exists(Path.Combine(host.JobFolder(killed), "checkpoint")));
     }
 
     /// <summary>Step, losses and accuracy of every curve point (not the seconds).</summary>
@@ -158,16 +158,15 @@ public sealed class PretrainJobTests
             Assert.Equal(field, (string?)body["error"]!["field"]);
             Assert.Equal(message, (string)body["error"]!["message"]!);
         }
-        var missing = Path.Combine(host.Folder, "nope.txt");
-        await Expect(Job(("corpus", null)), 400, "corpus", "corpus is required");
-        await Expect(Job(("corpus", 3)), 400, "corpus", "corpus must be an array of strings, got 3");
-        await Expect(Job(("corpus", new[] { Corpus, "nope.txt" })), 422, "corpus", $"corpus: file not found: {missing}");
+        await Expect(Job(("corpus", null)), 400, "corpus", "corpus is required (file names relative to a data root, or uploaded data)");
+        await Expect(Job(("corpus", 3)), 400, "corpus", "corpus must be a file name relative to a data root, or {\"content\": \"...\", \"name\": \"...\"}, got a number");
+        await Expect(Job(("corpus", new[] { Corpus, "nope.txt" })), 422, "corpus[1]", "corpus[1]: no file 'nope.txt' in the data roots");
         await Expect(Job(("config_size", null)), 422, "config_size", "give exactly one of config_size, config and from");
         await Expect(Job(("from", "served")), 422, "from", "give exactly one of config_size, config and from");
         await Expect(Job(("config_size", "huge")), 422, "config_size", "config_size: size 'huge' is not one of tiny, mini, small, medium, base, large");
-        await Expect(Job(("config_size", null), ("from", "nowhere")), 422, "from", $"from: {Path.Combine(host.Folder, "nowhere")} is not a model folder (no config.json)");
+        await Expect(Job(("config_size", null), ("from", "nowhere")), 422, "from", "from: no folder 'nowhere' in the data roots");
         await Expect(Job(("config_size", null), ("from", "served"), ("vocab", "x")), 422, "vocab", "vocab goes with a fresh model; from uses the folder's own vocabulary");
-        await Expect(Job(("config_size", null), ("config", "none.json")), 422, "config", $"config: file not found: {Path.Combine(host.Folder, "none.json")}");
+        await Expect(Job(("config_size", null), ("config", "none.json")), 422, "config", "config: no file 'none.json' in the data roots");
         await Expect(Job(("seq_len", 4)), 422, "seq_len", "seq_len must be between 8 and 1000000, got 4");
         await Expect(Job(("seq_len", 1024)), 422, "seq_len", "seq_len 1024 exceeds the model's max_position_embeddings (512)");
         await Expect(Job(("long_seq_len", 16)), 422, "long_seq_len", "long_seq_len (16) must be longer than seq_len (16)");
