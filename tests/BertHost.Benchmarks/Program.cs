@@ -33,6 +33,8 @@ public static class Program
             var body = options.Suites.Contains("body");
             var onnx = options.Suites.Contains("onnx");
             if (options.Suites.Contains("profile")) sections.Add(new ProfileSuite(options).Run());
+            if (options.Suites.Contains("precision")) sections.Add(new PrecisionSuite(options).Run());
+            if (options.Suites.Contains("package")) sections.Add(new PackageSuite(options).Run());
             if (body || onnx) sections.Add(new BodySuite(options, withOnnx: onnx).Run());
             if (options.Suites.Contains("http")) sections.Add(new HttpSuite(options).RunAsync().GetAwaiter().GetResult());
             if (options.Suites.Contains("training")) sections.Add(new TrainingSuite(options).Run());

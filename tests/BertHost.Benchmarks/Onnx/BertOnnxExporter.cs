@@ -16,9 +16,13 @@ public static class BertOnnxExporter
 {
     public const int Opset = 17;
 
-    public static byte[] Export(BertModel model)
+    /// <param name="int8">Write every Linear as ONNX Runtime's dynamic quantization writes it
+    /// (<c>quantize_dynamic(per_channel=True)</c>): DynamicQuantizeLinear on the activations, MatMulInteger with int8
+    /// weights quantized per output channel (symmetric, scale = max |row| / 127, as the host quantizes them), Cast,
+    /// Mul by the two scales, Add the bias. ORT fuses the pattern into its DynamicQuantizeMatMul kernel.</param>
+    public static byte[] Export(BertModel model, bool int8 = false)
     {
-        var g = new GraphBuilder();
+        var g = new GraphBuilder(int8);
         var c = model.Config;
         var e = model.embeddings;
 
@@ -110,7 +114,7 @@ public static class BertOnnxExporter
     }
 
     /// <summary>Collects nodes, initializers and outputs; names are the tensors' graph names.</summary>
-    private sealed class GraphBuilder
+    private sealed class GraphBuilder(bool int8)
     {
         private readonly List<Message> _nodes = [];
         private readonly List<Message> _initializers = [];
@@ -134,9 +138,29 @@ public static class BertOnnxExporter
         /// <summary>x·Wᵀ + b, with Wᵀ stored transposed as torch.onnx does (MatMul then Add).</summary>
         public string Linear(string name, string input, Tensor weight, Tensor bias)
         {
+            if (int8) return QuantizedLinear(name, input, weight, bias);
             Init($"{name}.weight_t", weight, transpose: true);
             Init($"{name}.bias", bias);
             Add("MatMul", [input, $"{name}.weight_t"], [$"{name}.mm"]);
+            Add("Add", [$"{name}.mm", $"{name}.bias"], [$"{name}.out"]);
+            return $"{name}.out";
+        }
+
+        private string QuantizedLinear(string name, string input, Tensor weight, Tensor bias)
+        {
+            using var scope = NewDisposeScope();
+            var w = weight.detach().to(ScalarType.Float32, CPU);
+            var scale = w.abs().amax([1]).clamp_min(1e-12).div(127.0);
+            var quantized = w.div(scale.unsqueeze(1)).round().clamp(-128, 127).to(ScalarType.Int8).t().contiguous();
+            _initializers.Add(Tensor($"{name}.weight_q", DataType.Int8, quantized.shape, quantized.bytes));
+            _initializers.Add(Tensor($"{name}.weight_zero", DataType.Int8, [quantized.shape[1]], new byte[quantized.shape[1]]));
+            _initializers.Add(FloatTensor($"{name}.weight_scale", scale.shape, scale.contiguous().data<float>().ToArray()));
+            Init($"{name}.bias", bias);
+            Add("DynamicQuantizeLinear", [input], [$"{name}.xq", $"{name}.x_scale", $"{name}.x_zero"]);
+            Add("MatMulInteger", [$"{name}.xq", $"{name}.weight_q", $"{name}.x_zero", $"{name}.weight_zero"], [$"{name}.mmi"]);
+            Add("Cast", [$"{name}.mmi"], [$"{name}.mmf"], IntAttribute("to", (long)DataType.Float));
+            Add("Mul", [$"{name}.x_scale", $"{name}.weight_scale"], [$"{name}.scale"]);
+            Add("Mul", [$"{name}.mmf", $"{name}.scale"], [$"{name}.mm"]);
             Add("Add", [$"{name}.mm", $"{name}.bias"], [$"{name}.out"]);
             return $"{name}.out";
         }

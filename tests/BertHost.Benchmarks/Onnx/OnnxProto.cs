@@ -9,7 +9,7 @@ namespace BertHost.Benchmarks.Onnx;
 /// </summary>
 public static class OnnxProto
 {
-    public enum DataType { Float = 1, Int32 = 6, Int64 = 7 }
+    public enum DataType { Float = 1, UInt8 = 2, Int8 = 3, Int32 = 6, Int64 = 7 }
 
     private enum AttributeType { Float = 1, Int = 2, Ints = 7 }
 

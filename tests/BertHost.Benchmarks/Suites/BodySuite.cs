@@ -72,7 +72,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
     }
 
     /// <summary>What the scheduler does per pass: tensors in, one forward without autograd, outputs released.</summary>
-    private static void HostPass(BertBody body, PaddedBatch batch)
+    internal static void HostPass(BertBody body, PaddedBatch batch)
     {
         using var output = body.ForwardSkippingPadding(batch);
         if (body.Device.type == TorchSharp.DeviceType.CUDA) cuda.synchronize();
@@ -177,7 +177,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
     }
 
     /// <summary>The serving planner's passes over single-head jobs, one job per sequence.</summary>
-    private static IEnumerable<IReadOnlyList<EncodedSequence>> Plan(IReadOnlyList<EncodedSequence> sequences, int maxTokens, int maxRequests)
+    internal static IEnumerable<IReadOnlyList<EncodedSequence>> Plan(IReadOnlyList<EncodedSequence> sequences, int maxTokens, int maxRequests)
     {
         var slot = new HeadSlot("bench", "bench", null, HeadStates.Ready, null, null, null);
         var jobs = sequences.Select(s => new InferenceJob([new HeadWork(slot, new HeadFeatures { Sequences = [s] })], CancellationToken.None)).ToList();
