@@ -38,7 +38,9 @@ public sealed class TrainingSession : IDisposable
     public static TrainingSession Open(HostConfig config, string headName, ILoggerFactory loggers) => Open(config, [headName], loggers);
 
     /// <summary>Loads the body and the heads <paramref name="headNames"/> (each once); a head that cannot be built throws <see cref="HeadLoadException"/>.</summary>
-    public static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers)
+    /// <param name="asServed">Load the body as <c>serve</c> does (<c>body.quantize</c>, prepacked weights): to evaluate
+    /// heads on the body they will be served from, never to train it.</param>
+    public static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers, bool asServed = false)
     {
         var sections = new List<HeadSection>();
         foreach (var headName in headNames)
@@ -48,7 +50,7 @@ public sealed class TrainingSession : IDisposable
             if (sections.Contains(section)) throw new HeadLoadException($"head '{section.Name}' is named more than once");
             sections.Add(section);
         }
-        var body = DeploymentLoading.LoadBody(config);
+        var body = DeploymentLoading.LoadBody(config, forServing: asServed);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
         var heads = new List<IHead>();
         HeadSection? current = null;

@@ -21,6 +21,7 @@ public sealed class EvalCommand : ICommand
         new("data", "labelled data", "PATH"),
         new("format", "data format (default: from the file)", "NAME"),
         new("batch-size", "examples per batch (default 16)", "N"),
+        new("as-served", "load the body as serve does (body.quantize, body.dtype refusals, prepacked weights): the metrics of the served head"),
         new("verbose", "log loading details to stderr"),
     ];
 
@@ -31,7 +32,7 @@ public sealed class EvalCommand : ICommand
         var batchSize = args.GetInt("batch-size", 1) ?? 16;
         var config = EngineLoader.LoadConfig(args, context.Error);
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Warning);
-        using var session = TrainCommand.Open(config, [headName], loggers);
+        using var session = TrainCommand.Open(config, [headName], loggers, asServed: args.Has("as-served"));
         if (session.Head.TrainedOnFingerprint is { } trainedOn && trainedOn != session.Body.Fingerprint)
             context.Error.WriteLine($"berthost eval: warning: head '{headName}' was trained on body {trainedOn}, not on the configured body {session.Body.Fingerprint}");
         var data = TrainCommand.ReadExamples(session.Head, dataPath, args.Get("format"));

@@ -231,11 +231,11 @@ public sealed class TrainCommand : ICommand
             eval.GetValueOrDefault(h))).ToList();
     }
 
-    internal static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers)
+    internal static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers, bool asServed = false)
     {
         try
         {
-            return TrainingSession.Open(config, headNames, loggers);
+            return TrainingSession.Open(config, headNames, loggers, asServed);
         }
         catch (BodyLoadException e)
         {
