@@ -38,6 +38,9 @@ public sealed record ApiOptions
     /// <summary>The server certificate and client-certificate policy of https:// addresses.</summary>
     public HttpsSection? Https { get; init; }
 
+    /// <summary>The heads TEI's <c>/embed</c> and <c>/rerank</c> serve when a request names none.</summary>
+    public ProtocolsSection Protocols { get; init; } = new();
+
     /// <summary>The deployment's folder: paths inside it are shown relative to it, others by their last component only.</summary>
     public string? ConfigFolder { get; init; }
 
@@ -66,6 +69,7 @@ public sealed record ApiOptions
         {
             Auth = config.Auth,
             MaxUploadBytes = config.Jobs.MaxUploadBytes,
+            Protocols = config.Protocols,
             ConfigFolder = Path.GetDirectoryName(config.SourcePath),
         };
     }
