@@ -182,7 +182,7 @@ public static class ApiServer
         app.MapPost("/v1/jobs", Handler(jobEndpoints.SubmitAsync)).RequireAuthorization(Scopes.Train)
             .Describe("submitJob", "Queues a training or pre-training job that runs while the host serves; data inline, uploaded (multipart: the JSON in part 'job', files in parts named after their fields) or named relative to jobs.data_roots.",
                 typeof(JobRequest), typeof(Job), typeof(Error), job.Concat([400, 413, 415, 422]), StatusCodes.Status202Accepted)
-            .WithMetadata(new Microsoft.AspNetCore.Http.Metadata.AcceptsMetadata(["multipart/form-data"], typeof(JobUpload)));
+            .WithMetadata(new OpenApiSetup.RequestSchema(typeof(JobUpload), "multipart/form-data"));
         app.MapGet("/v1/jobs", Handler(jobEndpoints.ListAsync)).RequireAuthorization(Scopes.Train)
             .Describe("listJobs", "Every job (history included), newest first; ?state= filters.", null, typeof(JobList), typeof(Error), job.Append(400));
         app.MapGet("/v1/jobs/{id}", Handler(jobEndpoints.GetAsync)).RequireAuthorization(Scopes.Train)

@@ -78,8 +78,16 @@ internal static class OpenApiSetup
                 };
                 return Task.CompletedTask;
             });
-            o.AddOperationTransformer((operation, context, _) =>
+            o.AddOperationTransformer(async (operation, context, cancellationToken) =>
             {
+                foreach (var body in context.Description.ActionDescriptor.EndpointMetadata.OfType<RequestSchema>())
+                {
+                    var id = body.Type.Name;
+                    if (context.Document!.Components?.Schemas?.ContainsKey(id) != true)
+                        context.Document.AddComponent(id, await context.GetOrCreateSchemaAsync(body.Type, null, cancellationToken));
+                    operation.RequestBody ??= new OpenApiRequestBody { Required = true, Content = new Dictionary<string, OpenApiMediaType>() };
+                    operation.RequestBody.Content![body.ContentType] = new OpenApiMediaType { Schema = new OpenApiSchemaReference(id, context.Document) };
+                }
                 var metadata = context.Description.ActionDescriptor.EndpointMetadata;
                 var scope = metadata.OfType<IAuthorizeData>().Select(a => a.Policy).LastOrDefault(p => p is not null);
                 if (metadata.OfType<IAllowAnonymous>().Any())
@@ -109,7 +117,6 @@ internal static class OpenApiSetup
                 }
                 foreach (var (status, response) in operation.Responses ?? [])
                     if (StatusMeanings.TryGetValue(status, out var meaning) && response is OpenApiResponse r) r.Description = meaning;
-                return Task.CompletedTask;
             });
             o.AddSchemaTransformer((schema, context, _) =>
             {
@@ -129,6 +136,12 @@ internal static class OpenApiSetup
     }
 
     /// <summary>
+    /// The body a route reads, for the document only: <see cref="AcceptsMetadata"/> would also make routing refuse
+    /// other media types with a bare 415 before the handler could answer its JSON error.
+    /// </summary>
+    public sealed record RequestSchema(Type Type, string ContentType);
+
+    /// <summary>
     /// What the OpenAPI document says about a route: its operation id and summary, the JSON it reads, what it answers
     /// with <paramref name="status"/>, and the error statuses it may answer in <paramref name="error"/>'s shape.
     /// </summary>
@@ -136,7 +149,7 @@ internal static class OpenApiSetup
         Type error, IEnumerable<int> errors, int status = StatusCodes.Status200OK, string contentType = "application/json") where TBuilder : IEndpointConventionBuilder
     {
         builder.WithName(operationId).WithSummary(summary);
-        if (request is not null) builder.WithMetadata(new AcceptsMetadata(["application/json"], request));
+        if (request is not null) builder.WithMetadata(new RequestSchema(request, "application/json"));
         builder.WithMetadata(new ProducesResponseTypeMetadata(status, response, [contentType]));
         foreach (var e in errors.Distinct()) builder.WithMetadata(new ProducesResponseTypeMetadata(e, error, ["application/json"]));
         return builder;

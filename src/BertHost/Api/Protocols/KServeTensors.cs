@@ -48,20 +48,20 @@ internal static class KServeTensors
             case ("text-classification", "label"):
             case ("multiple-choice", "label"):
             case ("question-answering", "answer"):
-                return Column(outputs, name == "answer" ? "answer" : "label", v => JsonValue.Create(v.GetValue<string>()));
+                return Column(outputs, name == "answer" ? "answer" : "label", v => JsonValue.Create(v.Deserialize<string>()));
             case ("question-answering", "score"):
-                return Column(outputs, "score", v => JsonValue.Create((float)v.GetValue<double>()));
+                return Column(outputs, "score", v => JsonValue.Create(v.Deserialize<float>()));
             case ("question-answering", "start"):
             case ("question-answering", "end"):
             case ("multiple-choice", "choice"):
-                return Column(outputs, name, v => JsonValue.Create(v.GetValue<long>()));
+                return Column(outputs, name, v => JsonValue.Create(v.Deserialize<long>()));
             case ("text-classification", "scores"):
             {
                 var data = new JsonArray();
                 foreach (var output in outputs)
                 {
                     if (output is not JsonObject { } o || o["scores"] is not JsonObject scores) return null;
-                    foreach (var label in head.Labels) data.Add((float)scores[label]!.GetValue<double>());
+                    foreach (var label in head.Labels) data.Add(scores[label]!.Deserialize<float>());
                 }
                 return ([n, head.Labels.Count], data);
             }
@@ -73,7 +73,7 @@ internal static class KServeTensors
                 if (rows.Any(r => r is null) || rows.Select(r => r!.Count).Distinct().Count() != 1) return null;
                 var data = new JsonArray();
                 foreach (var row in rows)
-                    foreach (var v in row!) data.Add(v!.GetValue<float>());
+                    foreach (var v in row!) data.Add(v!.Deserialize<float>());
                 return ([n, rows[0]!.Count], data);
             }
             case ("token-classification", "entities"):
