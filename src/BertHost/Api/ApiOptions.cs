@@ -41,6 +41,9 @@ public sealed record ApiOptions
     /// <summary>The heads TEI's <c>/embed</c> and <c>/rerank</c> serve when a request names none.</summary>
     public ProtocolsSection Protocols { get; init; } = new();
 
+    /// <summary>Where traces and metrics are exported (OTLP); none by default.</summary>
+    public TelemetrySection Telemetry { get; init; } = new();
+
     /// <summary>The deployment's folder: paths inside it are shown relative to it, others by their last component only.</summary>
     public string? ConfigFolder { get; init; }
 
@@ -70,6 +73,7 @@ public sealed record ApiOptions
             Auth = config.Auth,
             MaxUploadBytes = config.Jobs.MaxUploadBytes,
             Protocols = config.Protocols,
+            Telemetry = config.Telemetry,
             ConfigFolder = Path.GetDirectoryName(config.SourcePath),
         };
     }

@@ -145,6 +145,7 @@ public static class ApiServer
         builder.Services.AddSingleton(metrics);
         builder.Services.AddHealthChecks().AddHostHealth();
         builder.Services.AddHostOpenApi();
+        builder.Services.AddHostTelemetry(options.Telemetry);
         builder.Services.AddHostedService(_ => new EngineService(engine));
         if (jobs is not null) builder.Services.AddHostedService(_ => new JobRunnerService(jobs));
 
