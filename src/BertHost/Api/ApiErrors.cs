@@ -75,6 +75,8 @@ internal static class ApiResponses
         RequestInfo.Of(context).ErrorCode = code;
         if (retry ?? status == StatusCodes.Status429TooManyRequests)
             context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // Shapes without a field property carry it in the message, unless the message already starts with it.
+        var withField = field is null || message.StartsWith(field, StringComparison.Ordinal) ? message : $"{field}: {message}";
         return WriteJsonAsync(context, status, w =>
         {
             w.WriteStartObject();
@@ -90,11 +92,11 @@ internal static class ApiResponses
                     w.WriteEndObject();
                     break;
                 case ErrorDialect.Tei:
-                    w.WriteString("error", field is null ? message : $"{field}: {message}");
+                    w.WriteString("error", withField);
                     w.WriteString("error_type", ErrorDialects.TeiType(status));
                     break;
                 case ErrorDialect.KServe:
-                    w.WriteString("error", field is null ? message : $"{field}: {message}");
+                    w.WriteString("error", withField);
                     break;
                 default:
                     w.WriteStartObject("error");

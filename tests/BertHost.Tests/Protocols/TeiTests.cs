@@ -94,7 +94,7 @@ public sealed class TeiTests(ProtocolHost host) : IClassFixture<ProtocolHost>
         Assert.Contains("head 'emb' is a embedding head", error["error"]!.GetValue<string>());
         (status, error) = await host.PostAsync("/rerank", new { query = "q" });
         Assert.Equal(400, status);
-        Assert.Equal("texts: texts is required", error["error"]!.GetValue<string>());
+        Assert.Equal("texts is required", error["error"]!.GetValue<string>());
         (status, error) = await host.PostAsync("/rerank", new { query = "q", texts = new[] { "a" }, truncation_direction = "Left" });
         Assert.Equal(400, status);
     }

@@ -166,7 +166,7 @@ internal sealed class KServeEndpoints(IInferenceEngine engine, ApiOptions option
             if (item.ValueKind != JsonValueKind.Object || !item.TryGetProperty("name", out var n) || n.ValueKind != JsonValueKind.String)
                 throw ApiException.BadRequest($"{field} must be an object with a name", field);
             var spec = specs.FirstOrDefault(s => s.Name == n.GetString())
-                ?? throw ApiException.BadRequest($"{field}: this model has no output '{n.GetString()}' (outputs: {string.Join(", ", specs.Select(s => s.Name))})", field);
+                ?? throw ApiException.BadRequest($"this model has no output '{n.GetString()}' (outputs: {string.Join(", ", specs.Select(s => s.Name))})", field);
             wanted.Add(spec);
         }
         return wanted;
@@ -189,7 +189,7 @@ internal sealed class KServeEndpoints(IInferenceEngine engine, ApiOptions option
             JsonElement? data = null;
             foreach (var p in item.EnumerateObject())
             {
-                if (!InputFields.Contains(p.Name)) throw ApiException.BadRequest($"{field}: unknown field '{p.Name}'; expected {string.Join(", ", InputFields)}", $"{field}.{p.Name}");
+                if (!InputFields.Contains(p.Name)) throw ApiException.BadRequest($"unknown field '{p.Name}'; expected {string.Join(", ", InputFields)}", $"{field}.{p.Name}");
                 switch (p.Name)
                 {
                     case "name": name = ProtocolHeads.String(p.Value, $"{field}.name"); break;
@@ -200,8 +200,8 @@ internal sealed class KServeEndpoints(IInferenceEngine engine, ApiOptions option
             }
             if (name is null) throw ApiException.BadRequest($"{field}.name is required", $"{field}.name");
             if (!known.Contains(name))
-                throw ApiException.BadRequest($"{field}: a {kind} model has no input '{name}' (inputs: {string.Join(", ", known)})", $"{field}.name");
-            if (tensors.Any(t => t.Name == name)) throw ApiException.BadRequest($"{field}: input '{name}' is given twice", $"{field}.name");
+                throw ApiException.BadRequest($"a {kind} model has no input '{name}' (inputs: {string.Join(", ", known)})", $"{field}.name");
+            if (tensors.Any(t => t.Name == name)) throw ApiException.BadRequest($"input '{name}' is given twice", $"{field}.name");
             if (datatype != KServeTensors.Bytes)
                 throw ApiException.BadRequest($"{field}.datatype must be BYTES (text), got {datatype ?? "nothing"}", $"{field}.datatype");
             if (shape is null || shape.Length is 0 or > 2) throw ApiException.BadRequest($"{field}.shape must be [batch] or [batch, n]", $"{field}.shape");
@@ -210,7 +210,7 @@ internal sealed class KServeEndpoints(IInferenceEngine engine, ApiOptions option
             Flatten(data.Value, $"{field}.data", strings);
             var expected = shape.Aggregate(1L, (a, b) => a * b);
             if (strings.Count != expected)
-                throw ApiException.BadRequest($"{field}: shape [{string.Join(", ", shape)}] holds {expected} elements but data has {strings.Count}", $"{field}.data");
+                throw ApiException.BadRequest($"shape [{string.Join(", ", shape)}] holds {expected} elements but data has {strings.Count}", $"{field}.data");
             tensors.Add((name, shape, strings));
         }
         var batch = tensors[0].Shape[0];
@@ -236,7 +236,7 @@ internal sealed class KServeEndpoints(IInferenceEngine engine, ApiOptions option
             return;
         }
         if (value.ValueKind != JsonValueKind.Array)
-            throw ApiException.BadRequest($"{field}: BYTES data must be strings, got {JsonKinds.Describe(value.ValueKind)}", field);
+            throw ApiException.BadRequest($"BYTES data must be strings, got {JsonKinds.Describe(value.ValueKind)}", field);
         foreach (var item in value.EnumerateArray()) Flatten(item, field, into);
     }
 

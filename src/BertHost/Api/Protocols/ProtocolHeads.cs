@@ -81,7 +81,7 @@ internal static class ProtocolHeads
         {
             var itemField = $"{field}[{i++}]";
             if (item.ValueKind == JsonValueKind.Number || item.ValueKind == JsonValueKind.Array)
-                throw ApiException.BadRequest($"{itemField}: token-id inputs are not supported; send the text (this host tokenizes with the served body's tokenizer)", itemField);
+                throw ApiException.BadRequest($"token-id inputs are not supported; send the text (this host tokenizes with the served body's tokenizer)", itemField);
             if (item.ValueKind != JsonValueKind.String)
                 throw ApiException.BadRequest($"{itemField} must be a string, got {JsonKinds.Describe(item.ValueKind)}", itemField);
             texts.Add(item.GetString()!);
