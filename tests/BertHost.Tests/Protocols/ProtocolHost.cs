@@ -1,27 +1,20 @@
-using BertHost.Api;
-using BertHost.Core.Config;
-using BertHost.Core.Serving;
 using BertHost.Tests.Plugins;
 using BertHost.Tests.Support;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace BertHost.Tests.Protocols;
 
 /// <summary>
-/// The real host on a free 127.0.0.1 port with a head of every kind on tiny-bert, imported from the Hugging Face task
-/// folders the head tests check against the reference: what the protocol routes (OpenAI, TEI, KServe) are tested on.
+/// The real host with a head of every kind on tiny-bert (the built-in heads imported from the Hugging Face task
+/// folders the head tests check against the reference, two embedding heads, a fresh classifier, an optional head that
+/// fails to load): what the protocol routes (OpenAI, TEI, KServe) are tested on.
 /// </summary>
 public sealed class ProtocolHost : IAsyncLifetime
 {
-    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("berthost-protocols-");
-    private WebApplication? _app;
+    private TestHost? _host;
 
-    public InferenceEngine Engine { get; private set; } = null!;
-    public HttpClient Client { get; private set; } = null!;
-    public Uri BaseAddress { get; private set; } = null!;
-
-    private static string Plugin(string name) => Path.Combine(TestPaths.RepoRoot, "plugins", name);
+    private TestHost Host => _host ?? throw new InvalidOperationException("the host has not started");
+    public HttpClient Client => Host.Client;
+    public Uri BaseAddress => Host.BaseAddress;
 
     public static string Yaml(string body = "tiny-bert", string extra = "") => $"""
         host:
@@ -36,32 +29,17 @@ public sealed class ProtocolHost : IAsyncLifetime
         heads:
           - name: emb
             kind: embedding
-            plugin: {Plugin("BertHost.Heads.Embedding")}
+            plugin: {TestHost.Plugin("BertHost.Heads.Embedding")}
           - name: emb8
             kind: embedding
-            plugin: {Plugin("BertHost.Heads.Embedding")}
+            plugin: {TestHost.Plugin("BertHost.Heads.Embedding")}
             options: {"{"} dimensions: 8, pooling: cls {"}"}
           - name: sentiment
             kind: text-classification
-            plugin: {Plugin("BertHost.Heads.Classification")}
+            plugin: {TestHost.Plugin("BertHost.Heads.Classification")}
             labels: [negative, positive]
             options: {"{"} pooling: cls {"}"}
-          - name: cross
-            kind: text-classification
-            plugin: {Plugin("BertHost.Heads.Classification")}
-            weights: {ReferenceOutputs.ModelFolder("tiny-bert-seqcls")}
-          - name: ner
-            kind: token-classification
-            plugin: {Plugin("BertHost.Heads.TokenClassification")}
-            weights: {ReferenceOutputs.ModelFolder("tiny-bert-tokcls")}
-          - name: qa
-            kind: question-answering
-            plugin: {Plugin("BertHost.Heads.QuestionAnswering")}
-            weights: {ReferenceOutputs.ModelFolder("tiny-bert-qa")}
-          - name: choice
-            kind: multiple-choice
-            plugin: {Plugin("BertHost.Heads.MultipleChoice")}
-            weights: {ReferenceOutputs.ModelFolder("tiny-bert-mc")}
+        {TestHost.ImportedHeads(classification: "cross")}
           - name: broken
             kind: throws-in-create
             plugin: {HeadTestSupport.TestHeadsPlugin}
@@ -71,32 +49,14 @@ public sealed class ProtocolHost : IAsyncLifetime
 
     public async Task InitializeAsync() => await StartAsync(Yaml());
 
-    public async Task StartAsync(string yaml)
-    {
-        var path = Path.Combine(_dir.FullName, "deployment.yaml");
-        await File.WriteAllTextAsync(path, yaml);
-        var config = HostConfigLoader.Load(path);
-        var metrics = new ServingMetrics();
-        Engine = InferenceEngine.Start(config, NullLoggerFactory.Instance, metrics);
-        _app = ApiServer.Build(ApiOptions.FromConfig(config), Engine, metrics, NullLoggerProvider.Instance);
-        await _app.StartAsync();
-        BaseAddress = new Uri(_app.Urls.First());
-        Client = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
-    }
+    public async Task StartAsync(string yaml) => _host = await TestHost.StartAsync(yaml);
 
-    public Task<(int Status, System.Text.Json.Nodes.JsonNode Body)> PostAsync(string path, object body) => HttpJson.PostAsync(Client, path, body);
+    public Task<(int Status, System.Text.Json.Nodes.JsonNode Body)> PostAsync(string path, object body) => Host.PostAsync(path, body);
 
-    public Task<(int Status, System.Text.Json.Nodes.JsonNode Body)> GetAsync(string path) => HttpJson.GetAsync(Client, path);
+    public Task<(int Status, System.Text.Json.Nodes.JsonNode Body)> GetAsync(string path) => Host.GetAsync(path);
 
     public async Task DisposeAsync()
     {
-        Client.Dispose();
-        if (_app is not null)
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
-        await Engine.DisposeAsync();
-        _dir.Delete(recursive: true);
+        if (_host is not null) await _host.DisposeAsync();
     }
 }
