@@ -44,6 +44,9 @@ public sealed class ServingMetrics : IDisposable
     private readonly Gauge _queueTokens = new("berthost_queue_tokens", "Tokens admitted and not finished: what batching.max_queued_tokens bounds.");
 
     private readonly Meter _meter = new(MeterName);
+
+    /// <summary>This instance's meter (several hosts in one process each have their own, all named <see cref="MeterName"/>).</summary>
+    public Meter Meter => _meter;
     private readonly MeterListener _listener = new();
     private readonly Dictionary<Instrument, Action<double, ReadOnlySpan<KeyValuePair<string, object?>>>> _sinks = [];
     private readonly Counter<long> _requestCount, _requestInputCount, _responseCount, _errorCount, _headRowCount;

@@ -160,10 +160,11 @@ public sealed partial class ServingMetricsTests
     public void The_same_measurements_reach_any_listener_of_the_meter_as_opentelemetry_reads_them()
     {
         using var m = new ServingMetrics();
-        var seen = new List<(string Instrument, double Value, string Tags)>();
+        // Other tests' hosts record on meters of the same name at the same time: listen to this instance's only.
+        var seen = new System.Collections.Concurrent.ConcurrentBag<(string Instrument, double Value, string Tags)>();
         using var listener = new System.Diagnostics.Metrics.MeterListener
         {
-            InstrumentPublished = (i, l) => { if (i.Meter.Name == ServingMetrics.MeterName) l.EnableMeasurementEvents(i); },
+            InstrumentPublished = (i, l) => { if (i.Meter == m.Meter) l.EnableMeasurementEvents(i); },
         };
         listener.SetMeasurementEventCallback<long>((i, v, tags, _) => seen.Add((i.Name, v, string.Join(",", tags.ToArray().Select(t => $"{t.Key}={t.Value}")))));
         listener.SetMeasurementEventCallback<double>((i, v, tags, _) => seen.Add((i.Name, v, string.Join(",", tags.ToArray().Select(t => $"{t.Key}={t.Value}")))));
