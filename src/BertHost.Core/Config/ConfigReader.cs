@@ -12,7 +12,10 @@ namespace BertHost.Core.Config;
 /// <summary>Walks one YAML document, collecting every problem; see <see cref="HostConfigLoader"/>.</summary>
 internal sealed partial class ConfigReader(string sourcePath, Func<string, string?> environment, bool tolerateHeadPluginProblems = false)
 {
-    internal static readonly string[] TopKeys = ["host", "body", "batching", "jobs", "auth", "heads"];
+    internal static readonly string[] TopKeys = ["host", "body", "batching", "jobs", "auth", "telemetry", "protocols", "heads"];
+    internal static readonly string[] TelemetryKeys = ["otlp_endpoint", "otlp_protocol", "service_name"];
+    internal static readonly string[] OtlpProtocols = ["grpc", "http/protobuf"];
+    internal static readonly string[] ProtocolsKeys = ["embed_head", "rerank_head"];
     internal static readonly string[] HostKeys =
     [
         "urls", "max_request_bytes", "max_inputs_per_request", "oversized", "shutdown_timeout_seconds", "max_input_tokens",
@@ -29,7 +32,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
     [
         "enabled", "directory", "max_concurrent", "resume_interrupted", "body_swap", "promote", "data_roots", "max_upload_bytes", "max_data_bytes",
     ];
-    internal static readonly string[] HeadKeys = ["name", "kind", "plugin", "sha256", "labels", "weights", "options"];
+    internal static readonly string[] HeadKeys = ["name", "kind", "plugin", "sha256", "labels", "weights", "options", "required"];
 
     internal static readonly string[] DTypes = ["float32", "bfloat16", "float16"];
     internal static readonly string[] OversizedModes = ["truncate", "refuse"];
@@ -70,7 +73,9 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
         var jobs = ReadJobs(top);
         var auth = ReadAuth(top);
         CheckBinding(top, host, auth);
+        var telemetry = ReadTelemetry(top);
         var heads = ReadHeads(top);
+        var protocols = ReadProtocols(top, heads);
 
         if (_problems.Any(p => !(tolerateHeadPluginProblems && p.HeadPluginOnly)) || body is null) throw Failure();
         return new HostConfig
@@ -82,6 +87,8 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             Batching = batching,
             Jobs = jobs,
             Auth = auth,
+            Telemetry = telemetry,
+            Protocols = protocols,
             Heads = heads,
         };
     }
@@ -692,6 +699,53 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
         return null;
     }
 
+    /// <summary><c>telemetry:</c> where traces and metrics go besides <c>/metrics</c> (an OTLP collector).</summary>
+    private TelemetrySection ReadTelemetry(Dictionary<string, Entry> top)
+    {
+        var defaults = new TelemetrySection();
+        var e = Section(top, "telemetry", TelemetryKeys, out _);
+        if (e is null) return defaults;
+        const string path = "telemetry";
+        Uri? endpoint = null;
+        if (String(e, "otlp_endpoint", path, out var node) is { } text)
+        {
+            if (Uri.TryCreate(text.Trim(), UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.Host.Length > 0)
+                endpoint = uri;
+            else
+                Add(node!, "telemetry.otlp_endpoint", $"must be an http:// or https:// address of an OTLP collector (e.g. http://127.0.0.1:4317), got '{text}'");
+        }
+        var serviceName = String(e, "service_name", path, out var nameNode);
+        if (serviceName is not null && serviceName.Trim().Length == 0)
+        {
+            Add(nameNode!, "telemetry.service_name", "must not be empty");
+            serviceName = null;
+        }
+        return new TelemetrySection
+        {
+            OtlpEndpoint = endpoint,
+            OtlpProtocol = Choice(e, "otlp_protocol", path, OtlpProtocols) ?? defaults.OtlpProtocol,
+            ServiceName = serviceName?.Trim() ?? defaults.ServiceName,
+        };
+    }
+
+    /// <summary><c>protocols:</c> which heads answer the routes that name no head (TEI's <c>/embed</c> and <c>/rerank</c>).</summary>
+    private ProtocolsSection ReadProtocols(Dictionary<string, Entry> top, IReadOnlyList<HeadSection> heads)
+    {
+        var e = Section(top, "protocols", ProtocolsKeys, out _);
+        if (e is null) return new ProtocolsSection();
+        string? Head(string key)
+        {
+            var name = String(e, key, "protocols", out var node);
+            if (name is null) return null;
+            var head = heads.FirstOrDefault(h => string.Equals(h.Name, name, StringComparison.OrdinalIgnoreCase));
+            if (head is not null) return head.Name;
+            var suggestion = KeySuggestions.Closest(name, heads.Select(h => h.Name).ToList());
+            Add(node!, $"protocols.{key}", $"no head named '{name}'{(suggestion is null ? "" : $" (did you mean '{suggestion}'?)")}");
+            return null;
+        }
+        return new ProtocolsSection { EmbedHead = Head("embed_head"), RerankHead = Head("rerank_head") };
+    }
+
     // ---- heads ---------------------------------------------------------------------------------------------------
 
     private List<HeadSection> ReadHeads(Dictionary<string, Entry> top)
@@ -790,6 +844,8 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             }
         }
 
+        var required = Bool(e, "required", path) ?? true;
+
         var options = e.TryGetValue("options", out var optionsEntry)
             ? YamlJson.ToOptions(optionsEntry.Value, Join(path, "options"), environment, (node, p, message) => Add(node, p, message))
             : (JsonElement?)null;
@@ -804,6 +860,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             Sha256 = sha,
             Labels = labels,
             Weights = weights,
+            Required = required,
             Line = (int)item.Start.Line,
         };
         return options is { } o ? head with { Options = o } : head;

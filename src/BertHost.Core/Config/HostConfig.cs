@@ -17,6 +17,13 @@ public sealed record HostConfig
 
     /// <summary>API keys and what each may do; null when the file has no <c>auth:</c> section (then the host binds loopback only).</summary>
     public AuthSection? Auth { get; init; }
+
+    /// <summary>Traces and metrics export (OTLP); <c>/metrics</c> serves either way.</summary>
+    public TelemetrySection Telemetry { get; init; } = new();
+
+    /// <summary>Default heads of the protocol routes that name none.</summary>
+    public ProtocolsSection Protocols { get; init; } = new();
+
     public IReadOnlyList<HeadSection> Heads { get; init; } = [];
 
     /// <summary>
@@ -218,6 +225,35 @@ public sealed record HeadSection
     /// <summary>The <c>options:</c> mapping converted to JSON (an empty object when absent).</summary>
     public JsonElement Options { get; init; } = JsonDocument.Parse("{}").RootElement.Clone();
 
+    /// <summary>
+    /// Whether the host is ready only when this head loaded (<c>/readyz</c>, <c>/v2/health/ready</c>); false marks a
+    /// head whose failure should not take the host out of a load balancer.
+    /// </summary>
+    public bool Required { get; init; } = true;
+
     /// <summary>Line of the entry in the YAML file, for messages.</summary>
     public int Line { get; init; }
+}
+
+/// <summary><c>telemetry:</c></summary>
+public sealed record TelemetrySection
+{
+    /// <summary>An OTLP collector (gRPC, e.g. <c>http://127.0.0.1:4317</c>) that receives traces and metrics; null = none.</summary>
+    public Uri? OtlpEndpoint { get; init; }
+
+    /// <summary><c>grpc</c> (default, port 4317) or <c>http/protobuf</c> (port 4318; the endpoint is the collector's base address).</summary>
+    public string OtlpProtocol { get; init; } = "grpc";
+
+    /// <summary>The <c>service.name</c> resource attribute of what is exported.</summary>
+    public string ServiceName { get; init; } = "berthost";
+}
+
+/// <summary><c>protocols:</c></summary>
+public sealed record ProtocolsSection
+{
+    /// <summary>The head TEI's <c>/embed</c> uses when the request names none; null = the deployment's only embedding head.</summary>
+    public string? EmbedHead { get; init; }
+
+    /// <summary>The head TEI's <c>/rerank</c> uses when the request names none; null = the only text-classification head.</summary>
+    public string? RerankHead { get; init; }
 }

@@ -1,7 +1,7 @@
 namespace BertHost.Core.Config;
 
 /// <summary>"did you mean" for misspelt keys: the closest known key within a small edit distance.</summary>
-internal static class KeySuggestions
+public static class KeySuggestions
 {
     public static string? Closest(string key, IEnumerable<string> known)
     {

@@ -37,6 +37,7 @@ public sealed class BatchScheduler : IAsyncDisposable
         _metrics = metrics;
         _logger = logger;
         _worker = Task.Run(RunAsync);
+        metrics.ObserveQueue(() => (InFlightInputs, InFlightTokens));
     }
 
     /// <summary>Body passes run so far (a multi-head request for one input costs one).</summary>
@@ -179,6 +180,7 @@ public sealed class BatchScheduler : IAsyncDisposable
             if (job.CancellationToken.IsCancellationRequested) job.Cancel();
             else jobs.Add(job);
             _metrics.RecordQueueTime(Stopwatch.GetElapsedTime(job.EnqueuedAt, now).TotalSeconds);
+            ServingTelemetry.Source.StartActivity(ServingTelemetry.QueueWait, ActivityKind.Internal, job.Parent, startTime: job.EnqueuedUtc)?.Dispose();
         }
         if (jobs.Count == 0) return;
         var batch = jobs.Count == planned.Jobs.Count ? planned : BatchPlanner.Plan(jobs, int.MaxValue, int.MaxValue)[0];
@@ -202,6 +204,10 @@ public sealed class BatchScheduler : IAsyncDisposable
         var works = batch.Jobs.SelectMany(j => j.Work).ToList();
         var needHidden = works.Any(w => w.Slot.Head!.Requirements.NeedsHiddenStates);
         var padded = PaddedBatch.Create(batch.Rows, _body.Tokenizer.PadTokenId);
+        using var pass = ServingTelemetry.Source.StartActivity(ServingTelemetry.BodyPass, ActivityKind.Internal, parentContext: default,
+            links: batch.Jobs.Where(j => j.Parent != default).Select(j => new ActivityLink(j.Parent)).ToList());
+        pass?.SetTag("berthost.rows", batch.Rows.Count);
+        pass?.SetTag("berthost.padded_tokens", batch.PaddedTokens);
 
         var start = Stopwatch.GetTimestamp();
         using var output = _body.ForwardSkippingPadding(padded, needHidden);
@@ -224,8 +230,19 @@ public sealed class BatchScheduler : IAsyncDisposable
             using var slice = BodyOutputRows.Select(output, rows);
             var headBatch = new HeadBatch(works.Select(w => w.Features).ToList(), _body.Device);
             var head = slot.Head!;
-            var logits = head.Forward(slice, headBatch);
-            var outputs = head.Decode(logits, headBatch);
+            Tensor logits;
+            using (var forward = ServingTelemetry.Source.StartActivity(ServingTelemetry.HeadForward))
+            {
+                forward?.SetTag("berthost.head", slot.Name);
+                forward?.SetTag("berthost.rows", rows.Length);
+                logits = head.Forward(slice, headBatch);
+            }
+            IReadOnlyList<System.Text.Json.Nodes.JsonNode> outputs;
+            using (var decode = ServingTelemetry.Source.StartActivity(ServingTelemetry.Decode))
+            {
+                decode?.SetTag("berthost.head", slot.Name);
+                outputs = head.Decode(logits, headBatch);
+            }
             if (outputs.Count != works.Count)
                 throw new InvalidOperationException($"Decode returned {outputs.Count} outputs for {works.Count} inputs");
             for (var i = 0; i < works.Count; i++) works[i].Output = outputs[i];

@@ -1,12 +1,16 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using BertHost.Abstractions.Text;
 
 namespace BertHost.Core.Serving;
 
 /// <summary>What the API layer (HTTP, CLI) asks of the serving core.</summary>
 public interface IInferenceEngine
 {
-    /// <summary>True once the body and every head that could load are ready (heads that failed do not block readiness).</summary>
+    /// <summary>
+    /// True once the body is loaded and no required head failed to load (a head the deployment marks
+    /// <c>required: false</c> does not block readiness).
+    /// </summary>
     bool IsReady { get; }
 
     /// <summary>Every configured head, in configuration order, with its state.</summary>
@@ -28,6 +32,12 @@ public interface IInferenceEngine
     /// Runs every input through several heads with ONE body pass per input sequence, shared by all of them (when the
     /// heads encode an input to the same token sequences). Returns, per input, an object keyed by head name.
     /// </summary>
+    /// <summary>
+    /// The served body's tokenization of each text (no truncation), with or without the special tokens; bounded by
+    /// the host's input and token limits like a prediction (<see cref="ServingException"/>s name <c>inputs[i]</c>).
+    /// </summary>
+    IReadOnlyList<EncodedSequence> Tokenize(IReadOnlyList<string> texts, bool addSpecialTokens);
+
     Task<IReadOnlyList<JsonObject>> PredictManyAsync(IReadOnlyList<string> heads, IReadOnlyList<JsonElement> inputs, JsonElement parameters, CancellationToken cancellationToken);
 }
 
@@ -51,6 +61,9 @@ public sealed record HeadStatus
 
     /// <summary>Kind-specific description from the head (options in force...).</summary>
     public JsonObject? Details { get; init; }
+
+    /// <summary>Whether the host's readiness waits for this head (<c>required</c> in the deployment, default true).</summary>
+    public bool Required { get; init; } = true;
 
     public bool IsReady => State == "ready";
 }

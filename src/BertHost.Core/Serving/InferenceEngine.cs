@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
+using BertHost.Abstractions.Text;
 using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Config;
@@ -268,11 +269,39 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
 
     // ---- serving -------------------------------------------------------------------------------------------------
 
-    public bool IsReady => true;
+    public bool IsReady => _served.Slots.All(s => s.State != HeadStates.Failed || !Required(s.Name));
 
-    public IReadOnlyList<HeadStatus> Heads => _served.Slots.Select(s => s.ToStatus(withDetails: false)).ToList();
+    private bool Required(string head) => FindSection(head)?.Required ?? true;
 
-    public HeadStatus? FindHead(string name) => _served.ByName.TryGetValue(name, out var slot) ? slot.ToStatus(withDetails: true) : null;
+    public IReadOnlyList<HeadStatus> Heads => _served.Slots.Select(s => s.ToStatus(withDetails: false) with { Required = Required(s.Name) }).ToList();
+
+    public HeadStatus? FindHead(string name) =>
+        _served.ByName.TryGetValue(name, out var slot) ? slot.ToStatus(withDetails: true) with { Required = Required(slot.Name) } : null;
+
+    public IReadOnlyList<EncodedSequence> Tokenize(IReadOnlyList<string> texts, bool addSpecialTokens)
+    {
+        var limits = _config.Host;
+        if (texts.Count == 0) throw new ServingException(ServingError.BadRequest, "inputs must not be empty", "inputs");
+        if (texts.Count > limits.MaxInputsPerRequest)
+            throw new ServingException(ServingError.PayloadTooLarge, $"{texts.Count} inputs in one request; at most {limits.MaxInputsPerRequest} are accepted", "inputs");
+        var tokenizer = Body.Tokenizer;
+        var options = new EncodeOptions { Truncation = TruncationStrategy.DoNotTruncate, AddSpecialTokens = addSpecialTokens };
+        var result = new List<EncodedSequence>(texts.Count);
+        long total = 0;
+        for (var i = 0; i < texts.Count; i++)
+        {
+            var sequence = tokenizer.Encode(texts[i], null, options)[0];
+            if (sequence.Length > limits.MaxInputTokens)
+                throw new ServingException(ServingError.TooMuchWork,
+                    $"inputs[{i}] is {sequence.Length} tokens; at most {limits.MaxInputTokens} per input (host.max_input_tokens)", $"inputs[{i}]");
+            total += sequence.Length;
+            if (total > limits.MaxRequestTokens)
+                throw new ServingException(ServingError.TooMuchWork,
+                    $"the inputs come to more than {limits.MaxRequestTokens} tokens ({total} by inputs[{i}]); at most {limits.MaxRequestTokens} per request (host.max_request_tokens)", "inputs");
+            result.Add(sequence);
+        }
+        return result;
+    }
 
     public JsonObject DescribeBody() => new()
     {
@@ -444,8 +473,12 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         }
     }
 
+    private int _disposed;
+
+    /// <summary>Drains the scheduler and releases heads, plugins and the body; a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         await Scheduler.DisposeAsync();
         var served = _served;
         foreach (var slot in served.Slots) slot.Head?.Dispose();

@@ -36,6 +36,12 @@ public sealed class InferenceJob
     public IReadOnlyList<HeadWork> Work { get; }
     public CancellationToken CancellationToken { get; }
     public long EnqueuedAt { get; } = Stopwatch.GetTimestamp();
+
+    /// <summary>When it was admitted, on the wall clock (where its queue_wait span starts).</summary>
+    public DateTimeOffset EnqueuedUtc { get; } = DateTimeOffset.UtcNow;
+
+    /// <summary>The span of the request it belongs to (its queue_wait span's parent, the body pass's link); default when none.</summary>
+    public ActivityContext Parent { get; } = Activity.Current?.Context ?? default;
     public int MaxSequenceLength { get; }
 
     /// <summary>Rows before de-duplication (an upper bound for the token budget).</summary>

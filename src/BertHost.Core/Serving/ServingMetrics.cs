@@ -1,17 +1,26 @@
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
 
 namespace BertHost.Core.Serving;
 
 /// <summary>
-/// The host's metrics, written in the Prometheus text exposition format (version 0.0.4) by <c>GET /metrics</c>.
+/// The host's metrics: instruments of a <see cref="Meter"/> named <see cref="MeterName"/> (what OpenTelemetry exports,
+/// e.g. over OTLP), and the same measurements in the Prometheus text exposition format (version 0.0.4) for
+/// <c>GET /metrics</c>, aggregated here by a <see cref="MeterListener"/> on this instance's instruments. The text keeps
+/// the names, label order, buckets and always-present families the host has served since before OpenTelemetry (the
+/// OpenTelemetry Prometheus exporter would add an <c>otel_scope_name</c> label to every series and a
+/// <c>target_info</c> family, sort labels by name, and leave out instruments not yet recorded).
 /// Thread-safe; one instance per host (no static state). The HTTP layer records requests, responses and errors; the
-/// engine records queue times, batches, head times and head readiness.
+/// engine records queue times, batches, head times, head readiness and the queue's depth.
 /// </summary>
-public sealed class ServingMetrics
+public sealed class ServingMetrics : IDisposable
 {
     /// <summary>The Content-Type of <see cref="WritePrometheus"/>'s output.</summary>
     public const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+    /// <summary>The name of the <see cref="Meter"/> (and of the activity source, <see cref="ServingTelemetry"/>).</summary>
+    public const string MeterName = ServingTelemetry.Name;
 
     private static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
     private static readonly double[] QueueBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -31,9 +40,56 @@ public sealed class ServingMetrics
     private readonly Counter _headRows = new("berthost_head_rows_total", "Rows run through a head, by head.", "head");
     private readonly Gauge _jobs = new("berthost_jobs", "Training jobs by state (queued, running, succeeded, failed, cancelled, interrupted).", "state");
     private readonly Gauge _heads = new("berthost_heads", "Configured heads by state (ready, failed: failed to load or stale).", "state");
+    private readonly Gauge _queueInputs = new("berthost_queue_inputs", "Inputs admitted and not finished (waiting or in a body pass): what batching.max_queued_inputs bounds.");
+    private readonly Gauge _queueTokens = new("berthost_queue_tokens", "Tokens admitted and not finished: what batching.max_queued_tokens bounds.");
+
+    private readonly Meter _meter = new(MeterName);
+
+    /// <summary>This instance's meter (several hosts in one process each have their own, all named <see cref="MeterName"/>).</summary>
+    public Meter Meter => _meter;
+    private readonly MeterListener _listener = new();
+    private readonly Dictionary<Instrument, Action<double, ReadOnlySpan<KeyValuePair<string, object?>>>> _sinks = [];
+    private readonly Counter<long> _requestCount, _requestInputCount, _responseCount, _errorCount, _headRowCount;
+    private readonly Histogram<double> _httpDurationHistogram, _queueTimeHistogram, _bodyHistogram, _headHistogram;
+    private readonly Histogram<int> _batchRowsHistogram, _batchTokensHistogram;
+    private volatile int _headsReady, _headsFailed;
+    private volatile IReadOnlyDictionary<string, int>? _jobCounts;
+    private volatile Func<(long Inputs, long Tokens)>? _queue;
 
     public ServingMetrics()
     {
+        _requestCount = Sink(_meter.CreateCounter<long>("berthost.requests", "{request}", "Requests received, by route and head."), _requests);
+        _requestInputCount = Sink(_meter.CreateCounter<long>("berthost.request.inputs", "{input}", "Inputs received in requests, by route and head."), _requestInputs);
+        _responseCount = Sink(_meter.CreateCounter<long>("berthost.responses", "{response}", "Responses sent, by route and HTTP status code."), _responses);
+        _httpDurationHistogram = Sink(CreateHistogram<double>("berthost.http.request.duration", "s", "Time from request start to response end, by route.", LatencyBuckets), _httpDuration);
+        _errorCount = Sink(_meter.CreateCounter<long>("berthost.request.errors", "{request}", "Requests that failed, by head and error code."), _errors);
+        _queueTimeHistogram = Sink(CreateHistogram<double>("berthost.queue.time", "s", "Time an input waited in the queue before its body pass.", QueueBuckets), _queueTime);
+        _batchRowsHistogram = Sink(CreateHistogram<int>("berthost.batch.rows", "{row}", "Rows (token sequences) per body pass.", RowBuckets), _batchRows);
+        _batchTokensHistogram = Sink(CreateHistogram<int>("berthost.batch.tokens", "{token}", "Tokens per body pass: real (attended) and padded (rows x longest row).", TokenBuckets), _batchTokens);
+        _bodyHistogram = Sink(CreateHistogram<double>("berthost.body.duration", "s", "Time of one body pass.", LatencyBuckets), _bodySeconds);
+        _headHistogram = Sink(CreateHistogram<double>("berthost.head.duration", "s", "Time of one head pass over a batch, by head.", LatencyBuckets), _headSeconds);
+        _headRowCount = Sink(_meter.CreateCounter<long>("berthost.head.rows", "{row}", "Rows run through a head, by head."), _headRows);
+        Sink(_meter.CreateObservableGauge("berthost.heads", () => (IEnumerable<Measurement<int>>)
+            [new(_headsReady, new KeyValuePair<string, object?>("state", "ready")), new(_headsFailed, new KeyValuePair<string, object?>("state", "failed"))],
+            "{head}", "Configured heads by state (ready, failed: failed to load or stale)."), _heads);
+        Sink(_meter.CreateObservableGauge("berthost.jobs", () => (_jobCounts ?? new Dictionary<string, int>())
+            .Select(p => new Measurement<int>(p.Value, new KeyValuePair<string, object?>("state", p.Key))),
+            "{job}", "Training jobs by state."), _jobs);
+        // Fit for autoscaling: how much work is admitted and not yet done.
+        Sink(_meter.CreateObservableGauge("berthost.queue.inputs", () => _queue is { } q ? [new Measurement<long>(q().Inputs)] : Array.Empty<Measurement<long>>(),
+            "{input}", "Inputs admitted and not finished (waiting or in a body pass)."), _queueInputs);
+        Sink(_meter.CreateObservableGauge("berthost.queue.tokens", () => _queue is { } q ? [new Measurement<long>(q().Tokens)] : Array.Empty<Measurement<long>>(),
+            "{token}", "Tokens admitted and not finished (waiting or in a body pass)."), _queueTokens);
+
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (instrument.Meter == _meter && _sinks.ContainsKey(instrument)) listener.EnableMeasurementEvents(instrument);
+        };
+        _listener.SetMeasurementEventCallback<long>((i, v, tags, _) => _sinks[i](v, tags));
+        _listener.SetMeasurementEventCallback<int>((i, v, tags, _) => _sinks[i](v, tags));
+        _listener.SetMeasurementEventCallback<double>((i, v, tags, _) => _sinks[i](v, tags));
+        _listener.Start();
+
         _queueTime.Touch();
         _batchRows.Touch();
         _batchTokens.Touch("real");
@@ -43,64 +99,97 @@ public sealed class ServingMetrics
         _heads.Set(0, "failed");
     }
 
+    private Histogram<T> CreateHistogram<T>(string name, string unit, string description, double[] buckets) where T : struct =>
+        _meter.CreateHistogram(name, unit, description, tags: null, advice: new InstrumentAdvice<T>
+        {
+            HistogramBucketBoundaries = buckets.Select(b => (T)Convert.ChangeType(b, typeof(T), CultureInfo.InvariantCulture)).ToArray(),
+        });
+
+    /// <summary>Routes an instrument's measurements into a Prometheus family, its tags taken by the family's label names.</summary>
+    private T Sink<T>(T instrument, Family family) where T : Instrument
+    {
+        _sinks[instrument] = family switch
+        {
+            Counter c => (v, tags) => c.Add(v, Labels(c, tags)),
+            Gauge g => (v, tags) => g.Set(v, Labels(g, tags)),
+            Histogram h => (v, tags) => h.Observe(v, Labels(h, tags)),
+            _ => throw new ArgumentException(family.GetType().Name),
+        };
+        return instrument;
+    }
+
+    private static string[] Labels(Family family, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var names = family.LabelNamesOf;
+        var values = new string[names.Length];
+        for (var i = 0; i < names.Length; i++)
+        {
+            values[i] = "";
+            foreach (var tag in tags)
+                if (tag.Key == names[i]) values[i] = tag.Value as string ?? Convert.ToString(tag.Value, CultureInfo.InvariantCulture) ?? "";
+        }
+        return values;
+    }
+
+    private static KeyValuePair<string, object?> Tag(string key, object? value) => new(key, value);
+
     /// <summary>A request arrived on <paramref name="route"/> (the route pattern, e.g. <c>/v1/heads/{name}/predict</c>).</summary>
     /// <param name="head">The head addressed, or null (several heads, or none).</param>
     /// <param name="inputs">Inputs in the request (0 when it carries none).</param>
     public void RecordRequest(string route, string? head, int inputs)
     {
-        _requests.Add(1, route, head ?? "");
-        _requestInputs.Add(inputs, route, head ?? "");
+        _requestCount.Add(1, Tag("route", route), Tag("head", head ?? ""));
+        _requestInputCount.Add(inputs, Tag("route", route), Tag("head", head ?? ""));
     }
 
     /// <summary>A response was sent: its status and the time the request took.</summary>
     public void RecordResponse(string route, int statusCode, double seconds)
     {
-        _responses.Add(1, route, statusCode.ToString(CultureInfo.InvariantCulture));
-        _httpDuration.Observe(seconds, route);
+        _responseCount.Add(1, Tag("route", route), Tag("status", statusCode.ToString(CultureInfo.InvariantCulture)));
+        _httpDurationHistogram.Record(seconds, Tag("route", route));
     }
 
     /// <summary>A request failed with an error <paramref name="code"/> (<c>invalid_input</c>, <c>queue_full</c>...).</summary>
-    public void RecordError(string? head, string code) => _errors.Add(1, head ?? "", code);
+    public void RecordError(string? head, string code) => _errorCount.Add(1, Tag("head", head ?? ""), Tag("code", code));
 
     /// <summary>An input waited <paramref name="seconds"/> in the queue before its body pass.</summary>
-    public void RecordQueueTime(double seconds) => _queueTime.Observe(seconds);
+    public void RecordQueueTime(double seconds) => _queueTimeHistogram.Record(seconds);
 
     /// <summary>One body pass: rows, real (non-padding) tokens, padded tokens (rows × longest row), and its duration.</summary>
     public void RecordBatch(int rows, int realTokens, int paddedTokens, double bodySeconds)
     {
-        _batchRows.Observe(rows);
-        _batchTokens.Observe(realTokens, "real");
-        _batchTokens.Observe(paddedTokens, "padded");
-        _bodySeconds.Observe(bodySeconds);
+        _batchRowsHistogram.Record(rows);
+        _batchTokensHistogram.Record(realTokens, Tag("kind", "real"));
+        _batchTokensHistogram.Record(paddedTokens, Tag("kind", "padded"));
+        _bodyHistogram.Record(bodySeconds);
     }
 
     /// <summary>One head pass over <paramref name="rows"/> rows of a batch.</summary>
     public void RecordHeadTime(string head, int rows, double seconds)
     {
-        _headSeconds.Observe(seconds, head);
-        _headRows.Add(rows, head);
+        _headHistogram.Record(seconds, Tag("head", head));
+        _headRowCount.Add(rows, Tag("head", head));
     }
 
     /// <summary>How many heads are ready and how many failed (to load, or stale).</summary>
     public void SetHeadsReady(int ready, int failed)
     {
-        _heads.Set(ready, "ready");
-        _heads.Set(failed, "failed");
+        _headsReady = ready;
+        _headsFailed = failed;
     }
 
     /// <summary>How many jobs are in each state (only hosts that run jobs report it).</summary>
-    public void SetJobs(IReadOnlyDictionary<string, int> countsByState)
-    {
-        foreach (var (state, count) in countsByState) _jobs.Set(count, state);
-        Volatile.Write(ref _jobsReported, true);
-    }
+    public void SetJobs(IReadOnlyDictionary<string, int> countsByState) => _jobCounts = new Dictionary<string, int>(countsByState);
 
-    private bool _jobsReported;
+    /// <summary>Where the queue's depth is read (the scheduler: inputs and tokens admitted and not finished).</summary>
+    public void ObserveQueue(Func<(long Inputs, long Tokens)> queue) => _queue = queue;
 
     /// <summary>Writes every metric in the Prometheus text exposition format, version 0.0.4.</summary>
     public void WritePrometheus(TextWriter writer)
     {
         ArgumentNullException.ThrowIfNull(writer);
+        // Gauges are observed: their callbacks run now and feed the families.
+        _listener.RecordObservableInstruments();
         var sb = new StringBuilder(4096);
         _requests.Write(sb);
         _requestInputs.Write(sb);
@@ -114,7 +203,12 @@ public sealed class ServingMetrics
         _headSeconds.Write(sb);
         _headRows.Write(sb);
         _heads.Write(sb);
-        if (Volatile.Read(ref _jobsReported)) _jobs.Write(sb);
+        if (_queue is not null)
+        {
+            _queueInputs.Write(sb);
+            _queueTokens.Write(sb);
+        }
+        if (_jobCounts is not null) _jobs.Write(sb);
         writer.Write(sb.ToString());
     }
 
@@ -124,6 +218,12 @@ public sealed class ServingMetrics
         var w = new StringWriter(CultureInfo.InvariantCulture) { NewLine = "\n" };
         WritePrometheus(w);
         return w.ToString();
+    }
+
+    public void Dispose()
+    {
+        _listener.Dispose();
+        _meter.Dispose();
     }
 
     internal static string FormatValue(double value) => value switch
@@ -147,6 +247,7 @@ public sealed class ServingMetrics
         protected readonly object Gate = new();
         protected string Name { get; } = name;
         protected string[] LabelNames { get; } = labelNames;
+        public string[] LabelNamesOf => LabelNames;
 
         protected static string Key(string[] values) => string.Join('\u0001', values);
 

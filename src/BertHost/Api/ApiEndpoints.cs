@@ -3,6 +3,8 @@ using System.Text.Json.Nodes;
 using BertHost.Core.IO;
 using BertHost.Core.Serving;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 
 namespace BertHost.Api;
@@ -87,12 +89,17 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
             w.WriteEndObject();
         });
 
-    public Task ReadyAsync(HttpContext context)
+    /// <summary>
+    /// 200 <c>ready</c> when the readiness check passes; 503 <c>not_ready</c> (a required head failed to load) or
+    /// <c>stopping</c>. Every head is listed with its state, whether it is required, and why it failed.
+    /// </summary>
+    public async Task ReadyAsync(HttpContext context)
     {
-        var stopping = lifetime.ApplicationStopping.IsCancellationRequested;
-        var ready = !stopping && engine.IsReady;
-        var status = stopping ? "stopping" : ready ? "ready" : "not_ready";
-        return ApiResponses.WriteJsonAsync(context, ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable, w =>
+        var health = context.RequestServices.GetRequiredService<HealthCheckService>();
+        var report = await HostHealth.CheckAsync(health, HostHealth.Ready, context.RequestAborted);
+        var ready = report.Status == HealthStatus.Healthy;
+        var status = ready ? "ready" : lifetime.ApplicationStopping.IsCancellationRequested ? "stopping" : "not_ready";
+        await ApiResponses.WriteJsonAsync(context, ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable, w =>
         {
             w.WriteStartObject();
             w.WriteString("status", status);
@@ -102,6 +109,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
                 w.WriteStartObject();
                 w.WriteString("name", head.Name);
                 w.WriteString("state", head.State);
+                w.WriteBoolean("required", head.Required);
                 if (head.Error is not null) w.WriteString("error", Redact(head.Error));
                 w.WriteEndObject();
             }
@@ -116,15 +124,6 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.ContentType = ServingMetrics.ContentType;
         await context.Response.WriteAsync(text, context.RequestAborted);
-    }
-
-    public async Task OpenApiAsync(HttpContext context)
-    {
-        var bytes = OpenApiDocument.Utf8;
-        context.Response.StatusCode = StatusCodes.Status200OK;
-        context.Response.ContentType = ApiResponses.JsonContentType;
-        context.Response.ContentLength = bytes.Length;
-        await context.Response.Body.WriteAsync(bytes, context.RequestAborted);
     }
 
     public Task BodyAsync(HttpContext context)
@@ -143,15 +142,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         return head;
     }
 
-    /// <summary>A stale head is refused with 409, one that failed to load with 503, before the engine is asked.</summary>
-    private static void EnsureServable(HeadStatus head, string field)
-    {
-        if (head.IsReady) return;
-        if (head.State == HeadStates.Stale)
-            throw new ServingException(ServingError.StaleHead, head.Error ?? $"head {head.Name} is stale; re-train it", field.Length > 0 ? field : null);
-        var why = head.Error is { Length: > 0 } error ? $": {error}" : "";
-        throw new ServingException(ServingError.Unavailable, $"head '{head.Name}' is {head.State}{why}", field.Length > 0 ? field : null);
-    }
+    private static void EnsureServable(HeadStatus head, string field) => Protocols.ProtocolHeads.EnsureServable(head, field.Length > 0 ? field : null);
 
     private sealed record PredictRequest(IReadOnlyList<string> Heads, IReadOnlyList<JsonElement> Inputs, JsonElement Parameters);
 

@@ -62,25 +62,51 @@ internal static class ApiResponses
     public const int RetryAfterSeconds = 1;
 
     /// <summary>
-    /// Writes <c>{"error": {"code", "message", "field"}}</c> with <paramref name="status"/>. <c>Retry-After</c> goes only
+    /// Writes the error in the route's <see cref="ErrorDialect"/> (the host's own: <c>{"error": {"code", "message",
+    /// "field"}}</c>) with <paramref name="status"/>. <c>Retry-After</c> goes only
     /// with conditions that clear by waiting (<paramref name="retry"/>; by default 429): a request that cannot succeed
     /// must not invite retries.
     /// </summary>
     public static Task WriteErrorAsync(HttpContext context, int status, string code, string message, string? field, bool? retry = null)
     {
+        var dialect = ErrorDialects.Of(context);
+        status = ErrorDialects.Status(dialect, status);
         context.Response.StatusCode = status;
         RequestInfo.Of(context).ErrorCode = code;
         if (retry ?? status == StatusCodes.Status429TooManyRequests)
             context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // Shapes without a field property carry it in the message, unless the message already starts with it.
+        var withField = field is null || message.StartsWith(field, StringComparison.Ordinal) ? message : $"{field}: {message}";
         return WriteJsonAsync(context, status, w =>
         {
             w.WriteStartObject();
-            w.WriteStartObject("error");
-            w.WriteString("code", code);
-            w.WriteString("message", message);
-            if (field is null) w.WriteNull("field");
-            else w.WriteString("field", field);
-            w.WriteEndObject();
+            switch (dialect)
+            {
+                case ErrorDialect.OpenAi:
+                    w.WriteStartObject("error");
+                    w.WriteString("message", message);
+                    w.WriteString("type", ErrorDialects.OpenAiType(status));
+                    if (field is null) w.WriteNull("param");
+                    else w.WriteString("param", field);
+                    w.WriteString("code", code);
+                    w.WriteEndObject();
+                    break;
+                case ErrorDialect.Tei:
+                    w.WriteString("error", withField);
+                    w.WriteString("error_type", ErrorDialects.TeiType(status));
+                    break;
+                case ErrorDialect.KServe:
+                    w.WriteString("error", withField);
+                    break;
+                default:
+                    w.WriteStartObject("error");
+                    w.WriteString("code", code);
+                    w.WriteString("message", message);
+                    if (field is null) w.WriteNull("field");
+                    else w.WriteString("field", field);
+                    w.WriteEndObject();
+                    break;
+            }
             w.WriteEndObject();
         });
     }

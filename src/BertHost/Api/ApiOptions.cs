@@ -38,6 +38,12 @@ public sealed record ApiOptions
     /// <summary>The server certificate and client-certificate policy of https:// addresses.</summary>
     public HttpsSection? Https { get; init; }
 
+    /// <summary>The heads TEI's <c>/embed</c> and <c>/rerank</c> serve when a request names none.</summary>
+    public ProtocolsSection Protocols { get; init; } = new();
+
+    /// <summary>Where traces and metrics are exported (OTLP); none by default.</summary>
+    public TelemetrySection Telemetry { get; init; } = new();
+
     /// <summary>The deployment's folder: paths inside it are shown relative to it, others by their last component only.</summary>
     public string? ConfigFolder { get; init; }
 
@@ -66,6 +72,8 @@ public sealed record ApiOptions
         {
             Auth = config.Auth,
             MaxUploadBytes = config.Jobs.MaxUploadBytes,
+            Protocols = config.Protocols,
+            Telemetry = config.Telemetry,
             ConfigFolder = Path.GetDirectoryName(config.SourcePath),
         };
     }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using BertHost.Api.OpenApi;
 using BertHost.Core.Config;
 using BertHost.Core.IO;
 using BertHost.Core.Serving;
@@ -7,8 +8,10 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -33,11 +36,26 @@ public static class ApiServer
         ("GET", "/v1/jobs/{id}"),
         ("DELETE", "/v1/jobs/{id}"),
         ("POST", "/v1/jobs/{id}/promote"),
+        ("POST", "/v1/embeddings"),
+        ("POST", "/embed"),
+        ("POST", "/rerank"),
+        ("POST", "/tokenize"),
+        ("GET", "/v2/health/live"),
+        ("GET", "/v2/health/ready"),
+        ("GET", "/v2"),
+        ("GET", "/v2/models/{name}"),
+        ("GET", "/v2/models/{name}/ready"),
+        ("POST", "/v2/models/{name}/infer"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
-        ("GET", "/openapi.json"),
     ];
+
+    /// <summary>
+    /// A handler as a delegate, not a <see cref="RequestDelegate"/>: minimal APIs then record its method, which the
+    /// OpenAPI generator needs to list the route (the handlers read and write their JSON themselves either way).
+    /// </summary>
+    private static Delegate Handler(Func<HttpContext, Task> handler) => handler;
 
     /// <summary>The route label of requests that matched no route (bounded label values in metrics).</summary>
     public const string UnmatchedRoute = "unmatched";
@@ -125,6 +143,11 @@ public static class ApiServer
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(engine);
         builder.Services.AddSingleton(metrics);
+        builder.Services.AddHealthChecks().AddHostHealth();
+        builder.Services.AddHostOpenApi();
+        builder.Services.AddHostTelemetry(options.Telemetry);
+        builder.Services.AddHostedService(_ => new EngineService(engine));
+        if (jobs is not null) builder.Services.AddHostedService(_ => new JobRunnerService(jobs));
 
         var app = builder.Build();
         var loggers = app.Services.GetRequiredService<ILoggerFactory>();
@@ -141,21 +164,77 @@ public static class ApiServer
         app.UseAuthorization();
         app.UseRequestTimeouts();
 
-        app.MapGet("/v1/heads", endpoints.GetHeadsAsync).RequireAuthorization(Scopes.Predict);
-        app.MapGet("/v1/heads/{name}", endpoints.GetHeadAsync).RequireAuthorization(Scopes.Predict);
-        app.MapPost("/v1/heads/{name}/predict", endpoints.PredictOneAsync).RequireAuthorization(Scopes.Predict);
-        app.MapPost("/v1/predict", endpoints.PredictManyAsync).RequireAuthorization(Scopes.Predict);
-        app.MapGet("/v1/body", endpoints.BodyAsync).RequireAuthorization(Scopes.Predict);
+        // The host's own routes.
+        var read = OpenApiSetup.AuthStatuses.Append(500);
+        var predict = OpenApiSetup.PredictStatuses;
+        app.MapGet("/v1/heads", Handler(endpoints.GetHeadsAsync)).RequireAuthorization(Scopes.Predict)
+            .Describe("listHeads", "Every configured head, in configuration order, with its state.", null, typeof(HeadList), typeof(Error), read);
+        app.MapGet("/v1/heads/{name}", Handler(endpoints.GetHeadAsync)).RequireAuthorization(Scopes.Predict)
+            .Describe("getHead", "One head, with its kind-specific details.", null, typeof(HeadDetail), typeof(Error), read.Append(404));
+        app.MapPost("/v1/heads/{name}/predict", Handler(endpoints.PredictOneAsync)).RequireAuthorization(Scopes.Predict)
+            .Describe("predict", "Runs the inputs through one head; one output per input, in input order.", typeof(PredictRequest), typeof(PredictResponse), typeof(Error), predict);
+        app.MapPost("/v1/predict", Handler(endpoints.PredictManyAsync)).RequireAuthorization(Scopes.Predict)
+            .Describe("predictMany", "Runs the inputs through several heads with one body pass per input; per input, an object keyed by head name.",
+                typeof(PredictManyRequest), typeof(PredictManyResponse), typeof(Error), predict);
+        app.MapGet("/v1/body", Handler(endpoints.BodyAsync)).RequireAuthorization(Scopes.Predict)
+            .Describe("describeBody", "Facts about the shared body (model folder, fingerprint, device, dtype, sizes, fast paths).", null, typeof(BodyFacts), typeof(Error), read);
         var jobEndpoints = new JobEndpoints(jobs, options, loggers.CreateLogger("BertHost.Api.Jobs"));
-        app.MapPost("/v1/jobs", jobEndpoints.SubmitAsync).RequireAuthorization(Scopes.Train);
-        app.MapGet("/v1/jobs", jobEndpoints.ListAsync).RequireAuthorization(Scopes.Train);
-        app.MapGet("/v1/jobs/{id}", jobEndpoints.GetAsync).RequireAuthorization(Scopes.Train);
-        app.MapDelete("/v1/jobs/{id}", jobEndpoints.CancelAsync).RequireAuthorization(Scopes.Train);
-        app.MapPost("/v1/jobs/{id}/promote", jobEndpoints.PromoteAsync).RequireAuthorization(Scopes.Admin);
-        app.MapGet("/healthz", endpoints.HealthAsync).AllowAnonymous();
-        app.MapGet("/readyz", endpoints.ReadyAsync).AllowAnonymous();
-        app.MapGet("/metrics", endpoints.MetricsAsync).RequireAuthorization(Scopes.Predict);
-        app.MapGet("/openapi.json", endpoints.OpenApiAsync).AllowAnonymous();
+        var job = read.Concat([404, 503]);
+        app.MapPost("/v1/jobs", Handler(jobEndpoints.SubmitAsync)).RequireAuthorization(Scopes.Train)
+            .Describe("submitJob", "Queues a training or pre-training job that runs while the host serves; data inline, uploaded (multipart: the JSON in part 'job', files in parts named after their fields) or named relative to jobs.data_roots.",
+                typeof(JobRequest), typeof(Job), typeof(Error), job.Concat([400, 413, 415, 422]), StatusCodes.Status202Accepted)
+            .WithMetadata(new OpenApiSetup.RequestSchema(typeof(JobUpload), "multipart/form-data"));
+        app.MapGet("/v1/jobs", Handler(jobEndpoints.ListAsync)).RequireAuthorization(Scopes.Train)
+            .Describe("listJobs", "Every job (history included), newest first; ?state= filters.", null, typeof(JobList), typeof(Error), job.Append(400));
+        app.MapGet("/v1/jobs/{id}", Handler(jobEndpoints.GetAsync)).RequireAuthorization(Scopes.Train)
+            .Describe("getJob", "One job: state, progress, per-epoch results, error.", null, typeof(Job), typeof(Error), job);
+        app.MapDelete("/v1/jobs/{id}", Handler(jobEndpoints.CancelAsync)).RequireAuthorization(Scopes.Train)
+            .Describe("cancelJob", "Cancels a job: 200 when it was queued, 202 when running (it stops at its next batch); 409 when finished.", null, typeof(Job), typeof(Error), job.Append(409));
+        app.MapPost("/v1/jobs/{id}/promote", Handler(jobEndpoints.PromoteAsync)).RequireAuthorization(Scopes.Admin)
+            .Describe("promoteJob", "Serves a succeeded job's output (its head, or its body with the heads it trained).", null, typeof(Job), typeof(Error), job.Concat([400, 409, 415]));
+
+        // The protocols other clients speak, over the same engine (same batching, limits and scopes), each answering
+        // errors in its own shape.
+        var openAi = new Protocols.OpenAiEndpoints(engine, options);
+        app.MapPost("/v1/embeddings", Handler(openAi.EmbeddingsAsync)).RequireAuthorization(Scopes.Predict).WithMetadata(new ErrorDialectMetadata(ErrorDialect.OpenAi))
+            .Describe("createEmbeddings", "OpenAI embeddings: model = an embedding head.", typeof(EmbeddingsRequest), typeof(EmbeddingsResponse), typeof(OpenAiError), predict);
+        var tei = new Protocols.TeiEndpoints(engine, options);
+        var teiErrors = new ErrorDialectMetadata(ErrorDialect.Tei);
+        app.MapPost("/embed", Handler(tei.EmbedAsync)).RequireAuthorization(Scopes.Predict).WithMetadata(teiErrors)
+            .Describe("embed", "text-embeddings-inference: one vector per input from an embedding head.", typeof(EmbedRequest), typeof(float[][]), typeof(TeiError), predict);
+        app.MapPost("/rerank", Handler(tei.RerankAsync)).RequireAuthorization(Scopes.Predict).WithMetadata(teiErrors)
+            .Describe("rerank", "text-embeddings-inference: the texts ranked by a cross-encoder (a text-classification head on (query, text) pairs), best first.",
+                typeof(RerankRequest), typeof(Rank[]), typeof(TeiError), predict);
+        app.MapPost("/tokenize", Handler(tei.TokenizeAsync)).RequireAuthorization(Scopes.Predict).WithMetadata(teiErrors)
+            .Describe("tokenize", "text-embeddings-inference: the served body's tokens of each input, with offsets.", typeof(TokenizeRequest), typeof(SimpleToken[][]), typeof(TeiError),
+                read.Concat([400, 413, 415]));
+        var health = app.Services.GetRequiredService<HealthCheckService>();
+        var kserve = new Protocols.KServeEndpoints(engine, options,
+            async token => (await HostHealth.CheckAsync(health, HostHealth.Ready, token)).Status == HealthStatus.Healthy);
+        var kserveErrors = new ErrorDialectMetadata(ErrorDialect.KServe);
+        app.MapGet("/v2/health/live", Handler(kserve.LiveAsync)).AllowAnonymous().WithMetadata(kserveErrors)
+            .Describe("serverLive", "Open Inference Protocol: the server answers.", null, typeof(ServerLive), typeof(KServeError), []);
+        app.MapGet("/v2/health/ready", Handler(kserve.ReadyAsync)).AllowAnonymous().WithMetadata(kserveErrors)
+            .Describe("serverReady", "Open Inference Protocol: ready as /readyz (503 while not).", null, typeof(ServerReady), typeof(KServeError), [])
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status503ServiceUnavailable, typeof(ServerReady), ["application/json"]));
+        app.MapGet("/v2", Handler(kserve.ServerMetadataAsync)).RequireAuthorization(Scopes.Predict).WithMetadata(kserveErrors)
+            .Describe("serverMetadata", "Open Inference Protocol: the server's name, version and extensions.", null, typeof(ServerMetadata), typeof(KServeError), read);
+        app.MapGet("/v2/models/{name}", Handler(kserve.ModelMetadataAsync)).RequireAuthorization(Scopes.Predict).WithMetadata(kserveErrors)
+            .Describe("modelMetadata", "Open Inference Protocol: a head as a model, with the tensors it reads and answers.", null, typeof(ModelMetadata), typeof(KServeError), read.Append(404));
+        app.MapGet("/v2/models/{name}/ready", Handler(kserve.ModelReadyAsync)).RequireAuthorization(Scopes.Predict).WithMetadata(kserveErrors)
+            .Describe("modelReady", "Open Inference Protocol: whether the head serves (503 while not).", null, typeof(ModelReady), typeof(KServeError), read.Concat([404, 503]));
+        app.MapPost("/v2/models/{name}/infer", Handler(kserve.InferAsync)).RequireAuthorization(Scopes.Predict).WithMetadata(kserveErrors)
+            .Describe("modelInfer", "Open Inference Protocol: BYTES inputs named after the head's input fields, typed outputs per head kind.",
+                typeof(InferenceRequest), typeof(InferenceResponse), typeof(KServeError), predict);
+
+        app.MapGet("/healthz", Handler(endpoints.HealthAsync)).AllowAnonymous()
+            .Describe("live", "200 while the process serves.", null, typeof(Liveness), typeof(Error), []);
+        app.MapGet("/readyz", Handler(endpoints.ReadyAsync)).AllowAnonymous()
+            .Describe("ready", "200 when ready; 503 while a required head failed to load or the host is stopping.", null, typeof(Readiness), typeof(Error), [])
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status503ServiceUnavailable, typeof(Readiness), ["application/json"]));
+        app.MapGet("/metrics", Handler(endpoints.MetricsAsync)).RequireAuthorization(Scopes.Predict)
+            .Describe("metrics", "Prometheus text exposition (version 0.0.4) of the host's metrics.", null, typeof(string), typeof(Error), read, contentType: "text/plain");
+        app.MapHostOpenApi();
         return app;
     }
 

@@ -44,7 +44,7 @@ public sealed class ServeCommand : ICommand
         if (Core.Config.BindAddresses.Problem(options.Urls, options.Auth) is { } refused)
             throw new CommandException($"refusing to serve: {options.Urls} {refused}");
         using var loggers = EngineLoader.StderrLogging(LogLevel.Information);
-        var metrics = new ServingMetrics();
+        using var metrics = new ServingMetrics();
         await using var engine = EngineLoader.Start(config, loggers, metrics);
 
         // Jobs run only where the deployment enables them (jobs: enabled: true); otherwise /v1/jobs answers 404.

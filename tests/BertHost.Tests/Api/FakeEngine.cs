@@ -41,6 +41,32 @@ internal sealed class FakeEngine : IInferenceEngine
     public IReadOnlyList<HeadStatus> Heads => HeadList;
     public HeadStatus? FindHead(string name) => HeadList.FirstOrDefault(h => h.Name == name);
 
+    /// <summary>One token per whitespace-separated word (id = its length), between [CLS] (101) and [SEP] (102).</summary>
+    public IReadOnlyList<BertHost.Abstractions.Text.EncodedSequence> Tokenize(IReadOnlyList<string> texts, bool addSpecialTokens) =>
+        texts.Select(text =>
+        {
+            var words = new List<(string Token, int Id, int Start, int End, bool Special)>();
+            if (addSpecialTokens) words.Add(("[CLS]", 101, 0, 0, true));
+            var at = 0;
+            foreach (var word in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var start = text.IndexOf(word, at, StringComparison.Ordinal);
+                words.Add((word, word.Length, start, start + word.Length, false));
+                at = start + word.Length;
+            }
+            if (addSpecialTokens) words.Add(("[SEP]", 102, 0, 0, true));
+            return new BertHost.Abstractions.Text.EncodedSequence
+            {
+                InputIds = words.Select(w => w.Id).ToArray(),
+                Tokens = words.Select(w => w.Token).ToArray(),
+                TokenTypeIds = new int[words.Count],
+                Offsets = words.Select(w => (w.Start, w.End)).ToArray(),
+                WordIds = words.Select((w, i) => w.Special ? (int?)null : i).ToArray(),
+                SequenceIds = words.Select(w => w.Special ? (int?)null : 0).ToArray(),
+                SpecialTokensMask = words.Select(w => w.Special).ToArray(),
+            };
+        }).ToList();
+
     public JsonObject DescribeBody() => new() { ["model"] = "/models/tiny-bert", ["hidden_size"] = 32, ["device"] = "cpu" };
 
     public async Task<IReadOnlyList<JsonNode>> PredictAsync(string head, IReadOnlyList<JsonElement> inputs, JsonElement parameters, CancellationToken cancellationToken)

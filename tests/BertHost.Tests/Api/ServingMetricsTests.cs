@@ -141,6 +141,46 @@ public sealed partial class ServingMetricsTests
     }
 
     [Fact]
+    public void Queue_depth_gauges_read_their_source_at_each_scrape()
+    {
+        using var m = new ServingMetrics();
+        Assert.DoesNotContain("berthost_queue_inputs", m.ToPrometheusText());   // no scheduler yet: not exposed
+        var depth = (Inputs: 3L, Tokens: 120L);
+        m.ObserveQueue(() => depth);
+        var text = m.ToPrometheusText();
+        AssertValidExposition(text);
+        Assert.Contains("# TYPE berthost_queue_inputs gauge\n", text);
+        Assert.Contains("berthost_queue_inputs 3\n", text);
+        Assert.Contains("berthost_queue_tokens 120\n", text);
+        depth = (0, 0);
+        Assert.Contains("berthost_queue_inputs 0\n", m.ToPrometheusText());
+    }
+
+    [Fact]
+    public void The_same_measurements_reach_any_listener_of_the_meter_as_opentelemetry_reads_them()
+    {
+        using var m = new ServingMetrics();
+        // Other tests' hosts record on meters of the same name at the same time: listen to this instance's only.
+        var seen = new System.Collections.Concurrent.ConcurrentBag<(string Instrument, double Value, string Tags)>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener
+        {
+            InstrumentPublished = (i, l) => { if (i.Meter == m.Meter) l.EnableMeasurementEvents(i); },
+        };
+        listener.SetMeasurementEventCallback<long>((i, v, tags, _) => seen.Add((i.Name, v, string.Join(",", tags.ToArray().Select(t => $"{t.Key}={t.Value}")))));
+        listener.SetMeasurementEventCallback<double>((i, v, tags, _) => seen.Add((i.Name, v, string.Join(",", tags.ToArray().Select(t => $"{t.Key}={t.Value}")))));
+        listener.Start();
+        m.RecordRequest("/embed", "emb", 2);
+        m.RecordBatch(rows: 2, realTokens: 10, paddedTokens: 12, bodySeconds: 0.5);
+        Assert.Contains(("berthost.requests", 1.0, "route=/embed,head=emb"), seen);
+        Assert.Contains(("berthost.request.inputs", 2.0, "route=/embed,head=emb"), seen);
+        Assert.Contains(("berthost.body.duration", 0.5, ""), seen);
+        // ... and the text exposition counts them once.
+        var text = m.ToPrometheusText();
+        Assert.Contains("berthost_requests_total{route=\"/embed\",head=\"emb\"} 1\n", text);
+        Assert.Contains("berthost_body_seconds_sum 0.5\n", text);
+    }
+
+    [Fact]
     public void Recording_from_many_threads_loses_nothing()
     {
         var m = new ServingMetrics();

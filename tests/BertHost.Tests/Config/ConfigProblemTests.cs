@@ -266,9 +266,9 @@ public sealed class ConfigProblemTests : IDisposable
     [Fact]
     public void The_top_level_must_be_a_mapping()
     {
-        Assert.Equal(new ConfigProblem(2, 1, "", "the top level must be a mapping of sections (host, body, batching, jobs, auth, heads), got a list"),
+        Assert.Equal(new ConfigProblem(2, 1, "", "the top level must be a mapping of sections (host, body, batching, jobs, auth, telemetry, protocols, heads), got a list"),
             _folder.Problem("# list\n- body\n- heads\n"));
-        Assert.Equal("the top level must be a mapping of sections (host, body, batching, jobs, auth, heads), got 'hello'", _folder.Problem("hello").Message);
+        Assert.Equal("the top level must be a mapping of sections (host, body, batching, jobs, auth, telemetry, protocols, heads), got 'hello'", _folder.Problem("hello").Message);
     }
 
     [Fact]

@@ -1,12 +1,7 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using BertHost.Api;
-using BertHost.Core.Config;
-using BertHost.Core.Serving;
 using BertHost.Tests.Support;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace BertHost.Tests.Integration;
 
@@ -17,54 +12,21 @@ namespace BertHost.Tests.Integration;
 /// </summary>
 public sealed class AllHeadsIntegrationTests : IAsyncLifetime
 {
-    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("berthost-all-heads-");
-    private InferenceEngine _engine = null!;
-    private WebApplication _app = null!;
+    private TestHost _host = null!;
     private HttpClient _client = null!;
-
-    private static string Plugin(string name) => Path.Combine(TestPaths.RepoRoot, "plugins", name);
 
     public async Task InitializeAsync()
     {
-        var yaml = $"""
+        _host = await TestHost.StartAsync($"""
             host: {"{"} urls: "http://127.0.0.1:0" {"}"}
             body: {"{"} checkpoint: {ReferenceOutputs.ModelFolder("tiny-bert")} {"}"}
             heads:
-              - name: sentiment
-                kind: text-classification
-                plugin: {Plugin("BertHost.Heads.Classification")}
-                weights: {ReferenceOutputs.ModelFolder("tiny-bert-seqcls")}
-              - name: ner
-                kind: token-classification
-                plugin: {Plugin("BertHost.Heads.TokenClassification")}
-                weights: {ReferenceOutputs.ModelFolder("tiny-bert-tokcls")}
-              - name: qa
-                kind: question-answering
-                plugin: {Plugin("BertHost.Heads.QuestionAnswering")}
-                weights: {ReferenceOutputs.ModelFolder("tiny-bert-qa")}
-              - name: choice
-                kind: multiple-choice
-                plugin: {Plugin("BertHost.Heads.MultipleChoice")}
-                weights: {ReferenceOutputs.ModelFolder("tiny-bert-mc")}
-            """;
-        var path = Path.Combine(_dir.FullName, "all-heads.yaml");
-        await File.WriteAllTextAsync(path, yaml);
-        var config = HostConfigLoader.Load(path);
-        var metrics = new ServingMetrics();
-        _engine = InferenceEngine.Start(config, NullLoggerFactory.Instance, metrics);
-        _app = ApiServer.Build(ApiOptions.FromHost(config.Host), _engine, metrics, NullLoggerProvider.Instance);
-        await _app.StartAsync();
-        _client = new HttpClient { BaseAddress = new Uri(_app.Urls.First()) };
+            {TestHost.ImportedHeads()}
+            """);
+        _client = _host.Client;
     }
 
-    public async Task DisposeAsync()
-    {
-        _client.Dispose();
-        await _app.StopAsync();
-        await _app.DisposeAsync();
-        await _engine.DisposeAsync();
-        _dir.Delete(recursive: true);
-    }
+    public async Task DisposeAsync() => await _host.DisposeAsync();
 
     private async Task<JsonArray> PredictAsync(string head, object input, object? parameters = null)
     {
@@ -130,13 +92,13 @@ public sealed class AllHeadsIntegrationTests : IAsyncLifetime
     [Fact]
     public async Task Classification_and_ner_of_one_text_share_one_body_row()
     {
-        var passes = _engine.Scheduler.BodyPasses;
-        var rows = _engine.Scheduler.BodyRows;
+        var passes = _host.Engine.Scheduler.BodyPasses;
+        var rows = _host.Engine.Scheduler.BodyRows;
         using var response = await _client.PostAsJsonAsync("/v1/predict", new { heads = new[] { "sentiment", "ner" }, inputs = new[] { new { text = "the old man went to the city" } } });
         var output = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["outputs"]![0]!;
         Assert.NotNull(output["sentiment"]!["label"]);
         Assert.IsType<JsonArray>(output["ner"]);
-        Assert.Equal(1, _engine.Scheduler.BodyPasses - passes);
-        Assert.Equal(1, _engine.Scheduler.BodyRows - rows);
+        Assert.Equal(1, _host.Engine.Scheduler.BodyPasses - passes);
+        Assert.Equal(1, _host.Engine.Scheduler.BodyRows - rows);
     }
 }

@@ -55,6 +55,7 @@ public sealed class HostFixture : IAsyncLifetime
           - name: broken
             kind: throws-in-create
             plugin: {HeadTestSupport.TestHeadsPlugin}
+            required: false
           - name: flaky
             kind: throws-in-forward
             plugin: {HeadTestSupport.TestHeadsPlugin}

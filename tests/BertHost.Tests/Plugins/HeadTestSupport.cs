@@ -18,6 +18,7 @@ namespace BertHost.Tests.Plugins;
 public static class HeadTestSupport
 {
     public static string ClassificationPlugin { get; } = Path.Combine(TestPaths.RepoRoot, "plugins", "BertHost.Heads.Classification");
+    public static string EmbeddingPlugin { get; } = Path.Combine(TestPaths.RepoRoot, "plugins", "BertHost.Heads.Embedding");
     public static string TestHeadsPlugin { get; } = Path.Combine(TestPaths.RepoRoot, "tests", "Plugins", "BertHost.TestHeads");
     public static string DuplicatePlugin { get; } = Path.Combine(TestPaths.RepoRoot, "tests", "Plugins", "BertHost.TestHeads.Duplicate");
 

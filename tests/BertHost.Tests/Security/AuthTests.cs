@@ -52,14 +52,53 @@ public sealed class AuthTests
         [("GET", "/v1/jobs/{id}")] = Scopes.Train,
         [("DELETE", "/v1/jobs/{id}")] = Scopes.Train,
         [("POST", "/v1/jobs/{id}/promote")] = Scopes.Admin,
+        [("POST", "/v1/embeddings")] = Scopes.Predict,
+        [("POST", "/embed")] = Scopes.Predict,
+        [("POST", "/rerank")] = Scopes.Predict,
+        [("POST", "/tokenize")] = Scopes.Predict,
+        [("GET", "/v2")] = Scopes.Predict,
+        [("GET", "/v2/models/{name}")] = Scopes.Predict,
+        [("GET", "/v2/models/{name}/ready")] = Scopes.Predict,
+        [("POST", "/v2/models/{name}/infer")] = Scopes.Predict,
+        [("GET", "/v2/health/live")] = null,
+        [("GET", "/v2/health/ready")] = null,
         [("GET", "/healthz")] = null,
         [("GET", "/readyz")] = null,
         [("GET", "/openapi.json")] = null,
+        [("GET", "/docs/{documentName?}")] = null,
+        [("GET", "/docs/favicon.svg")] = null,
+        [("GET", "/docs/scalar.aspnetcore.js")] = null,
+        [("GET", "/docs/scalar.js")] = null,
     };
+
+    /// <summary>
+    /// The message of an auth error in the route's dialect: the host's own shape with its code, OpenAI's with the same
+    /// code, TEI's and the Open Inference Protocol's (which carry no code) by their shape alone.
+    /// </summary>
+    private static async Task<string> AuthErrorAsync(HttpResponseMessage response, HttpStatusCode status, string code, string pattern)
+    {
+        if (!pattern.StartsWith("/v2") && pattern is not ("/v1/embeddings" or "/embed" or "/rerank" or "/tokenize"))
+            return await ApiTestServer.AssertErrorAsync(response, status, code);
+        Assert.Equal(status, response.StatusCode);
+        var body = System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())!.AsObject();
+        switch (pattern)
+        {
+            case "/v1/embeddings":
+                Assert.Equal(code, body["error"]!["code"]!.GetValue<string>());
+                Assert.Equal(status == HttpStatusCode.Unauthorized ? "authentication_error" : "permission_error", body["error"]!["type"]!.GetValue<string>());
+                return body["error"]!["message"]!.GetValue<string>();
+            case "/embed" or "/rerank" or "/tokenize":
+                Assert.Equal(["error", "error_type"], body.Select(p => p.Key));
+                return body["error"]!.GetValue<string>();
+            default:
+                Assert.Equal(["error"], body.Select(p => p.Key));
+                return body["error"]!.GetValue<string>();
+        }
+    }
 
     private static HttpRequestMessage Request(string method, string pattern, string? key, bool viaHeader = false)
     {
-        var path = pattern.Replace("{name}", "sentiment").Replace("{id}", "nope");
+        var path = pattern.Replace("{name}", "sentiment").Replace("{id}", "nope").Replace("{documentName?}", "");
         var request = new HttpRequestMessage(new HttpMethod(method), path);
         if (method == "POST") request.Content = new StringContent(path == "/v1/predict" ? """{"heads": ["sentiment"], "inputs": ["a"]}""" : """{"inputs": ["a"]}""", Encoding.UTF8, "application/json");
         if (key is not null)
@@ -93,10 +132,10 @@ public sealed class AuthTests
                 continue;
             }
             Assert.Equal("this route needs an API key: send Authorization: Bearer KEY or X-Api-Key: KEY",
-                await ApiTestServer.AssertErrorAsync(anonymous, HttpStatusCode.Unauthorized, "unauthorized"));
+                await AuthErrorAsync(anonymous, HttpStatusCode.Unauthorized, "unauthorized", pattern));
             Assert.Equal("Bearer", anonymous.Headers.WwwAuthenticate.Single().Scheme);
             using var wrong = await server.Client.SendAsync(Request(method, pattern, "not-a-key-of-this-host-at-all"));
-            Assert.Equal("the API key is not valid", await ApiTestServer.AssertErrorAsync(wrong, HttpStatusCode.Unauthorized, "unauthorized"));
+            Assert.Equal("the API key is not valid", await AuthErrorAsync(wrong, HttpStatusCode.Unauthorized, "unauthorized", pattern));
 
             foreach (var (held, key) in keys)
             {
@@ -108,7 +147,7 @@ public sealed class AuthTests
                 }
                 else
                 {
-                    var message = await ApiTestServer.AssertErrorAsync(response, HttpStatusCode.Forbidden, "forbidden");
+                    var message = await AuthErrorAsync(response, HttpStatusCode.Forbidden, "forbidden", pattern);
                     Assert.EndsWith($"lacks the {scope} scope this route needs", message);
                 }
             }
