@@ -179,6 +179,26 @@ public sealed class ConfigProblemTests : IDisposable
     }
 
     [Fact]
+    public void Quantization_keys_are_read_and_checked()
+    {
+        var body = _folder.Load("body:\n  checkpoint: ../models/bert\n  quantize: dynamic_int8\n  quantize_exclude: [encoder.layer.5.output.dense, '*.intermediate.dense']\n").Body;
+        Assert.Equal("dynamic_int8", body.Quantize);
+        Assert.Equal(["encoder.layer.5.output.dense", "*.intermediate.dense"], body.QuantizeExclude);
+        Assert.Equal("none", _folder.Load(Body).Body.Quantize);
+
+        var e = _folder.Fail("body:\n  checkpoint: ../models/bert\n  quantize: int4\n  quantize_exclude: encoder.layer.5\n");
+        Assert.Equal(
+        [
+            new ConfigProblem(3, 13, "body.quantize", "must be none or dynamic_int8, got 'int4'"),
+            new ConfigProblem(4, 21, "body.quantize_exclude", "must be a list of Linear names such as encoder.layer.5.output.dense ('*' matches any characters), got 'encoder.layer.5'"),
+        ], e.Problems);
+        Assert.Equal(new ConfigProblem(3, 13, "body.quantize", "dynamic_int8 quantizes a float32 body; dtype is bfloat16"),
+            _folder.Problem("body:\n  checkpoint: ../models/bert\n  quantize: dynamic_int8\n  dtype: bfloat16\n"));
+        Assert.Equal(new ConfigProblem(3, 22, "body.quantize_exclude[0]", "must be a Linear name such as encoder.layer.5.output.dense (letters, digits, '_', '.', '*'), got 'layer 5'"),
+            _folder.Problem("body:\n  checkpoint: ../models/bert\n  quantize_exclude: ['layer 5']\n"));
+    }
+
+    [Fact]
     public void A_model_config_that_is_not_json_is_reported()
     {
         File.WriteAllText(Path.Combine(_folder.Model, "config.json"), "{ not json");
