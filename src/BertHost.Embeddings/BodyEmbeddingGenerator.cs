@@ -1,6 +1,7 @@
 using BertHost.Abstractions;
 using BertHost.Core.Body;
 using Microsoft.Extensions.AI;
+using static TorchSharp.torch;
 
 namespace BertHost.Embeddings;
 
@@ -83,9 +84,10 @@ public sealed class BodyEmbeddingGenerator : IEmbeddingGenerator<string, Embeddi
                 cancellationToken.ThrowIfCancellationRequested();
                 var results = await Task.Run(() => _extractor.Embed(pass.Select(i => new EmbedInput(texts[i])).ToList()), cancellationToken)
                     .ConfigureAwait(false);
+                var finished = Finish(results.Select(r => r.Embedding[0]).ToArray(), dimensions, _options.Normalize);
                 for (var j = 0; j < pass.Length; j++)
                 {
-                    vectors[pass[j]] = Finish(results[j].Embedding[0], dimensions, _options.Normalize);
+                    vectors[pass[j]] = finished[j];
                     tokens += results[j].InputIds.Length;
                 }
             }
@@ -104,18 +106,15 @@ public sealed class BodyEmbeddingGenerator : IEmbeddingGenerator<string, Embeddi
     }
 
     /// <summary>
-    /// The first <paramref name="dimensions"/> values, divided by their L2 norm (floored at 1e-12, as
-    /// <c>torch.nn.functional.normalize</c>) when <paramref name="normalize"/>: the Matryoshka recipe the embedding head follows.
+    /// Each vector's first <paramref name="dimensions"/> values, L2-normalised when <paramref name="normalize"/> (as
+    /// sentence-transformers does, with <c>torch.nn.functional.normalize</c>): the Matryoshka cut the embedding head makes.
     /// </summary>
-    internal static float[] Finish(float[] pooled, int dimensions, bool normalize)
+    private static float[][] Finish(float[][] pooled, int dimensions, bool normalize)
     {
-        var vector = pooled.AsSpan(0, dimensions).ToArray();
-        if (!normalize) return vector;
-        double sum = 0;
-        foreach (var v in vector) sum += (double)v * v;
-        var norm = Math.Max(Math.Sqrt(sum), 1e-12);
-        for (var j = 0; j < vector.Length; j++) vector[j] = (float)(vector[j] / norm);
-        return vector;
+        using var scope = NewDisposeScope();
+        var cut = tensor(pooled.SelectMany(v => v).ToArray(), [pooled.Length, pooled[0].Length]).narrow(1, 0, dimensions);
+        var rows = (normalize ? nn.functional.normalize(cut, p: 2, dim: 1, eps: 1e-12) : cut).contiguous().data<float>().ToArray();
+        return Enumerable.Range(0, pooled.Length).Select(r => rows.AsSpan(r * dimensions, dimensions).ToArray()).ToArray();
     }
 
     private static void CheckDimensions(int dimensions, int most, string parameter)

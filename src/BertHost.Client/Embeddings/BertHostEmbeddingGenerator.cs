@@ -74,11 +74,3 @@ public sealed class BertHostEmbeddingGenerator : IEmbeddingGenerator<string, Emb
     {
     }
 }
-
-/// <summary>A <see cref="BertHostClient"/> as an embedding generator.</summary>
-public static class BertHostClientEmbeddingExtensions
-{
-    /// <summary>This client as an <see cref="IEmbeddingGenerator{TInput,TEmbedding}"/> over <paramref name="head"/> (null: the host's default).</summary>
-    public static IEmbeddingGenerator<string, Embedding<float>> AsEmbeddingGenerator(this BertHostClient client, string? head = null, int? dimensions = null) =>
-        new BertHostEmbeddingGenerator(client, head, dimensions);
-}

@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Json;
+using BertHost.Client.Embeddings;
+using Microsoft.Extensions.AI;
 
 namespace BertHost.Client;
 
@@ -39,4 +41,11 @@ public sealed partial class BertHostClient
         for (var i = 0; i < vector.Length; i++) vector[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(i * sizeof(float)));
         return vector;
     }
+
+    /// <summary>
+    /// This client as Microsoft.Extensions.AI's embedding generator over <c>/v1/embeddings</c>: <paramref name="head"/> is
+    /// the embedding head (null: the host's default), <paramref name="dimensions"/> the width asked for when a call names none.
+    /// </summary>
+    public IEmbeddingGenerator<string, Embedding<float>> AsEmbeddingGenerator(string? head = null, int? dimensions = null) =>
+        new BertHostEmbeddingGenerator(this, head, dimensions);
 }

@@ -27,8 +27,11 @@ public sealed class ClientPackageTests
             {
                 var entries = zip.Entries.Select(e => e.FullName).ToList();
                 Assert.Contains("README.md", entries);
-                Assert.Contains("lib/net10.0/BertHost.Client.dll", entries);
-                Assert.Contains("lib/net10.0/BertHost.Client.xml", entries);
+                foreach (var framework in new[] { "net8.0", "net10.0" })
+                {
+                    Assert.Contains($"lib/{framework}/BertHost.Client.dll", entries);
+                    Assert.Contains($"lib/{framework}/BertHost.Client.xml", entries);
+                }
                 using var reader = new StreamReader(zip.GetEntry("BertHost.Client.nuspec")!.Open());
                 var nuspec = XDocument.Parse(await reader.ReadToEndAsync());
                 var ns = nuspec.Root!.GetDefaultNamespace();
@@ -36,6 +39,7 @@ public sealed class ClientPackageTests
                 var license = metadata.Element(ns + "license")!;
                 Assert.Equal(("expression", "MIT"), ((string)license.Attribute("type")!, license.Value));
                 Assert.Equal("README.md", metadata.Element(ns + "readme")!.Value);
+                Assert.Equal(["net10.0", "net8.0"], metadata.Descendants(ns + "group").Select(g => (string)g.Attribute("targetFramework")!).Order());
                 var dependencies = metadata.Descendants(ns + "dependency").Select(d => (string)d.Attribute("id")!).ToList();
                 Assert.Contains("Microsoft.Extensions.AI.Abstractions", dependencies);
                 Assert.Contains("Microsoft.Extensions.Http.Resilience", dependencies);
@@ -44,7 +48,8 @@ public sealed class ClientPackageTests
                 Assert.Contains("AddBertHostClient", readme);
             }
             using (var symbols = ZipFile.OpenRead(Path.ChangeExtension(package, ".snupkg")))
-                Assert.Contains("lib/net10.0/BertHost.Client.pdb", symbols.Entries.Select(e => e.FullName));
+                Assert.Equal(["lib/net10.0/BertHost.Client.pdb", "lib/net8.0/BertHost.Client.pdb"],
+                    symbols.Entries.Select(e => e.FullName).Where(n => n.EndsWith(".pdb", StringComparison.Ordinal)).Order());
         }
         finally
         {
