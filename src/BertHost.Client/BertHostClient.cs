@@ -124,27 +124,27 @@ public sealed partial class BertHostClient : IDisposable
             else request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
         }
 
-        HttpResponseMessage response;
+        // The call's deadline covers the retries and reading the answer (the pipeline's timeouts end with the headers).
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(_options.Timeout);
         try
         {
-            response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
-        }
-        catch (TimeoutRejectedException e)
-        {
-            throw new TimeoutException($"{method} /{path} did not complete in time (attempt timeout {_options.AttemptTimeout}, call timeout {_options.Timeout})", e);
-        }
-        using (response)
-        {
+            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, deadline.Token).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode && !alsoAccepted.Contains(response.StatusCode))
-                throw await ErrorResponses.ReadAsync(response, method, path, shape, cancellationToken).ConfigureAwait(false);
+                throw await ErrorResponses.ReadAsync(response, method, path, shape, deadline.Token).ConfigureAwait(false);
             try
             {
-                return await read(response, cancellationToken).ConfigureAwait(false);
+                return await read(response, deadline.Token).ConfigureAwait(false);
             }
             catch (JsonException e)
             {
                 throw ErrorResponses.Unexpected(response, method, path, shape, e);
             }
+        }
+        catch (Exception e) when (e is TimeoutRejectedException
+                                  || e is OperationCanceledException && deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"{method} /{path} did not complete in time (attempt timeout {_options.AttemptTimeout}, call timeout {_options.Timeout})", e);
         }
     }
 }

@@ -31,7 +31,8 @@ public static class BertHostServiceCollectionExtensions
         {
             var options = provider.GetRequiredService<IOptions<BertHostClientOptions>>().Value;
             http.BaseAddress = BertHostClient.DirectoryOf(options.BaseAddress!);
-            // The resilience pipeline times calls out; HttpClient's own 100 s would cut a retried call short.
+            // The client bounds each call by options.Timeout (reading the body included); HttpClient's own 100 s
+            // would cut a retried call short.
             http.Timeout = Timeout.InfiniteTimeSpan;
         });
         builder.AddStandardResilienceHandler().Configure((HttpStandardResilienceOptions resilience, IServiceProvider provider) =>

@@ -110,6 +110,6 @@ public sealed record PredictManyResponse(IReadOnlyList<IReadOnlyDictionary<strin
 {
     /// <summary>Head <paramref name="head"/>'s output of every input, read as <typeparamref name="T"/>.</summary>
     public IReadOnlyList<T> For<T>(string head) => Outputs.Select(o => o.TryGetValue(head, out var output)
-        ? output.Deserialize<T>(BertHost.Client.BertHostClient.JsonOptions)!
+        ? output.Deserialize<T>(BertHostClient.JsonOptions)!
         : throw new KeyNotFoundException($"the answer has no output of head '{head}' (heads: {string.Join(", ", o.Keys)})")).ToList();
 }

@@ -1,5 +1,4 @@
 using BertHost.Client;
-using BertHost.Tests.Plugins;
 using BertHost.Tests.Protocols;
 
 namespace BertHost.Tests.Client;
@@ -13,11 +12,7 @@ public sealed class ClientReadinessTests
         var host = new ProtocolHost();
         try
         {
-            await host.StartAsync(ProtocolHost.Yaml(extra: $"""
-                  - name: needed
-                    kind: throws-in-create
-                    plugin: {HeadTestSupport.TestHeadsPlugin}
-                """));
+            await host.StartAsync(ProtocolHost.Yaml(extra: ProtocolHost.RequiredFailedHead));
             using var client = BertHostClient.Create(host.BaseAddress);
             var readiness = await client.GetReadinessAsync();
             Assert.False(readiness.IsReady);

@@ -158,6 +158,36 @@ public sealed class ClientResilienceTests
         var timeout = await Assert.ThrowsAsync<TimeoutException>(() => client2.SubmitJobAsync(new JobRequest { Head = "sentiment" }));
         Assert.Contains("POST /v1/jobs did not complete in time", timeout.Message);
         Assert.Single(handler.Requests);
+
+        // The call's timeout also bounds an answer whose body stops coming after the headers.
+        handler = new ScriptedHandler((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new StalledStream()) }));
+        var (client3, provider3) = Make(handler, o => (o.AttemptTimeout, o.Timeout) = (TimeSpan.FromMilliseconds(300), TimeSpan.FromMilliseconds(600)));
+        using var ___ = provider3;
+        Assert.Contains("GET /v1/heads did not complete in time", (await Assert.ThrowsAsync<TimeoutException>(() => client3.ListHeadsAsync())).Message);
+    }
+
+    /// <summary>A body that never delivers a byte.</summary>
+    private sealed class StalledStream : Stream
+    {
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => 0; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("read asynchronously");
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            return 0;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
     }
 
     [Fact]
