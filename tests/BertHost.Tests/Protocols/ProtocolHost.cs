@@ -47,6 +47,13 @@ public sealed class ProtocolHost : IAsyncLifetime
         {extra}
         """;
 
+    /// <summary>A head entry for <see cref="Yaml"/>'s <c>extra</c> that fails to load and is required: the host is then not ready.</summary>
+    public static string RequiredFailedHead => $"""
+          - name: needed
+            kind: throws-in-create
+            plugin: {HeadTestSupport.TestHeadsPlugin}
+        """;
+
     public async Task InitializeAsync() => await StartAsync(Yaml());
 
     public async Task StartAsync(string yaml) => _host = await TestHost.StartAsync(yaml);

@@ -1,5 +1,3 @@
-using BertHost.Tests.Plugins;
-
 namespace BertHost.Tests.Protocols;
 
 /// <summary>Readiness on the health checks: a required head that failed keeps the host out of rotation; an optional one does not.</summary>
@@ -11,11 +9,7 @@ public sealed class ReadinessTests
         var host = new ProtocolHost();
         try
         {
-            await host.StartAsync(ProtocolHost.Yaml(extra: $"""
-                  - name: needed
-                    kind: throws-in-create
-                    plugin: {HeadTestSupport.TestHeadsPlugin}
-                """));
+            await host.StartAsync(ProtocolHost.Yaml(extra: ProtocolHost.RequiredFailedHead));
             var (status, body) = await host.GetAsync("/readyz");
             Assert.Equal(503, status);
             Assert.Equal("not_ready", body["status"]!.GetValue<string>());
