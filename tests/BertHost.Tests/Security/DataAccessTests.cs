@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using BertHost.Core.Config;
 using BertHost.Core.Jobs;
+using BertHost.Core.Deployments;
 using BertHost.Core.Serving;
 using BertHost.Tests.Jobs;
 using BertHost.Tests.Support;
