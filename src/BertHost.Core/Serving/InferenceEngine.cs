@@ -264,8 +264,8 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
 
     public IReadOnlyList<HeadStatus> Heads => _served.Slots.Select(s => s.ToStatus(withDetails: false) with { Required = Required(s.Name) }).ToList();
 
-    public HeadStatus? FindHead(string name) =>
-        _served.ByName.TryGetValue(name, out var slot) ? slot.ToStatus(withDetails: true) with { Required = Required(slot.Name) } : null;
+    public HeadStatus? FindHead(string name, bool withDetails = false) =>
+        _served.ByName.TryGetValue(name, out var slot) ? slot.ToStatus(withDetails) with { Required = Required(slot.Name) } : null;
 
     public IReadOnlyList<EncodedSequence> Tokenize(IReadOnlyList<string> texts, bool addSpecialTokens)
     {
@@ -419,10 +419,7 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
     {
         if (!served.ByName.TryGetValue(name, out var slot))
             throw new ServingException(ServingError.UnknownHead, $"no head named '{name}' (heads: {string.Join(", ", served.Slots.Select(s => s.Name))})", field);
-        if (slot.State == HeadStates.Stale)
-            throw new ServingException(ServingError.StaleHead, slot.Error!, field);
-        if (!slot.IsReady)
-            throw new ServingException(ServingError.Unavailable, $"head '{name}' is {slot.State}: {slot.Error}", field);
+        HeadStates.EnsureServable(slot.Name, slot.State, slot.Error, field);
         return slot;
     }
 

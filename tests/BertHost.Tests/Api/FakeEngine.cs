@@ -47,7 +47,7 @@ internal sealed class FakeEngine : IInferenceEngine
 
     public bool IsReady => Ready;
     public IReadOnlyList<HeadStatus> Heads => HeadList;
-    public HeadStatus? FindHead(string name) => HeadList.FirstOrDefault(h => h.Name == name);
+    public HeadStatus? FindHead(string name, bool withDetails = false) => HeadList.FirstOrDefault(h => h.Name == name);
 
     /// <summary>One token per whitespace-separated word (id = its length), between [CLS] (101) and [SEP] (102).</summary>
     public IReadOnlyList<BertHost.Abstractions.Text.EncodedSequence> Tokenize(IReadOnlyList<string> texts, bool addSpecialTokens) =>
