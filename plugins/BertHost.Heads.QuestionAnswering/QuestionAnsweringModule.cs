@@ -1,4 +1,4 @@
-using TorchSharp;
+using BertHost.Abstractions.Heads.Sdk;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -28,12 +28,5 @@ public sealed class QuestionAnsweringModule : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Weight ~ N(0, <paramref name="std"/>) from a generator seeded with <paramref name="seed"/>, bias 0.</summary>
-    public void InitializeFresh(double std, long seed)
-    {
-        using var generator = new Generator((ulong)seed);
-        using var noGrad = no_grad();
-        using var values = randn(qa_outputs.weight!.shape, dtype: ScalarType.Float32, generator: generator);
-        qa_outputs.weight!.copy_(values.mul_(std));
-        nn.init.zeros_(qa_outputs.bias!);
-    }
+    public void InitializeFresh(double std, long seed) => HeadInit.Normal(std, seed, qa_outputs);
 }
