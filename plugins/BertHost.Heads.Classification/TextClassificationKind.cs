@@ -40,10 +40,8 @@ public sealed class TextClassificationKind : IHeadKind
     public IReadOnlyList<HeadConfigurationException> Validate(HeadValidationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var problems = HeadValidation.Options(context.Options, ClassificationOptions.Keys, "a text-classification head",
-            o => ClassificationOptions.Parse(o, context.Body), out var options);
-        HeadValidation.Labels(problems, context, FreshHint, labels => CheckLabels(options ?? new ClassificationOptions(), labels));
-        return problems;
+        return HeadValidation.OptionsAndLabels(context, ClassificationOptions.Keys, "a text-classification head",
+            o => ClassificationOptions.Parse(o, context.Body), FreshHint, new ClassificationOptions(), CheckLabels, out _);
     }
 
     private static void Validate(HeadContext context, ClassificationOptions options, IReadOnlyList<string> labels, LoadedWeights<ClassificationOptions> weights)

@@ -46,11 +46,11 @@ public sealed class TokenClassificationKind : IHeadKind
     public IReadOnlyList<HeadConfigurationException> Validate(HeadValidationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var problems = HeadValidation.Options(context.Options, TokenClassificationOptions.Keys, "a token-classification head",
-            o => TokenClassificationOptions.Parse(o, context.Body), out var options);
+        var problems = HeadValidation.OptionsAndLabels(context, TokenClassificationOptions.Keys, "a token-classification head",
+            o => TokenClassificationOptions.Parse(o, context.Body), FreshHint, new TokenClassificationOptions(), CheckLabels, out var options);
+        // The windows' stride against the head's length (the head checks it when built).
         if (options is not null)
             HeadValidation.Collect(problems, () => TokenClassificationHead.CheckStride(options, Math.Min(options.MaxLength ?? int.MaxValue, context.Body.MaxSequenceLength)));
-        HeadValidation.Labels(problems, context, FreshHint, labels => CheckLabels(options ?? new TokenClassificationOptions(), labels));
         return problems;
     }
 

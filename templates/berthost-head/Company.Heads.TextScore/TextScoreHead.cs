@@ -9,13 +9,14 @@ namespace Company.Heads.TextScore;
 
 /// <summary>
 /// Input <c>{"text": "...", "text_pair": "..."?}</c> or a bare string; output <c>{"score": number}</c>. The
-/// <see cref="TaskHead{TOptions, TModule}"/> base holds the rest of <see cref="IHead"/> (Describe, Save, Dispose...).
+/// <see cref="TaskHead{TOptions, TModule}"/> base holds the rest of <see cref="IHead"/> (Describe, Save, Dispose...),
+/// and the module is the SDK's <see cref="LinearHead"/> (dropout + one Linear layer).
 /// </summary>
-public sealed class TextScoreHead : TaskHead<TextScoreOptions, TextScoreModule>
+public sealed class TextScoreHead : TaskHead<TextScoreOptions, LinearHead>
 {
     private static readonly string[] InputFields = ["text", "text_pair"];
 
-    internal TextScoreHead(HeadContext context, TextScoreOptions options, TextScoreModule module, WeightsOrigin origin)
+    internal TextScoreHead(HeadContext context, TextScoreOptions options, LinearHead module, WeightsOrigin origin)
         : base(context, TextScoreKind.KindName, options, module, origin, options.MaxLength)
     {
         Requirements = new BodyRequirements(PooledOutput: options.Pooling == PoolingMode.Pooler);
@@ -52,13 +53,13 @@ public sealed class TextScoreHead : TaskHead<TextScoreOptions, TextScoreModule>
     public override Tensor Forward(BodyOutput body, HeadBatch batch)
     {
         using var scope = NewDisposeScope();
-        return Module.call(Pooling.Pool(body, Options.Pooling)).MoveToOuterDisposeScope();
+        return Module.call(Pooling.Pool(body, Options.Pooling)).squeeze(-1).MoveToOuterDisposeScope();
     }
 
     public override IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch)
     {
         float[] scores;
         using (var cpu = logits.detach().to(ScalarType.Float32, CPU).contiguous()) scores = cpu.data<float>().ToArray();
-        return batch.Items.Select((_, i) => (JsonNode)new JsonObject { ["score"] = scores[batch.RowStarts[i]] }).ToList();
+        return batch.Items.Select((_, i) => (JsonNode)new JsonObject { ["score"] = (double)scores[batch.RowStarts[i]] }).ToList();
     }
 }

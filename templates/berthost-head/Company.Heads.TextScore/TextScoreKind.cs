@@ -29,7 +29,8 @@ public sealed class TextScoreKind : IHeadKind
             var options = weights.Options;
             if (options.Pooling == PoolingMode.Pooler && !context.Body.HasPooler)
                 throw new HeadConfigurationException("options.pooling", "pooling 'pooler' needs the body's pooler, which this body lacks; use mean, cls or max");
-            var module = new TextScoreModule(context.Body.HiddenSize, options.Dropout);
+            // Dropout + Linear(H, 1) named 'classifier', as a one-label BertForSequenceClassification (which then imports by name).
+            var module = new LinearHead("classifier", context.Body.HiddenSize, 1, options.Dropout);
             weights.Prepare(context, module, module.InitializeFresh, "check options and the weights' head kind");
             return new TextScoreHead(context, options, module, weights.Origin);
         });

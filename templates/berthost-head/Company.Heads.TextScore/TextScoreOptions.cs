@@ -47,11 +47,11 @@ public sealed record TextScoreOptions
             : throw new HeadConfigurationException(field, $"pooling '{value}' is not one of mean, cls, max, pooler");
     }
 
-    /// <summary>What head.json records and GET /v1/heads/{name} shows.</summary>
-    public JsonObject ToJson() => new()
+    /// <summary>What head.json records (and reads back with <see cref="Parse"/>) and GET /v1/heads/{name} shows.</summary>
+    public JsonObject ToJson()
     {
-        ["pooling"] = Pooling.ToString().ToLowerInvariant(),
-        ["dropout"] = Dropout,
-        ["max_length"] = MaxLength,
-    };
+        var o = new JsonObject { ["pooling"] = Pooling.ToString().ToLowerInvariant(), ["dropout"] = Dropout };
+        if (MaxLength is { } max) o["max_length"] = max;   // absent = the body's limit (null would not parse back)
+        return o;
+    }
 }

@@ -70,6 +70,22 @@ public static class HeadValidation
     }
 
     /// <summary>
+    /// A labelled head's whole check: every problem of its options (<see cref="Options{T}"/>), then its YAML labels
+    /// (<see cref="Labels"/>) against the options that parsed (<paramref name="defaults"/> when none did).
+    /// </summary>
+    public static List<HeadConfigurationException> OptionsAndLabels<T>(HeadValidationContext context, IReadOnlyList<string> known,
+        string headDescription, Func<JsonElement, T> parse, string freshHint, T defaults, Action<T, IReadOnlyList<string>> checkLabels,
+        out T? parsed) where T : class
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(checkLabels);
+        var problems = Options(context.Options, known, headDescription, parse, out parsed);
+        var options = parsed ?? defaults;
+        Labels(problems, context, freshHint, labels => checkLabels(options, labels));
+        return problems;
+    }
+
+    /// <summary>
     /// Checks the YAML labels of a labelled head: a fresh head must have them (<paramref name="freshHint"/> says how), and
     /// <paramref name="check"/> checks them (count, names, one class weight each...). Labels that weights carry are
     /// checked when serving, since validating does not read weights.

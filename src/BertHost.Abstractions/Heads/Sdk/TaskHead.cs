@@ -8,7 +8,7 @@ namespace BertHost.Abstractions.Heads.Sdk;
 /// <summary>
 /// The part of an <see cref="IHead"/> that is the same for every head with trainable weights: its identity, options,
 /// module, token budget, <see cref="Describe"/>, <see cref="Save"/> (which records the body it was trained on, as the
-/// contract asks) and <see cref="Dispose"/>. A subclass holds only its task: <see cref="Encode"/>, <see cref="Forward"/>,
+/// contract asks) and <see cref="Dispose()"/>. A subclass holds only its task: <see cref="Encode"/>, <see cref="Forward"/>,
 /// <see cref="Decode"/>, the options as head.json records them (<see cref="OptionsJson"/>) and, when trainable,
 /// <see cref="Training"/> (set in its constructor).
 /// </summary>
