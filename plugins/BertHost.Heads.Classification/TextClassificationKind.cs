@@ -71,18 +71,12 @@ public sealed class TextClassificationKind : IHeadKind
 /// Where a text-classification head's weights come from: nothing (fresh), a head folder this plugin saved, or a Hugging
 /// Face BertForSequenceClassification (whose classifier reads the pooler and has no hidden layers).
 /// </summary>
-internal sealed class ClassificationWeights()
-    : HeadWeightsImport<ClassificationOptions>(TextClassificationKind.KindName, "BertForSequenceClassification", "classifier.")
+internal sealed class ClassificationWeights() : HeadWeightsImport<ClassificationOptions>(TextClassificationKind.KindName,
+    "BertForSequenceClassification", "classifier.", new(ClassificationOptions.StructuralKeys, o => o.Given, (o, given) => o with { Given = given }, ValueOf))
 {
     public override ClassificationOptions Parse(JsonElement options, BodyInfo body) => ClassificationOptions.Parse(options, body);
 
-    protected override IReadOnlyList<string> StructuralKeys => ClassificationOptions.StructuralKeys;
-
-    protected override IReadOnlySet<string> Given(ClassificationOptions options) => options.Given;
-
-    protected override ClassificationOptions WithGiven(ClassificationOptions merged, IReadOnlySet<string> given) => merged with { Given = given };
-
-    protected override string ValueOf(ClassificationOptions o, string key) => key switch
+    private static string ValueOf(ClassificationOptions o, string key) => key switch
     {
         "pooling" => ClassificationOptions.Name(o.Pooling),
         "hidden_layers" => $"[{string.Join(", ", o.HiddenLayers)}]",

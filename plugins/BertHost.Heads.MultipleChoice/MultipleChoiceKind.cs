@@ -53,19 +53,12 @@ public sealed class MultipleChoiceKind : IHeadKind
 }
 
 /// <summary>Where a head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF BertForMultipleChoice.</summary>
-internal sealed class MultipleChoiceWeights()
-    : HeadWeightsImport<MultipleChoiceOptions>(MultipleChoiceKind.KindName, "BertForMultipleChoice", "classifier.")
+internal sealed class MultipleChoiceWeights() : HeadWeightsImport<MultipleChoiceOptions>(MultipleChoiceKind.KindName,
+    "BertForMultipleChoice", "classifier.",
+    // The only structural key is pooling.
+    new(MultipleChoiceOptions.StructuralKeys, o => o.Given, (o, given) => o with { Given = given }, (o, _) => MultipleChoiceOptions.Name(o.Pooling)))
 {
     public override MultipleChoiceOptions Parse(JsonElement options, BodyInfo body) => MultipleChoiceOptions.Parse(options);
-
-    protected override IReadOnlyList<string> StructuralKeys => MultipleChoiceOptions.StructuralKeys;
-
-    protected override IReadOnlySet<string> Given(MultipleChoiceOptions options) => options.Given;
-
-    protected override MultipleChoiceOptions WithGiven(MultipleChoiceOptions merged, IReadOnlySet<string> given) => merged with { Given = given };
-
-    // The only structural key is pooling.
-    protected override string ValueOf(MultipleChoiceOptions options, string key) => MultipleChoiceOptions.Name(options.Pooling);
 
     protected override (MultipleChoiceOptions Options, double? DefaultDropout) CheckHuggingFace(HeadContext context, HuggingFaceTaskModel model,
         MultipleChoiceOptions yamlOptions)

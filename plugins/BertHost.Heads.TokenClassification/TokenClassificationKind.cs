@@ -66,18 +66,10 @@ public sealed class TokenClassificationKind : IHeadKind
 }
 
 /// <summary>Where a token-classification head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF BertForTokenClassification folder.</summary>
-internal sealed class TokenClassificationWeights()
-    : HeadWeightsImport<TokenClassificationOptions>(TokenClassificationKind.KindName, "BertForTokenClassification", "classifier.")
+internal sealed class TokenClassificationWeights() : HeadWeightsImport<TokenClassificationOptions>(TokenClassificationKind.KindName,
+    "BertForTokenClassification", "classifier.", new(TokenClassificationOptions.StructuralKeys, o => o.Given, (o, given) => o with { Given = given }, (o, key) => o.ValueOf(key)))
 {
     public override TokenClassificationOptions Parse(JsonElement options, BodyInfo body) => TokenClassificationOptions.Parse(options, body);
-
-    protected override IReadOnlyList<string> StructuralKeys => TokenClassificationOptions.StructuralKeys;
-
-    protected override IReadOnlySet<string> Given(TokenClassificationOptions options) => options.Given;
-
-    protected override TokenClassificationOptions WithGiven(TokenClassificationOptions merged, IReadOnlySet<string> given) => merged with { Given = given };
-
-    protected override string ValueOf(TokenClassificationOptions options, string key) => options.ValueOf(key);
 
     protected override (TokenClassificationOptions Options, double? DefaultDropout) CheckHuggingFace(HeadContext context, HuggingFaceTaskModel model,
         TokenClassificationOptions yamlOptions)

@@ -76,6 +76,21 @@ public sealed class LoadedWeights<TOptions>
 }
 
 /// <summary>
+/// How a saved head's options meet the configuration's (see <see cref="HeadWeightsImport{TOptions}"/>): the options that
+/// change what the weights mean must agree, and the options record which keys the configuration gave.
+/// </summary>
+/// <param name="StructuralKeys">Options that change what the weights mean (pooling, layer sizes...): a saved head must be
+/// served with the values it was trained with, so a configuration giving another value is refused.</param>
+/// <param name="Given">The keys the configuration gave.</param>
+/// <param name="WithGiven">The merged options with the configuration's given keys recorded.</param>
+/// <param name="ValueOf">A structural key's value as the refusal message shows it.</param>
+public sealed record SavedOptionsRules<TOptions>(
+    IReadOnlyList<string> StructuralKeys,
+    Func<TOptions, IReadOnlySet<string>> Given,
+    Func<TOptions, IReadOnlySet<string>, TOptions> WithGiven,
+    Func<TOptions, string, string> ValueOf);
+
+/// <summary>
 /// How a head kind finds its weights: the head-folder and Hugging Face import that every kind shares, with hooks for
 /// what is particular to a kind (its options parser, the options that change what the weights mean, the checks of a
 /// Hugging Face folder). A kind declares one subclass (usually a private nested one) and calls <see cref="Create"/>.
@@ -86,12 +101,16 @@ public abstract class HeadWeightsImport<TOptions> where TOptions : class
     /// <param name="headKind">The kind's YAML name; a head folder must have been saved by this kind.</param>
     /// <param name="architecture">The Hugging Face class the kind imports (e.g. <c>BertForSequenceClassification</c>).</param>
     /// <param name="tensorPrefix">The prefix of the task-head tensors in a Hugging Face folder (e.g. <c>classifier.</c>).</param>
-    protected HeadWeightsImport(string headKind, string architecture, string tensorPrefix)
+    /// <param name="savedOptions">How saved options meet the configuration's; null: every configured key simply overrides.</param>
+    protected HeadWeightsImport(string headKind, string architecture, string tensorPrefix, SavedOptionsRules<TOptions>? savedOptions = null)
     {
         HeadKind = headKind;
         Architecture = architecture;
         TensorPrefix = tensorPrefix;
+        _saved = savedOptions;
     }
+
+    private readonly SavedOptionsRules<TOptions>? _saved;
 
     public string HeadKind { get; }
     public string Architecture { get; }
@@ -101,34 +120,23 @@ public abstract class HeadWeightsImport<TOptions> where TOptions : class
     public abstract TOptions Parse(JsonElement options, BodyInfo body);
 
     /// <summary>
-    /// Options that change what the weights mean (pooling, layer sizes...): a saved head must be served with the values it
-    /// was trained with, so a configuration giving another value is refused. Empty by default.
-    /// </summary>
-    protected virtual IReadOnlyList<string> StructuralKeys => [];
-
-    /// <summary>The keys the configuration gave (so that saved values fill in the others); empty by default.</summary>
-    protected virtual IReadOnlySet<string> Given(TOptions options) => EmptySet;
-
-    /// <summary>A structural key's value as the refusal message shows it.</summary>
-    protected virtual string ValueOf(TOptions options, string key) => "";
-
-    /// <summary>The merged options with the configuration's <see cref="Given"/> keys recorded (default: unchanged).</summary>
-    protected virtual TOptions WithGiven(TOptions merged, IReadOnlySet<string> given) => merged;
-
-    /// <summary>
     /// The options a head folder's head is built with. By default: the saved options (a problem with them is the
-    /// folder's, reported on <c>weights</c>), structural keys the configuration gives must agree with them, then each
-    /// configured key overrides the saved one (<see cref="HeadWeights.MergeOptions"/>).
+    /// folder's, reported on <c>weights</c>), structural keys the configuration gives must agree with them (see
+    /// <see cref="SavedOptionsRules{TOptions}"/>), then each configured key overrides the saved one
+    /// (<see cref="HeadWeights.MergeOptions"/>).
     /// </summary>
     protected virtual TOptions HeadFolderOptions(HeadContext context, string folder, HeadManifest manifest, TOptions yaml)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(manifest);
         var saved = HeadOptions.ParseSaved(folder, () => Parse(JsonSerializer.SerializeToElement(manifest.Options), context.Body));
-        var given = Given(yaml);
-        HeadOptions.CheckSavedAgree(folder, StructuralKeys.Where(given.Contains), key => ValueOf(yaml, key), key => ValueOf(saved, key));
-        var merged = HeadWeights.MergeOptions(manifest.Options, context.Options);
-        return WithGiven(Parse(merged, context.Body), given);
+        if (_saved is { } rules)
+        {
+            var given = rules.Given(yaml);
+            HeadOptions.CheckSavedAgree(folder, rules.StructuralKeys.Where(given.Contains), key => rules.ValueOf(yaml, key), key => rules.ValueOf(saved, key));
+        }
+        var merged = Parse(HeadWeights.MergeOptions(manifest.Options, context.Options), context.Body);
+        return _saved is null ? merged : _saved.WithGiven(merged, _saved.Given(yaml));
     }
 
     /// <summary>
@@ -191,6 +199,4 @@ public abstract class HeadWeightsImport<TOptions> where TOptions : class
             weights.DisposeTensors();
         }
     }
-
-    private static readonly IReadOnlySet<string> EmptySet = new HashSet<string>();
 }
