@@ -2,7 +2,7 @@ namespace BertHost.Core.Config;
 
 /// <summary>
 /// Checks a head entry beyond what the file itself shows (e.g. by asking the head's plugin, see
-/// <see cref="Plugins.PluginHeadValidator"/>). The reader calls it for each head entry without problems of its own and
+/// <see cref="PluginHeadValidator"/>). The reader calls it for each head entry without problems of its own and
 /// reports what it returns like its own problems, with the line of the field.
 /// </summary>
 public interface IHeadConfigValidator

@@ -1,10 +1,10 @@
 using BertHost.Abstractions.Heads;
 using BertHost.Abstractions.Heads.Sdk;
 using BertHost.Core.Bert;
-using BertHost.Core.Config;
+using BertHost.Core.Plugins;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Plugins;
+namespace BertHost.Core.Config;
 
 /// <summary>
 /// <c>berthost validate</c>'s head checks: loads each head's plugin (through <paramref name="catalog"/>), finds its kind
