@@ -21,7 +21,14 @@ public static class LoraHeadFolder
     public const string ManifestField = "lora";
 
     /// <summary>Adds <paramref name="adapter"/> to the head folder a plugin just saved (both files rewritten atomically, head.json last).</summary>
-    public static void Attach(string folder, LoraAdapter adapter)
+    public static void Attach(string folder, LoraAdapter adapter) =>
+        Attach(folder, adapter.Settings, adapter.NamedParameters().ToDictionary(p => p.Key, p => (Tensor)p.Parameter));
+
+    /// <summary>
+    /// Puts adapter tensors keyed <c>MODULE.lora_A.weight</c> / <c>MODULE.lora_B.weight</c> into a saved head folder,
+    /// replacing any adapter it had (both files rewritten atomically, head.json last).
+    /// </summary>
+    public static void Attach(string folder, LoraSettings settings, IReadOnlyDictionary<string, Tensor> adapterTensors)
     {
         var weightsPath = Path.Combine(folder, HeadManifest.WeightsFileName);
         var manifestPath = Path.Combine(folder, HeadManifest.FileName);
@@ -37,21 +44,32 @@ public static class LoraHeadFolder
                 foreach (var info in file.Tensors.Where(t => !t.Name.StartsWith(LoraAdapter.KeyPrefix, StringComparison.Ordinal)))
                     tensors[info.Name] = file.Read(info.Name);
             }
-            metadata[ManifestField] = adapter.Settings.ToJson().ToJsonString();
-            SafetensorsWriter.Save(weightsPath, tensors.Concat(adapter.StoredTensors()), metadata);
+            metadata[ManifestField] = settings.ToJson().ToJsonString();
+            SafetensorsWriter.Save(weightsPath, tensors.Concat(adapterTensors.Select(kv => KeyValuePair.Create(LoraAdapter.KeyPrefix + kv.Key, kv.Value))), metadata);
         }
         finally
         {
             foreach (var t in tensors.Values) t.Dispose();
         }
         var manifest = JsonNode.Parse(File.ReadAllText(manifestPath))!.AsObject();
-        var lora = adapter.Settings.ToJson();
-        lora["parameters"] = adapter.ParameterCount;
-        lora["bytes"] = adapter.Bytes;
+        var lora = settings.ToJson();
+        lora["parameters"] = adapterTensors.Values.Sum(t => t.NumberOfElements);
+        lora["bytes"] = adapterTensors.Values.Sum(t => t.NumberOfElements * t.ElementSize);
         manifest[ManifestField] = lora;
         var temp = manifestPath + $".{Guid.NewGuid():N}.tmp";
         File.WriteAllText(temp, manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         File.Move(temp, manifestPath, overwrite: true);
+    }
+
+    /// <summary>The adapter tensors of a head folder keyed <c>MODULE.lora_A.weight</c> (the caller disposes them); empty when it has none.</summary>
+    public static Dictionary<string, Tensor> ReadTensors(string folder)
+    {
+        var weightsPath = Path.Combine(folder, HeadManifest.WeightsFileName);
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        using var file = SafetensorsFile.Open(weightsPath);
+        foreach (var info in file.Tensors.Where(t => t.Name.StartsWith(LoraAdapter.KeyPrefix, StringComparison.Ordinal)))
+            tensors[info.Name[LoraAdapter.KeyPrefix.Length..]] = file.Read(info.Name);
+        return tensors;
     }
 
     /// <summary>The adapter settings a head folder declares in head.json (null: no adapter). Errors name the file.</summary>
