@@ -170,13 +170,14 @@ public sealed class TrainJobWork : IJobWork
     {
         using var lease = engine.AcquireBody();
         var created = new List<IHead>();
+        using var adapters = ServedAdapters(engine, heads, lease.Body);
         try
         {
             foreach (var head in heads) created.Add(engine.CreateHead(head, lease.Body, engine.ServedWeights(head)));
             if (format is not null && created.FirstOrDefault(h => !h.Training!.DataFormats.Contains(format, StringComparer.Ordinal)) is { } refusing)
                 throw new ServingException(ServingError.InvalidInput,
                     $"format '{format}' is not one the head {refusing.Name} reads ({string.Join(", ", refusing.Training!.DataFormats)})", "format");
-            foreach (var adapter in new Trainer(lease.Body, created, options).Adapters.Values) adapter.Dispose();
+            foreach (var adapter in new Trainer(lease.Body, created, options, adapters.ByHead).Adapters.Values) adapter.Dispose();
         }
         catch (ArgumentException e)
         {
@@ -251,6 +252,8 @@ public sealed class TrainJobWork : IJobWork
             context.Update(r => r.BodyFingerprint = served.Fingerprint, persistNow: true);
             var names = HeadsOf(record);
             var heads = new List<IHead>();
+            // A served LoRA head keeps its adapter when its head is retrained in head mode (applied, frozen, and saved again).
+            using var servedAdapters = ServedAdapters(engine, names, body);
             try
             {
                 foreach (var name in names) heads.Add(engine.CreateHead(name, body, engine.ServedWeights(name)));
@@ -268,7 +271,7 @@ public sealed class TrainJobWork : IJobWork
                         evalFile is null ? null : Read(head, evalFile, dataOptions));
                 }).ToList();
 
-                var trainer = new Trainer(body, heads, options);
+                var trainer = new Trainer(body, heads, options, servedAdapters.ByHead);
                 using var adapters = new AdapterOwner(trainer);
                 var result = trainer.Train(tasks, new Progress(context), cancellationToken, epoch =>
                 {
@@ -296,7 +299,8 @@ public sealed class TrainJobWork : IJobWork
                     AtomicFolder.Replace(HeadFolder(record, head.Name), temp =>
                     {
                         head.Save(temp, new HeadSaveInfo(fingerprint, headMetrics));
-                        if (trainer.Adapters.TryGetValue(head.Name, out var adapter)) LoraHeadFolder.Attach(temp, adapter);
+                        if ((trainer.Adapters.GetValueOrDefault(head.Name) ?? servedAdapters.ByHead.GetValueOrDefault(head.Name)) is { } adapter)
+                            LoraHeadFolder.Attach(temp, adapter);
                     });
                 }
                 var info = new Dictionary<string, JsonNode?>
@@ -363,6 +367,26 @@ public sealed class TrainJobWork : IJobWork
     }
 
     private static IReadOnlyList<string> HeadsOf(JobRecord record) => record.Heads ?? [record.Head!];
+
+    /// <summary>The adapters of the heads whose served weights are LoRA head folders (disposed with this object).</summary>
+    private sealed class AdapterSet(Dictionary<string, LoraAdapter> byHead) : IDisposable
+    {
+        public IReadOnlyDictionary<string, LoraAdapter> ByHead => byHead;
+
+        public void Dispose()
+        {
+            foreach (var adapter in byHead.Values) adapter.Dispose();
+        }
+    }
+
+    private static AdapterSet ServedAdapters(InferenceEngine engine, IReadOnlyList<string> heads, BertHost.Core.Body.BertBody body)
+    {
+        var byHead = new Dictionary<string, LoraAdapter>(StringComparer.Ordinal);
+        foreach (var head in heads)
+            if (engine.ServedWeights(head) is { } weights && Directory.Exists(weights) && LoraHeadFolder.Read(weights, body.Model) is { } adapter)
+                byHead[head] = adapter;
+        return new AdapterSet(byHead);
+    }
 
     /// <summary>Disposes a trainer's adapters (lora mode) when the job's run ends.</summary>
     private sealed class AdapterOwner(Trainer trainer) : IDisposable

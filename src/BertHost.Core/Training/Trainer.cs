@@ -33,10 +33,14 @@ public sealed class Trainer
     private long _bodyPasses;
     private LowPrecisionBody? _lowPrecision;
 
-    public Trainer(BertBody body, IHead head, TrainingOptions options) : this(body, [head], options) { }
+    public Trainer(BertBody body, IHead head, TrainingOptions options, IReadOnlyDictionary<string, LoraAdapter>? adapters = null)
+        : this(body, [head], options, adapters) { }
 
     /// <summary>A trainer for <paramref name="heads"/> sharing <paramref name="body"/> (several heads = a multitask run).</summary>
-    public Trainer(BertBody body, IReadOnlyList<IHead> heads, TrainingOptions options)
+    /// <param name="adapters">Body adapters the heads already have (LoRA head folders), by head name: head mode and
+    /// evaluation apply them, frozen, in the heads' body passes (the caller keeps owning them). Lora mode trains new
+    /// ones instead; partial and full mode refuse a head with an adapter.</param>
+    public Trainer(BertBody body, IReadOnlyList<IHead> heads, TrainingOptions options, IReadOnlyDictionary<string, LoraAdapter>? adapters = null)
     {
         if (heads.Count == 0) throw new ArgumentException("no heads to train");
         foreach (var head in heads)
@@ -54,7 +58,15 @@ public sealed class Trainer
         if (options.Mode == TrainingMode.Lora)
             Adapters = heads.Select((h, i) => (h.Name, LoraAdapter.Create(body.Model, options.Lora, options.Seed * 7919L + i)))
                 .ToDictionary(x => x.Name, x => x.Item2, StringComparer.Ordinal);
+        else if (adapters is { Count: > 0 })
+        {
+            if (options.Mode is TrainingMode.Partial or TrainingMode.Full)
+                throw new ArgumentException($"head '{adapters.Keys.First()}' has a LoRA adapter: train it with mode lora (a new adapter) or head (the head on the adapted body), not {options.Mode.ToString().ToLowerInvariant()}");
+            _frozenAdapters = adapters;
+        }
     }
+
+    private readonly IReadOnlyDictionary<string, LoraAdapter>? _frozenAdapters;
 
     /// <summary>
     /// Lora mode: each head's body adapter by head name (trained by <see cref="Train(IReadOnlyList{TrainingTask}, IProgress{TrainingProgress}?, CancellationToken, Action{EpochResult}?)"/>,
@@ -63,7 +75,10 @@ public sealed class Trainer
     /// </summary>
     public IReadOnlyDictionary<string, LoraAdapter> Adapters { get; } = new Dictionary<string, LoraAdapter>();
 
-    private LoraAdapter? AdapterOf(IHead head) => Adapters.GetValueOrDefault(head.Name);
+    private LoraAdapter? AdapterOf(IHead head) => Adapters.GetValueOrDefault(head.Name) ?? _frozenAdapters?.GetValueOrDefault(head.Name);
+
+    /// <summary>Only a trained adapter (lora mode) steps and is checkpointed; a frozen one just applies.</summary>
+    private LoraAdapter? TrainedAdapterOf(IHead head) => Adapters.GetValueOrDefault(head.Name);
 
     /// <summary>The precision the body's passes run in: <see cref="TrainingOptions.Precision"/> with auto resolved.</summary>
     public TrainingPrecision Precision { get; }
@@ -145,7 +160,7 @@ public sealed class Trainer
             {
                 var ps = t.Head.Module.named_parameters().Select(p => (HeadKey(t, p.name), p.parameter)).ToList();
                 // A head's adapter steps with it: it only ever sees that head's batches.
-                if (AdapterOf(t.Head) is { } adapter) ps.AddRange(adapter.NamedParameters().Select(p => (HeadKey(t, LoraAdapter.KeyPrefix + p.Key), p.Parameter)));
+                if (TrainedAdapterOf(t.Head) is { } adapter) ps.AddRange(adapter.NamedParameters().Select(p => (HeadKey(t, LoraAdapter.KeyPrefix + p.Key), p.Parameter)));
                 foreach (var (_, p) in ps) p.requires_grad = true;
                 var o = new ParameterOptimizer(ps, lr, _options.WeightDecay);
                 optimizers.Add(o);
@@ -157,7 +172,7 @@ public sealed class Trainer
                 {
                     foreach (var (k, v) in t.Head.Module.state_dict())
                         yield return KeyValuePair.Create(HeadKey(t, k), v);
-                    if (AdapterOf(t.Head) is { } adapter)
+                    if (TrainedAdapterOf(t.Head) is { } adapter)
                         foreach (var (k, p) in adapter.NamedParameters())
                             yield return KeyValuePair.Create(HeadKey(t, LoraAdapter.KeyPrefix + k), (Tensor)p);
                 }

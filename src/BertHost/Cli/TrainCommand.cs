@@ -112,7 +112,8 @@ public sealed class TrainCommand : ICommand
         Trainer trainer;
         try
         {
-            trainer = new Trainer(session.Body, session.Heads, options);
+            // Head mode on a LoRA head trains the head on the adapted body and keeps the adapter.
+            trainer = new Trainer(session.Body, session.Heads, options, session.Adapters);
         }
         catch (ArgumentException e)
         {
@@ -172,7 +173,8 @@ public sealed class TrainCommand : ICommand
         {
             var headDir = multitask ? Path.Combine(outDir, session.Sections[i].Name) : outDir;
             session.Heads[i].Save(headDir, new HeadSaveInfo(fingerprint, reported.Tasks?[tasks[i].Name].Metrics));
-            if (trainer.Adapters.TryGetValue(session.Heads[i].Name, out var adapter)) LoraHeadFolder.Attach(headDir, adapter);
+            if ((trainer.Adapters.GetValueOrDefault(session.Heads[i].Name) ?? session.Adapters.GetValueOrDefault(session.Heads[i].Name)) is { } adapter)
+                LoraHeadFolder.Attach(headDir, adapter);
             context.Error.WriteLine($"berthost train: wrote head '{session.Sections[i].Name}' to {headDir}" +
                 (result.BestEpoch is { } best ? $" (best epoch {best}{(result.StoppedEarly ? ", stopped early" : "")})" : ""));
         }
