@@ -207,7 +207,7 @@ public sealed class JobsApiTests
             "precision fp16 needs loss scaling (a gradient scaler), which TorchSharp 0.107 does not provide; use bf16");
         await Expect(new { head = "sentiment", train = data, promote = "yes" }, 400, "bad_request", "promote", "promote must be true or false, got a string");
         await Expect(new { head = "sentiment", train = data, epoch = 3 }, 400, "bad_request", "epoch",
-            "unknown field 'epoch' (did you mean 'epochs'?); expected kind, head, train, eval, mode, epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, gradient_accumulation_steps, seed, partial_layers, patience, eval_every_epoch, checkpoint_every, precision, format, skip_malformed, promote, tasks");
+            "unknown field 'epoch' (did you mean 'epochs'?); expected kind, head, train, eval, mode, epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, gradient_accumulation_steps, seed, partial_layers, patience, eval_every_epoch, checkpoint_every, precision, format, skip_malformed, promote, tasks, lora_rank, lora_alpha, lora_dropout, lora_targets");
         await Expect(new { kind = "bake", head = "sentiment" }, 422, "invalid_input", "kind", "unknown job kind 'bake' (kinds: pretrain, train)");
 
         var (listStatus, list) = await host.GetAsync("/v1/jobs?state=done");
