@@ -32,8 +32,6 @@ public sealed class ClassificationModule : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public int LabelCount => (int)classifier.weight!.shape[0];
-
     public override Tensor forward(Tensor pooled)
     {
         using var scope = NewDisposeScope();

@@ -54,9 +54,6 @@ public sealed record BodyOptions
     /// adapter is bound to the base. For a head served with <c>adapter: merge</c> on a private copy.
     /// </summary>
     public Lora.LoraAdapter? MergeAdapter { get; init; }
-
-    /// <summary>Return every layer's hidden states from <see cref="BertBody.Forward(BertHost.Core.Text.PaddedBatch,bool)"/> by default.</summary>
-    public bool OutputHiddenStates { get; init; }
 }
 
 /// <summary>The values of <see cref="BodyOptions.Quantize"/>.</summary>

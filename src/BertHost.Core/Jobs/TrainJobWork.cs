@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
 using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
+using BertHost.Core.Deployments;
 using BertHost.Core.Lora;
 using BertHost.Core.Serving;
 using BertHost.Core.Training;
@@ -152,7 +153,7 @@ public sealed class TrainJobWork : IJobWork
     }
 
     /// <summary>The deployment's name of the head in <paramref name="field"/>: 404 when there is none, 422 when it cannot train.</summary>
-    private static string TrainableHead(JobRequest request, string field, InferenceEngine engine, string prefix = "")
+    private static string TrainableHead(JobRequest request, string field, IServedModels engine, string prefix = "")
     {
         var head = request.String(field, required: true)!;
         var section = engine.FindSection(head)
@@ -166,7 +167,7 @@ public sealed class TrainJobWork : IJobWork
     /// read are refused at submission, not when the job runs: the trainer is built, on new head instances over the
     /// served body, and dropped.
     /// </summary>
-    private static void CheckTrainerAccepts(InferenceEngine engine, IReadOnlyList<string> heads, TrainingOptions options, string? format)
+    private static void CheckTrainerAccepts(IServedModels engine, IReadOnlyList<string> heads, TrainingOptions options, string? format)
     {
         using var lease = engine.AcquireBody();
         var created = new List<IHead>();
@@ -245,7 +246,7 @@ public sealed class TrainJobWork : IJobWork
         // weights alone but runs the body in training mode (dropout) with autograd: a private copy too, so serving
         // passes on the served body never see dropout.
         var own = options.Mode == TrainingMode.Head ? null
-            : DeploymentLoading.LoadBody(engine.Config with { Body = engine.Config.Body with { Checkpoint = served.Folder } });
+            : Deployment.LoadBody(engine.Config, served.Folder, forServing: false);
         try
         {
             var body = own ?? served;
@@ -355,14 +356,14 @@ public sealed class TrainJobWork : IJobWork
                     $"job {record.Id} trained head {record.Head ?? string.Join(", ", heads.Keys)} on body {record.OutputFingerprint}, the served body is {served}; submit a new job");
             // A multitask lora job trained one adapter per head on the served body: each head swaps on its own.
             foreach (var (name, folder) in heads) await engine.SwapHeadAsync(name, folder, record.Id);
-            Promotions.Record(context, null, heads);
+            context.RecordPromotion(null, heads);
         }
         else
         {
             // The new body and every head trained with it start serving together (one drain).
             var body = Path.Combine(context.Folder, "body");
             await engine.SwapBodyAsync(body, heads, record.Id);
-            Promotions.Record(context, body, heads);
+            context.RecordPromotion(body, heads);
         }
     }
 
@@ -379,7 +380,7 @@ public sealed class TrainJobWork : IJobWork
         }
     }
 
-    private static AdapterSet ServedAdapters(InferenceEngine engine, IReadOnlyList<string> heads, BertHost.Core.Body.BertBody body)
+    private static AdapterSet ServedAdapters(IServedModels engine, IReadOnlyList<string> heads, BertHost.Core.Body.BertBody body)
     {
         var byHead = new Dictionary<string, LoraAdapter>(StringComparer.Ordinal);
         foreach (var head in heads)

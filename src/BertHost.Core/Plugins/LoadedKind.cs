@@ -26,8 +26,11 @@ public sealed record LoadedKind(IHeadKind Kind, string AssemblyPath, string Sha2
         }
         catch (Exception e)
         {
+            // A static initializer's failure says only "the type initializer threw": name what it threw.
+            var cause = e is TypeInitializationException { InnerException: { } inner } ? inner : e;
             throw new HeadConfigurationException("kind",
-                $"head kind '{SafeName()}' ({AssemblyPath}) failed to create head '{context.Name}': {e.GetType().Name}: {e.Message}");
+                $"head kind '{SafeName()}' ({AssemblyPath}) failed to create head '{context.Name}': {e.GetType().Name}: {e.Message}" +
+                (ReferenceEquals(cause, e) ? "" : $" ({cause.GetType().Name}: {cause.Message})"));
         }
     }
 

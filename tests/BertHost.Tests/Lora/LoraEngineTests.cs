@@ -94,9 +94,9 @@ public class LoraEngineTests
         Assert.Equal(AdapterModes.Serve, config.Heads[1].Adapter);
         Assert.Equal(AdapterModes.Merge, config.Heads[2].Adapter);
         await using var engine = InferenceEngine.Start(config, NullLoggerFactory.Instance, new ServingMetrics());
-        Assert.Equal("serve", (string)engine.FindHead("tuned")!.Details!["adapter"]!["mode"]!);
-        Assert.Equal("merge", (string)engine.FindHead("merged")!.Details!["adapter"]!["mode"]!);
-        Assert.Null(engine.FindHead("plain")!.Details!["adapter"]);
+        Assert.Equal("serve", (string)engine.FindHead("tuned", withDetails: true)!.Details!["adapter"]!["mode"]!);
+        Assert.Equal("merge", (string)engine.FindHead("merged", withDetails: true)!.Details!["adapter"]!["mode"]!);
+        Assert.Null(engine.FindHead("plain", withDetails: true)!.Details!["adapter"]);
 
         string[] texts = ["a fine film", "the worst thing i have seen this year , and long"];
         var inputs = texts.Select(t => JsonSerializer.SerializeToElement(new { text = t })).ToList();
