@@ -109,24 +109,29 @@ public sealed record TrainingOptions
     }
 
     /// <summary>The settings that shape the run (what a resumed run must share with the checkpoint it resumes).</summary>
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
     {
-        ["mode"] = Mode.ToString().ToLowerInvariant(),
-        ["epochs"] = Epochs,
-        ["batch_size"] = BatchSize,
-        ["learning_rate"] = EffectiveLearningRate,
-        ["weight_decay"] = WeightDecay,
-        ["warmup_ratio"] = WarmupRatio,
-        ["max_grad_norm"] = MaxGradNorm,
-        ["gradient_accumulation_steps"] = GradientAccumulationSteps,
-        ["seed"] = Seed,
-        ["eval_every_epoch"] = EvalEveryEpoch,
-        ["early_stopping_patience"] = EarlyStoppingPatience,
-        ["partial_layers"] = PartialLayers,
-        ["feature_cache"] = UseFeatureCache,
-        ["precision"] = Precision.ToString().ToLowerInvariant(),
-        ["lora"] = Mode == TrainingMode.Lora ? Lora.ToJson() : null,
-    };
+        var json = new JsonObject
+        {
+            ["mode"] = Mode.ToString().ToLowerInvariant(),
+            ["epochs"] = Epochs,
+            ["batch_size"] = BatchSize,
+            ["learning_rate"] = EffectiveLearningRate,
+            ["weight_decay"] = WeightDecay,
+            ["warmup_ratio"] = WarmupRatio,
+            ["max_grad_norm"] = MaxGradNorm,
+            ["gradient_accumulation_steps"] = GradientAccumulationSteps,
+            ["seed"] = Seed,
+            ["eval_every_epoch"] = EvalEveryEpoch,
+            ["early_stopping_patience"] = EarlyStoppingPatience,
+            ["partial_layers"] = PartialLayers,
+            ["feature_cache"] = UseFeatureCache,
+            ["precision"] = Precision.ToString().ToLowerInvariant(),
+        };
+        // Only lora runs name their adapters: other runs' identity (and so their checkpoints) stays as it was.
+        if (Mode == TrainingMode.Lora) json["lora"] = Lora.ToJson();
+        return json;
+    }
 
     public static TrainingPrecision ParsePrecision(string value) => value.ToLowerInvariant() switch
     {

@@ -142,12 +142,18 @@ public sealed class LoraSuite(BenchOptions options)
         File.WriteAllText(tenYaml, Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", folders[i + 1])))));
         var plainOnlyYaml = Path.Combine(options.WorkFolder, "lora-none.yaml");
         File.WriteAllText(plainOnlyYaml, Yaml([Head("plain", folders[0])]));
+        // Control: the same 10 heads without adapters (plain head folders), so the head instances' own cost shows apart.
+        var tenPlainYaml = Path.Combine(options.WorkFolder, "lora-ten-plain.yaml");
+        File.WriteAllText(tenPlainYaml, Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", folders[0])))));
+        string[] eleven = ["plain", .. Enumerable.Range(0, 10).Select(i => $"lora{i}")];
         Rss(plainOnlyYaml, ["plain"]);
         var rss0 = Rss(plainOnlyYaml, ["plain"]);
-        var rss10 = Rss(tenYaml, ["plain", .. Enumerable.Range(0, 10).Select(i => $"lora{i}")]);
-        section.Add(new JsonObject { ["measure"] = "rss", ["rss_no_lora"] = rss0, ["rss_ten_lora"] = rss10, ["adapter_bytes_total"] = 10 * adapterBytes },
-            "RSS: plain head + 10 LoRA heads vs plain head only",
-            $"{rss10 / 1048576.0:F1} vs {rss0 / 1048576.0:F1} MiB (+{(rss10 - rss0) / 1048576.0:F1} MiB; adapters {10 * adapterBytes / 1048576.0:F1} MiB)", "");
+        var rss10 = Rss(tenYaml, eleven);
+        var rss10Plain = Rss(tenPlainYaml, eleven);
+        var rss10Again = Rss(tenYaml, eleven);
+        section.Add(new JsonObject { ["measure"] = "rss", ["rss_no_lora"] = rss0, ["rss_ten_lora"] = rss10, ["rss_ten_plain"] = rss10Plain, ["rss_ten_lora_again"] = rss10Again, ["adapter_bytes_total"] = 10 * adapterBytes },
+            "RSS: plain head + 10 LoRA heads vs plain head only (control: + 10 plain heads; LoRA again)",
+            $"{rss10 / 1048576.0:F1} vs {rss0 / 1048576.0:F1} MiB (+{(rss10 - rss0) / 1048576.0:F1} MiB; control +{(rss10Plain - rss0) / 1048576.0:F1} MiB; LoRA again +{(rss10Again - rss0) / 1048576.0:F1} MiB; adapters {10 * adapterBytes / 1048576.0:F1} MiB)", "");
 
         // Training step: lora vs full on the same batches (EvalEveryEpoch off; the first step warms up).
         var count = options.Quick ? 64 : 160;
