@@ -38,6 +38,7 @@ public static class Program
             if (body || onnx) sections.Add(new BodySuite(options, withOnnx: onnx).Run());
             if (options.Suites.Contains("http")) sections.Add(new HttpSuite(options).RunAsync().GetAwaiter().GetResult());
             if (options.Suites.Contains("training")) sections.Add(new TrainingSuite(options).Run());
+            if (options.Suites.Contains("lora")) sections.Add(new LoraSuite(options).Run());
             if (options.Suites.Contains("memory")) sections.Add(new MemorySuite(options).RunAsync().GetAwaiter().GetResult());
         }
         catch (Exception e) when (e is ArgumentException or FileNotFoundException or InvalidOperationException or BertHost.Core.Checkpoints.BodyLoadException)

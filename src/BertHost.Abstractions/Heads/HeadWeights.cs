@@ -29,6 +29,13 @@ public enum WeightsLocation
 public static class HeadWeights
 {
     /// <summary>
+    /// Prefix of the tensors in <c>head.safetensors</c> that belong to the head's body adapter (LoRA), which the host
+    /// loads and applies in the body pass: <see cref="ReadTensors"/> leaves them out, so every head kind (third-party
+    /// ones included) loads a LoRA head folder as it loads any other.
+    /// </summary>
+    public const string AdapterKeyPrefix = "lora/";
+
+    /// <summary>
     /// Decides what a head's <c>weights:</c> path is. Checked in this order so that the most specific message wins: a
     /// file (a common mistake: pointing at head.safetensors), a missing path, a head folder (head.json wins over
     /// config.json, since a saved head folder may sit beside HF files), then a Hugging Face folder.
@@ -82,7 +89,8 @@ public static class HeadWeights
             throw new HeadConfigurationException("weights", $"{folder} has {HeadManifest.FileName} but no {HeadManifest.WeightsFileName}");
         try
         {
-            return context.Checkpoints.Read(weightsFile, _ => true);
+            // A LoRA head folder also holds the body adapter the host applies (AdapterKeyPrefix): never the head module's.
+            return context.Checkpoints.Read(weightsFile, name => !name.StartsWith(AdapterKeyPrefix, StringComparison.Ordinal));
         }
         catch (Exception e) when (e is not HeadConfigurationException)
         {

@@ -135,6 +135,7 @@ public sealed class BertBody : IDisposable
         {
             var report = Wrap(() => BertCheckpointLoader.Load(model, source));
             var (fingerprint, encoderFingerprint) = BodyFingerprint.ComputeBoth(model, Path.Combine(folder, "vocab.txt"));
+            options.MergeAdapter?.MergeInto(model);
             model.to(device).to(dtype);
             model.eval();
             var backend = BodyBackend.Choose(model, options);

@@ -47,6 +47,13 @@ public sealed record BodyOptions
 
     /// <summary>Faults injected into the load-time checks of the fast paths (tests only).</summary>
     internal FastPathFaults? Faults { get; init; }
+
+    /// <summary>
+    /// A LoRA adapter merged into the weights once they are loaded, before the fingerprint's body is packed or quantized
+    /// (so the fast paths serve the merged weights). The fingerprint stays the base body's: a head trained with the
+    /// adapter is bound to the base. For a head served with <c>adapter: merge</c> on a private copy.
+    /// </summary>
+    public Lora.LoraAdapter? MergeAdapter { get; init; }
 }
 
 /// <summary>The values of <see cref="BodyOptions.Quantize"/>.</summary>

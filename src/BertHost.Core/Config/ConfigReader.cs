@@ -33,7 +33,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
     [
         "enabled", "directory", "max_concurrent", "resume_interrupted", "body_swap", "promote", "data_roots", "max_upload_bytes", "max_data_bytes",
     ];
-    internal static readonly string[] HeadKeys = ["name", "kind", "plugin", "sha256", "labels", "weights", "options", "required"];
+    internal static readonly string[] HeadKeys = ["name", "kind", "plugin", "sha256", "labels", "weights", "options", "required", "adapter"];
 
     internal static readonly string[] DTypes = ["float32", "bfloat16", "float16"];
     internal static readonly string[] OversizedModes = ["truncate", "refuse"];
@@ -851,6 +851,10 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
 
         var required = Bool(e, "required", path) ?? true;
 
+        var adapter = String(e, "adapter", path, out var adapterNode)?.Trim().ToLowerInvariant();
+        if (adapter is not null && adapter is not (AdapterModes.Serve or AdapterModes.Merge))
+            Add(adapterNode!, Join(path, "adapter"), $"must be {AdapterModes.Serve} (the adapter's update added in the shared body pass) or {AdapterModes.Merge} (a private body copy with the adapter merged in), got '{adapter}'");
+
         var options = e.TryGetValue("options", out var optionsEntry)
             ? YamlJson.ToOptions(optionsEntry.Value, Join(path, "options"), environment, (node, p, message) => Add(node, p, message))
             : (JsonElement?)null;
@@ -866,6 +870,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             Labels = labels,
             Weights = weights,
             Required = required,
+            Adapter = adapter ?? AdapterModes.Serve,
             Line = (int)item.Start.Line,
         };
         if (options is { } o) head = head with { Options = o };

@@ -231,6 +231,13 @@ public sealed record HeadSection
     /// </summary>
     public bool Required { get; init; } = true;
 
+    /// <summary>
+    /// How a LoRA head (a head folder whose head.json has <c>lora</c>) is served: <see cref="AdapterModes.Serve"/> adds
+    /// its update to its own rows of the shared body pass; <see cref="AdapterModes.Merge"/> gives it a private body copy
+    /// with the adapter merged into the weights (for a deployment whose only head is that one). Ignored for other heads.
+    /// </summary>
+    public string Adapter { get; init; } = AdapterModes.Serve;
+
     /// <summary>Line of the entry in the YAML file, for messages.</summary>
     public int Line { get; init; }
 }
@@ -256,4 +263,11 @@ public sealed record ProtocolsSection
 
     /// <summary>The head TEI's <c>/rerank</c> uses when the request names none; null = the only text-classification head.</summary>
     public string? RerankHead { get; init; }
+}
+
+/// <summary>Values of a head's <c>adapter:</c> key.</summary>
+public static class AdapterModes
+{
+    public const string Serve = "serve";
+    public const string Merge = "merge";
 }

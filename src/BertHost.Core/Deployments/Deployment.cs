@@ -82,8 +82,10 @@ public sealed class Deployment
     /// (<c>body.prepack_weights</c>) and int8 projections (<c>body.quantize</c>): a body about to be trained would pay
     /// their memory for nothing.
     /// </summary>
-    public static BertBody LoadBody(HostConfig config, string checkpoint, bool forServing) => BertBody.Load(checkpoint, new BodyOptions
+    /// <param name="mergeAdapter">A LoRA adapter to merge into the weights before they are packed (a private body for an <c>adapter: merge</c> head).</param>
+    public static BertBody LoadBody(HostConfig config, string checkpoint, bool forServing, Lora.LoraAdapter? mergeAdapter = null) => BertBody.Load(checkpoint, new BodyOptions
     {
+        MergeAdapter = mergeAdapter,
         Device = config.Body.Device,
         DType = config.Body.DType,
         MaxSequenceLength = config.Body.MaxSequenceLength,
@@ -94,6 +96,30 @@ public sealed class Deployment
         RefuseEmulatedPrecision = forServing,
         QuantizeExclude = config.Body.QuantizeExclude,
     });
+
+    /// <summary>
+    /// The body adapter of a LoRA head folder, as the head's section says to serve it: <c>serve</c> gives the adapter
+    /// (its update is added in the shared pass), <c>merge</c> a private copy of <paramref name="body"/> with the adapter
+    /// merged in (loaded as served: packed, quantized as the deployment says). (null, null) for any other weights.
+    /// A bad adapter throws <see cref="HeadConfigurationException"/> on the weights field.
+    /// </summary>
+    public static (Lora.LoraAdapter? Adapter, BertBody? Merged) LoadAdapter(HostConfig config, HeadSection section, string? weights, BertBody body)
+    {
+        if (weights is null || !Directory.Exists(weights)) return (null, null);
+        Lora.LoraAdapter? adapter;
+        try
+        {
+            adapter = Lora.LoraHeadFolder.Read(weights, body.Model);
+        }
+        catch (FormatException e)
+        {
+            throw new HeadConfigurationException("weights", e.Message);
+        }
+        if (adapter is null) return (null, null);
+        if (section.Adapter != AdapterModes.Merge) return (adapter, null);
+        using (adapter)
+            return (null, LoadBody(config, body.Folder, forServing: true, mergeAdapter: adapter));
+    }
 
     /// <summary>The checkpoint store heads get: it fingerprints task folders without a vocabulary with the body's.</summary>
     public static ICheckpointStore CheckpointStoreFor(BertBody body) => new CheckpointStore(Path.Combine(body.Folder, "vocab.txt"));

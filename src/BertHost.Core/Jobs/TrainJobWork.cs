@@ -3,6 +3,7 @@ using BertHost.Abstractions.Heads;
 using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Deployments;
+using BertHost.Core.Lora;
 using BertHost.Core.Serving;
 using BertHost.Core.Training;
 using Microsoft.Extensions.Logging;
@@ -25,8 +26,10 @@ public sealed class TrainJobWork : IJobWork
     [
         "head", "train", "eval", "mode", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
         "gradient_accumulation_steps", "seed", "partial_layers", "patience", "eval_every_epoch", "checkpoint_every", "precision", "format",
-        "skip_malformed", "promote", "tasks",
+        "skip_malformed", "promote", "tasks", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets",
     ];
+
+    private static readonly string[] LoraFields = ["lora_rank", "lora_alpha", "lora_dropout", "lora_targets"];
 
     /// <summary>The job folder's checkpoint sub-folder: the trainer resumes from it after an interruption.</summary>
     public const string CheckpointFolder = "checkpoint";
@@ -43,8 +46,16 @@ public sealed class TrainJobWork : IJobWork
         var (heads, data) = multitask ? Tasks(request, environment, files) : SingleTask(request, environment, files);
         request.CheckUploadsUsed();
         // Like `train --mode multitask`: the whole body trains, or only its top layers when partial_layers is given.
-        var mode = multitask ? (request.Has("partial_layers") ? TrainingMode.Partial : TrainingMode.Full)
+        // Like `train --mode multitask` with --lora-* options: one adapter per head when a lora_* field is given.
+        var loraGiven = LoraFields.FirstOrDefault(request.Has);
+        var mode = multitask ? (loraGiven is not null ? TrainingMode.Lora : request.Has("partial_layers") ? TrainingMode.Partial : TrainingMode.Full)
             : Parse(modeText, TrainingOptions.ParseMode, "mode", " (or multitask)");
+        if (loraGiven is not null && mode != TrainingMode.Lora)
+            throw new ServingException(ServingError.BadRequest, $"{loraGiven} goes with \"mode\": \"lora\" (or multitask)", loraGiven);
+        var defaults = new LoraSettings();
+        var lora = new LoraSettings(request.Int("lora_rank", 1, 4096) ?? defaults.Rank, request.Number("lora_alpha", 1e-9) ?? defaults.Alpha,
+            request.Number("lora_dropout", 0, 0.999) ?? defaults.Dropout,
+            request.String("lora_targets") is { } targets ? Parse(targets, LoraSettings.ParseTargets, "lora_targets") : null);
         var layers = engine.Body.Config.NumHiddenLayers;
         var options = new TrainingOptions
         {
@@ -63,12 +74,14 @@ public sealed class TrainJobWork : IJobWork
             CheckpointEverySteps = request.Int("checkpoint_every", 1),
             Precision = Parse(request.String("precision") ?? "fp32", TrainingOptions.ParsePrecision, "precision"),
             CheckpointDirectory = Path.Combine(identity.Folder, CheckpointFolder),
+            Lora = lora,
         };
         var format = request.String("format");
         CheckTrainerAccepts(engine, heads, options, format);
 
         var skipMalformed = request.Bool("skip_malformed") ?? false;
-        var promote = Promote(request, identity, (mode == TrainingMode.Head ? environment.Settings.Promote : environment.Settings.BodySwap) == "auto");
+        // A lora head serves on the served body, as a head-mode head does: promoting it swaps a head, not the body.
+        var promote = Promote(request, identity, (mode is TrainingMode.Head or TrainingMode.Lora ? environment.Settings.Promote : environment.Settings.BodySwap) == "auto");
 
         var json = options.ToJson();
         json.Remove("mode");
@@ -158,18 +171,20 @@ public sealed class TrainJobWork : IJobWork
     {
         using var lease = engine.AcquireBody();
         var created = new List<IHead>();
+        using var adapters = ServedAdapters(engine, heads, lease.Body);
         try
         {
             foreach (var head in heads) created.Add(engine.CreateHead(head, lease.Body, engine.ServedWeights(head)));
             if (format is not null && created.FirstOrDefault(h => !h.Training!.DataFormats.Contains(format, StringComparer.Ordinal)) is { } refusing)
                 throw new ServingException(ServingError.InvalidInput,
                     $"format '{format}' is not one the head {refusing.Name} reads ({string.Join(", ", refusing.Training!.DataFormats)})", "format");
-            _ = new Trainer(lease.Body, created, options);
+            foreach (var adapter in new Trainer(lease.Body, created, options, adapters.ByHead).Adapters.Values) adapter.Dispose();
         }
         catch (ArgumentException e)
         {
             var field = e.Message.StartsWith("precision", StringComparison.Ordinal) ? "precision"
                 : e.Message.StartsWith("partial layers", StringComparison.Ordinal) ? "partial_layers"
+                : e.Message.StartsWith("lora targets", StringComparison.Ordinal) ? "lora_targets"
                 : null;
             throw new ServingException(ServingError.InvalidInput, e.Message, field);
         }
@@ -213,6 +228,7 @@ public sealed class TrainJobWork : IJobWork
             CheckpointEverySteps = (int?)o["checkpoint_every"],
             Precision = TrainingOptions.ParsePrecision((string?)o["precision"] ?? "fp32"),
             CheckpointDirectory = Path.Combine(record.Folder, CheckpointFolder),
+            Lora = o["lora"] is JsonObject lora ? LoraSettings.FromJson(lora, $"job {record.Id} options.lora") : new LoraSettings(),
         };
     }
 
@@ -226,7 +242,9 @@ public sealed class TrainJobWork : IJobWork
 
         using var lease = engine.AcquireBody();
         var served = lease.Body;
-        // Partial and full mode change the body: they train a private copy, never the served one.
+        // Partial and full mode change the body: they train a private copy, never the served one. Lora mode leaves the
+        // weights alone but runs the body in training mode (dropout) with autograd: a private copy too, so serving
+        // passes on the served body never see dropout.
         var own = options.Mode == TrainingMode.Head ? null
             : Deployment.LoadBody(engine.Config, served.Folder, forServing: false);
         try
@@ -235,6 +253,8 @@ public sealed class TrainJobWork : IJobWork
             context.Update(r => r.BodyFingerprint = served.Fingerprint, persistNow: true);
             var names = HeadsOf(record);
             var heads = new List<IHead>();
+            // A served LoRA head keeps its adapter when its head is retrained in head mode (applied, frozen, and saved again).
+            using var servedAdapters = ServedAdapters(engine, names, body);
             try
             {
                 foreach (var name in names) heads.Add(engine.CreateHead(name, body, engine.ServedWeights(name)));
@@ -252,7 +272,8 @@ public sealed class TrainJobWork : IJobWork
                         evalFile is null ? null : Read(head, evalFile, dataOptions));
                 }).ToList();
 
-                var trainer = new Trainer(body, heads, options);
+                var trainer = new Trainer(body, heads, options, servedAdapters.ByHead);
+                using var adapters = new AdapterOwner(trainer);
                 var result = trainer.Train(tasks, new Progress(context), cancellationToken, epoch =>
                 {
                     context.Update(r => AddEpoch(r, epoch), persistNow: true);
@@ -266,7 +287,7 @@ public sealed class TrainJobWork : IJobWork
                 }
 
                 var fingerprint = served.Fingerprint;
-                if (own is not null)
+                if (own is not null && options.Mode != TrainingMode.Lora)
                 {
                     AtomicFolder.Replace(Path.Combine(context.Folder, "body"), temp => ModelFolderWriter.Save(own.Model, own.Folder, temp));
                     fingerprint = BodyFingerprint.Compute(own.Model, Path.Combine(own.Folder, "vocab.txt"));
@@ -276,7 +297,12 @@ public sealed class TrainJobWork : IJobWork
                 foreach (var head in heads)
                 {
                     var headMetrics = heads.Count == 1 ? metrics : reported.Tasks?[head.Name].Metrics;
-                    AtomicFolder.Replace(HeadFolder(record, head.Name), temp => head.Save(temp, new HeadSaveInfo(fingerprint, headMetrics)));
+                    AtomicFolder.Replace(HeadFolder(record, head.Name), temp =>
+                    {
+                        head.Save(temp, new HeadSaveInfo(fingerprint, headMetrics));
+                        if ((trainer.Adapters.GetValueOrDefault(head.Name) ?? servedAdapters.ByHead.GetValueOrDefault(head.Name)) is { } adapter)
+                            LoraHeadFolder.Attach(temp, adapter);
+                    });
                 }
                 var info = new Dictionary<string, JsonNode?>
                 {
@@ -322,13 +348,14 @@ public sealed class TrainJobWork : IJobWork
         var record = context.Record;
         var engine = context.Environment.Engine;
         var heads = HeadsOf(record).ToDictionary(h => h, h => HeadFolder(record, h));
-        if (record.Mode == "head")
+        if (record.Mode is "head" or "lora" || (record.Mode == Multitask && (string?)record.Options["body_mode"] == "lora"))
         {
             var served = engine.Body.Fingerprint;
             if (record.OutputFingerprint != served)
                 throw new ServingException(ServingError.Conflict,
-                    $"job {record.Id} trained head {record.Head} on body {record.OutputFingerprint}, the served body is {served}; submit a new job");
-            await engine.SwapHeadAsync(record.Head!, heads[record.Head!], record.Id);
+                    $"job {record.Id} trained head {record.Head ?? string.Join(", ", heads.Keys)} on body {record.OutputFingerprint}, the served body is {served}; submit a new job");
+            // A multitask lora job trained one adapter per head on the served body: each head swaps on its own.
+            foreach (var (name, folder) in heads) await engine.SwapHeadAsync(name, folder, record.Id);
             context.RecordPromotion(null, heads);
         }
         else
@@ -341,6 +368,35 @@ public sealed class TrainJobWork : IJobWork
     }
 
     private static IReadOnlyList<string> HeadsOf(JobRecord record) => record.Heads ?? [record.Head!];
+
+    /// <summary>The adapters of the heads whose served weights are LoRA head folders (disposed with this object).</summary>
+    private sealed class AdapterSet(Dictionary<string, LoraAdapter> byHead) : IDisposable
+    {
+        public IReadOnlyDictionary<string, LoraAdapter> ByHead => byHead;
+
+        public void Dispose()
+        {
+            foreach (var adapter in byHead.Values) adapter.Dispose();
+        }
+    }
+
+    private static AdapterSet ServedAdapters(IServedModels engine, IReadOnlyList<string> heads, BertHost.Core.Body.BertBody body)
+    {
+        var byHead = new Dictionary<string, LoraAdapter>(StringComparer.Ordinal);
+        foreach (var head in heads)
+            if (engine.ServedWeights(head) is { } weights && Directory.Exists(weights) && LoraHeadFolder.Read(weights, body.Model) is { } adapter)
+                byHead[head] = adapter;
+        return new AdapterSet(byHead);
+    }
+
+    /// <summary>Disposes a trainer's adapters (lora mode) when the job's run ends.</summary>
+    private sealed class AdapterOwner(Trainer trainer) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var adapter in trainer.Adapters.Values) adapter.Dispose();
+        }
+    }
 
     /// <summary>Where a head's trained weights go: <c>JOB/head</c>, or <c>JOB/heads/NAME</c> in a multitask job.</summary>
     private static string HeadFolder(JobRecord record, string head) =>

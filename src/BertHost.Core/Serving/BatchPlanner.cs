@@ -1,4 +1,5 @@
 using BertHost.Abstractions.Text;
+using BertHost.Core.Lora;
 
 namespace BertHost.Core.Serving;
 
@@ -12,6 +13,13 @@ public sealed class PlannedBatch
 
     /// <summary>For each head work of <see cref="Jobs"/>: the body row of each of its sequences.</summary>
     public required IReadOnlyDictionary<HeadWork, int[]> RowsOf { get; init; }
+
+    /// <summary>
+    /// The rows of each row group, in row order: first the plain heads' rows (group null), then each LoRA adapter's,
+    /// then each merged-adapter head's (whose rows run on its private body). Each group's rows are contiguous, so an
+    /// adapter's update is added to one row range. Rows are shared only within a group (one row per input and group).
+    /// </summary>
+    public IReadOnlyList<RowGroup> Groups { get; init; } = [];
 
     /// <summary>Rows × longest row: what the pass costs in padded tokens.</summary>
     public int PaddedTokens => Rows.Count * Rows.Max(r => r.Length);
@@ -50,27 +58,40 @@ public static class BatchPlanner
 
     private static PlannedBatch Build(List<InferenceJob> jobs)
     {
-        var rowOf = new Dictionary<SequenceKey, int>();
+        var rowOf = new Dictionary<(object? Group, SequenceKey Key), int>();
         var rows = new List<EncodedSequence>();
         var rowsOf = new Dictionary<HeadWork, int[]>();
-        foreach (var work in jobs.SelectMany(j => j.Work))
+        var groups = new List<RowGroup>();
+        // Plain heads first, then adapters, then merged bodies; each group in order of first appearance.
+        var works = jobs.SelectMany(j => j.Work).ToList();
+        var order = works.Select(w => w.Slot.RowGroup).Distinct(ReferenceEqualityComparer.Instance)
+            .OrderBy(g => g switch { null => 0, LoraAdapter => 1, _ => 2 }).ToList();
+        foreach (var group in order)
         {
-            var indices = new int[work.Features.Sequences.Count];
-            for (var i = 0; i < indices.Length; i++)
-            {
-                var sequence = work.Features.Sequences[i];
-                var key = new SequenceKey(sequence);
-                if (!rowOf.TryGetValue(key, out var row))
-                {
-                    row = rows.Count;
-                    rows.Add(sequence);
-                    rowOf[key] = row;
-                }
-                indices[i] = row;
-            }
-            rowsOf[work] = indices;
+            var first = rows.Count;
+            foreach (var work in works.Where(w => ReferenceEquals(w.Slot.RowGroup, group)))
+                rowsOf[work] = RowsFor(work, group, rows, rowOf);
+            groups.Add(new RowGroup(group, first, rows.Count - first));
         }
-        return new PlannedBatch { Jobs = jobs, Rows = rows, RowsOf = rowsOf };
+        return new PlannedBatch { Jobs = jobs, Rows = rows, RowsOf = rowsOf, Groups = groups };
+    }
+
+    private static int[] RowsFor(HeadWork work, object? group, List<EncodedSequence> rows, Dictionary<(object? Group, SequenceKey Key), int> rowOf)
+    {
+        var indices = new int[work.Features.Sequences.Count];
+        for (var i = 0; i < indices.Length; i++)
+        {
+            var sequence = work.Features.Sequences[i];
+            var key = (group, new SequenceKey(sequence));
+            if (!rowOf.TryGetValue(key, out var row))
+            {
+                row = rows.Count;
+                rows.Add(sequence);
+                rowOf[key] = row;
+            }
+            indices[i] = row;
+        }
+        return indices;
     }
 
     /// <summary>Two sequences give the same body output when their token ids and segment ids are equal.</summary>
@@ -98,3 +119,10 @@ public static class BatchPlanner
         }
     }
 }
+
+/// <summary>
+/// Rows <see cref="First"/> .. First+<see cref="Count"/>−1 of a planned batch, which belong to one row group: the plain
+/// shared body (<see cref="Key"/> null), a <see cref="LoraAdapter"/> on the shared body, or a merged head's private
+/// <see cref="Body.BertBody"/>.
+/// </summary>
+public sealed record RowGroup(object? Key, int First, int Count);

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
 using BertHost.Core.Body;
 using BertHost.Core.Backends;
+using BertHost.Core.Lora;
 
 namespace BertHost.Core.Serving;
 
@@ -198,36 +199,63 @@ public sealed class BatchScheduler : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// One pass of the shared body over the rows of the plain heads and of every LoRA adapter (the base projections run
+    /// once over all of them; each adapter's update goes to its own row range, see <see cref="LoraPass"/>), then one pass
+    /// of each merged head's private body over its rows; each head reads its rows of the pass they ran in.
+    /// </summary>
     private void RunBodyAndHeads(PlannedBatch batch)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var works = batch.Jobs.SelectMany(j => j.Work).ToList();
-        var needHidden = works.Any(w => w.Slot.Head!.Requirements.NeedsHiddenStates);
-        var padded = PaddedBatch.Create(batch.Rows, _body.Tokenizer.PadTokenId);
-        using var pass = ServingTelemetry.Source.StartActivity(ServingTelemetry.BodyPass, ActivityKind.Internal, parentContext: default,
-            links: batch.Jobs.Where(j => j.Parent != default).Select(j => new ActivityLink(j.Parent)).ToList());
-        pass?.SetTag("berthost.rows", batch.Rows.Count);
-        pass?.SetTag("berthost.padded_tokens", batch.PaddedTokens);
+        var groups = batch.Groups.Count > 0 ? batch.Groups : [new RowGroup(null, 0, batch.Rows.Count)];
+        var shared = groups.Where(g => g.Key is null or LoraAdapter).ToList();
+        var passes = new List<(BertBody Body, int First, int Count, List<LoraSegment> Segments)>();
+        if (shared.Count > 0)
+        {
+            var first = shared.Min(g => g.First);
+            passes.Add((_body, first, shared.Sum(g => g.Count),
+                shared.Where(g => g.Key is LoraAdapter).Select(g => new LoraSegment((LoraAdapter)g.Key!, g.First - first, g.Count)).ToList()));
+        }
+        foreach (var g in groups.Where(g => g.Key is BertBody)) passes.Add(((BertBody)g.Key!, g.First, g.Count, []));
 
-        var start = Stopwatch.GetTimestamp();
-        using var output = _body.ForwardSkippingPadding(padded, needHidden);
-        var bodySeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        Interlocked.Increment(ref _bodyPasses);
-        Interlocked.Add(ref _bodyRows, batch.Rows.Count);
-        _metrics.RecordBatch(batch.Rows.Count, batch.Rows.Sum(r => r.Length), batch.PaddedTokens, bodySeconds);
+        foreach (var (body, first, count, segments) in passes)
+        {
+            if (count == 0) continue;
+            var passWorks = works.Where(w => ReferenceEquals(body, _body) ? w.Slot.MergedBody is null : ReferenceEquals(w.Slot.MergedBody, body)).ToList();
+            var needHidden = passWorks.Any(w => w.Slot.Head!.Requirements.NeedsHiddenStates);
+            var rows = batch.Rows.Skip(first).Take(count).ToList();
+            var padded = PaddedBatch.Create(rows, body.Tokenizer.PadTokenId);
+            using var pass = ServingTelemetry.Source.StartActivity(ServingTelemetry.BodyPass, ActivityKind.Internal, parentContext: default,
+                links: batch.Jobs.Where(j => j.Parent != default).Select(j => new ActivityLink(j.Parent)).ToList());
+            pass?.SetTag("berthost.rows", rows.Count);
+            pass?.SetTag("berthost.padded_tokens", padded.BatchSize * padded.SequenceLength);
+            if (segments.Count > 0) pass?.SetTag("berthost.adapters", segments.Count);
 
-        foreach (var group in works.GroupBy(w => w.Slot))
-            RunHead(group.Key, group.ToList(), batch, output);
+            var start = Stopwatch.GetTimestamp();
+            Abstractions.BodyOutput output;
+            using (segments.Count > 0 ? LoraPass.Enter(body.Model, segments) : null)
+                output = body.ForwardSkippingPadding(padded, needHidden);
+            using (output)
+            {
+                var bodySeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                Interlocked.Increment(ref _bodyPasses);
+                Interlocked.Add(ref _bodyRows, rows.Count);
+                _metrics.RecordBatch(rows.Count, rows.Sum(r => r.Length), padded.BatchSize * padded.SequenceLength, bodySeconds);
+                foreach (var group in passWorks.GroupBy(w => w.Slot))
+                    RunHead(group.Key, group.ToList(), batch, output, first);
+            }
+        }
     }
 
-    private void RunHead(HeadSlot slot, List<HeadWork> works, PlannedBatch batch, Abstractions.BodyOutput output)
+    private void RunHead(HeadSlot slot, List<HeadWork> works, PlannedBatch batch, Abstractions.BodyOutput output, int firstRow)
     {
         var start = Stopwatch.GetTimestamp();
         try
         {
             using var scope = NewDisposeScope();
-            var rows = works.SelectMany(w => batch.RowsOf[w]).ToArray();
+            var rows = works.SelectMany(w => batch.RowsOf[w]).Select(r => r - firstRow).ToArray();
             using var slice = BodyOutputRows.Select(output, rows);
             var headBatch = new HeadBatch(works.Select(w => w.Features).ToList(), _body.Device);
             var head = slot.Head!;

@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
+using BertHost.Core.Body;
+using BertHost.Core.Lora;
 
 namespace BertHost.Core.Serving;
 
@@ -41,6 +43,25 @@ public sealed class HeadSlot
     /// <summary>The weights folder the head was built from; null for a fresh head.</summary>
     public string? Weights { get; }
 
+    /// <summary>
+    /// The head's body adapter (a LoRA head folder served with <c>adapter: serve</c>): its update is added to this head's
+    /// rows of the shared body pass. Null for plain heads and merged ones.
+    /// </summary>
+    public LoraAdapter? Adapter { get; init; }
+
+    /// <summary>A LoRA head served with <c>adapter: merge</c>: its private body copy with the adapter merged in (its rows run there).</summary>
+    public BertBody? MergedBody { get; init; }
+
+    /// <summary>What shares body rows: heads with the same key may share a row for the same sequence (null: the plain shared body).</summary>
+    internal object? RowGroup => (object?)Adapter ?? MergedBody;
+
+    /// <summary>Disposes the adapter and private body this slot holds (when its head is retired).</summary>
+    internal void DisposeAdapter()
+    {
+        Adapter?.Dispose();
+        MergedBody?.Dispose();
+    }
+
     /// <summary>The training job whose weights these are, when a job's head was promoted into this slot.</summary>
     public string? PromotedFromJob { get; }
 
@@ -66,6 +87,10 @@ public sealed class HeadSlot
             details["serving_errors"] = ServingErrors;
             if (Weights is not null) details["weights"] = Weights;
             if (PromotedFromJob is not null) details["promoted_from_job"] = PromotedFromJob;
+            if (Adapter is { } adapter)
+                details["adapter"] = new JsonObject { ["mode"] = "serve", ["settings"] = adapter.Settings.ToJson(), ["modules"] = adapter.Pairs.Count, ["bytes"] = adapter.Bytes };
+            else if (MergedBody is not null)
+                details["adapter"] = new JsonObject { ["mode"] = "merge" };
             if (LastServingError is { } last) details["last_serving_error"] = last;
         }
         return new HeadStatus

@@ -6,6 +6,7 @@ using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Config;
 using BertHost.Core.Deployments;
+using BertHost.Core.Lora;
 using BertHost.Core.Plugins;
 using Microsoft.Extensions.Logging;
 using BertHost.Core.Body;
@@ -93,10 +94,25 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
         {
             kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
             var head = kind.CreateHead(deployment.ContextFor(section, body, store, loggers));
+            (LoraAdapter? Adapter, BertBody? Merged) lora;
+            try
+            {
+                lora = Deployment.LoadAdapter(deployment.Config, section, section.Weights, body);
+            }
+            catch
+            {
+                head.Dispose();
+                throw;
+            }
             var state = StateOn(head, body, section.Name, out var why);
             if (why is not null) logger.LogWarning("{Reason}", why);
-            else logger.LogInformation("head {Head} ({Kind}) ready", section.Name, section.Kind);
-            return new HeadSlot(section.Name, section.Kind, head, state, why, kind.AssemblyPath, kind.Sha256, weights, job);
+            else logger.LogInformation("head {Head} ({Kind}) ready{Adapter}", section.Name, section.Kind,
+                lora.Adapter is { } a ? $" with a LoRA adapter ({a.Settings}) in the shared body pass" : lora.Merged is not null ? " on a private body with its LoRA adapter merged" : "");
+            return new HeadSlot(section.Name, section.Kind, head, state, why, kind.AssemblyPath, kind.Sha256, weights, job)
+            {
+                Adapter = lora.Adapter,
+                MergedBody = lora.Merged,
+            };
         }
         catch (Exception e)
         {
@@ -167,15 +183,26 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
     {
         var body = AcquireBody();
         IHead head;
+        (LoraAdapter? Adapter, BertBody? Merged) lora = (null, null);
         try
         {
             head = CreateHead(name, body.Body, weights);
+            try
+            {
+                lora = Deployment.LoadAdapter(_config, FindSection(name)!, weights, body.Body);
+            }
+            catch
+            {
+                head.Dispose();
+                throw;
+            }
         }
         finally
         {
             body.Dispose();
         }
         IHead? old = null;
+        HeadSlot? oldSlot = null;
         try
         {
             await _gate.RunAloneAsync(() =>
@@ -184,8 +211,9 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
                 if (StateOn(head, served.Body.Body, name, out var why) != HeadStates.Ready) throw new InvalidOperationException(why);
                 var slot = served.ByName[name];
                 old = slot.Head;
+                oldSlot = slot;
                 var slots = served.Slots.Select(s => s == slot
-                    ? new HeadSlot(s.Name, s.Kind, head, HeadStates.Ready, null, s.Plugin, s.PluginSha256, weights, job)
+                    ? new HeadSlot(s.Name, s.Kind, head, HeadStates.Ready, null, s.Plugin, s.PluginSha256, weights, job) { Adapter = lora.Adapter, MergedBody = lora.Merged }
                     : s).ToList();
                 _served = new Served(served.Body, served.Store, slots);
             });
@@ -193,9 +221,12 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
         catch
         {
             head.Dispose();
+            lora.Adapter?.Dispose();
+            lora.Merged?.Dispose();
             throw;
         }
         old?.Dispose();
+        oldSlot?.DisposeAdapter();
         UpdateHeadMetrics();
         _logger.LogInformation("head {Head} now serves {Weights}{Job}", name, weights, job is null ? "" : $" (job {job})");
     }
@@ -210,7 +241,9 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
         var body = Deployment.LoadBody(_config, bodyFolder, forServing: true);
         var store = Deployment.CheckpointStoreFor(body);
         var built = new Dictionary<string, IHead>(StringComparer.OrdinalIgnoreCase);
+        var adapters = new Dictionary<string, (LoraAdapter? Adapter, BertBody? Merged)>(StringComparer.OrdinalIgnoreCase);
         var replaced = new List<IHead>();
+        var replacedSlots = new List<HeadSlot>();
         try
         {
             foreach (var (name, weights) in headWeights)
@@ -218,6 +251,7 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
                 var section = FindSection(name) ?? throw new ArgumentException($"no head named '{name}'");
                 var kind = _plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
                 built[name] = kind.CreateHead(_deployment.ContextFor(section with { Weights = weights }, body, store, _loggers));
+                adapters[name] = Deployment.LoadAdapter(_config, section, weights, body);
             }
             SharedBody? old = null;
             await _gate.RunAloneAsync(() =>
@@ -228,12 +262,16 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
                     if (built.TryGetValue(s.Name, out var head))
                     {
                         if (s.Head is not null) replaced.Add(s.Head);
+                        replacedSlots.Add(s);
                         var state = StateOn(head, body, s.Name, out var why);
-                        return new HeadSlot(s.Name, s.Kind, head, state, why, s.Plugin, s.PluginSha256, headWeights[s.Name], job);
+                        return new HeadSlot(s.Name, s.Kind, head, state, why, s.Plugin, s.PluginSha256, headWeights[s.Name], job)
+                            { Adapter = adapters[s.Name].Adapter, MergedBody = adapters[s.Name].Merged };
                     }
                     if (s.Head is null) return s;
                     var kept = StateOn(s.Head, body, s.Name, out var reason);
-                    return new HeadSlot(s.Name, s.Kind, s.Head, kept, reason, s.Plugin, s.PluginSha256, s.Weights, s.PromotedFromJob);
+                    // An adapter names modules, not one body's tensors: it applies to the new body as it did to the old.
+                    return new HeadSlot(s.Name, s.Kind, s.Head, kept, reason, s.Plugin, s.PluginSha256, s.Weights, s.PromotedFromJob)
+                        { Adapter = s.Adapter, MergedBody = s.MergedBody };
                 }).ToList();
                 Scheduler.SwapBody(body);
                 lock (_swapLock)
@@ -247,10 +285,16 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
         catch
         {
             foreach (var head in built.Values) head.Dispose();
+            foreach (var (adapter, merged) in adapters.Values)
+            {
+                adapter?.Dispose();
+                merged?.Dispose();
+            }
             body.Dispose();
             throw;
         }
         foreach (var head in replaced) head.Dispose();
+        foreach (var slot in replacedSlots) slot.DisposeAdapter();
         UpdateHeadMetrics();
         foreach (var slot in _served.Slots.Where(s => s.State == HeadStates.Stale)) _logger.LogWarning("{Reason}", slot.Error);
         _logger.LogInformation("body {Folder} ({Fingerprint}) now serves{Job}", body.Folder, body.Fingerprint, job is null ? "" : $" (job {job})");
@@ -467,7 +511,11 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         await Scheduler.DisposeAsync();
         var served = _served;
-        foreach (var slot in served.Slots) slot.Head?.Dispose();
+        foreach (var slot in served.Slots)
+        {
+            slot.Head?.Dispose();
+            slot.DisposeAdapter();
+        }
         _plugins.Dispose();
         served.Body.Release();
     }

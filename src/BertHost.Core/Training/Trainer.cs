@@ -10,6 +10,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using BertHost.Core.Body;
 using BertHost.Core.Backends;
+using BertHost.Core.Lora;
 
 namespace BertHost.Core.Training;
 
@@ -32,10 +33,14 @@ public sealed class Trainer
     private long _bodyPasses;
     private LowPrecisionBody? _lowPrecision;
 
-    public Trainer(BertBody body, IHead head, TrainingOptions options) : this(body, [head], options) { }
+    public Trainer(BertBody body, IHead head, TrainingOptions options, IReadOnlyDictionary<string, LoraAdapter>? adapters = null)
+        : this(body, [head], options, adapters) { }
 
     /// <summary>A trainer for <paramref name="heads"/> sharing <paramref name="body"/> (several heads = a multitask run).</summary>
-    public Trainer(BertBody body, IReadOnlyList<IHead> heads, TrainingOptions options)
+    /// <param name="adapters">Body adapters the heads already have (LoRA head folders), by head name: head mode and
+    /// evaluation apply them, frozen, in the heads' body passes (the caller keeps owning them). Lora mode trains new
+    /// ones instead; partial and full mode refuse a head with an adapter.</param>
+    public Trainer(BertBody body, IReadOnlyList<IHead> heads, TrainingOptions options, IReadOnlyDictionary<string, LoraAdapter>? adapters = null)
     {
         if (heads.Count == 0) throw new ArgumentException("no heads to train");
         foreach (var head in heads)
@@ -48,17 +53,45 @@ public sealed class Trainer
         _body = body;
         _heads = heads;
         _options = options;
-        Precision = ResolvePrecision(options.Precision, body);
+        Precision = ResolvePrecision(options.Precision, body, options.Mode);
+        // One adapter per head, seeded from the run's seed and the head's position, so a resumed run starts alike.
+        if (options.Mode == TrainingMode.Lora)
+            Adapters = heads.Select((h, i) => (h.Name, LoraAdapter.Create(body.Model, options.Lora, options.Seed * 7919L + i)))
+                .ToDictionary(x => x.Name, x => x.Item2, StringComparer.Ordinal);
+        else if (adapters is { Count: > 0 })
+        {
+            if (options.Mode is TrainingMode.Partial or TrainingMode.Full)
+                throw new ArgumentException($"head '{adapters.Keys.First()}' has a LoRA adapter: train it with mode lora (a new adapter) or head (the head on the adapted body), not {options.Mode.ToString().ToLowerInvariant()}");
+            _frozenAdapters = adapters;
+        }
     }
+
+    private readonly IReadOnlyDictionary<string, LoraAdapter>? _frozenAdapters;
+
+    /// <summary>
+    /// Lora mode: each head's body adapter by head name (trained by <see cref="Train(IReadOnlyList{TrainingTask}, IProgress{TrainingProgress}?, CancellationToken, Action{EpochResult}?)"/>,
+    /// holding the best epoch's weights after it); the caller saves them with the head (<see cref="LoraHeadFolder.Attach"/>)
+    /// and disposes them. Empty in the other modes.
+    /// </summary>
+    public IReadOnlyDictionary<string, LoraAdapter> Adapters { get; } = new Dictionary<string, LoraAdapter>();
+
+    private LoraAdapter? AdapterOf(IHead head) => Adapters.GetValueOrDefault(head.Name) ?? _frozenAdapters?.GetValueOrDefault(head.Name);
+
+    /// <summary>Only a trained adapter (lora mode) steps and is checkpointed; a frozen one just applies.</summary>
+    private LoraAdapter? TrainedAdapterOf(IHead head) => Adapters.GetValueOrDefault(head.Name);
 
     /// <summary>The precision the body's passes run in: <see cref="TrainingOptions.Precision"/> with auto resolved.</summary>
     public TrainingPrecision Precision { get; }
 
-    private static TrainingPrecision ResolvePrecision(TrainingPrecision requested, BertBody body)
+    private static TrainingPrecision ResolvePrecision(TrainingPrecision requested, BertBody body, TrainingMode mode)
     {
         if (requested == TrainingPrecision.Fp16)
             throw new ArgumentException("precision fp16 needs loss scaling (a gradient scaler), which TorchSharp 0.107 does not provide; use bf16");
         if (requested == TrainingPrecision.Fp32) return requested;
+        // The bf16 copy of the body is a second module tree the adapters are not attached to.
+        if (mode == TrainingMode.Lora && requested == TrainingPrecision.Bf16)
+            throw new ArgumentException("precision bf16 is not available in lora mode (the adapters train in fp32 on the fp32 body); use fp32");
+        if (mode == TrainingMode.Lora) return TrainingPrecision.Fp32;
         if (body.DType != ScalarType.Float32)
             throw new ArgumentException($"precision {requested.ToString().ToLowerInvariant()} needs a float32 body (the master weights), but the body is {body.DType}");
         if (requested == TrainingPrecision.Bf16) return requested;
@@ -114,7 +147,7 @@ public sealed class Trainer
         try
         {
             // Packed inference copies of weights that are about to change would go stale.
-            if (BodyTrains) _body.ReleasePackedWeights();
+            if (BodyTrains && _options.Mode != TrainingMode.Lora) _body.ReleasePackedWeights();
             foreach (var (name, p) in bodyParams) p.requires_grad = BodyTrains && BodyParameterTrains(name);
             var bodyTrainable = bodyParams.Where(p => p.parameter.requires_grad).Select(p => ("body/" + p.name, p.parameter)).ToList();
             if (Precision == TrainingPrecision.Bf16) _lowPrecision = new LowPrecisionBody(_body.Model, ScalarType.BFloat16, _body.Device);
@@ -126,6 +159,8 @@ public sealed class Trainer
             var headOptimizers = tasks.Select(t =>
             {
                 var ps = t.Head.Module.named_parameters().Select(p => (HeadKey(t, p.name), p.parameter)).ToList();
+                // A head's adapter steps with it: it only ever sees that head's batches.
+                if (TrainedAdapterOf(t.Head) is { } adapter) ps.AddRange(adapter.NamedParameters().Select(p => (HeadKey(t, LoraAdapter.KeyPrefix + p.Key), p.Parameter)));
                 foreach (var (_, p) in ps) p.requires_grad = true;
                 var o = new ParameterOptimizer(ps, lr, _options.WeightDecay);
                 optimizers.Add(o);
@@ -134,8 +169,13 @@ public sealed class Trainer
             IEnumerable<KeyValuePair<string, Tensor>> LiveState()
             {
                 foreach (var t in tasks)
-                foreach (var (k, v) in t.Head.Module.state_dict())
-                    yield return KeyValuePair.Create(HeadKey(t, k), v);
+                {
+                    foreach (var (k, v) in t.Head.Module.state_dict())
+                        yield return KeyValuePair.Create(HeadKey(t, k), v);
+                    if (TrainedAdapterOf(t.Head) is { } adapter)
+                        foreach (var (k, p) in adapter.NamedParameters())
+                            yield return KeyValuePair.Create(HeadKey(t, LoraAdapter.KeyPrefix + k), (Tensor)p);
+                }
                 foreach (var (k, p) in bodyTrainable) yield return KeyValuePair.Create(k, (Tensor)p);
             }
 
@@ -472,6 +512,8 @@ public sealed class Trainer
     private BodyOutput BodyPass(IHead head, IReadOnlyList<HeadFeatures> items, bool withGrad)
     {
         Interlocked.Increment(ref _bodyPasses);
+        // Lora mode: the head's adapter adds its update in every targeted projection of this pass (and nowhere else).
+        using var lora = AdapterOf(head) is { } adapter ? LoraPass.Enter(_body.Model, [LoraSegment.All(adapter)]) : null;
         var needsStates = head.Requirements.NeedsHiddenStates;
         var padded = PaddedBatch.Create(items.SelectMany(i => i.Sequences).ToList(), _body.Tokenizer.PadTokenId);
         if (!withGrad && _lowPrecision is null) return _body.Forward(padded, needsStates);
@@ -486,6 +528,7 @@ public sealed class Trainer
     private bool BodyParameterTrains(string name)
     {
         if (_options.Mode == TrainingMode.Full) return true;
+        if (_options.Mode == TrainingMode.Lora) return false;
         if (name.StartsWith("pooler.", StringComparison.Ordinal)) return true;
         const string prefix = "encoder.layer.";
         if (!name.StartsWith(prefix, StringComparison.Ordinal)) return false;

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
+using BertHost.Core.Lora;
 
 namespace BertHost.Core.Training;
 
@@ -12,6 +13,11 @@ public enum TrainingMode
     Partial,
     /// <summary>The whole body trains with the head.</summary>
     Full,
+    /// <summary>
+    /// The body's weights stay frozen; a low-rank adapter per head (<see cref="TrainingOptions.Lora"/>) trains with the
+    /// head, inside the body pass, and is saved in the head folder.
+    /// </summary>
+    Lora,
 }
 
 /// <summary>
@@ -37,7 +43,7 @@ public sealed record TrainingOptions
     public int Epochs { get; init; } = 3;
     public int BatchSize { get; init; } = 16;
 
-    /// <summary>Peak learning rate; null = 1e-3 in head mode, 3e-5 in partial and full mode.</summary>
+    /// <summary>Peak learning rate; null = 1e-3 in head mode, 5e-4 in lora mode, 3e-5 in partial and full mode.</summary>
     public double? LearningRate { get; init; }
 
     /// <summary>AdamW weight decay (never on biases, LayerNorm weights or any other 1-D parameter).</summary>
@@ -77,7 +83,16 @@ public sealed record TrainingOptions
     /// <summary>Arithmetic of the body's passes (master weights stay float32).</summary>
     public TrainingPrecision Precision { get; init; } = TrainingPrecision.Fp32;
 
-    public double EffectiveLearningRate => LearningRate ?? (Mode == TrainingMode.Head ? 1e-3 : 3e-5);
+    /// <summary>The adapters' shape in lora mode (rank, alpha, dropout, target modules).</summary>
+    public LoraSettings Lora { get; init; } = new();
+
+    public double EffectiveLearningRate => LearningRate ?? Mode switch
+    {
+        TrainingMode.Head => 1e-3,
+        // Adapters start at zero and have few parameters: LoRA recipes use a rate an order above full fine-tuning's.
+        TrainingMode.Lora => 5e-4,
+        _ => 3e-5,
+    };
 
     public void Validate()
     {
@@ -90,26 +105,33 @@ public sealed record TrainingOptions
         if (Mode == TrainingMode.Partial && PartialLayers < 1) throw new ArgumentException("partial layers must be at least 1");
         if (CheckpointEverySteps is < 1) throw new ArgumentException("checkpoint every steps must be at least 1");
         if (CheckpointEverySteps is not null && CheckpointDirectory is null) throw new ArgumentException("checkpoint every steps needs a checkpoint directory");
+        if (Mode == TrainingMode.Lora) Lora.Validate();
     }
 
     /// <summary>The settings that shape the run (what a resumed run must share with the checkpoint it resumes).</summary>
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
     {
-        ["mode"] = Mode.ToString().ToLowerInvariant(),
-        ["epochs"] = Epochs,
-        ["batch_size"] = BatchSize,
-        ["learning_rate"] = EffectiveLearningRate,
-        ["weight_decay"] = WeightDecay,
-        ["warmup_ratio"] = WarmupRatio,
-        ["max_grad_norm"] = MaxGradNorm,
-        ["gradient_accumulation_steps"] = GradientAccumulationSteps,
-        ["seed"] = Seed,
-        ["eval_every_epoch"] = EvalEveryEpoch,
-        ["early_stopping_patience"] = EarlyStoppingPatience,
-        ["partial_layers"] = PartialLayers,
-        ["feature_cache"] = UseFeatureCache,
-        ["precision"] = Precision.ToString().ToLowerInvariant(),
-    };
+        var json = new JsonObject
+        {
+            ["mode"] = Mode.ToString().ToLowerInvariant(),
+            ["epochs"] = Epochs,
+            ["batch_size"] = BatchSize,
+            ["learning_rate"] = EffectiveLearningRate,
+            ["weight_decay"] = WeightDecay,
+            ["warmup_ratio"] = WarmupRatio,
+            ["max_grad_norm"] = MaxGradNorm,
+            ["gradient_accumulation_steps"] = GradientAccumulationSteps,
+            ["seed"] = Seed,
+            ["eval_every_epoch"] = EvalEveryEpoch,
+            ["early_stopping_patience"] = EarlyStoppingPatience,
+            ["partial_layers"] = PartialLayers,
+            ["feature_cache"] = UseFeatureCache,
+            ["precision"] = Precision.ToString().ToLowerInvariant(),
+        };
+        // Only lora runs name their adapters: other runs' identity (and so their checkpoints) stays as it was.
+        if (Mode == TrainingMode.Lora) json["lora"] = Lora.ToJson();
+        return json;
+    }
 
     public static TrainingPrecision ParsePrecision(string value) => value.ToLowerInvariant() switch
     {
@@ -125,7 +147,8 @@ public sealed record TrainingOptions
         "head" => TrainingMode.Head,
         "partial" => TrainingMode.Partial,
         "full" => TrainingMode.Full,
-        _ => throw new ArgumentException($"mode '{value}' is not one of head, partial, full"),
+        "lora" => TrainingMode.Lora,
+        _ => throw new ArgumentException($"mode '{value}' is not one of head, partial, full, lora"),
     };
 }
 

@@ -17,8 +17,10 @@ public sealed class TrainingSession : IDisposable
 {
     private readonly PluginCatalog _plugins;
 
-    private TrainingSession(BertBody body, IReadOnlyList<IHead> heads, IReadOnlyList<HeadSection> sections, PluginCatalog plugins)
+    private TrainingSession(BertBody body, IReadOnlyList<IHead> heads, IReadOnlyList<HeadSection> sections, PluginCatalog plugins,
+        Dictionary<string, Lora.LoraAdapter> adapters)
     {
+        Adapters = adapters;
         Body = body;
         Heads = heads;
         Sections = sections;
@@ -26,6 +28,9 @@ public sealed class TrainingSession : IDisposable
     }
 
     public BertBody Body { get; }
+
+    /// <summary>The body adapters of the heads whose weights are LoRA head folders, by head name (owned by the session).</summary>
+    public IReadOnlyDictionary<string, Lora.LoraAdapter> Adapters { get; }
     public IReadOnlyList<IHead> Heads { get; }
     public IReadOnlyList<HeadSection> Sections { get; }
 
@@ -54,6 +59,7 @@ public sealed class TrainingSession : IDisposable
         var body = deployment.LoadBody(forServing: asServed);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
         var heads = new List<IHead>();
+        var adapters = new Dictionary<string, Lora.LoraAdapter>(StringComparer.Ordinal);
         HeadSection? current = null;
         try
         {
@@ -64,12 +70,15 @@ public sealed class TrainingSession : IDisposable
                 var head = kind.CreateHead(deployment.ContextFor(section, body, Deployment.CheckpointStoreFor(body), loggers));
                 heads.Add(head);
                 if (head.Training is null) throw new HeadLoadException($"head '{section.Name}' ({section.Kind}) does not support training");
+                if (section.Weights is { } weights && Directory.Exists(weights) && Lora.LoraHeadFolder.Read(weights, body.Model) is { } adapter)
+                    adapters[head.Name] = adapter;
             }
-            return new TrainingSession(body, heads, sections, plugins);
+            return new TrainingSession(body, heads, sections, plugins, adapters);
         }
         catch (Exception e)
         {
             foreach (var head in heads) head.Dispose();
+            foreach (var adapter in adapters.Values) adapter.Dispose();
             plugins.Dispose();
             body.Dispose();
             if (e is HeadLoadException) throw;
@@ -81,6 +90,7 @@ public sealed class TrainingSession : IDisposable
     public void Dispose()
     {
         foreach (var head in Heads) head.Dispose();
+        foreach (var adapter in Adapters.Values) adapter.Dispose();
         _plugins.Dispose();
         Body.Dispose();
     }

@@ -22,7 +22,7 @@ public sealed class CliApp(IReadOnlyList<ICommand> commands)
     /// <summary>The application with every verb.</summary>
     public static CliApp CreateDefault() => new(
     [
-        new ServeCommand(), new ValidateCommand(), new PredictCommand(), new HeadsCommand(), new EmbedCommand(), new InitModelCommand(), new ImportOnnxCommand(), new TrainCommand(), new EvalCommand(), new PretrainCommand(), new FillMaskCommand(),
+        new ServeCommand(), new ValidateCommand(), new PredictCommand(), new HeadsCommand(), new EmbedCommand(), new InitModelCommand(), new ImportOnnxCommand(), new TrainCommand(), new EvalCommand(), new PretrainCommand(), new FillMaskCommand(), new AdaptersCommand(),
     ]);
 
     public async Task<int> RunAsync(string[] args, CommandContext context, CancellationToken cancellationToken = default)

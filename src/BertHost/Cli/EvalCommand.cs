@@ -36,7 +36,7 @@ public sealed class EvalCommand : ICommand
         if (session.Head.TrainedOnFingerprint is { } trainedOn && trainedOn != session.Body.Fingerprint)
             context.Error.WriteLine($"berthost eval: warning: head '{headName}' was trained on body {trainedOn}, not on the configured body {session.Body.Fingerprint}");
         var data = TrainCommand.ReadExamples(session.Head, dataPath, args.Get("format"));
-        var metrics = new Trainer(session.Body, session.Head, new TrainingOptions { BatchSize = batchSize }).Evaluate(data);
+        var metrics = new Trainer(session.Body, session.Head, new TrainingOptions { BatchSize = batchSize }, session.Adapters).Evaluate(data);
         context.Out.WriteLine(TrainCommand.Metrics(metrics).ToJsonString(JsonOutput.Serializer));
         context.Out.Flush();
         return Task.FromResult(CliApp.ExitOk);

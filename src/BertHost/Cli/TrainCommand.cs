@@ -4,6 +4,7 @@ using BertHost.Abstractions.Heads;
 using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Config;
+using BertHost.Core.Lora;
 using BertHost.Core.Training;
 using Microsoft.Extensions.Logging;
 
@@ -14,13 +15,16 @@ public sealed class TrainCommand : ICommand
 {
     public string Name => "train";
     public string Summary => "Train a head of a deployment on labelled data and save its weights";
-    public string Usage => "--config FILE --head NAME --train PATH [--eval PATH] [--mode head|partial|full] [--epochs N] [--out DIR] [--history DIR] ...\n"
+    public string Usage => "--config FILE --head NAME --train PATH [--eval PATH] [--mode head|partial|full|lora] [--epochs N] [--out DIR] [--history DIR] ...\n"
         + "       berthost train --config FILE --mode multitask --head A --train A=PATH [--eval A=PATH] --head B --train B=PATH [--eval B=PATH] ... [--partial-layers N] [--out DIR]";
 
     public string Details => """
         Modes: head (default; body frozen, its outputs cached once per example), partial (the top --partial-layers
-        encoder layers train too), full (the whole body trains), multitask (several heads train jointly on the body:
-        the whole body, or its top --partial-layers layers when that option is given; --train/--eval take HEAD=PATH).
+        encoder layers train too), full (the whole body trains), lora (the body stays frozen and shared; a low-rank
+        adapter of --lora-rank (8) and --lora-alpha (16) on --lora-targets (query,value; or all-linear) trains with the
+        head and is saved in its head folder), multitask (several heads train jointly on the body: the whole body, or its
+        top --partial-layers layers when that option is given, or one adapter per head when a --lora-* option is given;
+        --train/--eval take HEAD=PATH).
         Progress goes to stderr; one JSON line per epoch ({"epoch", "loss", "metrics"}; multitask adds "tasks") goes to
         stdout. The best epoch's weights (by the head's metric on --eval; multitask: the mean of the heads' primary
         metrics) are saved to --out (default: heads/NAME, multitask heads/multitask, next to the config): head.json +
@@ -51,6 +55,10 @@ public sealed class TrainCommand : ICommand
         new("patience", "stop after N epochs without improvement", "N"),
         new("format", "data format (default: from the file)", "NAME"),
         new("precision", "fp32 (default), bf16, fp16 or auto: arithmetic of the body's passes (weights stay fp32)", "P"),
+        new("lora-rank", "lora mode: rank r of the adapters (default 8)", "N"),
+        new("lora-alpha", "lora mode: alpha; updates are scaled by alpha/r (default 16)", "X"),
+        new("lora-dropout", "lora mode: dropout on the adapters' input while training (default 0.1)", "X"),
+        new("lora-targets", "lora mode: module names the adapters target, comma-separated (default query,value), or all-linear", "LIST"),
         new("skip-malformed", "skip malformed records (counted) instead of stopping at the first"),
         new("out", "output folder", "DIR"),
         new("history", "folder for history.json, history.csv and history.svg (default: the output folder)", "DIR"),
@@ -68,7 +76,7 @@ public sealed class TrainCommand : ICommand
         var specs = multitask ? MultitaskSpecs(args) : [SingleSpec(args)];
         var options = new TrainingOptions
         {
-            Mode = multitask ? (args.Has("partial-layers") ? TrainingMode.Partial : TrainingMode.Full) : ParseMode(modeText),
+            Mode = multitask ? (LoraOptionsGiven(args) ? TrainingMode.Lora : args.Has("partial-layers") ? TrainingMode.Partial : TrainingMode.Full) : ParseMode(modeText),
             Epochs = args.GetInt("epochs", 1) ?? 3,
             BatchSize = args.GetInt("batch-size", 1) ?? 16,
             LearningRate = ParseDouble(args, "learning-rate"),
@@ -78,7 +86,10 @@ public sealed class TrainCommand : ICommand
             CheckpointDirectory = args.Get("checkpoint-dir") is { } checkpoints ? Path.GetFullPath(checkpoints) : null,
             CheckpointEverySteps = args.GetInt("checkpoint-every", 1),
             Precision = ParsePrecision(args.Get("precision")),
+            Lora = ParseLora(args),
         };
+        if (LoraOptionsGiven(args) && !multitask && !string.Equals(modeText, "lora", StringComparison.OrdinalIgnoreCase))
+            throw new UsageException("--lora-* options go with --mode lora (or --mode multitask)");
         var config = EngineLoader.LoadConfig(args, context.Error);
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Warning);
         using var session = Open(config, specs.Select(t => t.Head).ToList(), loggers);
@@ -101,11 +112,18 @@ public sealed class TrainCommand : ICommand
         Trainer trainer;
         try
         {
-            trainer = new Trainer(session.Body, session.Heads, options);
+            // Head mode on a LoRA head trains the head on the adapted body and keeps the adapter.
+            trainer = new Trainer(session.Body, session.Heads, options, session.Adapters);
         }
         catch (ArgumentException e)
         {
             throw new UsageException(e.Message);
+        }
+        using var adapters = new AdapterOwner(trainer);
+        if (options.Mode == TrainingMode.Lora)
+        {
+            var first = trainer.Adapters.Values.First();
+            context.Error.WriteLine($"berthost train: lora {options.Lora} on {first.Pairs.Count} modules, {first.ParameterCount:N0} adapter parameters per head; the body stays frozen");
         }
         if (trainer.Precision != TrainingPrecision.Fp32)
             context.Error.WriteLine($"berthost train: the body's passes run in {trainer.Precision.ToString().ToLowerInvariant()} (weights stay fp32)");
@@ -143,7 +161,7 @@ public sealed class TrainCommand : ICommand
 
         var outDir = Path.GetFullPath(args.Get("out") ?? Path.Combine(Path.GetDirectoryName(config.SourcePath) ?? ".", "heads", multitask ? "multitask" : session.Section.Name));
         var fingerprint = session.Body.Fingerprint;
-        if (options.Mode != TrainingMode.Head)
+        if (options.Mode is not (TrainingMode.Head or TrainingMode.Lora))
         {
             var bodyDir = Path.Combine(outDir, "body");
             ModelFolderWriter.Save(session.Body.Model, session.Body.Folder, bodyDir);
@@ -155,6 +173,8 @@ public sealed class TrainCommand : ICommand
         {
             var headDir = multitask ? Path.Combine(outDir, session.Sections[i].Name) : outDir;
             session.Heads[i].Save(headDir, new HeadSaveInfo(fingerprint, reported.Tasks?[tasks[i].Name].Metrics));
+            if ((trainer.Adapters.GetValueOrDefault(session.Heads[i].Name) ?? session.Adapters.GetValueOrDefault(session.Heads[i].Name)) is { } adapter)
+                LoraHeadFolder.Attach(headDir, adapter);
             context.Error.WriteLine($"berthost train: wrote head '{session.Sections[i].Name}' to {headDir}" +
                 (result.BestEpoch is { } best ? $" (best epoch {best}{(result.StoppedEarly ? ", stopped early" : "")})" : ""));
         }
@@ -308,6 +328,42 @@ public sealed class TrainCommand : ICommand
         catch (ArgumentException e)
         {
             throw new UsageException($"--mode: {e.Message}");
+        }
+    }
+
+    private static readonly string[] LoraOptions = ["lora-rank", "lora-alpha", "lora-dropout", "lora-targets"];
+
+    private static bool LoraOptionsGiven(ParsedArgs args) => LoraOptions.Any(args.Has);
+
+    private static LoraSettings ParseLora(ParsedArgs args)
+    {
+        var defaults = new LoraSettings();
+        double Number(string name, double fallback)
+        {
+            var text = args.Get(name);
+            if (text is null) return fallback;
+            return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v)
+                ? v : throw new UsageException($"--{name} must be a number, got '{text}'");
+        }
+        try
+        {
+            var settings = new LoraSettings(args.GetInt("lora-rank", 1) ?? defaults.Rank, Number("lora-alpha", defaults.Alpha), Number("lora-dropout", defaults.Dropout),
+                args.Get("lora-targets") is { } targets ? LoraSettings.ParseTargets(targets) : null);
+            settings.Validate();
+            return settings;
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--{(e.Message.Contains("rank") ? "lora-rank" : e.Message.Contains("alpha") ? "lora-alpha" : e.Message.Contains("dropout") ? "lora-dropout" : "lora-targets")}: {e.Message}");
+        }
+    }
+
+    /// <summary>Disposes the trainer's adapters when the command ends (saved or not).</summary>
+    private sealed class AdapterOwner(Trainer trainer) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var adapter in trainer.Adapters.Values) adapter.Dispose();
         }
     }
 

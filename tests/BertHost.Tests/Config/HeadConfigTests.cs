@@ -141,7 +141,7 @@ public sealed class HeadConfigTests : IDisposable
             new ConfigProblem(3, 5, "heads[0].plugin", "missing required key 'plugin' (a plugin folder or .dll)"),
             new ConfigProblem(5, 11, "heads[1].kind", "must not be empty"),
             new ConfigProblem(6, 12, "heads[1].plugin", "must not be empty (a plugin folder or .dll)"),
-            new ConfigProblem(7, 5, "heads[2]", "a head must be a mapping (name, kind, plugin, sha256, labels, weights, options, required), got 'not a mapping'"),
+            new ConfigProblem(7, 5, "heads[2]", "a head must be a mapping (name, kind, plugin, sha256, labels, weights, options, required, adapter), got 'not a mapping'"),
         ], e.Problems);
     }
 

@@ -198,7 +198,7 @@ public sealed class JobsApiTests
         await Expect(new { head = "sentiment", train = data, batch_size = 2.5 }, 400, "bad_request", "batch_size", "batch_size must be an integer, got 2.5");
         await Expect(new { head = "sentiment", train = data, learning_rate = -1 }, 422, "invalid_input", "learning_rate", "learning_rate must be between 0 and 10, got -1");
         await Expect(new { head = "sentiment", train = data, warmup_ratio = 2 }, 422, "invalid_input", "warmup_ratio", "warmup_ratio must be between 0 and 1, got 2");
-        await Expect(new { head = "sentiment", train = data, mode = "most" }, 422, "invalid_input", "mode", "mode 'most' is not one of head, partial, full (or multitask)");
+        await Expect(new { head = "sentiment", train = data, mode = "most" }, 422, "invalid_input", "mode", "mode 'most' is not one of head, partial, full, lora (or multitask)");
         await Expect(new { head = "sentiment", train = data, mode = "partial", partial_layers = 9 }, 422, "invalid_input", "partial_layers",
             $"partial_layers must be between 1 and {host.Engine.Body.Config.NumHiddenLayers}, got 9");
         await Expect(new { head = "sentiment", train = data, precision = "fp8" }, 422, "invalid_input", "precision", "precision 'fp8' is not one of fp32, bf16, fp16, auto");
@@ -207,7 +207,7 @@ public sealed class JobsApiTests
             "precision fp16 needs loss scaling (a gradient scaler), which TorchSharp 0.107 does not provide; use bf16");
         await Expect(new { head = "sentiment", train = data, promote = "yes" }, 400, "bad_request", "promote", "promote must be true or false, got a string");
         await Expect(new { head = "sentiment", train = data, epoch = 3 }, 400, "bad_request", "epoch",
-            "unknown field 'epoch' (did you mean 'epochs'?); expected kind, head, train, eval, mode, epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, gradient_accumulation_steps, seed, partial_layers, patience, eval_every_epoch, checkpoint_every, precision, format, skip_malformed, promote, tasks");
+            "unknown field 'epoch' (did you mean 'epochs'?); expected kind, head, train, eval, mode, epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, gradient_accumulation_steps, seed, partial_layers, patience, eval_every_epoch, checkpoint_every, precision, format, skip_malformed, promote, tasks, lora_rank, lora_alpha, lora_dropout, lora_targets");
         await Expect(new { kind = "bake", head = "sentiment" }, 422, "invalid_input", "kind", "unknown job kind 'bake' (kinds: pretrain, train)");
 
         var (listStatus, list) = await host.GetAsync("/v1/jobs?state=done");

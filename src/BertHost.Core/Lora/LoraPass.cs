@@ -1,0 +1,132 @@
+using System.Runtime.CompilerServices;
+using BertHost.Core.Bert;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BertHost.Core.Lora;
+
+/// <summary>
+/// Which adapter applies to which sequences of the batch: sequences <see cref="First"/> .. First+<see cref="Count"/>−1
+/// (a <see cref="Count"/> of −1: every sequence of the batch).
+/// </summary>
+public readonly record struct LoraSegment(LoraAdapter Adapter, int First, int Count)
+{
+    /// <summary>The adapter on every sequence of the batch (training, a merged-body check).</summary>
+    public static LoraSegment All(LoraAdapter adapter) => new(adapter, 0, -1);
+}
+
+/// <summary>
+/// The adapters of the body passes run on this thread while it is open (<see cref="Enter"/> ... Dispose). The body's
+/// projections (<see cref="LinearExtensions"/>) first compute the base product exactly as without adapters — libtorch,
+/// oneDNN on prepacked weights or int8, whatever the body's kernels are — and then, for every targeted Linear, add each
+/// adapter's low-rank update to its own rows only: the segment's rows are a contiguous range (the serving planner puts
+/// each adapter's rows together), so the gather is a view, two small GEMMs (x·Aᵀ, then ·Bᵀ·scale) give the update and the
+/// scatter is an in-place add into those rows. Rows of no segment (plain heads) get the base product alone.
+/// </summary>
+/// <remarks>
+/// Thread-static rather than a model property because one body serves many passes with different adapter mixes and the
+/// module tree is shared: the adapters belong to the pass, not to the model. The model tells the open pass how sequences
+/// map to projection rows when its forward starts (<see cref="UseRows"/>): T rows each in the padded layout, each
+/// sequence's real tokens in the packed serving layout.
+/// </remarks>
+public sealed class LoraPass : IDisposable
+{
+    [ThreadStatic] private static LoraPass? _current;
+
+    private static readonly ConditionalWeakTable<BertModel, Dictionary<string, Linear>> LinearsByModel = new();
+
+    private readonly LoraPass? _previous;
+    private readonly BertModel _model;
+    private readonly Dictionary<Linear, List<(LoraPair Pair, LoraSettings Settings, int First, int Count)>> _byLinear = new(ReferenceEqualityComparer.Instance);
+    private int[]? _rowStarts;
+    private bool _disposed;
+
+    private LoraPass(BertModel model, IReadOnlyList<LoraSegment> segments)
+    {
+        _model = model;
+        var linears = LinearsByModel.GetValue(model, m => m.named_modules().Where(x => x.module is Linear)
+            .ToDictionary(x => x.name, x => (Linear)x.module));
+        foreach (var segment in segments)
+        {
+            if (segment.Count == 0) continue;
+            foreach (var (name, pair) in segment.Adapter.Pairs)
+            {
+                if (!linears.TryGetValue(name, out var linear))
+                    throw new ArgumentException($"the adapter targets '{name}', which is not a Linear of this body");
+                if (!_byLinear.TryGetValue(linear, out var list)) _byLinear[linear] = list = [];
+                list.Add((pair, segment.Adapter.Settings, segment.First, segment.Count));
+            }
+        }
+        _previous = _current;
+        _current = this;
+    }
+
+    /// <summary>The pass open on this thread, if any.</summary>
+    internal static LoraPass? Current => _current;
+
+    /// <summary>Opens a pass whose projections of <paramref name="model"/> add <paramref name="segments"/>' updates; dispose to close it.</summary>
+    public static LoraPass Enter(BertModel model, IReadOnlyList<LoraSegment> segments) => new(model, segments);
+
+    /// <summary>Sequence b's projection rows are <paramref name="rowStarts"/>[b] .. [b+1]−1 (B+1 offsets).</summary>
+    internal static void UseRows(int[] rowStarts)
+    {
+        if (_current is { } pass) pass._rowStarts = rowStarts;
+    }
+
+    /// <summary>The padded layout: B sequences of T rows each.</summary>
+    internal static void UsePaddedRows(long batch, long length)
+    {
+        if (_current is null) return;
+        UseRows(Enumerable.Range(0, (int)batch + 1).Select(b => (int)(b * length)).ToArray());
+    }
+
+    /// <summary>Whether a projection of <paramref name="linear"/> in this pass has updates to add.</summary>
+    internal bool Adapts(Linear linear) => _byLinear.ContainsKey(linear);
+
+    /// <summary>
+    /// Adds the updates of <paramref name="linear"/>'s adapters to <paramref name="y"/> = base(<paramref name="x"/>),
+    /// [N,out] and [N,in]; returns the result (y itself, updated in place, unless one segment covers every row: then a
+    /// new tensor, and y is disposed).
+    /// </summary>
+    internal Tensor AddUpdates(Linear linear, Tensor x, Tensor y)
+    {
+        var starts = _rowStarts ?? throw new InvalidOperationException("a LoRA pass ran a projection before the model said how its rows are laid out");
+        var rows = x.shape[0];
+        if (starts[^1] != rows)
+            throw new InvalidOperationException($"a LoRA pass laid out {starts[^1]} rows but a projection got {rows}");
+        var training = _model.training;
+        foreach (var (pair, settings, first, count) in _byLinear[linear])
+        {
+            var end = count < 0 ? starts.Length - 1 : Math.Min(first + count, starts.Length - 1);
+            if (first >= end) continue;
+            long r0 = starts[first], n = starts[end] - r0;
+            if (n == 0) continue;
+            using var scope = NewDisposeScope();
+            var xs = n == rows ? x : x.narrow(0, r0, n);
+            if (xs.dtype != pair.A.dtype) xs = xs.to(pair.A.dtype);
+            if (training && settings.Dropout > 0) xs = nn.functional.dropout(xs, settings.Dropout, training: true);
+            var delta = xs.matmul(pair.A.t()).matmul(pair.B.t()).mul(settings.Scale);
+            if (delta.dtype != y.dtype) delta = delta.to(y.dtype);
+            if (n == rows)
+            {
+                // Out of place: with gradients this keeps the base product (which autograd may not own) untouched.
+                var sum = y.add(delta).MoveToOuterDisposeScope();
+                y.Dispose();
+                y = sum;
+            }
+            else
+            {
+                y.narrow(0, r0, n).add_(delta);
+            }
+        }
+        return y;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (!ReferenceEquals(_current, this)) throw new InvalidOperationException("LoRA passes must close in the order they opened");
+        _current = _previous;
+    }
+}
