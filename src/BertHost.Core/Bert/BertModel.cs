@@ -1,7 +1,6 @@
 using BertHost.Abstractions;
 using static TorchSharp.torch;
 using BertHost.Core.Backends;
-using BertHost.Core.Lora;
 
 namespace BertHost.Core.Bert;
 
@@ -70,7 +69,7 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
         // Without padding the mask is a no-op; leaving it out lets libtorch pick its fused attention kernels, which
         // refuse an explicit mask.
         using var maskBias = hasPadding ? AdditiveMask(attentionMask, embeddings.word_embeddings.weight!.dtype) : null;
-        LoraPass.UsePaddedRows(inputIds.shape[0], inputIds.shape[1]);
+        ProjectionUpdates.UsePaddedRows(inputIds.shape[0], inputIds.shape[1]);
         var embedded = embeddings.call(inputIds, tokenTypeIds);
         List<Tensor>? states = outputHiddenStates ? [embedded] : null;
         var last = encoder.Run(embedded, maskBias, states);
@@ -98,7 +97,7 @@ public sealed class BertModel : nn.Module<Tensor, Tensor, Tensor, BodyOutput>
         if (training || !hasPadding) return ForwardPadded(inputIds, tokenTypeIds, attentionMask, hasPadding, outputHiddenStates);
         using var maskBias = AdditiveMask(attentionMask, embeddings.word_embeddings.weight!.dtype);
         using var packing = new TokenPacking(attentionMask, maskBias);
-        if (LoraPass.Current is not null) LoraPass.UseRows(packing.Starts);
+        ProjectionUpdates.Current?.UseRows(packing.Starts);
         using var embedded = embeddings.call(inputIds, tokenTypeIds);
         List<Tensor>? states = outputHiddenStates ? [] : null;
         var last = encoder.RunPacked(embedded, packing, states);

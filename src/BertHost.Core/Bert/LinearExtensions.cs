@@ -1,5 +1,4 @@
 using BertHost.Core.Backends;
-using BertHost.Core.Lora;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -14,14 +13,14 @@ internal static class LinearExtensions
     /// bias. Measured on an H100 in bf16, bert-base at 1024×128 went from 11.7k to 17.5k sequences/s with the 2-D form.
     /// Inference passes with int8 weights (<see cref="BertKernels.Quantized"/>) run fbgemm's dynamic int8 kernel, and
     /// those with prepacked weights (<see cref="BertKernels.Packed"/>) oneDNN's, with a GELU or ReLU inside the GEMM.
-    /// Inside a <see cref="LoraPass"/> that adapts this Linear, the base product is computed the same way (the activation
+    /// With <see cref="ProjectionUpdates"/> open that adapt this Linear (LoRA), the base product is computed the same way (the activation
     /// then runs after the adapters' updates, not fused) and the updates are added to their rows.
     /// </summary>
     public static Tensor Project(this Linear linear, Tensor x, BertKernels kernels, Activation? activation = null)
     {
         var shape = x.shape;
         using var flat = x.dim() == 2 ? x.alias() : x.reshape(-1, shape[^1]);
-        var lora = LoraPass.Current is { } pass && pass.Adapts(linear) ? pass : null;
+        var lora = ProjectionUpdates.Current is { } pass && pass.Adapts(linear) ? pass : null;
         var finalActivation = activation;
         if (lora is not null) activation = null;
         Tensor projected;

@@ -24,18 +24,16 @@ public readonly record struct LoraSegment(LoraAdapter Adapter, int First, int Co
 /// scatter is an in-place add into those rows. Rows of no segment (plain heads) get the base product alone.
 /// </summary>
 /// <remarks>
-/// Thread-static rather than a model property because one body serves many passes with different adapter mixes and the
-/// module tree is shared: the adapters belong to the pass, not to the model. The model tells the open pass how sequences
-/// map to projection rows when its forward starts (<see cref="UseRows"/>): T rows each in the padded layout, each
-/// sequence's real tokens in the packed serving layout.
+/// Open on the thread through <see cref="ProjectionUpdates"/> (the model's side of the contract, so the model does not
+/// know LoRA). The model tells the open pass how sequences map to projection rows when its forward starts
+/// (<see cref="UseRows"/>): T rows each in the padded layout, each sequence's real tokens in the packed serving layout.
 /// </remarks>
-public sealed class LoraPass : IDisposable
+public sealed class LoraPass : IProjectionUpdates, IDisposable
 {
-    [ThreadStatic] private static LoraPass? _current;
 
     private static readonly ConditionalWeakTable<BertModel, Dictionary<string, Linear>> LinearsByModel = new();
 
-    private readonly LoraPass? _previous;
+    private readonly IDisposable _opened;
     private readonly BertModel _model;
     private readonly Dictionary<Linear, List<(LoraPair Pair, LoraSettings Settings, int First, int Count)>> _byLinear = new(ReferenceEqualityComparer.Instance);
     private int[]? _rowStarts;
@@ -57,38 +55,22 @@ public sealed class LoraPass : IDisposable
                 list.Add((pair, segment.Adapter.Settings, segment.First, segment.Count));
             }
         }
-        _previous = _current;
-        _current = this;
+        _opened = ProjectionUpdates.Open(this);
     }
-
-    /// <summary>The pass open on this thread, if any.</summary>
-    internal static LoraPass? Current => _current;
 
     /// <summary>Opens a pass whose projections of <paramref name="model"/> add <paramref name="segments"/>' updates; dispose to close it.</summary>
     public static LoraPass Enter(BertModel model, IReadOnlyList<LoraSegment> segments) => new(model, segments);
 
-    /// <summary>Sequence b's projection rows are <paramref name="rowStarts"/>[b] .. [b+1]−1 (B+1 offsets).</summary>
-    internal static void UseRows(int[] rowStarts)
-    {
-        if (_current is { } pass) pass._rowStarts = rowStarts;
-    }
+    public void UseRows(int[] rowStarts) => _rowStarts = rowStarts;
 
-    /// <summary>The padded layout: B sequences of T rows each.</summary>
-    internal static void UsePaddedRows(long batch, long length)
-    {
-        if (_current is null) return;
-        UseRows(Enumerable.Range(0, (int)batch + 1).Select(b => (int)(b * length)).ToArray());
-    }
-
-    /// <summary>Whether a projection of <paramref name="linear"/> in this pass has updates to add.</summary>
-    internal bool Adapts(Linear linear) => _byLinear.ContainsKey(linear);
+    public bool Adapts(Linear linear) => _byLinear.ContainsKey(linear);
 
     /// <summary>
     /// Adds the updates of <paramref name="linear"/>'s adapters to <paramref name="y"/> = base(<paramref name="x"/>),
     /// [N,out] and [N,in]; returns the result (y itself, updated in place, unless one segment covers every row: then a
     /// new tensor, and y is disposed).
     /// </summary>
-    internal Tensor AddUpdates(Linear linear, Tensor x, Tensor y)
+    public Tensor AddUpdates(Linear linear, Tensor x, Tensor y)
     {
         var starts = _rowStarts ?? throw new InvalidOperationException("a LoRA pass ran a projection before the model said how its rows are laid out");
         var rows = x.shape[0];
@@ -126,7 +108,6 @@ public sealed class LoraPass : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        if (!ReferenceEquals(_current, this)) throw new InvalidOperationException("LoRA passes must close in the order they opened");
-        _current = _previous;
+        _opened.Dispose();
     }
 }
