@@ -333,9 +333,20 @@ public sealed class TrainCommand : ICommand
     }
 
     /// <summary>`epoch 1/3 step 40/120 loss 0.6931 312 ex/s ETA 0:12`: rewritten with \r on a terminal, else one line per epoch.</summary>
-    private sealed class ProgressLine(TextWriter error, bool live) : IProgress<TrainingProgress>
+    private sealed class ProgressLine(TextWriter error, bool live) : IProgress<TrainingProgress>, IProgress<FeatureCacheProgress>
     {
         private TrainingProgress? _last;
+
+        // The trainer reports the cache fill at most every 2 s and once when it is done; redirected stderr gets one
+        // line per report, so a long fill is never silent.
+        public void Report(FeatureCacheProgress p)
+        {
+            var line = string.Create(CultureInfo.InvariantCulture,
+                $"caching body outputs {p.Done}/{p.Total} examples {p.ExamplesPerSecond:F0} ex/s ETA {(int)p.Eta.TotalMinutes}:{p.Eta.Seconds:D2}");
+            if (live) error.Write("\r" + line + "   " + (p.Finished ? Environment.NewLine : ""));
+            else error.WriteLine(line);
+            error.Flush();
+        }
 
         public void Report(TrainingProgress p)
         {
