@@ -15,12 +15,13 @@ public static class DeploymentLoading
     /// <paramref name="forServing"/> gets prepacked weights (<c>body.prepack_weights</c>) and int8 projections
     /// (<c>body.quantize</c>): a body about to be trained would pay their memory for nothing.
     /// </summary>
-    public static BertBody LoadBody(HostConfig config, bool forServing = false) => BertBody.Load(config.Body.Checkpoint, new BodyOptions
+    /// <paramref name="prepack"/> asks for prepacked weights without the rest (a frozen body computing training features).
+    public static BertBody LoadBody(HostConfig config, bool forServing = false, bool prepack = false) => BertBody.Load(config.Body.Checkpoint, new BodyOptions
     {
         Device = config.Body.Device,
         DType = config.Body.DType,
         MaxSequenceLength = config.Body.MaxSequenceLength,
-        PrepackWeights = forServing && config.Body.PrepackWeights,
+        PrepackWeights = (forServing || prepack) && config.Body.PrepackWeights,
         CpuAttentionKernel = config.Body.AttentionKernel,
         // Quantized weights serve; a body loaded to be trained (or to compute a trainer's features) stays float32.
         Quantize = forServing ? config.Body.Quantize : QuantizeModes.None,

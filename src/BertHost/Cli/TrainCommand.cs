@@ -52,6 +52,7 @@ public sealed class TrainCommand : ICommand
         new("format", "data format (default: from the file)", "NAME"),
         new("precision", "fp32 (default), bf16, fp16 or auto: arithmetic of the body's passes (weights stay fp32)", "P"),
         new("skip-malformed", "skip malformed records (counted) instead of stopping at the first"),
+        new("fresh", "start the head from freshly initialised weights (seeded) even when the deployment gives it weights:"),
         new("out", "output folder", "DIR"),
         new("history", "folder for history.json, history.csv and history.svg (default: the output folder)", "DIR"),
         new("checkpoint-dir", "write resumable checkpoints here after every epoch; resume from the one found there", "DIR"),
@@ -80,8 +81,16 @@ public sealed class TrainCommand : ICommand
             Precision = ParsePrecision(args.Get("precision")),
         };
         var config = EngineLoader.LoadConfig(args, context.Error);
+        // --fresh: the trained heads ignore their weights: (a deployment that serves trained heads, such as
+        // config/default.yaml, can then be retrained from scratch, reproducibly, into the same folders).
+        if (args.Has("fresh"))
+            config = config with
+            {
+                Heads = config.Heads.Select(h => specs.Any(t => string.Equals(t.Head, h.Name, StringComparison.OrdinalIgnoreCase)) ? h with { Weights = null } : h).ToList(),
+            };
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Warning);
-        using var session = Open(config, specs.Select(t => t.Head).ToList(), loggers);
+        // Head mode never changes the body, so it gets the serving pass's prepacked weights for the feature cache.
+        using var session = Open(config, specs.Select(t => t.Head).ToList(), loggers, prepack: options.Mode == TrainingMode.Head);
         var format = args.Get("format");
         var skipMalformed = args.Has("skip-malformed");
         var skipped = new JsonObject();
@@ -231,11 +240,11 @@ public sealed class TrainCommand : ICommand
             eval.GetValueOrDefault(h))).ToList();
     }
 
-    internal static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers, bool asServed = false)
+    internal static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers, bool asServed = false, bool prepack = false)
     {
         try
         {
-            return TrainingSession.Open(config, headNames, loggers, asServed);
+            return TrainingSession.Open(config, headNames, loggers, asServed, prepack);
         }
         catch (BodyLoadException e)
         {
