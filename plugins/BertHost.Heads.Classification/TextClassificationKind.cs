@@ -30,7 +30,8 @@ public sealed class TextClassificationKind : IHeadKind
             Validate(context, options, labels, weights);
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
-            var module = new ClassificationModule(context.Body.HiddenSize, options.HiddenLayers, labels.Count, dropout, options.Activation);
+            var module = new ClassificationModule(context.Body.HiddenSize, options.HiddenLayers, labels.Count, dropout, options.Activation,
+                attentionPooling: options.Pooling == PoolingMode.Attention);
             HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
                 () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe, "check options.hidden_layers and the labels");
 

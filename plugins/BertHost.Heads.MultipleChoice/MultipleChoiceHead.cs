@@ -165,7 +165,9 @@ public sealed class MultipleChoiceHead : IHead
     public Tensor Forward(BodyOutput body, HeadBatch batch)
     {
         using var scope = NewDisposeScope();
-        var pooled = Pooling.Pool(body, Options.Pooling);
+        var pooled = Options.Pooling == PoolingMode.Attention
+            ? _module.AttentionPool(body.LastHiddenState, body.AttentionMask)
+            : Pooling.Pool(body, Options.Pooling);
         if (pooled.shape[0] != batch.RowCount)
             throw new ArgumentException($"the body output has {pooled.shape[0]} rows but the batch has {batch.RowCount}");
         return _module.call(pooled).MoveToOuterDisposeScope();

@@ -33,7 +33,7 @@ public sealed class MultipleChoiceKind : IHeadKind
                     $"pooling 'pooler' needs the body's pooler, but the body ({context.Body.ModelFolder}) has no pooler weights; use pooling cls or mean");
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
-            var module = new MultipleChoiceModule(context.Body.HiddenSize, dropout);
+            var module = new MultipleChoiceModule(context.Body.HiddenSize, dropout, attentionPooling: options.Pooling == PoolingMode.Attention);
             HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
                 () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe);
 
