@@ -36,8 +36,6 @@ public sealed class ClassificationModule : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public int LabelCount => (int)classifier.weight!.shape[0];
-
     /// <summary>The attention-pooled [N,H] sentence vectors of [N,T,H] token states (pooling: attention only).</summary>
     public Tensor AttentionPool(Tensor hidden, Tensor attentionMask) =>
         (attention_pooling ?? throw new InvalidOperationException("this head does not pool with attention")).call(hidden, attentionMask);

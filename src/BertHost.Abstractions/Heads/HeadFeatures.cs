@@ -14,6 +14,6 @@ public sealed class HeadFeatures
     /// <summary>Head-private data: original text, request parameters, training labels. The host never reads it.</summary>
     public object? State { get; init; }
 
-    /// <summary>Total tokens, for the scheduler's token budget.</summary>
+    /// <summary>Total tokens of the rows (what the host's token limits count: per input, per request and in the queue).</summary>
     public int TokenCount => Sequences.Sum(s => s.Length);
 }

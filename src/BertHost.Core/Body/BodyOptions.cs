@@ -47,9 +47,6 @@ public sealed record BodyOptions
 
     /// <summary>Faults injected into the load-time checks of the fast paths (tests only).</summary>
     internal FastPathFaults? Faults { get; init; }
-
-    /// <summary>Return every layer's hidden states from <see cref="BertBody.Forward(BertHost.Core.Text.PaddedBatch,bool)"/> by default.</summary>
-    public bool OutputHiddenStates { get; init; }
 }
 
 /// <summary>The values of <see cref="BodyOptions.Quantize"/>.</summary>

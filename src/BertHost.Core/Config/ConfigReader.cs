@@ -569,7 +569,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
         {
             var lp = $"{p}[{i}]";
             if (!TryText(list.Children[i], lp, "a string", out var name)) continue;
-            if (!ModuleNamePattern().IsMatch(name))
+            if (name is null || !ModuleNamePattern().IsMatch(name))
                 Add(list.Children[i], lp, $"must be a Linear name such as encoder.layer.5.output.dense (letters, digits, '_', '.', '*'), got '{name}'");
             else
                 names.Add(name);

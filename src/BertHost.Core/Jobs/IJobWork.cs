@@ -1,3 +1,5 @@
+using BertHost.Core.Deployments;
+using Microsoft.Extensions.Logging;
 using System.Text.Json;
 using BertHost.Core.Config;
 using BertHost.Core.Serving;
@@ -40,7 +42,7 @@ public sealed record JobIdentity(string Id, string Folder, DateTimeOffset Create
 /// <summary>What job kinds get from the host.</summary>
 public sealed class JobEnvironment
 {
-    public required InferenceEngine Engine { get; init; }
+    public required IServedModels Engine { get; init; }
     public required JobsSection Settings { get; init; }
 
 
@@ -58,6 +60,10 @@ public sealed class JobContext
         Environment = environment;
         _update = update;
     }
+
+    /// <summary>Adds what this job just swapped in (a body and/or head weights) to the promotion record, so that a restart serves the same.</summary>
+    public void RecordPromotion(string? body, IReadOnlyDictionary<string, string> heads) =>
+        Promotions.Record(Environment.Settings.Directory, Record.Id, body, heads, Environment.Loggers.CreateLogger<Promotions>());
 
     /// <summary>The job's record; read what was asked from it, change it only through <see cref="Update"/>.</summary>
     public JobRecord Record { get; }

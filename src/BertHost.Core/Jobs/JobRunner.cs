@@ -61,7 +61,7 @@ public sealed class JobRunner : IAsyncDisposable
 
     /// <summary>Loads the job history of the engine's deployment and starts the workers.</summary>
     /// <param name="kinds">The job kinds offered; default: <see cref="TrainJobWork"/> and <see cref="PretrainJobWork"/>.</param>
-    public static JobRunner Start(InferenceEngine engine, ILoggerFactory loggers, ServingMetrics? metrics = null, IEnumerable<IJobWork>? kinds = null)
+    public static JobRunner Start(IServedModels engine, ILoggerFactory loggers, ServingMetrics? metrics = null, IEnumerable<IJobWork>? kinds = null)
     {
         var settings = engine.Config.Jobs;
         var environment = new JobEnvironment

@@ -140,7 +140,7 @@ public sealed class PretrainJobWork : IJobWork
     }
 
     /// <summary>What can be checked of the starting model without building it: its folders and config exist and its positions fit the sequences.</summary>
-    private static void CheckModelSource(PretrainSetup setup, PretrainingOptions options, InferenceEngine engine, IReadOnlyDictionary<string, string> names)
+    private static void CheckModelSource(PretrainSetup setup, PretrainingOptions options, IServedModels engine, IReadOnlyDictionary<string, string> names)
     {
         string field;
         BertConfig config;
@@ -301,7 +301,7 @@ public sealed class PretrainJobWork : IJobWork
     {
         var body = Path.Combine(context.Folder, "body");
         await context.Environment.Engine.SwapBodyAsync(body, new Dictionary<string, string>(), context.Record.Id);
-        Promotions.Record(context, body, new Dictionary<string, string>());
+        context.RecordPromotion(body, new Dictionary<string, string>());
     }
 
     /// <summary>Step progress into the record (persisted by the runner at most every few seconds).</summary>

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
 using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
+using BertHost.Core.Deployments;
 using BertHost.Core.Serving;
 using BertHost.Core.Training;
 using Microsoft.Extensions.Logging;
@@ -139,7 +140,7 @@ public sealed class TrainJobWork : IJobWork
     }
 
     /// <summary>The deployment's name of the head in <paramref name="field"/>: 404 when there is none, 422 when it cannot train.</summary>
-    private static string TrainableHead(JobRequest request, string field, InferenceEngine engine, string prefix = "")
+    private static string TrainableHead(JobRequest request, string field, IServedModels engine, string prefix = "")
     {
         var head = request.String(field, required: true)!;
         var section = engine.FindSection(head)
@@ -153,7 +154,7 @@ public sealed class TrainJobWork : IJobWork
     /// read are refused at submission, not when the job runs: the trainer is built, on new head instances over the
     /// served body, and dropped.
     /// </summary>
-    private static void CheckTrainerAccepts(InferenceEngine engine, IReadOnlyList<string> heads, TrainingOptions options, string? format)
+    private static void CheckTrainerAccepts(IServedModels engine, IReadOnlyList<string> heads, TrainingOptions options, string? format)
     {
         using var lease = engine.AcquireBody();
         var created = new List<IHead>();
@@ -227,7 +228,7 @@ public sealed class TrainJobWork : IJobWork
         var served = lease.Body;
         // Partial and full mode change the body: they train a private copy, never the served one.
         var own = options.Mode == TrainingMode.Head ? null
-            : DeploymentLoading.LoadBody(engine.Config with { Body = engine.Config.Body with { Checkpoint = served.Folder } });
+            : Deployment.LoadBody(engine.Config, served.Folder, forServing: false);
         try
         {
             var body = own ?? served;
@@ -328,14 +329,14 @@ public sealed class TrainJobWork : IJobWork
                 throw new ServingException(ServingError.Conflict,
                     $"job {record.Id} trained head {record.Head} on body {record.OutputFingerprint}, the served body is {served}; submit a new job");
             await engine.SwapHeadAsync(record.Head!, heads[record.Head!], record.Id);
-            Promotions.Record(context, null, heads);
+            context.RecordPromotion(null, heads);
         }
         else
         {
             // The new body and every head trained with it start serving together (one drain).
             var body = Path.Combine(context.Folder, "body");
             await engine.SwapBodyAsync(body, heads, record.Id);
-            Promotions.Record(context, body, heads);
+            context.RecordPromotion(body, heads);
         }
     }
 

@@ -44,7 +44,6 @@ internal sealed class PretrainData
     }
 
     public long TrainSequenceCount => _trainShort.LongLength;
-    public int EvalSequenceCount => _eval.Length;
 
     /// <summary>Micro-batch <paramref name="micro"/> (global number) of optimizer step <paramref name="step"/>.</summary>
     public MaskedBatch TrainBatch(int step, long micro, MlmMasker masker)

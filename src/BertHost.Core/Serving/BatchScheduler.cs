@@ -12,7 +12,8 @@ using BertHost.Core.Backends;
 namespace BertHost.Core.Serving;
 
 /// <summary>
-/// The one place the body runs for serving. Requests of every head wait in a bounded queue; a single worker takes
+/// The one place the body runs for serving. Requests of every head wait in one queue, bounded in inputs and tokens
+/// (<c>max_queued_inputs</c>, <c>max_queued_tokens</c>: past them a request is refused with 429, never queued); a single worker takes
 /// what has arrived (waiting at most <c>max_wait_ms</c> for company), plans body passes by token budget
 /// (<see cref="BatchPlanner"/>), runs the body ONCE per pass and hands each head its rows.
 /// </summary>

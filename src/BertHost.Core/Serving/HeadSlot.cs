@@ -101,6 +101,20 @@ public static class HeadStates
     public const string Failed = "failed";
     public const string Stale = "stale";
 
+    /// <summary>
+    /// The one rule for serving a head in <paramref name="state"/>: a stale head is refused with 409 (it needs
+    /// re-training), one that failed to load with 503. The engine applies it to every request; the HTTP routes apply it
+    /// before reading a request's inputs.
+    /// </summary>
+    public static void EnsureServable(string head, string state, string? error, string? field)
+    {
+        if (state == Ready) return;
+        if (state == Stale)
+            throw new ServingException(ServingError.StaleHead, error ?? $"head {head} is stale; re-train it", field);
+        var why = error is { Length: > 0 } e ? $": {e}" : "";
+        throw new ServingException(ServingError.Unavailable, $"head '{head}' is {state}{why}", field);
+    }
+
     /// <summary>Why a head trained on another body is refused.</summary>
     public static string StaleReason(string head, string trainedOn, string served) =>
         $"head {head} was trained on body {trainedOn}, the served body is {served}; re-train it";

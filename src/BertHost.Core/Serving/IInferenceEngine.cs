@@ -17,7 +17,8 @@ public interface IInferenceEngine
     IReadOnlyList<HeadStatus> Heads { get; }
 
     /// <summary>The head of that name, or null.</summary>
-    HeadStatus? FindHead(string name);
+    /// <summary>Head <paramref name="name"/>'s status, or null; <paramref name="withDetails"/> asks the plugin to describe itself (not on every request).</summary>
+    HeadStatus? FindHead(string name, bool withDetails = false);
 
     /// <summary>Facts about the body (model folder, fingerprint, device, dtype, sizes).</summary>
     JsonObject DescribeBody();

@@ -5,7 +5,7 @@ using BertHost.Abstractions.Text;
 using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Config;
-using BertHost.Core.Jobs;
+using BertHost.Core.Deployments;
 using BertHost.Core.Plugins;
 using Microsoft.Extensions.Logging;
 using BertHost.Core.Body;
@@ -16,8 +16,9 @@ namespace BertHost.Core.Serving;
 /// The serving core: ONE body, the heads of the deployment (each loaded in isolation: a head that fails to load is
 /// reported and the others serve), and the scheduler that batches their requests through shared body passes.
 /// </summary>
-public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
+public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDisposable
 {
+    private readonly Deployment _deployment;
     private readonly HostConfig _config;
     private readonly PluginCatalog _plugins;
     private readonly ILoggerFactory _loggers;
@@ -36,16 +37,17 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
         public Dictionary<string, HeadSlot> ByName { get; } = slots.ToDictionary(s => s.Name, StringComparer.OrdinalIgnoreCase);
     }
 
-    private InferenceEngine(HostConfig config, BertBody body, ICheckpointStore store, PluginCatalog plugins, IReadOnlyList<HeadSlot> slots,
+    private InferenceEngine(Deployment deployment, BertBody body, ICheckpointStore store, PluginCatalog plugins, IReadOnlyList<HeadSlot> slots,
         ServingMetrics metrics, ILoggerFactory loggers, ILogger logger)
     {
-        _config = config;
+        _deployment = deployment;
+        _config = deployment.Config;
         _plugins = plugins;
         _loggers = loggers;
         _metrics = metrics;
         _logger = logger;
         _served = new Served(new SharedBody(body), store, slots);
-        Scheduler = new BatchScheduler(body, config.Batching, metrics, logger);
+        Scheduler = new BatchScheduler(body, _config.Batching, metrics, logger);
         UpdateHeadMetrics();
     }
 
@@ -55,39 +57,25 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     public HostConfig Config => _config;
 
     /// <summary>
-    /// Loads the body (a body that does not load stops the host: <see cref="BodyLoadException"/>) and every head. A
-    /// body or head weights promoted by a training job (<see cref="Promotions"/>) serve instead of the YAML's.
+    /// Loads the body (a body that does not load stops the host: <see cref="BodyLoadException"/>) and every head of
+    /// the deployment: the YAML's, with what training jobs promoted in their place (<see cref="Deployment.WithPromotions"/>).
     /// </summary>
-    public static InferenceEngine Start(HostConfig config, ILoggerFactory loggers, ServingMetrics metrics)
+    public static InferenceEngine Start(HostConfig config, ILoggerFactory loggers, ServingMetrics metrics) =>
+        Start(Deployment.WithPromotions(config, loggers.CreateLogger<InferenceEngine>()), loggers, metrics);
+
+    /// <summary>Loads the body (a body that does not load stops the host: <see cref="BodyLoadException"/>) and every head of <paramref name="deployment"/>.</summary>
+    public static InferenceEngine Start(Deployment deployment, ILoggerFactory loggers, ServingMetrics metrics)
     {
         var logger = loggers.CreateLogger<InferenceEngine>();
-        var promotions = Promotions.Load(config.Jobs.Directory, logger);
-        var bodyConfig = config;
-        var promotedBody = promotions.Body;
-        if (promotedBody is not null && !Directory.Exists(promotedBody.Path))
-        {
-            logger.LogError("body {Folder} promoted by job {Job} is gone; serving the deployment's {Configured}", promotedBody.Path, promotedBody.Job, config.Body.Checkpoint);
-        }
-        else if (promotedBody is not null)
-        {
-            logger.LogInformation("serving body {Folder} promoted by job {Job} instead of {Configured}", promotedBody.Path, promotedBody.Job, config.Body.Checkpoint);
-            bodyConfig = config with { Body = config.Body with { Checkpoint = promotedBody.Path } };
-        }
-        var body = DeploymentLoading.LoadBody(bodyConfig, forServing: true);
+        var body = deployment.LoadBody(forServing: true);
         logger.LogInformation("body {Folder} loaded on {Device} as {DType}: {Layers} layers, hidden {Hidden}, {Fingerprint}; {Prepacked}; attention core {AttentionCore}{AttentionCoreReason}",
             body.Folder, body.Device, body.DType, body.Config.NumHiddenLayers, body.Config.HiddenSize, body.Fingerprint, DescribePrepacking(body),
             body.AttentionCore, body.AttentionCoreReason is { } why ? $" ({why})" : "");
         foreach (var fallback in body.FastPathFallbacks) logger.LogWarning("fast path fell back after its load-time check: {Fallback}", fallback);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
-        var store = DeploymentLoading.CheckpointStoreFor(body);
-        var slots = config.Heads.Select(h =>
-        {
-            var promoted = promotions.Heads.GetValueOrDefault(h.Name);
-            if (promoted is not null)
-                logger.LogInformation("head {Head}: serving weights {Weights} promoted by job {Job}", h.Name, promoted.Path, promoted.Job);
-            return LoadHead(config, h, promoted?.Path ?? h.Weights, promoted?.Job, body, plugins, store, loggers);
-        }).ToList();
-        return new InferenceEngine(config, body, store, plugins, slots, metrics, loggers, logger);
+        var store = Deployment.CheckpointStoreFor(body);
+        var slots = deployment.Heads.Select(h => LoadHead(deployment, h, body, plugins, store, loggers)).ToList();
+        return new InferenceEngine(deployment, body, store, plugins, slots, metrics, loggers, logger);
     }
 
     private static string DescribePrepacking(BertBody body) => body.Prepacked is { } p
@@ -95,15 +83,16 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
           string.Concat(p.Projections.Where(s => s.Reason is not null).Select(s => $"; {s.Shape} {s.Layout}: {s.Reason}"))
         : $"Linear weights not prepacked ({body.NotPrepackedReason})";
 
-    private static HeadSlot LoadHead(HostConfig config, HeadSection section, string? weights, string? job, BertBody body, PluginCatalog plugins,
+    private static HeadSlot LoadHead(Deployment deployment, DeployedHead deployed, BertBody body, PluginCatalog plugins,
         ICheckpointStore store, ILoggerFactory loggers)
     {
+        var (section, weights, job) = (deployed.Section, deployed.Section.Weights, deployed.PromotedByJob);
         var logger = loggers.CreateLogger($"BertHost.Heads.{section.Name}");
         LoadedKind? kind = null;
         try
         {
             kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-            var head = kind.CreateHead(DeploymentLoading.ContextFor(config, section with { Weights = weights }, body, store, loggers));
+            var head = kind.CreateHead(deployment.ContextFor(section, body, store, loggers));
             var state = StateOn(head, body, section.Name, out var why);
             if (why is not null) logger.LogWarning("{Reason}", why);
             else logger.LogInformation("head {Head} ({Kind}) ready", section.Name, section.Kind);
@@ -166,7 +155,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     {
         var section = FindSection(name) ?? throw new ArgumentException($"no head named '{name}'");
         var kind = _plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-        return kind.CreateHead(DeploymentLoading.ContextFor(_config, section with { Weights = weights }, body, _served.Store, _loggers));
+        return kind.CreateHead(_deployment.ContextFor(section with { Weights = weights }, body, _served.Store, _loggers));
     }
 
     /// <summary>
@@ -218,8 +207,8 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     /// </summary>
     public async Task SwapBodyAsync(string bodyFolder, IReadOnlyDictionary<string, string> headWeights, string? job)
     {
-        var body = DeploymentLoading.LoadBody(_config with { Body = _config.Body with { Checkpoint = bodyFolder } }, forServing: true);
-        var store = DeploymentLoading.CheckpointStoreFor(body);
+        var body = Deployment.LoadBody(_config, bodyFolder, forServing: true);
+        var store = Deployment.CheckpointStoreFor(body);
         var built = new Dictionary<string, IHead>(StringComparer.OrdinalIgnoreCase);
         var replaced = new List<IHead>();
         try
@@ -228,7 +217,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
             {
                 var section = FindSection(name) ?? throw new ArgumentException($"no head named '{name}'");
                 var kind = _plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-                built[name] = kind.CreateHead(DeploymentLoading.ContextFor(_config, section with { Weights = weights }, body, store, _loggers));
+                built[name] = kind.CreateHead(_deployment.ContextFor(section with { Weights = weights }, body, store, _loggers));
             }
             SharedBody? old = null;
             await _gate.RunAloneAsync(() =>
@@ -275,8 +264,8 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
 
     public IReadOnlyList<HeadStatus> Heads => _served.Slots.Select(s => s.ToStatus(withDetails: false) with { Required = Required(s.Name) }).ToList();
 
-    public HeadStatus? FindHead(string name) =>
-        _served.ByName.TryGetValue(name, out var slot) ? slot.ToStatus(withDetails: true) with { Required = Required(slot.Name) } : null;
+    public HeadStatus? FindHead(string name, bool withDetails = false) =>
+        _served.ByName.TryGetValue(name, out var slot) ? slot.ToStatus(withDetails) with { Required = Required(slot.Name) } : null;
 
     public IReadOnlyList<EncodedSequence> Tokenize(IReadOnlyList<string> texts, bool addSpecialTokens)
     {
@@ -430,10 +419,7 @@ public sealed class InferenceEngine : IInferenceEngine, IAsyncDisposable
     {
         if (!served.ByName.TryGetValue(name, out var slot))
             throw new ServingException(ServingError.UnknownHead, $"no head named '{name}' (heads: {string.Join(", ", served.Slots.Select(s => s.Name))})", field);
-        if (slot.State == HeadStates.Stale)
-            throw new ServingException(ServingError.StaleHead, slot.Error!, field);
-        if (!slot.IsReady)
-            throw new ServingException(ServingError.Unavailable, $"head '{name}' is {slot.State}: {slot.Error}", field);
+        HeadStates.EnsureServable(slot.Name, slot.State, slot.Error, field);
         return slot;
     }
 

@@ -27,7 +27,7 @@ public sealed class InferenceJob
         CancellationToken = cancellationToken;
         MaxSequenceLength = work.SelectMany(w => w.Features.Sequences).Select(s => s.Length).DefaultIfEmpty(0).Max();
         RowCount = work.Sum(w => w.Features.Sequences.Count);
-        Tokens = work.Sum(w => w.Features.Sequences.Sum(s => (long)s.Length));
+        Tokens = work.Sum(w => (long)w.Features.TokenCount);
     }
 
     /// <summary>Tokens of all its sequences, every head's (before de-duplication: what the token limits count).</summary>

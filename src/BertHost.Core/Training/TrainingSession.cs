@@ -3,7 +3,7 @@ using BertHost.Core.Bert;
 using BertHost.Core.Checkpoints;
 using BertHost.Core.Config;
 using BertHost.Core.Plugins;
-using BertHost.Core.Serving;
+using BertHost.Core.Deployments;
 using Microsoft.Extensions.Logging;
 using BertHost.Core.Body;
 
@@ -52,7 +52,8 @@ public sealed class TrainingSession : IDisposable
             if (sections.Contains(section)) throw new HeadLoadException($"head '{section.Name}' is named more than once");
             sections.Add(section);
         }
-        var body = DeploymentLoading.LoadBody(config, forServing: asServed, prepack: prepack);
+        var deployment = Deployment.FromConfig(config);
+        var body = deployment.LoadBody(forServing: asServed, prepack: prepack);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
         var heads = new List<IHead>();
         HeadSection? current = null;
@@ -62,7 +63,7 @@ public sealed class TrainingSession : IDisposable
             {
                 current = section;
                 var kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-                var head = kind.CreateHead(DeploymentLoading.ContextFor(config, section, body, DeploymentLoading.CheckpointStoreFor(body), loggers));
+                var head = kind.CreateHead(deployment.ContextFor(section, body, Deployment.CheckpointStoreFor(body), loggers));
                 heads.Add(head);
                 if (head.Training is null) throw new HeadLoadException($"head '{section.Name}' ({section.Kind}) does not support training");
             }

@@ -43,7 +43,7 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
 
     public Task GetHeadAsync(HttpContext context)
     {
-        var head = FindHead(context);
+        var head = FindHead(context, withDetails: true);
         return ApiResponses.WriteJsonAsync(context, StatusCodes.Status200OK, w => WriteHead(w, head, details: true));
     }
 
@@ -133,10 +133,10 @@ internal sealed class ApiEndpoints(IInferenceEngine engine, ServingMetrics metri
         return ApiResponses.WriteJsonAsync(context, StatusCodes.Status200OK, w => WriteNode(w, body));
     }
 
-    private HeadStatus FindHead(HttpContext context)
+    private HeadStatus FindHead(HttpContext context, bool withDetails = false)
     {
         var name = context.Request.RouteValues["name"] as string ?? "";
-        var head = engine.FindHead(name)
+        var head = engine.FindHead(name, withDetails)
             ?? throw new ApiException(StatusCodes.Status404NotFound, ApiErrorCodes.UnknownHead, $"no head named '{name}'");
         RequestInfo.Of(context).Head = head.Name;
         return head;

@@ -27,7 +27,7 @@ public sealed class ApiKeyOptions : AuthenticationSchemeOptions
 public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<ApiKeyOptions> options, ILoggerFactory logger, UrlEncoder encoder)
     : AuthenticationHandler<ApiKeyOptions>(options, logger, encoder)
 {
-    public const string Scheme = "ApiKey";
+    public const string SchemeName = "ApiKey";
     public const string ScopeClaim = "scope";
     public const string ApiKeyHeader = "X-Api-Key";
     private const string InvalidKeyItem = "berthost.invalid_key";
@@ -61,8 +61,8 @@ public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<ApiKeyOptions> o
         var granted = scopes.Contains(Scopes.Admin) ? Scopes.All : scopes.Distinct();
         var claims = granted.Select(s => new Claim(ScopeClaim, s)).ToList();
         if (keyId is not null) claims.Add(new Claim(ClaimTypes.Name, keyId));
-        var identity = new ClaimsIdentity(claims, keyId is null ? "anonymous" : Scheme);
-        return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme));
+        var identity = new ClaimsIdentity(claims, keyId is null ? "anonymous" : SchemeName);
+        return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName));
     }
 
     /// <summary>The key of <c>Authorization: Bearer KEY</c> or <c>X-Api-Key</c>; null when neither is sent.</summary>

@@ -104,8 +104,8 @@ public static class ApiServer
 
         // Who may do what: API keys (auth:) checked by an authentication handler, one policy per scope. A route that
         // declares neither a scope nor AllowAnonymous falls back to the admin scope.
-        builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.Scheme)
-            .AddScheme<ApiKeyOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.Scheme, o => o.Auth = options.Auth);
+        builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+            .AddScheme<ApiKeyOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, o => o.Auth = options.Auth);
         builder.Services.AddAuthorizationBuilder()
             .AddPolicy(Scopes.Predict, p => p.RequireClaim(ApiKeyAuthenticationHandler.ScopeClaim, Scopes.Predict))
             .AddPolicy(Scopes.Train, p => p.RequireClaim(ApiKeyAuthenticationHandler.ScopeClaim, Scopes.Train))

@@ -25,7 +25,7 @@ public sealed class HeadsCommand : ICommand
         await using var engine = EngineLoader.Start(config, loggers, new ServingMetrics());
         foreach (var head in engine.Heads)
         {
-            var status = engine.FindHead(head.Name)!;
+            var status = engine.FindHead(head.Name, withDetails: true)!;
             var line = new JsonObject
             {
                 ["name"] = status.Name,

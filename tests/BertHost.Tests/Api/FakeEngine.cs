@@ -32,6 +32,14 @@ internal sealed class FakeEngine : IInferenceEngine
     /// <summary>Replaces the outputs when set (e.g. to return the wrong number).</summary>
     public Func<IReadOnlyList<JsonElement>, IReadOnlyList<JsonNode>>? Outputs { get; set; }
 
+    /// <summary>
+    /// When set, each call waits until this many calls have been in the engine at the same time (then the gate stays
+    /// open): a server that runs requests one after another never gets there.
+    /// </summary>
+    public int? OpenWhenConcurrent { get; set; }
+
+    private readonly TaskCompletionSource _concurrent = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _inEngine;
     private int _calls;
     public int Calls => Volatile.Read(ref _calls);
     public JsonElement LastParameters { get; private set; }
@@ -39,7 +47,7 @@ internal sealed class FakeEngine : IInferenceEngine
 
     public bool IsReady => Ready;
     public IReadOnlyList<HeadStatus> Heads => HeadList;
-    public HeadStatus? FindHead(string name) => HeadList.FirstOrDefault(h => h.Name == name);
+    public HeadStatus? FindHead(string name, bool withDetails = false) => HeadList.FirstOrDefault(h => h.Name == name);
 
     /// <summary>One token per whitespace-separated word (id = its length), between [CLS] (101) and [SEP] (102).</summary>
     public IReadOnlyList<BertHost.Abstractions.Text.EncodedSequence> Tokenize(IReadOnlyList<string> texts, bool addSpecialTokens) =>
@@ -92,6 +100,18 @@ internal sealed class FakeEngine : IInferenceEngine
         Interlocked.Increment(ref _calls);
         LastHeads = heads;
         LastParameters = parameters.Clone();
+        if (OpenWhenConcurrent is { } gate)
+        {
+            try
+            {
+                if (Interlocked.Increment(ref _inEngine) >= gate) _concurrent.TrySetResult();
+                await _concurrent.Task.WaitAsync(cancellationToken);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _inEngine);
+            }
+        }
         if (Delay > TimeSpan.Zero) await Task.Delay(Delay, cancellationToken);
         else await Task.Yield();
         if (Throw is not null) throw Throw;

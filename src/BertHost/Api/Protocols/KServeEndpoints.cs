@@ -132,7 +132,7 @@ internal sealed class KServeEndpoints(IInferenceEngine engine, ApiOptions option
     private HeadStatus Model(HttpContext context)
     {
         var name = context.Request.RouteValues["name"] as string ?? "";
-        var head = engine.FindHead(name)
+        var head = engine.FindHead(name, withDetails: true)
             ?? throw new ApiException(StatusCodes.Status404NotFound, ApiErrorCodes.UnknownHead, $"no model named '{name}' (models: {string.Join(", ", engine.Heads.Select(h => h.Name))})");
         RequestInfo.Of(context).Head = head.Name;
         if (context.Request.Path.Value!.EndsWith("/infer", StringComparison.Ordinal)) ProtocolHeads.EnsureServable(head, null);

@@ -43,14 +43,7 @@ internal static class ProtocolHeads
     }
 
     /// <summary>A stale head is refused with 409, one that failed to load with 503, before the engine is asked.</summary>
-    public static void EnsureServable(HeadStatus head, string? field)
-    {
-        if (head.IsReady) return;
-        if (head.State == HeadStates.Stale)
-            throw new ServingException(ServingError.StaleHead, head.Error ?? $"head {head.Name} is stale; re-train it", field);
-        var why = head.Error is { Length: > 0 } error ? $": {error}" : "";
-        throw new ServingException(ServingError.Unavailable, $"head '{head.Name}' is {head.State}{why}", field);
-    }
+    public static void EnsureServable(HeadStatus head, string? field) => HeadStates.EnsureServable(head.Name, head.State, head.Error, field);
 
     private static string Names(IInferenceEngine engine, string kind)
     {

@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 using BertHost.Core.Checkpoints;
 using Microsoft.Extensions.Logging;
 
-namespace BertHost.Core.Jobs;
+namespace BertHost.Core.Deployments;
 
 /// <summary>A job's output that serves in place of the deployment's own: a head's weights folder or the body's model folder.</summary>
 public sealed record Promotion(string Path, string Job, DateTimeOffset At);
@@ -45,15 +45,14 @@ public sealed record Promotions
         return this with { Heads = heads };
     }
 
-    /// <summary>Adds what job <paramref name="context"/> just swapped in (a body and/or head weights) to the file, so that a restart serves the same. The runner runs one promotion at a time.</summary>
-    public static void Record(JobContext context, string? body, IReadOnlyDictionary<string, string> heads)
+    /// <summary>Adds what job <paramref name="job"/> just swapped in (a body and/or head weights) to the file in <paramref name="jobsDirectory"/>, so that a restart serves the same. The job runner runs one promotion at a time.</summary>
+    public static void Record(string jobsDirectory, string job, string? body, IReadOnlyDictionary<string, string> heads, ILogger logger)
     {
-        var directory = context.Environment.Settings.Directory;
         var now = DateTimeOffset.UtcNow;
-        var promotions = Load(directory, context.Environment.Loggers.CreateLogger<Promotions>());
-        foreach (var (name, folder) in heads) promotions = promotions.WithHead(name, new Promotion(folder, context.Record.Id, now));
-        if (body is not null) promotions = promotions with { Body = new Promotion(body, context.Record.Id, now) };
-        promotions.Save(directory);
+        var promotions = Load(jobsDirectory, logger);
+        foreach (var (name, folder) in heads) promotions = promotions.WithHead(name, new Promotion(folder, job, now));
+        if (body is not null) promotions = promotions with { Body = new Promotion(body, job, now) };
+        promotions.Save(jobsDirectory);
     }
 
     public void Save(string jobsDirectory)
