@@ -176,6 +176,44 @@ public class TrainerTests
         Assert.Equal(native ? TrainingPrecision.Bf16 : TrainingPrecision.Fp32, new Trainer(b, h, new TrainingOptions { Precision = TrainingPrecision.Auto }).Precision);
     }
 
+    [Fact]
+    public void The_cache_fill_runs_length_sorted_passes_within_the_budget_reports_progress_and_matches_uncached_training()
+    {
+        using var body = TrainingData.LoadBody();
+        var data = TrainingData.WriteJsonl(300, seed: 4);
+        var evalData = TrainingData.WriteJsonl(40, seed: 5);
+        EpochResult Run(bool cache, out long passes, List<FeatureCacheProgress> fills)
+        {
+            using var head = TrainingData.Head(body);
+            var trainer = new Trainer(body, head, new TrainingOptions { Epochs = 2, BatchSize = 16, LearningRate = 1e-2, Seed = 3, UseFeatureCache = cache });
+            var result = trainer.Train(TrainingData.Examples(head, data), TrainingData.Examples(head, evalData), new BothProgress(fills.Add));
+            passes = result.BodyPasses;
+            return result.Epochs[^1];
+        }
+        var fills = new List<FeatureCacheProgress>();
+        var cached = Run(cache: true, out var cachedPasses, fills);
+        // 340 short examples (at most 6 tokens each): the 256-row cap cuts them into two passes, and the last report
+        // says all of them are done.
+        Assert.Equal(2, cachedPasses);
+        Assert.Equal(340, fills[^1].Total);
+        Assert.Equal(340, fills[^1].Done);
+        Assert.True(fills[^1].ExamplesPerSecond > 0);
+        Assert.Equal(TimeSpan.Zero, fills[^1].Eta);
+
+        // The independent path: no cache, every batch runs the ordinary padded body pass. Same losses and metrics
+        // (to float rounding: the padding-skipping pass gives real tokens the same values).
+        var uncached = Run(cache: false, out var uncachedPasses, []);
+        Assert.True(uncachedPasses > 2);
+        Assert.Equal(uncached.TrainLoss, cached.TrainLoss, 4);
+        Assert.Equal(uncached.Metrics!["accuracy"], cached.Metrics!["accuracy"], 6);
+    }
+
+    private sealed class BothProgress(Action<FeatureCacheProgress> fill) : IProgress<TrainingProgress>, IProgress<FeatureCacheProgress>
+    {
+        public void Report(TrainingProgress value) { }
+        public void Report(FeatureCacheProgress value) => fill(value);
+    }
+
     private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => report(value);
