@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions;
 using BertHost.Abstractions.Heads;
+using BertHost.Abstractions.Heads.Sdk;
 using BertHost.Abstractions.Text;
 using static TorchSharp.torch;
 
@@ -12,125 +13,45 @@ namespace BertHost.Heads.Classification;
 /// <c>{"label", "score", "scores": {label: probability}}</c> (+ <c>top</c> with request parameter <c>top_k</c>, and
 /// <c>labels</c> above 0.5 for multi_label heads).
 /// </summary>
-public sealed class ClassificationHead : IHead
+public sealed class ClassificationHead : TaskHead<ClassificationOptions, ClassificationModule>
 {
-    private readonly HeadContext _context;
-    private readonly ClassificationModule _module;
+    private static readonly string[] InputFields = ["text", "text_pair"];
+
     private readonly double _dropout;
-    private readonly string _weightsKind;
 
     internal ClassificationHead(HeadContext context, ClassificationOptions options, IReadOnlyList<string> labels, double dropout,
-        ClassificationModule module, string weightsKind, string? trainedOn)
+        ClassificationModule module, WeightsOrigin origin)
+        : base(context, TextClassificationKind.KindName, options, module, origin, options.MaxLength, labels)
     {
-        _context = context;
-        Options = options;
-        Labels = labels;
         _dropout = dropout;
-        _module = module;
-        _weightsKind = weightsKind;
-        TrainedOnFingerprint = trainedOn;
-        MaxLength = Math.Min(options.MaxLength ?? int.MaxValue, context.Body.MaxSequenceLength);
         Requirements = new BodyRequirements(
             PooledOutput: options.Pooling == PoolingMode.Pooler,
             HiddenLayers: options.Layer == -1 ? null : [options.Layer]);
         Training = new ClassificationTraining(this);
     }
 
-    public string Name => _context.Name;
-    public string Kind => TextClassificationKind.KindName;
-    public IReadOnlyList<string> Labels { get; }
-    public nn.Module Module => _module;
-    public BodyRequirements Requirements { get; }
-    public string? TrainedOnFingerprint { get; private set; }
-    public IHeadTraining? Training { get; }
-
-    public ClassificationOptions Options { get; }
-
-    /// <summary>Tokens per input, special tokens included.</summary>
-    public int MaxLength { get; }
-
-    internal ITextTokenizer Tokenizer => _context.Tokenizer;
-
     public ScoreFunction DefaultFunction => Options.ProblemType == ProblemType.MultiLabel ? ScoreFunction.Sigmoid : ScoreFunction.Softmax;
 
     /// <summary>The request parameters Encode reads; the host refuses others.</summary>
-    public IReadOnlyCollection<string>? Parameters { get; } = ["top_k", "function_to_apply"];
+    public override IReadOnlyCollection<string>? Parameters { get; } = ["top_k", "function_to_apply"];
 
-    public JsonObject Describe() => new()
-    {
-        ["labels"] = new JsonArray(Labels.Select(l => (JsonNode)l).ToArray()),
-        ["options"] = Options.ToJson(_dropout),
-        ["max_length"] = MaxLength,
-        ["weights"] = _weightsKind,
-        ["trained_on"] = TrainedOnFingerprint,
-        ["stale"] = TrainedOnFingerprint is not null && TrainedOnFingerprint != _context.Body.Fingerprint,
-        ["parameters"] = new JsonArray(Parameters!.Select(p => (JsonNode)p).ToArray()),
-    };
+    protected override JsonObject OptionsJson() => Options.ToJson(_dropout);
 
-    public HeadFeatures Encode(JsonElement input, JsonElement parameters)
+    public override HeadFeatures Encode(JsonElement input, JsonElement parameters)
     {
-        var (text, pair) = ReadInput(input);
+        var fields = HeadInput.Fields(input, InputFields, "a string or an object with text (and optionally text_pair)",
+            "a text-classification input has text and optionally text_pair", bareString: "text");
+        var text = HeadInput.Required(fields, "text", "text is missing: send {\"text\": \"...\"} (optionally with \"text_pair\") or a string");
+        var pair = HeadInput.Optional(fields, "text_pair");
         var state = ReadParameters(parameters);
-        if (!_context.TruncateOversized) RefuseIfOversized(text, pair);
-        return new HeadFeatures { Sequences = [EncodeText(text, pair)], State = state };
+        return new HeadFeatures { Sequences = [EncodeOrRefuse(text, pair, pair is null ? "text" : "text_pair")], State = state };
     }
 
-    // The deployment says oversized: refuse — the caller learns the input's length instead of a silently cut answer.
-    private void RefuseIfOversized(string text, string? pair)
-    {
-        var full = _context.Tokenizer.Encode(text, pair, new EncodeOptions { Truncation = TruncationStrategy.DoNotTruncate })[0];
-        if (full.Length > MaxLength)
-            throw new HeadInputException(pair is null ? "text" : "text_pair",
-                $"the input is {full.Length} tokens; this head accepts at most {MaxLength} (the deployment refuses oversized inputs instead of truncating)");
-    }
-
-    internal EncodedSequence EncodeText(string text, string? pair) =>
-        _context.Tokenizer.Encode(text, pair, new EncodeOptions { MaxLength = MaxLength, Truncation = TruncationStrategy.LongestFirst })[0];
-
-    private static (string Text, string? Pair) ReadInput(JsonElement input)
-    {
-        switch (input.ValueKind)
-        {
-            case JsonValueKind.String:
-                return (NonEmpty("text", input.GetString()!), null);
-            case JsonValueKind.Object:
-                string? text = null, pair = null;
-                var sawText = false;
-                foreach (var p in input.EnumerateObject())
-                {
-                    switch (p.Name)
-                    {
-                        case "text":
-                            sawText = true;
-                            text = p.Value.ValueKind == JsonValueKind.String
-                                ? NonEmpty("text", p.Value.GetString()!)
-                                : throw new HeadInputException("text", $"text must be a string, got {HeadOptions.Describe(p.Value)}");
-                            break;
-                        case "text_pair":
-                            if (p.Value.ValueKind == JsonValueKind.Null) break;
-                            pair = p.Value.ValueKind == JsonValueKind.String
-                                ? NonEmpty("text_pair", p.Value.GetString()!)
-                                : throw new HeadInputException("text_pair", $"text_pair must be a string, got {HeadOptions.Describe(p.Value)}");
-                            break;
-                        default:
-                            throw new HeadInputException(p.Name, $"unknown input field '{p.Name}' (a text-classification input has text and optionally text_pair)");
-                    }
-                }
-                if (!sawText) throw new HeadInputException("text", "text is missing: send {\"text\": \"...\"} (optionally with \"text_pair\") or a string");
-                return (text!, pair);
-            default:
-                throw new HeadInputException("text", $"the input must be a string or an object with text (and optionally text_pair), got {HeadOptions.Describe(input)}");
-        }
-    }
-
-    private static string NonEmpty(string field, string value) =>
-        string.IsNullOrWhiteSpace(value) ? throw new HeadInputException(field, $"{field} is empty") : value;
+    internal EncodedSequence EncodeText(string text, string? pair) => EncodeTruncated(text, pair);
 
     private ClassificationState ReadParameters(JsonElement parameters)
     {
-        if (parameters.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return new ClassificationState();
-        if (parameters.ValueKind != JsonValueKind.Object)
-            throw new HeadInputException("parameters", $"parameters must be an object, got {HeadOptions.Describe(parameters)}");
+        if (!HeadInput.CheckParameters(parameters)) return new ClassificationState();
         int? topK = null;
         ScoreFunction? function = null;
         if (parameters.TryGetProperty("top_k", out var k) && k.ValueKind != JsonValueKind.Null)
@@ -154,18 +75,18 @@ public sealed class ClassificationHead : IHead
         return new ClassificationState { TopK = topK, Function = function };
     }
 
-    public Tensor Forward(BodyOutput body, HeadBatch batch)
+    public override Tensor Forward(BodyOutput body, HeadBatch batch)
     {
         using var scope = NewDisposeScope();
         var pooled = Options.Pooling == PoolingMode.Attention
-            ? _module.AttentionPool(Options.Layer == -1 ? body.LastHiddenState : body.HiddenState(Options.Layer), body.AttentionMask)
+            ? Module.AttentionPool(Options.Layer == -1 ? body.LastHiddenState : body.HiddenState(Options.Layer), body.AttentionMask)
             : Pooling.Pool(body, Options.Pooling, Options.Layer);
         if (pooled.shape[0] != batch.RowCount)
             throw new ArgumentException($"the body output has {pooled.shape[0]} rows but the batch has {batch.RowCount}");
-        return _module.call(pooled).MoveToOuterDisposeScope();
+        return Module.call(pooled).MoveToOuterDisposeScope();
     }
 
-    public IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch)
+    public override IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch)
     {
         var n = Labels.Count;
         float[] values;
@@ -215,14 +136,4 @@ public sealed class ClassificationHead : IHead
         }
         return s;
     }
-
-    public void Save(string folder, HeadSaveInfo info)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(folder);
-        ArgumentNullException.ThrowIfNull(info);
-        HeadWeights.Save(_context, folder, _module, new HeadManifest(Kind, Labels, Options.ToJson(_dropout), info.BodyFingerprint, info.Metrics, DateTimeOffset.UtcNow));
-        TrainedOnFingerprint = info.BodyFingerprint;
-    }
-
-    public void Dispose() => _module.Dispose();
 }

@@ -101,40 +101,34 @@ public sealed class ClassificationTraining : IHeadTraining
     }
 
     private IEnumerable<HeadFeatures> ReadJsonl(string path, TrainingDataOptions options) =>
-        TrainingRecords.Each(TrainingRecords.NonBlankLines(path), l => JsonlExample(path, l.Line, l.Text), options);
+        TrainingRecords.JsonlObjects(path, options, "{\"text\", \"text_pair\"?, \"label\"}", (o, lineNo) => JsonlExample(path, lineNo, o));
 
-    private HeadFeatures JsonlExample(string path, int lineNo, string line)
+    private HeadFeatures JsonlExample(string path, int lineNo, JsonElement o)
     {
-        var doc = TrainingRecords.ParseLine(path, lineNo, line);
-        using (doc)
+        string? text = null, pair = null;
+        JsonElement? label = null;
+        foreach (var p in o.EnumerateObject())
         {
-            var o = doc.RootElement;
-            if (o.ValueKind != JsonValueKind.Object) throw new TrainingDataException(path, lineNo, "each line must be a JSON object {\"text\", \"text_pair\"?, \"label\"}");
-            string? text = null, pair = null;
-            JsonElement? label = null;
-            foreach (var p in o.EnumerateObject())
+            switch (p.Name)
             {
-                switch (p.Name)
-                {
-                    case "text":
-                        text = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : throw new TrainingDataException(path, lineNo, "text must be a string");
-                        break;
-                    case "text_pair":
-                        if (p.Value.ValueKind == JsonValueKind.Null) break;
-                        pair = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : throw new TrainingDataException(path, lineNo, "text_pair must be a string");
-                        break;
-                    case "label":
-                        label = p.Value.Clone();
-                        break;
-                    default:
-                        throw new TrainingDataException(path, lineNo, $"unknown field '{p.Name}' (expected text, text_pair, label)");
-                }
+                case "text":
+                    text = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : throw new TrainingDataException(path, lineNo, "text must be a string");
+                    break;
+                case "text_pair":
+                    if (p.Value.ValueKind == JsonValueKind.Null) break;
+                    pair = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : throw new TrainingDataException(path, lineNo, "text_pair must be a string");
+                    break;
+                case "label":
+                    label = p.Value.Clone();
+                    break;
+                default:
+                    throw new TrainingDataException(path, lineNo, $"unknown field '{p.Name}' (expected text, text_pair, label)");
             }
-            if (string.IsNullOrWhiteSpace(text)) throw new TrainingDataException(path, lineNo, text is null ? "text is missing" : "text is empty");
-            if (pair is not null && string.IsNullOrWhiteSpace(pair)) throw new TrainingDataException(path, lineNo, "text_pair is empty");
-            if (label is null) throw new TrainingDataException(path, lineNo, "label is missing");
-            return Example(text, pair, LabelFromJson(path, lineNo, label.Value), path, lineNo);
         }
+        if (string.IsNullOrWhiteSpace(text)) throw new TrainingDataException(path, lineNo, text is null ? "text is missing" : "text is empty");
+        if (pair is not null && string.IsNullOrWhiteSpace(pair)) throw new TrainingDataException(path, lineNo, "text_pair is empty");
+        if (label is null) throw new TrainingDataException(path, lineNo, "label is missing");
+        return Example(text, pair, LabelFromJson(path, lineNo, label.Value), path, lineNo);
     }
 
     private HeadFeatures Example(string text, string? pair, int[] labelIds, string path, int lineNo)

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions;
 using BertHost.Abstractions.Heads;
+using BertHost.Abstractions.Heads.Sdk;
 using BertHost.Abstractions.Text;
 using static TorchSharp.torch;
 
@@ -65,8 +66,9 @@ public sealed class EmbeddingHead : IHead
         var full = _context.Tokenizer.Encode(text, null, new EncodeOptions { Truncation = TruncationStrategy.DoNotTruncate })[0];
         if (full.Length <= MaxLength) return new HeadFeatures { Sequences = [full], State = state };
         if (!(truncate ?? _context.TruncateOversized))
-            throw new HeadInputException("text", $"the input is {full.Length} tokens; this head accepts at most {MaxLength} " +
-                (truncate is null ? "(the deployment refuses oversized inputs instead of truncating)" : "(truncate is false)"));
+            throw truncate is null
+                ? HeadInput.Oversized("text", full.Length, MaxLength, "truncating")
+                : new HeadInputException("text", $"the input is {full.Length} tokens; this head accepts at most {MaxLength} (truncate is false)");
         var kept = fromLeft ? KeepEnd(full, MaxLength)
             : _context.Tokenizer.Encode(text, null, new EncodeOptions { MaxLength = MaxLength, Truncation = TruncationStrategy.LongestFirst })[0];
         return new HeadFeatures { Sequences = [kept], State = state };
@@ -95,26 +97,8 @@ public sealed class EmbeddingHead : IHead
 
     private static string ReadInput(JsonElement input)
     {
-        string? text = null;
-        switch (input.ValueKind)
-        {
-            case JsonValueKind.String:
-                text = input.GetString();
-                break;
-            case JsonValueKind.Object:
-                foreach (var p in input.EnumerateObject())
-                {
-                    if (p.Name != "text") throw new HeadInputException(p.Name, $"unknown input field '{p.Name}' (an embedding input has text)");
-                    text = p.Value.ValueKind == JsonValueKind.String
-                        ? p.Value.GetString()
-                        : throw new HeadInputException("text", $"text must be a string, got {HeadOptions.Describe(p.Value)}");
-                }
-                if (text is null) throw new HeadInputException("text", "text is missing: send {\"text\": \"...\"} or a string");
-                break;
-            default:
-                throw new HeadInputException("text", $"the input must be a string or {{\"text\": \"...\"}}, got {HeadOptions.Describe(input)}");
-        }
-        return string.IsNullOrWhiteSpace(text) ? throw new HeadInputException("text", "text is empty") : text!;
+        var fields = HeadInput.Fields(input, ["text"], "a string or {\"text\": \"...\"}", "an embedding input has text", bareString: "text");
+        return HeadInput.Required(fields, "text", "text is missing: send {\"text\": \"...\"} or a string");
     }
 
     private (ItemState State, bool? Truncate, bool FromLeft) ReadParameters(JsonElement parameters)

@@ -1,5 +1,6 @@
 using BertHost.Abstractions;
 using BertHost.Abstractions.Heads;
+using BertHost.Abstractions.Heads.Sdk;
 
 namespace BertHost.Heads.Embedding;
 
@@ -17,13 +18,28 @@ public sealed class EmbeddingKind : IHeadKind
 
     public string Description => "Text embeddings: the body's token states pooled (mean, cls, max or pooler), optionally cut to fewer dimensions, L2-normalised";
 
+    public IReadOnlyList<HeadConfigurationException> Validate(HeadValidationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var problems = new List<HeadConfigurationException>();
+        if (context.Labels is { Count: > 0 }) problems.Add(LabelsGiven());
+        if (context.WeightsPath is not null) problems.Add(WeightsGiven());
+        problems.AddRange(HeadValidation.Options(context.Options, EmbeddingOptions.Keys, "an embedding head", o => EmbeddingOptions.Parse(o, context.Body), out _));
+        return problems;
+    }
+
+    private static HeadConfigurationException LabelsGiven() => new("labels", "an embedding head has no labels; remove 'labels'");
+
+    private static HeadConfigurationException WeightsGiven() =>
+        new("weights", "an embedding head has no weights of its own (it pools the body's states); remove 'weights'");
+
     public IHead Create(HeadContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         if (context.Labels is { Count: > 0 })
-            throw new HeadConfigurationException("labels", "an embedding head has no labels; remove 'labels'");
+            throw LabelsGiven();
         if (context.WeightsPath is not null)
-            throw new HeadConfigurationException("weights", "an embedding head has no weights of its own (it pools the body's states); remove 'weights'");
+            throw WeightsGiven();
         var options = EmbeddingOptions.Parse(context.Options, context.Body);
         if (options.Pooling == PoolingMode.Pooler && !context.Body.HasPooler)
             throw new HeadConfigurationException("options.pooling",

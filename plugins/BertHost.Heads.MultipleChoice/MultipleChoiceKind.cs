@@ -1,7 +1,7 @@
 using System.Text.Json;
 using BertHost.Abstractions;
 using BertHost.Abstractions.Heads;
-using static TorchSharp.torch;
+using BertHost.Abstractions.Heads.Sdk;
 
 namespace BertHost.Heads.MultipleChoice;
 
@@ -22,10 +22,8 @@ public sealed class MultipleChoiceKind : IHeadKind
     {
         ArgumentNullException.ThrowIfNull(context);
         if (context.Labels is { Count: > 0 })
-            throw new HeadConfigurationException("labels", "a multiple-choice head has no labels (its choices come with each input); remove 'labels'");
-        var yamlOptions = MultipleChoiceOptions.Parse(context.Options);
-        var weights = McWeightsSource.Load(context, yamlOptions);
-        try
+            throw LabelsGiven();
+        return Weights.Create(context, weights =>
         {
             var options = weights.Options;
             if (options.Pooling == PoolingMode.Pooler && !context.Body.HasPooler)
@@ -34,76 +32,41 @@ public sealed class MultipleChoiceKind : IHeadKind
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
             var module = new MultipleChoiceModule(context.Body.HiddenSize, dropout, attentionPooling: options.Pooling == PoolingMode.Attention);
-            HeadWeights.PrepareModule(module, context.Body, weights.Tensors,
-                () => module.InitializeFresh(context.Body.InitializerRange, context.Seed), weights.Describe);
-
-            HeadWeights.WarnIfStale(context, weights.TrainedOn);
-            return new MultipleChoiceHead(context, options, dropout, module, weights.Kind, weights.TrainedOn);
-        }
-        finally
-        {
-            weights.DisposeTensors();
-        }
+            weights.Prepare(context, module, module.InitializeFresh);
+            return new MultipleChoiceHead(context, options, dropout, module, weights.Origin);
+        });
     }
+
+    private static readonly MultipleChoiceWeights Weights = new();
+
+    public IReadOnlyList<HeadConfigurationException> Validate(HeadValidationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var problems = new List<HeadConfigurationException>();
+        if (context.Labels is { Count: > 0 }) problems.Add(LabelsGiven());
+        problems.AddRange(HeadValidation.Options(context.Options, MultipleChoiceOptions.Keys, "a multiple-choice head", MultipleChoiceOptions.Parse, out _));
+        return problems;
+    }
+
+    private static HeadConfigurationException LabelsGiven() =>
+        new("labels", "a multiple-choice head has no labels (its choices come with each input); remove 'labels'");
 }
 
 /// <summary>Where a head's weights come from: nothing (fresh), a head folder this plugin saved, or a HF BertForMultipleChoice.</summary>
-internal sealed class McWeightsSource
+internal sealed class MultipleChoiceWeights() : HeadWeightsImport<MultipleChoiceOptions>(MultipleChoiceKind.KindName,
+    "BertForMultipleChoice", "classifier.",
+    // The only structural key is pooling.
+    new(MultipleChoiceOptions.StructuralKeys, o => o.Given, (o, given) => o with { Given = given }, (o, _) => MultipleChoiceOptions.Name(o.Pooling)))
 {
-    public const string Fresh = "fresh";
-    public const string HeadFolder = "head-folder";
-    public const string HuggingFace = "huggingface";
+    public override MultipleChoiceOptions Parse(JsonElement options, BodyInfo body) => MultipleChoiceOptions.Parse(options);
 
-    public required string Kind { get; init; }
-    public required string Describe { get; init; }
-    public required MultipleChoiceOptions Options { get; init; }
-    public IReadOnlyDictionary<string, Tensor>? Tensors { get; init; }
-    public string? TrainedOn { get; init; }
-    public double? DefaultDropout { get; init; }
-
-    public void DisposeTensors() => HeadWeights.DisposeAll(Tensors);
-
-    public static McWeightsSource Load(HeadContext context, MultipleChoiceOptions yamlOptions)
+    protected override (MultipleChoiceOptions Options, double? DefaultDropout) CheckHuggingFace(HeadContext context, HuggingFaceTaskModel model,
+        MultipleChoiceOptions yamlOptions)
     {
-        var path = context.WeightsPath;
-        return HeadWeights.Locate(path, "BertForMultipleChoice") switch
-        {
-            WeightsLocation.HeadFolder => LoadHeadFolder(context, path!, yamlOptions),
-            WeightsLocation.HuggingFace => LoadHuggingFace(context, path!, yamlOptions),
-            _ => new McWeightsSource { Kind = Fresh, Describe = "fresh weights", Options = yamlOptions },
-        };
-    }
-
-    private static McWeightsSource LoadHeadFolder(HeadContext context, string folder, MultipleChoiceOptions yamlOptions)
-    {
-        var manifest = HeadWeights.ReadManifest(folder, MultipleChoiceKind.KindName);
-
-        // Options: the saved ones, overridden by the configuration's; what changes the meaning of the weights must agree.
-        var saved = HeadOptions.ParseSaved(folder, () => MultipleChoiceOptions.Parse(JsonSerializer.SerializeToElement(manifest.Options)));
-        HeadOptions.CheckSavedAgree(folder, MultipleChoiceOptions.StructuralKeys.Where(yamlOptions.Given.Contains),
-            _ => MultipleChoiceOptions.Name(yamlOptions.Pooling), _ => MultipleChoiceOptions.Name(saved.Pooling));
-        var merged = HeadWeights.MergeOptions(manifest.Options, context.Options);
-        var options = MultipleChoiceOptions.Parse(merged) with { Given = yamlOptions.Given };
-
-        var tensors = HeadWeights.ReadTensors(context, folder);
-        return new McWeightsSource
-        {
-            Kind = HeadFolder, Describe = $"the head folder {folder}", Options = options, Tensors = tensors, TrainedOn = manifest.BodyFingerprint,
-        };
-    }
-
-    private static McWeightsSource LoadHuggingFace(HeadContext context, string folder, MultipleChoiceOptions yamlOptions)
-    {
-        var model = HuggingFaceTaskModel.Open(context, folder, "BertForMultipleChoice");
         // BertForMultipleChoice scores the pooler output with a single Linear(H, 1).
         if (yamlOptions.Pooling != PoolingMode.Pooler)
             throw new HeadConfigurationException("options.pooling",
-                $"{folder} is a Hugging Face BertForMultipleChoice: its classifier reads the pooler output, so pooling must be 'pooler'");
-        var tensors = model.ReadHeadTensors("classifier.");
-        return new McWeightsSource
-        {
-            Kind = HuggingFace, Describe = $"the Hugging Face model {folder}", Options = yamlOptions, Tensors = tensors,
-            TrainedOn = context.Body.Fingerprint, DefaultDropout = model.Number("classifier_dropout"),
-        };
+                $"{model.Folder} is a Hugging Face BertForMultipleChoice: its classifier reads the pooler output, so pooling must be 'pooler'");
+        return (yamlOptions, model.Number("classifier_dropout"));
     }
 }

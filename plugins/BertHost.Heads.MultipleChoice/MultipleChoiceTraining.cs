@@ -113,44 +113,37 @@ public sealed class MultipleChoiceTraining : IHeadTraining
     }
 
     private IEnumerable<HeadFeatures> ReadJsonl(string path, TrainingDataOptions options) =>
-        TrainingRecords.Each(TrainingRecords.NonBlankLines(path), l => JsonlExample(path, l.Line, l.Text), options);
+        TrainingRecords.JsonlObjects(path, options, "{\"context\", \"choices\", \"label\", \"question\"?}", (o, lineNo) => JsonlExample(path, lineNo, o));
 
-    private HeadFeatures JsonlExample(string path, int lineNo, string line)
+    private HeadFeatures JsonlExample(string path, int lineNo, JsonElement o)
     {
-        var doc = TrainingRecords.ParseLine(path, lineNo, line);
-        using (doc)
+        MultipleChoiceHead.Item item;
+        try
         {
-            var o = doc.RootElement;
-            if (o.ValueKind != JsonValueKind.Object)
-                throw new TrainingDataException(path, lineNo, "each line must be a JSON object {\"context\", \"choices\", \"label\", \"question\"?}");
-            MultipleChoiceHead.Item item;
-            try
-            {
-                item = _head.ReadInput(o, JsonlFields);
-            }
-            catch (HeadInputException e)
-            {
-                throw new TrainingDataException(path, lineNo, e.Field == "label" ? e.Message : $"{e.Field}: {e.Message}");
-            }
-            if (!o.TryGetProperty("label", out var l) || l.ValueKind == JsonValueKind.Null)
-                throw new TrainingDataException(path, lineNo, "label is missing");
-            int label;
-            switch (l.ValueKind)
-            {
-                case JsonValueKind.Number:
-                    if (!l.TryGetInt32(out label) || label < 0 || label >= item.Choices.Count)
-                        throw new TrainingDataException(path, lineNo, $"label {l.GetRawText()} is not a choice index (0..{item.Choices.Count - 1})");
-                    break;
-                case JsonValueKind.String:
-                    var text = l.GetString()!;
-                    label = item.Choices.ToList().FindIndex(c => string.Equals(c, text, StringComparison.Ordinal));
-                    if (label < 0) throw new TrainingDataException(path, lineNo, $"label '{text}' is not one of the choices");
-                    break;
-                default:
-                    throw new TrainingDataException(path, lineNo, $"label must be a choice index or the text of a choice, got {HeadOptions.Describe(l)}");
-            }
-            return Encode(path, lineNo, item.Context, item.Question, item.Choices, label);
+            item = _head.ReadInput(o, JsonlFields);
         }
+        catch (HeadInputException e)
+        {
+            throw new TrainingDataException(path, lineNo, e.Field == "label" ? e.Message : $"{e.Field}: {e.Message}");
+        }
+        if (!o.TryGetProperty("label", out var l) || l.ValueKind == JsonValueKind.Null)
+            throw new TrainingDataException(path, lineNo, "label is missing");
+        int label;
+        switch (l.ValueKind)
+        {
+            case JsonValueKind.Number:
+                if (!l.TryGetInt32(out label) || label < 0 || label >= item.Choices.Count)
+                    throw new TrainingDataException(path, lineNo, $"label {l.GetRawText()} is not a choice index (0..{item.Choices.Count - 1})");
+                break;
+            case JsonValueKind.String:
+                var text = l.GetString()!;
+                label = item.Choices.ToList().FindIndex(c => string.Equals(c, text, StringComparison.Ordinal));
+                if (label < 0) throw new TrainingDataException(path, lineNo, $"label '{text}' is not one of the choices");
+                break;
+            default:
+                throw new TrainingDataException(path, lineNo, $"label must be a choice index or the text of a choice, got {HeadOptions.Describe(l)}");
+        }
+        return Encode(path, lineNo, item.Context, item.Question, item.Choices, label);
     }
 
     /// <summary>

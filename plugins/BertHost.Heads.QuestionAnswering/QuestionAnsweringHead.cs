@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions;
 using BertHost.Abstractions.Heads;
+using BertHost.Abstractions.Heads.Sdk;
 using BertHost.Abstractions.Text;
 using static TorchSharp.torch;
 
@@ -17,70 +18,39 @@ namespace BertHost.Heads.QuestionAnswering;
 /// <c>max_seq_len</c>, <c>handle_impossible_answer</c> (false), <c>align_to_words</c> (true).
 /// Logits from <see cref="Forward"/> are [rows, T, 2]: start and end logits of every token.
 /// </summary>
-public sealed class QuestionAnsweringHead : IHead
+public sealed class QuestionAnsweringHead : TaskHead<QuestionAnsweringOptions, QuestionAnsweringModule>
 {
     public const int MaxDocStride = 128;
 
-    private readonly HeadContext _context;
-    private readonly QuestionAnsweringModule _module;
-    private readonly string _weightsKind;
+    private static readonly string[] InputFields = ["question", "context"];
 
-    internal QuestionAnsweringHead(HeadContext context, QuestionAnsweringOptions options, QuestionAnsweringModule module,
-        string weightsKind, string? trainedOn)
+    internal QuestionAnsweringHead(HeadContext context, QuestionAnsweringOptions options, QuestionAnsweringModule module, WeightsOrigin origin)
+        : base(context, QuestionAnsweringKind.KindName, options, module, origin, options.MaxLength)
     {
-        _context = context;
-        Options = options;
-        _module = module;
-        _weightsKind = weightsKind;
-        TrainedOnFingerprint = trainedOn;
-        MaxLength = Math.Min(options.MaxLength ?? int.MaxValue, context.Body.MaxSequenceLength);
         DocStride = options.DocStride ?? DefaultStride(MaxLength);
         Training = new QuestionAnsweringTraining(this);
     }
 
-    public string Name => _context.Name;
-    public string Kind => QuestionAnsweringKind.KindName;
-    public IReadOnlyList<string> Labels { get; } = [];
-    public nn.Module Module => _module;
-    public BodyRequirements Requirements => BodyRequirements.LastHiddenState;
-    public string? TrainedOnFingerprint { get; private set; }
-    public IHeadTraining? Training { get; }
-
-    public QuestionAnsweringOptions Options { get; }
-
-    /// <summary>Tokens per window, special tokens included.</summary>
-    public int MaxLength { get; }
-
     /// <summary>The default doc_stride (before the per-question cap, see <see cref="EncodeWindows"/>).</summary>
     public int DocStride { get; }
-
-    internal ITextTokenizer Tokenizer => _context.Tokenizer;
 
     /// <summary>The pipeline's default: min(max_seq_len / 2, 128).</summary>
     public static int DefaultStride(int maxLength) => Math.Min(maxLength / 2, MaxDocStride);
 
     /// <summary>The request parameters Encode reads; the host refuses others.</summary>
-    public IReadOnlyCollection<string>? Parameters { get; } = ["top_k", "max_answer_len", "max_question_len", "doc_stride", "max_seq_len", "handle_impossible_answer", "align_to_words"];
+    public override IReadOnlyCollection<string>? Parameters { get; } = ["top_k", "max_answer_len", "max_question_len", "doc_stride", "max_seq_len", "handle_impossible_answer", "align_to_words"];
 
-    public JsonObject Describe() => new()
-    {
-        ["labels"] = new JsonArray(),
-        ["options"] = Options.ToJson(MaxLength, DocStride),
-        ["max_length"] = MaxLength,
-        ["doc_stride"] = DocStride,
-        ["weights"] = _weightsKind,
-        ["trained_on"] = TrainedOnFingerprint,
-        ["stale"] = TrainedOnFingerprint is not null && TrainedOnFingerprint != _context.Body.Fingerprint,
-        ["parameters"] = new JsonArray(Parameters!.Select(p => (JsonNode)p).ToArray()),
-    };
+    protected override JsonObject OptionsJson() => Options.ToJson(MaxLength, DocStride);
 
-    public HeadFeatures Encode(JsonElement input, JsonElement parameters)
+    protected override void DescribeMore(JsonObject description) => description["doc_stride"] = DocStride;
+
+    public override HeadFeatures Encode(JsonElement input, JsonElement parameters)
     {
         var (question, context) = ReadInput(input);
         var p = ReadParameters(parameters);
         var windows = EncodeWindows(question, context, p.MaxQuestionLen, p.DocStride, p.MaxSeqLen,
             (field, message) => new HeadInputException(field, message));
-        if (!_context.TruncateOversized && windows.Count > 1)
+        if (!Context.TruncateOversized && windows.Count > 1)
             throw new HeadInputException("context",
                 $"the question and context need {windows.Count} windows of {p.MaxSeqLen} tokens; this deployment refuses oversized inputs instead of splitting them (the context must fit in one window with the question)");
         return new HeadFeatures { Sequences = windows, State = new QuestionAnsweringState { Context = context, Settings = p.Settings } };
@@ -95,7 +65,7 @@ public sealed class QuestionAnsweringHead : IHead
     internal IReadOnlyList<EncodedSequence> EncodeWindows(string question, string context, int maxQuestionLen, int docStride, int maxLength,
         Func<string, string, Exception> error)
     {
-        var tokenizer = _context.Tokenizer;
+        var tokenizer = Context.Tokenizer;
         var q = tokenizer.Encode(question, null, new EncodeOptions { Truncation = TruncationStrategy.DoNotTruncate, AddSpecialTokens = false })[0];
         if (q.Length == 0) throw error("question", "the question has no tokens");
         var questionLength = q.Length;
@@ -119,34 +89,10 @@ public sealed class QuestionAnsweringHead : IHead
 
     private static (string Question, string Context) ReadInput(JsonElement input)
     {
-        if (input.ValueKind != JsonValueKind.Object)
-            throw new HeadInputException("question", $"the input must be an object {{\"question\": \"...\", \"context\": \"...\"}}, got {HeadOptions.Describe(input)}");
-        string? question = null, context = null;
-        foreach (var p in input.EnumerateObject())
-        {
-            switch (p.Name)
-            {
-                case "question":
-                    question = Text("question", p.Value);
-                    break;
-                case "context":
-                    context = Text("context", p.Value);
-                    break;
-                default:
-                    throw new HeadInputException(p.Name, $"unknown input field '{p.Name}' (a question-answering input has question and context)");
-            }
-        }
-        if (question is null) throw new HeadInputException("question", "question is missing: send {\"question\": \"...\", \"context\": \"...\"}");
-        if (context is null) throw new HeadInputException("context", "context is missing: send {\"question\": \"...\", \"context\": \"...\"}");
-        return (question, context);
-    }
-
-    private static string Text(string field, JsonElement v)
-    {
-        if (v.ValueKind != JsonValueKind.String)
-            throw new HeadInputException(field, $"{field} must be a string, got {HeadOptions.Describe(v)}");
-        var s = v.GetString()!;
-        return string.IsNullOrWhiteSpace(s) ? throw new HeadInputException(field, $"{field} is empty") : s;
+        var fields = HeadInput.Fields(input, InputFields, "an object {\"question\": \"...\", \"context\": \"...\"}",
+            "a question-answering input has question and context");
+        const string send = "send {\"question\": \"...\", \"context\": \"...\"}";
+        return (HeadInput.Required(fields, "question", $"question is missing: {send}"), HeadInput.Required(fields, "context", $"context is missing: {send}"));
     }
 
     private sealed record RequestParameters(DecodeSettings Settings, int MaxQuestionLen, int DocStride, int MaxSeqLen);
@@ -160,10 +106,8 @@ public sealed class QuestionAnsweringHead : IHead
         var maxSeqLen = MaxLength;
         var impossible = Options.HandleImpossibleAnswer;
         var align = true;
-        if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null))
+        if (HeadInput.CheckParameters(parameters))
         {
-            if (parameters.ValueKind != JsonValueKind.Object)
-                throw new HeadInputException("parameters", $"parameters must be an object, got {HeadOptions.Describe(parameters)}");
             foreach (var p in parameters.EnumerateObject())
             {
                 if (p.Value.ValueKind == JsonValueKind.Null) continue;
@@ -185,15 +129,15 @@ public sealed class QuestionAnsweringHead : IHead
         return new RequestParameters(new DecodeSettings(topK, maxAnswerLen, impossible, align), maxQuestionLen, stride, maxSeqLen);
     }
 
-    public Tensor Forward(BodyOutput body, HeadBatch batch)
+    public override Tensor Forward(BodyOutput body, HeadBatch batch)
     {
         var hidden = body.LastHiddenState;
         if (hidden.shape[0] != batch.RowCount)
             throw new ArgumentException($"the body output has {hidden.shape[0]} rows but the batch has {batch.RowCount}");
-        return _module.call(hidden);
+        return Module.call(hidden);
     }
 
-    public IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch)
+    public override IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch)
     {
         var all = DecodeAnswers(logits, batch, null);
         var results = new List<JsonNode>(all.Count);
@@ -240,18 +184,8 @@ public sealed class QuestionAnsweringHead : IHead
                 ends.Add(e);
             }
             var settings = topK is { } k ? state.Settings with { TopK = k } : state.Settings;
-            results.Add(SpanDecoder.Decode(state.Context, item.Sequences, starts, ends, settings, _context.Tokenizer.ClsTokenId));
+            results.Add(SpanDecoder.Decode(state.Context, item.Sequences, starts, ends, settings, Context.Tokenizer.ClsTokenId));
         }
         return results;
     }
-
-    public void Save(string folder, HeadSaveInfo info)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(folder);
-        ArgumentNullException.ThrowIfNull(info);
-        HeadWeights.Save(_context, folder, _module, new HeadManifest(Kind, Labels, Options.ToJson(MaxLength, DocStride), info.BodyFingerprint, info.Metrics, DateTimeOffset.UtcNow));
-        TrainedOnFingerprint = info.BodyFingerprint;
-    }
-
-    public void Dispose() => _module.Dispose();
 }

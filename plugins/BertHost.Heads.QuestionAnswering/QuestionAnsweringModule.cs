@@ -1,6 +1,4 @@
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
+using BertHost.Abstractions.Heads.Sdk;
 
 namespace BertHost.Heads.QuestionAnswering;
 
@@ -9,31 +7,4 @@ namespace BertHost.Heads.QuestionAnswering;
 /// Face's BertForQuestionAnswering (whose parameter names, <c>qa_outputs.weight</c> [2,H] / <c>qa_outputs.bias</c> [2],
 /// these are; that model has no dropout of its own, hence the default 0).
 /// </summary>
-public sealed class QuestionAnsweringModule : nn.Module<Tensor, Tensor>
-{
-    private readonly Dropout dropout;
-    private readonly Linear qa_outputs;
-
-    public QuestionAnsweringModule(int hiddenSize, double dropoutProb) : base(nameof(QuestionAnsweringModule))
-    {
-        dropout = nn.Dropout(dropoutProb);
-        qa_outputs = nn.Linear(hiddenSize, 2);
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor hidden)
-    {
-        using var scope = NewDisposeScope();
-        return qa_outputs.call(dropout.call(hidden)).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Weight ~ N(0, <paramref name="std"/>) from a generator seeded with <paramref name="seed"/>, bias 0.</summary>
-    public void InitializeFresh(double std, long seed)
-    {
-        using var generator = new Generator((ulong)seed);
-        using var noGrad = no_grad();
-        using var values = randn(qa_outputs.weight!.shape, dtype: ScalarType.Float32, generator: generator);
-        qa_outputs.weight!.copy_(values.mul_(std));
-        nn.init.zeros_(qa_outputs.bias!);
-    }
-}
+public sealed class QuestionAnsweringModule(int hiddenSize, double dropoutProb) : LinearHead("qa_outputs", hiddenSize, 2, dropoutProb);

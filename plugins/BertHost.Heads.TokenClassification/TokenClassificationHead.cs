@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions;
 using BertHost.Abstractions.Heads;
+using BertHost.Abstractions.Heads.Sdk;
 using BertHost.Abstractions.Text;
 using static TorchSharp.torch;
 
@@ -15,70 +16,45 @@ namespace BertHost.Heads.TokenClassification;
 /// <c>{entity_group, score, word, start, end}</c> (the others), offsets in UTF-16 characters of the original text.
 /// Inputs longer than one window are split into overlapping windows; every token is predicted once.
 /// </summary>
-public sealed class TokenClassificationHead : IHead
+public sealed class TokenClassificationHead : TaskHead<TokenClassificationOptions, TokenClassificationModule>
 {
-    private readonly HeadContext _context;
-    private readonly TokenClassificationModule _module;
+    private static readonly string[] InputFields = ["text", "tokens"];
+
     private readonly double _dropout;
-    private readonly string _weightsKind;
 
     internal TokenClassificationHead(HeadContext context, TokenClassificationOptions options, IReadOnlyList<string> labels, double dropout,
-        TokenClassificationModule module, string weightsKind, string? trainedOn)
+        TokenClassificationModule module, WeightsOrigin origin)
+        : base(context, TokenClassificationKind.KindName, options, module, origin, options.MaxLength, labels)
     {
-        _context = context;
-        Options = options;
-        Labels = labels;
         _dropout = dropout;
-        _module = module;
-        _weightsKind = weightsKind;
-        TrainedOnFingerprint = trainedOn;
-        MaxLength = Math.Min(options.MaxLength ?? int.MaxValue, context.Body.MaxSequenceLength);
-        if (options.Stride >= MaxLength - 2)
-            throw new HeadConfigurationException("options.stride",
-                $"stride {options.Stride} must be smaller than the {MaxLength - 2} text tokens of a window (max_length {MaxLength} minus [CLS] and [SEP])");
+        CheckStride(options, MaxLength);
         var extra = options.Layers.Where(l => l != -1).ToList();
         Requirements = new BodyRequirements(HiddenLayers: extra.Count == 0 ? null : extra);
         Training = new TokenClassificationTraining(this);
     }
 
-    public string Name => _context.Name;
-    public string Kind => TokenClassificationKind.KindName;
-    public IReadOnlyList<string> Labels { get; }
-    public nn.Module Module => _module;
-    public BodyRequirements Requirements { get; }
-    public string? TrainedOnFingerprint { get; private set; }
-    public IHeadTraining? Training { get; }
-
-    public TokenClassificationOptions Options { get; }
-
-    /// <summary>Tokens per window, special tokens included.</summary>
-    public int MaxLength { get; }
-
-    internal ITextTokenizer Tokenizer => _context.Tokenizer;
+    /// <summary>Windows must move: the stride is below the text tokens of a window.</summary>
+    internal static void CheckStride(TokenClassificationOptions options, int maxLength)
+    {
+        if (options.Stride >= maxLength - 2)
+            throw new HeadConfigurationException("options.stride",
+                $"stride {options.Stride} must be smaller than the {maxLength - 2} text tokens of a window (max_length {maxLength} minus [CLS] and [SEP])");
+    }
 
     /// <summary>The request parameters Encode reads; the host refuses others.</summary>
-    public IReadOnlyCollection<string>? Parameters { get; } = ["aggregation", "ignore_labels"];
+    public override IReadOnlyCollection<string>? Parameters { get; } = ["aggregation", "ignore_labels"];
 
-    public JsonObject Describe() => new()
-    {
-        ["labels"] = new JsonArray(Labels.Select(l => (JsonNode)l).ToArray()),
-        ["options"] = Options.ToJson(_dropout),
-        ["max_length"] = MaxLength,
-        ["stride"] = Options.Stride,
-        ["weights"] = _weightsKind,
-        ["trained_on"] = TrainedOnFingerprint,
-        ["stale"] = TrainedOnFingerprint is not null && TrainedOnFingerprint != _context.Body.Fingerprint,
-        ["parameters"] = new JsonArray(Parameters!.Select(p => (JsonNode)p).ToArray()),
-    };
+    protected override JsonObject OptionsJson() => Options.ToJson(_dropout);
 
-    public HeadFeatures Encode(JsonElement input, JsonElement parameters)
+    protected override void DescribeMore(JsonObject description) => description["stride"] = Options.Stride;
+
+    public override HeadFeatures Encode(JsonElement input, JsonElement parameters)
     {
         var (text, words) = ReadInput(input);
         var (aggregation, ignore) = ReadParameters(parameters);
         var (windows, state) = words is null ? EncodeText(text!) : EncodeWords(words);
-        if (!_context.TruncateOversized && windows.Count > 1)
-            throw new HeadInputException(words is null ? "text" : "tokens",
-                $"the input is {state.Windows.Count + 2} tokens; this head accepts at most {MaxLength} (the deployment refuses oversized inputs instead of splitting them into windows)");
+        if (!Context.TruncateOversized && windows.Count > 1)
+            throw HeadInput.Oversized(words is null ? "text" : "tokens", state.Windows.Count + 2, MaxLength, "splitting them into windows");
         return new HeadFeatures { Sequences = windows, State = new TokenClassificationState
         {
             Text = state.Text, WordStarts = state.WordStarts, Windows = state.Windows, Aggregation = aggregation, IgnoreLabels = ignore,
@@ -94,14 +70,14 @@ public sealed class TokenClassificationHead : IHead
 
     internal (IReadOnlyList<EncodedSequence> Windows, TokenClassificationState State) EncodeText(string text)
     {
-        var windows = _context.Tokenizer.Encode(text, null, WindowOptions);
+        var windows = Context.Tokenizer.Encode(text, null, WindowOptions);
         return (windows, new TokenClassificationState { Text = text, Windows = TokenWindows.Of(windows, Step) });
     }
 
     /// <summary>Pre-split words: the text is the words joined by single spaces (as the pipeline's is_split_into_words), offsets point into it.</summary>
     internal (IReadOnlyList<EncodedSequence> Windows, TokenClassificationState State) EncodeWords(IReadOnlyList<string> words)
     {
-        var windows = _context.Tokenizer.EncodeWords(words, WindowOptions);
+        var windows = Context.Tokenizer.EncodeWords(words, WindowOptions);
         var starts = new int[words.Count];
         for (var i = 1; i < words.Count; i++) starts[i] = starts[i - 1] + words[i - 1].Length + 1;
         return (windows, new TokenClassificationState { Text = string.Join(' ', words), WordStarts = starts, Windows = TokenWindows.Of(windows, Step) });
@@ -109,60 +85,26 @@ public sealed class TokenClassificationHead : IHead
 
     private static (string? Text, IReadOnlyList<string>? Words) ReadInput(JsonElement input)
     {
-        switch (input.ValueKind)
-        {
-            case JsonValueKind.String:
-                return (NonEmpty("text", input.GetString()!), null);
-            case JsonValueKind.Object:
-                string? text = null;
-                List<string>? words = null;
-                foreach (var p in input.EnumerateObject())
-                {
-                    switch (p.Name)
-                    {
-                        case "text":
-                            text = p.Value.ValueKind == JsonValueKind.String
-                                ? NonEmpty("text", p.Value.GetString()!)
-                                : throw new HeadInputException("text", $"text must be a string, got {HeadOptions.Describe(p.Value)}");
-                            break;
-                        case "tokens":
-                            words = ReadWords(p.Value);
-                            break;
-                        default:
-                            throw new HeadInputException(p.Name, $"unknown input field '{p.Name}' (a token-classification input has text, or tokens: a list of words)");
-                    }
-                }
-                if (text is not null && words is not null) throw new HeadInputException("tokens", "give either text or tokens, not both");
-                if (text is null && words is null) throw new HeadInputException("text", "text is missing: send {\"text\": \"...\"}, {\"tokens\": [\"...\", ...]} or a string");
-                return (text, words);
-            default:
-                throw new HeadInputException("text", $"the input must be a string, or an object with text or tokens, got {HeadOptions.Describe(input)}");
-        }
+        var fields = HeadInput.Fields(input, InputFields, "a string, or an object with text or tokens",
+            "a token-classification input has text, or tokens: a list of words", bareString: "text");
+        var text = fields.TryGetValue("text", out var x) ? HeadInput.Text("text", x) : null;
+        var words = fields.TryGetValue("tokens", out var t) ? ReadWords(t) : null;
+        if (text is not null && words is not null) throw new HeadInputException("tokens", "give either text or tokens, not both");
+        if (text is null && words is null) throw new HeadInputException("text", "text is missing: send {\"text\": \"...\"}, {\"tokens\": [\"...\", ...]} or a string");
+        return (text, words);
     }
 
     private static List<string> ReadWords(JsonElement v)
     {
-        if (v.ValueKind != JsonValueKind.Array) throw new HeadInputException("tokens", $"tokens must be a list of words, got {HeadOptions.Describe(v)}");
-        var words = new List<string>();
-        foreach (var e in v.EnumerateArray())
-        {
-            var field = $"tokens[{words.Count}]";
-            if (e.ValueKind != JsonValueKind.String) throw new HeadInputException(field, $"{field} must be a string, got {HeadOptions.Describe(e)}");
-            words.Add(e.GetString()!.Length == 0 ? throw new HeadInputException(field, $"{field} is empty") : e.GetString()!);
-        }
+        var words = HeadInput.Texts("tokens", v, "a list of words", blankAllowed: true);
         return words.Count == 0 ? throw new HeadInputException("tokens", "tokens is empty") : words;
     }
-
-    private static string NonEmpty(string field, string value) =>
-        string.IsNullOrWhiteSpace(value) ? throw new HeadInputException(field, $"{field} is empty") : value;
 
     private static (AggregationStrategy, IReadOnlySet<string>) ReadParameters(JsonElement parameters)
     {
         var aggregation = AggregationStrategy.None;
         IReadOnlySet<string> ignore = new HashSet<string>(StringComparer.Ordinal) { "O" };
-        if (parameters.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null) return (aggregation, ignore);
-        if (parameters.ValueKind != JsonValueKind.Object)
-            throw new HeadInputException("parameters", $"parameters must be an object, got {HeadOptions.Describe(parameters)}");
+        if (!HeadInput.CheckParameters(parameters)) return (aggregation, ignore);
         if (parameters.TryGetProperty("aggregation", out var a) && a.ValueKind != JsonValueKind.Null)
         {
             if (a.ValueKind != JsonValueKind.String)
@@ -185,7 +127,7 @@ public sealed class TokenClassificationHead : IHead
         return (aggregation, ignore);
     }
 
-    public Tensor Forward(BodyOutput body, HeadBatch batch)
+    public override Tensor Forward(BodyOutput body, HeadBatch batch)
     {
         using var scope = NewDisposeScope();
         var features = Options.Layers.Count == 1
@@ -193,12 +135,12 @@ public sealed class TokenClassificationHead : IHead
             : cat(Options.Layers.Select(l => Hidden(body, l)).ToArray(), -1);
         if (features.shape[0] != batch.RowCount)
             throw new ArgumentException($"the body output has {features.shape[0]} rows but the batch has {batch.RowCount}");
-        return _module.call(features).MoveToOuterDisposeScope();
+        return Module.call(features).MoveToOuterDisposeScope();
     }
 
     private static Tensor Hidden(BodyOutput body, int layer) => layer == -1 ? body.LastHiddenState : body.HiddenState(layer);
 
-    public IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch)
+    public override IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch)
     {
         if (logits.dim() != 3 || logits.shape[0] != batch.RowCount || logits.shape[2] != Labels.Count)
             throw new ArgumentException($"logits are [{string.Join(",", logits.shape)}], expected [{batch.RowCount}, tokens, {Labels.Count}]");
@@ -228,7 +170,7 @@ public sealed class TokenClassificationHead : IHead
                 var reference = state.Text[start..end];
                 // The pipeline's word test for tokenizers with a continuing-subword prefix: a "##" piece is longer than its span.
                 var isSubword = token.Length != reference.Length;
-                if (seq.InputIds[p] == _context.Tokenizer.UnkTokenId)
+                if (seq.InputIds[p] == Context.Tokenizer.UnkTokenId)
                 {
                     token = reference;
                     isSubword = false;
@@ -239,14 +181,4 @@ public sealed class TokenClassificationHead : IHead
         }
         return results;
     }
-
-    public void Save(string folder, HeadSaveInfo info)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(folder);
-        ArgumentNullException.ThrowIfNull(info);
-        HeadWeights.Save(_context, folder, _module, new HeadManifest(Kind, Labels, Options.ToJson(_dropout), info.BodyFingerprint, info.Metrics, DateTimeOffset.UtcNow));
-        TrainedOnFingerprint = info.BodyFingerprint;
-    }
-
-    public void Dispose() => _module.Dispose();
 }

@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Heads.Sdk;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -45,15 +46,5 @@ public sealed class TokenClassificationModule : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Weights ~ N(0, <paramref name="std"/>) drawn from a generator seeded with <paramref name="seed"/>, biases 0 (BERT's _init_weights).</summary>
-    public void InitializeFresh(double std, long seed)
-    {
-        using var generator = new Generator((ulong)seed);
-        using var noGrad = no_grad();
-        foreach (var linear in hidden is null ? [classifier] : new[] { hidden, classifier })
-        {
-            using var values = randn(linear.weight!.shape, dtype: ScalarType.Float32, generator: generator);
-            linear.weight!.copy_(values.mul_(std));
-            nn.init.zeros_(linear.bias!);
-        }
-    }
+    public void InitializeFresh(double std, long seed) => HeadInit.Normal(std, seed, hidden is null ? [classifier] : [hidden, classifier]);
 }

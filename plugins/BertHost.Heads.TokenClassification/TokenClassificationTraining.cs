@@ -115,29 +115,26 @@ public sealed class TokenClassificationTraining : IHeadTraining
         }
     }
 
-    private Sentence JsonlSentence(string path, int lineNo, string line)
+    private Sentence JsonlSentence(string path, int lineNo, string line) =>
+        TrainingRecords.ReadObjectLine(path, lineNo, line, "{\"tokens\": [...], \"tags\": [...]}", o => JsonlSentence(path, lineNo, o));
+
+    private Sentence JsonlSentence(string path, int lineNo, JsonElement o)
     {
-        var doc = TrainingRecords.ParseLine(path, lineNo, line);
-        using (doc)
+        if (!o.TryGetProperty("tokens", out var tokens) || tokens.ValueKind != JsonValueKind.Array)
+            throw new TrainingDataException(path, lineNo, "tokens must be a list of words");
+        if (!(o.TryGetProperty("tags", out var tags) || o.TryGetProperty("ner_tags", out tags)) || tags.ValueKind != JsonValueKind.Array)
+            throw new TrainingDataException(path, lineNo, "tags must be a list of tags (one per token)");
+        var words = tokens.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String && e.GetString()!.Length > 0
+            ? e.GetString()! : throw new TrainingDataException(path, lineNo, "every token must be a non-empty string")).ToList();
+        var names = tags.EnumerateArray().Select(e => e.ValueKind switch
         {
-            var o = doc.RootElement;
-            if (o.ValueKind != JsonValueKind.Object) throw new TrainingDataException(path, lineNo, "each line must be a JSON object {\"tokens\": [...], \"tags\": [...]}");
-            if (!o.TryGetProperty("tokens", out var tokens) || tokens.ValueKind != JsonValueKind.Array)
-                throw new TrainingDataException(path, lineNo, "tokens must be a list of words");
-            if (!(o.TryGetProperty("tags", out var tags) || o.TryGetProperty("ner_tags", out tags)) || tags.ValueKind != JsonValueKind.Array)
-                throw new TrainingDataException(path, lineNo, "tags must be a list of tags (one per token)");
-            var words = tokens.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String && e.GetString()!.Length > 0
-                ? e.GetString()! : throw new TrainingDataException(path, lineNo, "every token must be a non-empty string")).ToList();
-            var names = tags.EnumerateArray().Select(e => e.ValueKind switch
-            {
-                JsonValueKind.String => e.GetString()!,
-                JsonValueKind.Number when e.TryGetInt32(out var i) && i >= 0 && i < Labels.Count => Labels[i],
-                _ => throw new TrainingDataException(path, lineNo, $"tag {e.GetRawText()} is neither a label name nor an index of the {Labels.Count} labels"),
-            }).ToList();
-            if (names.Count != words.Count) throw new TrainingDataException(path, lineNo, $"{words.Count} tokens but {names.Count} tags");
-            if (words.Count == 0) throw new TrainingDataException(path, lineNo, "tokens is empty");
-            return new Sentence(lineNo, words, names, Enumerable.Repeat(lineNo, words.Count).ToList());
-        }
+            JsonValueKind.String => e.GetString()!,
+            JsonValueKind.Number when e.TryGetInt32(out var i) && i >= 0 && i < Labels.Count => Labels[i],
+            _ => throw new TrainingDataException(path, lineNo, $"tag {e.GetRawText()} is neither a label name nor an index of the {Labels.Count} labels"),
+        }).ToList();
+        if (names.Count != words.Count) throw new TrainingDataException(path, lineNo, $"{words.Count} tokens but {names.Count} tags");
+        if (words.Count == 0) throw new TrainingDataException(path, lineNo, "tokens is empty");
+        return new Sentence(lineNo, words, names, Enumerable.Repeat(lineNo, words.Count).ToList());
     }
 
     private HeadFeatures Example(string path, Sentence s)

@@ -1,6 +1,9 @@
 using System.Runtime.InteropServices;
 using BertHost.Cli;
 
+// Before any thread allocates: the malloc settings (arena count above all) apply to what is allocated after them.
+BertHost.Core.Backends.NativeHeap.EnsureTuned();
+
 using var cts = new CancellationTokenSource();
 // SIGINT (Ctrl+C), SIGTERM (systemd, docker stop, kill) and SIGQUIT ask the running verb to stop: the daemon then stops
 // listening, drains in-flight requests and exits 0, instead of being killed mid-request.

@@ -24,6 +24,7 @@ public static class HeadOptions
             throw new HeadConfigurationException("options", $"options must be an object, got {(describe ?? Describe)(options)}");
 
         var unknown = options.EnumerateObject().Select(p => p.Name).Where(n => !known.Contains(n)).ToList();
+        if (unknown.Count == 1) throw Sdk.HeadValidation.UnknownOption(unknown[0], known, headDescription);
         if (unknown.Count > 0)
             throw new HeadConfigurationException($"options.{unknown[0]}",
                 $"unknown option{(unknown.Count > 1 ? "s" : "")} {string.Join(", ", unknown.Select(u => $"'{u}'"))} for {headDescription} (known: {string.Join(", ", known)})");

@@ -19,4 +19,13 @@ public interface IHeadKind
     /// this head alone and reports the message.
     /// </summary>
     IHead Create(HeadContext context);
+
+    /// <summary>
+    /// Checks a head's options and labels without building it (for <c>berthost validate</c>): EVERY problem found, each a
+    /// <see cref="HeadConfigurationException"/> whose <see cref="HeadConfigurationException.Field"/> is the YAML key at
+    /// fault (<c>options.pooling</c>, <c>labels</c>), so the host can show its line. The default checks nothing; a kind
+    /// implements it from its options parser (see <see cref="Sdk.HeadValidation"/>). It must not throw for bad
+    /// configuration; what it cannot know without the weights is left to <see cref="Create"/>.
+    /// </summary>
+    IReadOnlyList<HeadConfigurationException> Validate(HeadValidationContext context) => [];
 }

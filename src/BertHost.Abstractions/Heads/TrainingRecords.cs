@@ -77,6 +77,28 @@ public static class TrainingRecords
     }
 
     /// <summary>
+    /// Reads one JSON line that must hold an object: invalid JSON is "not valid JSON: ...", another value is
+    /// "each line must be a JSON object {<paramref name="shape"/>}" (both <see cref="TrainingDataException"/>s on the line).
+    /// The document lives only while <paramref name="read"/> runs: keep strings and numbers, not the element.
+    /// </summary>
+    /// <param name="shape">The fields a line holds, for the message, e.g. <c>{"text", "label"}</c>.</param>
+    public static T ReadObjectLine<T>(string path, int lineNo, string line, string shape, Func<JsonElement, T> read)
+    {
+        ArgumentNullException.ThrowIfNull(read);
+        using var doc = ParseLine(path, lineNo, line);
+        var o = doc.RootElement;
+        if (o.ValueKind != JsonValueKind.Object) throw new TrainingDataException(path, lineNo, $"each line must be a JSON object {shape}");
+        return read(o);
+    }
+
+    /// <summary>
+    /// A JSON Lines training file: each non-blank line an object read by <paramref name="read"/> (element, line number),
+    /// lazily; malformed records are skipped when <see cref="TrainingDataOptions.SkipMalformed"/> asks for it.
+    /// </summary>
+    public static IEnumerable<T> JsonlObjects<T>(string path, TrainingDataOptions options, string shape, Func<JsonElement, int, T> read) =>
+        Each(NonBlankLines(path), l => ReadObjectLine(path, l.Line, l.Text, shape, o => read(o, l.Line)), options);
+
+    /// <summary>
     /// <paramref name="read"/> applied to each record, lazily; a <see cref="TrainingDataException"/> it throws is reported to
     /// <see cref="TrainingDataOptions.SkippedRecords"/> and the record skipped when <see cref="TrainingDataOptions.SkipMalformed"/>,
     /// else it propagates.

@@ -222,6 +222,23 @@ public sealed class QuantizedWeights : IDisposable
     internal Func<Tensor, Tensor>? For(Linear linear) =>
         !is_grad_enabled() && _keys.TryGetValue(linear, out var key) ? x => Run(key, x) : null;
 
+    /// <summary>
+    /// Frees the float32 weight of every Linear that runs in int8 (after the load-time checks, which need it): a served
+    /// int8 body would otherwise hold both copies (MiniLM: 85 MB of float32 beside 21 MB of int8). The module keeps an
+    /// empty weight; nothing reads it again: passes go through the int8 kernel, and training or pre-training from the
+    /// served body loads its own float32 copy from the model folder.
+    /// </summary>
+    public void ReleaseFloatWeights()
+    {
+        foreach (var linear in _keys.Keys)
+        {
+            var weight = linear.weight!;
+            if (weight.NumberOfElements == 0) continue;
+            linear.weight = new TorchSharp.Modules.Parameter(empty(0, weight.dtype), requires_grad: false);
+            weight.Dispose();
+        }
+    }
+
     /// <summary>Whether <paramref name="linear"/> runs in int8.</summary>
     public bool IsQuantized(Linear linear) => _keys.ContainsKey(linear);
 

@@ -56,6 +56,12 @@ public sealed class BodyBackend : IDisposable
             }
             backend._fallbacks.AddRange((backend.Quantized?.Projections ?? []).Where(p => p.Reason is not null)
                 .Select(p => $"projection {p.Shape} stays float32: {p.Reason}"));
+            if (backend.Quantized is { } int8)
+            {
+                int8.ReleaseFloatWeights();
+                // The freed weights sit between live blocks of the heap: only a trim hands their pages back.
+                NativeHeap.ReleaseFreeMemory();
+            }
             model.Kernels = model.Kernels with { Quantized = backend.Quantized };
         }
         else if (options.Quantize != QuantizeModes.None)

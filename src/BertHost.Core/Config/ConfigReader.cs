@@ -10,7 +10,8 @@ using BertHost.Core.Body;
 namespace BertHost.Core.Config;
 
 /// <summary>Walks one YAML document, collecting every problem; see <see cref="HostConfigLoader"/>.</summary>
-internal sealed partial class ConfigReader(string sourcePath, Func<string, string?> environment, bool tolerateHeadPluginProblems = false)
+internal sealed partial class ConfigReader(string sourcePath, Func<string, string?> environment, bool tolerateHeadPluginProblems = false,
+    IHeadConfigValidator? headValidator = null)
 {
     internal static readonly string[] TopKeys = ["host", "body", "batching", "jobs", "auth", "telemetry", "protocols", "heads"];
     internal static readonly string[] TelemetryKeys = ["otlp_endpoint", "otlp_protocol", "service_name"];
@@ -69,6 +70,7 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
         var top = Entries(root, "", TopKeys, "the top level") ?? [];
         var host = ReadHost(top);
         var body = ReadBody(top, root);
+        _body = body;
         var batching = ReadBatching(top);
         var jobs = ReadJobs(top);
         var auth = ReadAuth(top);
@@ -92,6 +94,9 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             Heads = heads,
         };
     }
+
+    /// <summary>The body section as read (null when it has problems), for the head validator.</summary>
+    private BodySection? _body;
 
     private ConfigException Failure() =>
         new(sourcePath, _problems.OrderBy(p => p.Line).ThenBy(p => p.Column).ToList());
@@ -863,7 +868,31 @@ internal sealed partial class ConfigReader(string sourcePath, Func<string, strin
             Required = required,
             Line = (int)item.Start.Line,
         };
-        return options is { } o ? head with { Options = o } : head;
+        if (options is { } o) head = head with { Options = o };
+
+        // The plugin's own checks of the head (its options and labels), only for an entry that is sound so far.
+        if (headValidator is not null && _body is not null && _problems.Count == before)
+            foreach (var (field, message) in headValidator.Validate(_body, head))
+                Add(NodeOf(e, item, field), Join(path, field), message);
+        return head;
+    }
+
+    /// <summary>
+    /// The YAML node a head problem's field names, for its line: <c>options.pooling</c> → the value of <c>pooling:</c>
+    /// (<c>options.hidden_layers[1]</c> → that list), <c>labels</c> → the labels; the head's entry when there is none.
+    /// </summary>
+    private static YamlNode NodeOf(Dictionary<string, Entry> head, YamlNode item, string field)
+    {
+        var parts = field.Split('.', 2);
+        var top = parts[0].Split('[')[0];
+        if (!head.TryGetValue(top, out var entry)) return item;
+        if (parts.Length == 2 && entry.Value is YamlMappingNode mapping)
+        {
+            var key = parts[1].Split('.', '[')[0];
+            foreach (var (k, v) in mapping.Children)
+                if (k is YamlScalarNode { Value: { } name } && name == key) return v;
+        }
+        return entry.Value;
     }
 
     private List<string>? ReadLabels(Dictionary<string, Entry> e, string path)

@@ -13,7 +13,9 @@ public static class HostConfigLoader
     /// <param name="tolerateHeadPluginProblems">Serving: return the config despite head plugin problems (see
     /// <see cref="ConfigProblem.HeadPluginOnly"/>), listing them in <see cref="HostConfig.HeadPluginProblems"/>.</param>
     /// <exception cref="ConfigException">The file is missing or has problems (all of them are listed).</exception>
-    public static HostConfig Load(string yamlPath, Func<string, string?>? environment = null, bool tolerateHeadPluginProblems = false)
+    /// <param name="headValidator">Checks each sound head entry further (its plugin's own checks; see <see cref="IHeadConfigValidator"/>); none by default.</param>
+    public static HostConfig Load(string yamlPath, Func<string, string?>? environment = null, bool tolerateHeadPluginProblems = false,
+        IHeadConfigValidator? headValidator = null)
     {
         string text;
         try
@@ -28,7 +30,7 @@ public static class HostConfigLoader
         {
             throw new ConfigException(yamlPath, [new ConfigProblem(0, 0, "", $"cannot read the file: {e.Message}")]);
         }
-        return Parse(text, yamlPath, environment, tolerateHeadPluginProblems);
+        return Parse(text, yamlPath, environment, tolerateHeadPluginProblems, headValidator);
     }
 
     /// <summary>
@@ -36,6 +38,7 @@ public static class HostConfigLoader
     /// that file's folder; messages name it).
     /// </summary>
     /// <exception cref="ConfigException">The text has problems (all of them are listed).</exception>
-    public static HostConfig Parse(string yaml, string sourcePath, Func<string, string?>? environment = null, bool tolerateHeadPluginProblems = false) =>
-        new ConfigReader(sourcePath, environment ?? Environment.GetEnvironmentVariable, tolerateHeadPluginProblems).Read(yaml);
+    public static HostConfig Parse(string yaml, string sourcePath, Func<string, string?>? environment = null, bool tolerateHeadPluginProblems = false,
+        IHeadConfigValidator? headValidator = null) =>
+        new ConfigReader(sourcePath, environment ?? Environment.GetEnvironmentVariable, tolerateHeadPluginProblems, headValidator).Read(yaml);
 }

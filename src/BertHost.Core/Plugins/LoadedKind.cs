@@ -10,7 +10,8 @@ public sealed record LoadedKind(IHeadKind Kind, string AssemblyPath, string Sha2
     /// <summary>
     /// Calls <see cref="IHeadKind.Create"/>. A <see cref="HeadConfigurationException"/> passes through unchanged; any
     /// other exception thrown by the plugin (a bug in it) becomes a <see cref="HeadConfigurationException"/> on field
-    /// <c>kind</c> naming the kind, its assembly and the original error, so the host fails this head alone.
+    /// <c>kind</c> naming the kind, its assembly and the original error (kept as the inner exception, so the host's log
+    /// shows where in the plugin it was thrown), and the host fails this head alone.
     /// </summary>
     public IHead CreateHead(HeadContext context)
     {
@@ -26,8 +27,11 @@ public sealed record LoadedKind(IHeadKind Kind, string AssemblyPath, string Sha2
         }
         catch (Exception e)
         {
+            // A static initializer's failure says only "the type initializer threw": name what it threw.
+            var cause = e is TypeInitializationException { InnerException: { } inner } ? inner : e;
             throw new HeadConfigurationException("kind",
-                $"head kind '{SafeName()}' ({AssemblyPath}) failed to create head '{context.Name}': {e.GetType().Name}: {e.Message}");
+                $"head kind '{SafeName()}' ({AssemblyPath}) failed to create head '{context.Name}': {e.GetType().Name}: {e.Message}" +
+                (ReferenceEquals(cause, e) ? "" : $" ({cause.GetType().Name}: {cause.Message})"), e);
         }
     }
 

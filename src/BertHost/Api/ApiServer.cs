@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Heads;
 using System.Diagnostics;
 using BertHost.Api.OpenApi;
 using BertHost.Core.Config;
@@ -310,6 +311,9 @@ public static class ApiServer
             errorCode = code;
             var key = ApiKeyAuthenticationHandler.KeyOf(context) ?? "-";
             if (status >= 500 && e is not ServingException) logger.LogError(e, "{Method} {Path} (key {Key}) failed", context.Request.Method, context.Request.Path, key);
+            else if (PluginBug(e) is { } bug)
+                logger.LogError(bug, "{Method} {Path} (key {Key}): {Status} {Code}: a head plugin threw {Type}: {Message}",
+                    context.Request.Method, context.Request.Path, key, status, code, bug.GetType().FullName, bug.Message);
             else if (status >= 500) logger.LogWarning(e, "{Method} {Path} (key {Key}): {Status} {Code}: {Message}", context.Request.Method, context.Request.Path, key, status, code, e.Message);
             else logger.LogDebug("{Method} {Path} (key {Key}): {Status} {Code}: {Message}", context.Request.Method, context.Request.Path, key, status, code, message);
             if (context.Response.HasStarted)
@@ -331,6 +335,17 @@ public static class ApiServer
             metrics.RecordResponse(route, context.Response.StatusCode, Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }
+
+    /// <summary>
+    /// The unexpected exception a head plugin threw (a bug in it, not a refused input or configuration), which the
+    /// engine wraps in a <see cref="ServingException"/>: logged as an error with its stack trace, since the client only
+    /// gets its message.
+    /// </summary>
+    internal static Exception? PluginBug(Exception e) =>
+        e is ServingException { InnerException: { } inner }
+        && inner is not (ServingException or HeadInputException or HeadConfigurationException or OperationCanceledException)
+            ? inner
+            : null;
 
     /// <summary>Kestrel's limit: 16 × the API's limit, at least 64 MiB.</summary>
     public static long BodySizeBackstop(long maxRequestBytes) =>

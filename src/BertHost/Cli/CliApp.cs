@@ -1,9 +1,16 @@
-using System.Reflection;
-using System.Text;
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 
 namespace BertHost.Cli;
 
-/// <summary>Dispatches <c>berthost VERB ...</c>, prints help, and turns failures into one line and an exit code.</summary>
+/// <summary>
+/// <c>berthost VERB ...</c> on System.CommandLine: each <see cref="ICommand"/> becomes a subcommand whose options come
+/// from its <see cref="ICommand.Options"/>, so help, <c>@response-files</c>, <c>--version</c> and shell completions
+/// (the <c>[suggest]</c> directive that <c>dotnet-suggest</c> calls) come from the library. Failures stay one line and an
+/// exit code: 2 for wrong use of the command line, 1 for a failure the user can act on.
+/// </summary>
 public sealed class CliApp(IReadOnlyList<ICommand> commands)
 {
     public const int ExitOk = 0;
@@ -20,43 +27,147 @@ public sealed class CliApp(IReadOnlyList<ICommand> commands)
 
     public async Task<int> RunAsync(string[] args, CommandContext context, CancellationToken cancellationToken = default)
     {
+        // "berthost help VERB" as well as "berthost VERB --help".
+        if (args is ["help", .. var topic]) args = [.. topic, "--help"];
+        var (root, verbs) = Build(context);
         if (args.Length == 0)
         {
-            context.Error.Write(GeneralHelp());
+            WriteHelp(root, context.Error);
             return ExitUsage;
         }
-        var verb = args[0];
-        if (verb is "--help" or "-h" or "help")
+        var parsed = root.Parse(args);
+        var verb = parsed.CommandResult.Command;
+        var error = parsed.Action is HelpAction ? null : FirstError(args, parsed, verbs.GetValueOrDefault(verb));
+        if (error is not null)
         {
-            if (args.Length > 1 && Find(args[1]) is { } topic)
+            var see = verb == root ? $"see '{Program} --help'" : $"see '{Program} {verb.Name} --help'";
+            context.Error.WriteLine(verb == root ? $"{Program}: {error} ({see})" : $"{Program} {verb.Name}: {error} ({see})");
+            return ExitUsage;
+        }
+        if (verb == root && parsed.Action is null)
+        {
+            WriteHelp(root, context.Error);
+            return ExitUsage;
+        }
+        return await parsed.InvokeAsync(new InvocationConfiguration
+        {
+            Output = context.Out,
+            Error = context.Error,
+            // Program owns the signals (the daemon drains on SIGTERM); the verb gets its token.
+            ProcessTerminationTimeout = null,
+            EnableDefaultExceptionHandler = false,
+        }, cancellationToken);
+    }
+
+    private static void WriteHelp(RootCommand root, TextWriter writer) =>
+        root.Parse("--help").Invoke(new InvocationConfiguration { Output = writer });
+
+    /// <summary>The verbs as System.CommandLine commands, with what maps a parse back to each verb's <see cref="ParsedArgs"/>.</summary>
+    private (RootCommand Root, Dictionary<Command, Verb> Verbs) Build(CommandContext context)
+    {
+        var root = new RootCommand("BertHost: one shared BERT body serving task-head plugins (HTTP daemon and CLI).");
+        var verbs = new Dictionary<Command, Verb>();
+        foreach (var command in commands)
+        {
+            var cli = new Command(command.Name, command.Summary);
+            var options = new List<(OptionSpec Spec, Option Option)>();
+            foreach (var spec in command.Options)
             {
-                context.Out.Write(Help(topic));
-                return ExitOk;
+                Option option = spec.TakesValue
+                    ? new Option<string[]>("--" + spec.Name)
+                    {
+                        Description = spec.Help,
+                        HelpName = spec.ValueName,
+                        Arity = ArgumentArity.OneOrMore,
+                        AllowMultipleArgumentsPerToken = false,
+                    }
+                    : new Option<bool>("--" + spec.Name) { Description = spec.Help, Arity = ArgumentArity.Zero };
+                cli.Options.Add(option);
+                options.Add((spec, option));
             }
-            context.Out.Write(GeneralHelp());
-            return ExitOk;
+            var positionals = new Argument<string[]>("arguments") { Arity = ArgumentArity.ZeroOrMore, Hidden = true };
+            cli.Arguments.Add(positionals);
+            var verb = new Verb(command, options, positionals);
+            verbs[cli] = verb;
+            cli.SetAction((result, token) => RunVerbAsync(verb, result, context, token));
+            root.Subcommands.Add(cli);
         }
-        if (verb is "--version")
+        var help = root.Options.OfType<HelpOption>().Single();
+        help.Action = new HelpWithUsage(help.Action!, verbs);
+        return (root, verbs);
+    }
+
+    /// <summary>The library's help, then the verb's usage line and its details (input and output formats, examples).</summary>
+    private sealed class HelpWithUsage(CommandLineAction inner, Dictionary<Command, Verb> verbs) : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
         {
-            context.Out.WriteLine($"{Program} {Assembly.GetExecutingAssembly().GetName().Version}");
-            return ExitOk;
+            var code = ((SynchronousCommandLineAction)inner).Invoke(parseResult);
+            if (verbs.GetValueOrDefault(parseResult.CommandResult.Command) is { Command: var command })
+            {
+                var output = parseResult.InvocationConfiguration.Output;
+                output.WriteLine($"usage: {Program} {command.Name} {command.Usage}");
+                if (command.Details.Length > 0)
+                {
+                    output.WriteLine();
+                    output.WriteLine(command.Details.TrimEnd());
+                }
+            }
+            return code;
         }
-        var command = Find(verb);
-        if (command is null)
+    }
+
+    private sealed record Verb(ICommand Command, List<(OptionSpec Spec, Option Option)> Options, Argument<string[]> Positionals);
+
+    /// <summary>The first problem with the command line, in this CLI's words (one line), or null.</summary>
+    private static string? FirstError(string[] args, ParseResult parsed, Verb? verb)
+    {
+        if (verb is not null)
         {
-            context.Error.WriteLine($"{Program}: unknown command '{verb}' (commands: {string.Join(", ", commands.Select(c => c.Name))}; see '{Program} --help')");
-            return ExitUsage;
+            // The library would read "--flag=value" as the flag and a positional "value".
+            foreach (var arg in args.TakeWhile(a => a != "--"))
+                if (arg.StartsWith("--", StringComparison.Ordinal) && arg.IndexOf('=') is > 2 and var eq
+                    && verb.Options.Any(o => !o.Spec.TakesValue && o.Spec.Name == arg[2..eq]))
+                    return $"option {arg[..eq]} takes no value";
+            // Before "--" a token that looks like an option and is none is a mistake, not a positional.
+            foreach (var token in parsed.Tokens)
+            {
+                if (token.Type == TokenType.DoubleDash) break;
+                if (token.Type == TokenType.Argument && token.Value.Length > 1 && token.Value[0] == '-'
+                    && parsed.GetResult(verb.Positionals)?.Tokens.Contains(token) == true)
+                    return $"unknown option '{token.Value.Split('=')[0]}' for '{verb.Command.Name}'";
+            }
+            foreach (var (spec, option) in verb.Options)
+            {
+                var result = parsed.GetResult(option);
+                if (result is null || result.Implicit) continue;
+                if (spec.TakesValue && result.Tokens.Count == 0) return $"option --{spec.Name} needs a value ({spec.ValueName})";
+                if (spec.TakesValue && !spec.Repeatable && result.Tokens.Count > 1) return $"option --{spec.Name} given more than once";
+            }
         }
-        var rest = args.Skip(1).ToList();
-        if (rest.Contains("--help") || rest.Contains("-h"))
-        {
-            context.Out.Write(Help(command));
-            return ExitOk;
-        }
+        if (parsed.Errors.Count == 0) return null;
+        var first = parsed.Errors[0];
+        if (first.SymbolResult is OptionResult { Option: var o } && verb?.Options.FirstOrDefault(x => x.Option == o) is { Spec: { } s })
+            return s.TakesValue ? $"option --{s.Name} needs a value ({s.ValueName})" : $"option --{s.Name} takes no value";
+        if (verb is null && parsed.UnmatchedTokens.Count > 0)
+            return $"unknown command '{parsed.UnmatchedTokens[0]}' (commands: {string.Join(", ", parsed.RootCommandResult.Command.Subcommands.Select(c => c.Name))})";
+        return first.Message;
+    }
+
+    private static async Task<int> RunVerbAsync(Verb verb, ParseResult parsed, CommandContext context, CancellationToken cancellationToken)
+    {
+        var command = verb.Command;
         try
         {
-            var parsed = ParsedArgs.Parse(rest, command.Options, command.Name);
-            return await command.RunAsync(parsed, context, cancellationToken);
+            var args = new ParsedArgs();
+            foreach (var (spec, option) in verb.Options)
+            {
+                if (parsed.GetResult(option) is not { Implicit: false } result) continue;
+                if (!spec.TakesValue) args.Add(spec.Name, "true");
+                else foreach (var token in result.Tokens) args.Add(spec.Name, token.Value);
+            }
+            args.Positionals.AddRange(parsed.GetValue(verb.Positionals) ?? []);
+            return await command.RunAsync(args, context, cancellationToken);
         }
         catch (UsageException e)
         {
@@ -73,41 +184,5 @@ public sealed class CliApp(IReadOnlyList<ICommand> commands)
             context.Error.WriteLine($"{Program} {command.Name}: cancelled");
             return ExitFailure;
         }
-    }
-
-    private ICommand? Find(string name) => commands.FirstOrDefault(c => c.Name == name);
-
-    private string GeneralHelp()
-    {
-        var sb = new StringBuilder();
-        sb.AppendLine($"usage: {Program} <command> [options]");
-        sb.AppendLine();
-        sb.AppendLine("commands:");
-        foreach (var c in commands) sb.AppendLine($"  {c.Name,-12} {c.Summary}");
-        sb.AppendLine();
-        sb.AppendLine($"'{Program} <command> --help' describes a command's options.");
-        return sb.ToString();
-    }
-
-    private static string Help(ICommand command)
-    {
-        var sb = new StringBuilder();
-        sb.AppendLine($"usage: {Program} {command.Name} {command.Usage}");
-        sb.AppendLine();
-        sb.AppendLine(command.Summary);
-        sb.AppendLine();
-        sb.AppendLine("options:");
-        foreach (var o in command.Options)
-        {
-            var left = o.TakesValue ? $"--{o.Name} {o.ValueName}" : $"--{o.Name}";
-            sb.AppendLine($"  {left,-26} {o.Help}");
-        }
-        sb.AppendLine($"  {"--help",-26} show this help");
-        if (command.Details.Length > 0)
-        {
-            sb.AppendLine();
-            sb.AppendLine(command.Details.TrimEnd());
-        }
-        return sb.ToString();
     }
 }

@@ -57,6 +57,8 @@ public sealed class PredictCommand : ICommand
                 failures++;
                 var field = e.Field?.Replace("inputs[0]", $"input {i + 1}") ?? $"input {i + 1}";
                 await context.Error.WriteLineAsync($"berthost predict: {field}: {e.Message}");
+                // A bug in the head's plugin: its stack trace is what its author needs.
+                if (args.Has("verbose") && Api.ApiServer.PluginBug(e) is { } bug) await context.Error.WriteLineAsync(bug.ToString());
             }
         }
         await context.Out.FlushAsync(cancellationToken);

@@ -125,7 +125,7 @@ public sealed class PretrainCommand : ICommand
             context.Error.WriteLine($"berthost pretrain: {origin}: {model.Config.NumHiddenLayers} layers, hidden {model.Config.HiddenSize}, {parameters:N0} parameters; checkpoint {options.CheckpointDirectory}");
             if (File.Exists(Path.Combine(options.CheckpointDirectory, Pretrainer.StateFile)))
                 context.Error.WriteLine($"berthost pretrain: resuming from the checkpoint in {options.CheckpointDirectory} (its weights replace the starting ones)");
-            var live = ReferenceEquals(context.Error, Console.Error) && !Console.IsErrorRedirected;
+            var live = TerminalProgress.IsInteractive(context.Error);
             var bar = new PretrainProgressBar(context.Error, live);
             PretrainResult result;
             try
@@ -193,12 +193,13 @@ public sealed class PretrainCommand : ICommand
 
     private static JsonNode? Finite(double? v) => v is { } x && double.IsFinite(x) ? JsonValue.Create(x) : null;
 
-    /// <summary>A one-line progress bar on stderr (redrawn in place on a terminal; a line per 10 % otherwise).</summary>
+    /// <summary>A progress bar on a terminal's stderr (Spectre.Console); a line per 10 % otherwise.</summary>
     private sealed class PretrainProgressBar(TextWriter error, bool live) : IProgress<PretrainProgress>
     {
         private int _lastDecile = -1;
         private PretrainPhase? _lastPhase;
         private long _lastTokenizeReport;
+        private TerminalProgress? _bar;
 
         public void Report(PretrainProgress p)
         {
@@ -206,34 +207,44 @@ public sealed class PretrainCommand : ICommand
             {
                 if (!live && t.Tokens - _lastTokenizeReport < 5_000_000 && _lastPhase == PretrainPhase.Tokenizing) return;
                 _lastTokenizeReport = t.Tokens;
-                Write($"tokenizing {Path.GetFileName(t.File)} ({t.FileIndex + 1}/{t.FileCount}): {t.Documents:N0} documents, {t.Tokens:N0} tokens");
+                Write($"tokenizing {Path.GetFileName(t.File)} ({t.FileIndex + 1}/{t.FileCount}): {t.Documents:N0} documents, {t.Tokens:N0} tokens",
+                    t.FileIndex, t.FileCount);
             }
             else if (p.Phase == PretrainPhase.Training)
             {
                 var decile = (int)(10 * p.Step / Math.Max(1, p.TotalSteps));
                 if (!live && decile == _lastDecile) return;
                 _lastDecile = decile;
-                var fraction = (double)p.Step / Math.Max(1, p.TotalSteps);
-                var filled = (int)Math.Round(fraction * 20);
-                Write(string.Create(CultureInfo.InvariantCulture,
-                    $"[{new string('#', filled)}{new string('.', 20 - filled)}] step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} lr {p.LearningRate:0.0e+00} {p.TokensPerSecond:N0} tok/s elapsed {Clock(p.Elapsed)} ETA {Clock(p.Eta)}"));
+                var text = string.Create(CultureInfo.InvariantCulture,
+                    $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} lr {p.LearningRate:0.0e+00} {p.TokensPerSecond:N0} tok/s elapsed {Clock(p.Elapsed)} ETA {Clock(p.Eta)}");
+                if (live) Write(text, p.Step, p.TotalSteps);
+                else
+                {
+                    var filled = (int)Math.Round((double)p.Step / Math.Max(1, p.TotalSteps) * 20);
+                    Write($"[{new string('#', filled)}{new string('.', 20 - filled)}] {text}", p.Step, p.TotalSteps);
+                }
             }
             else if (p.Phase != _lastPhase && p.Phase != PretrainPhase.Tokenizing)
             {
-                Write(p.Phase == PretrainPhase.Evaluating ? $"evaluating at step {p.Step}" : $"checkpoint at step {p.Step}");
+                Write(p.Phase == PretrainPhase.Evaluating ? $"evaluating at step {p.Step}" : $"checkpoint at step {p.Step}", p.Step, p.TotalSteps);
             }
             _lastPhase = p.Phase;
         }
 
         public void Finish()
         {
-            if (live) error.WriteLine();
+            if (live) _bar?.Dispose();
         }
 
-        private void Write(string line)
+        private void Write(string line, double done, double total)
         {
-            if (live) error.Write("\r" + line.PadRight(110));
-            else error.WriteLine(line);
+            if (!live)
+            {
+                error.WriteLine(line);
+                return;
+            }
+            _bar ??= new TerminalProgress("pretraining");
+            _bar.Update(done, total, line);
         }
 
         private static string Clock(TimeSpan t) => $"{(int)t.TotalHours}:{t.Minutes:D2}:{t.Seconds:D2}";

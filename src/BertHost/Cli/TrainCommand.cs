@@ -125,7 +125,7 @@ public sealed class TrainCommand : ICommand
                 ? $"berthost train: writing checkpoints to {dir}"
                 : $"berthost train: resuming from epoch {at.Epoch} step {at.StepInEpoch} ({at.CompletedEpochs} epochs done) in {dir}");
         }
-        var live = ReferenceEquals(context.Error, Console.Error) && !Console.IsErrorRedirected;
+        var live = TerminalProgress.IsInteractive(context.Error);
         var reporter = new ProgressLine(context.Error, live);
         var runClock = System.Diagnostics.Stopwatch.StartNew();
         // Each epoch's line is printed when the epoch ends, so a long run shows its progress on stdout too.
@@ -341,10 +341,11 @@ public sealed class TrainCommand : ICommand
         return v;
     }
 
-    /// <summary>`epoch 1/3 step 40/120 loss 0.6931 312 ex/s ETA 0:12`: rewritten with \r on a terminal, else one line per epoch.</summary>
+    /// <summary>`epoch 1/3 step 40/120 loss 0.6931 312 ex/s ETA 0:12`: beside a progress bar on a terminal, else one line per epoch.</summary>
     private sealed class ProgressLine(TextWriter error, bool live) : IProgress<TrainingProgress>, IProgress<FeatureCacheProgress>
     {
         private TrainingProgress? _last;
+        private TerminalProgress? _bar;
 
         // The trainer reports the cache fill at most every 2 s and once when it is done; redirected stderr gets one
         // line per report, so a long fill is never silent.
@@ -359,14 +360,18 @@ public sealed class TrainCommand : ICommand
 
         public void Report(TrainingProgress p)
         {
-            if (live) error.Write("\r" + Format(p) + "   ");
+            if (live)
+            {
+                _bar ??= new TerminalProgress("training");
+                _bar.Update((p.Epoch - 1) * (double)p.TotalSteps + p.Step, (double)p.Epochs * p.TotalSteps, Format(p));
+            }
             else if (_last is not null && _last.Epoch != p.Epoch) error.WriteLine(Format(_last));
             _last = p;
         }
 
         public void Finish()
         {
-            if (live) error.WriteLine();
+            if (live) _bar?.Dispose();
             else if (_last is not null) error.WriteLine(Format(_last));
         }
 

@@ -222,6 +222,31 @@ public sealed class ApiErrorTests
     }
 
     [Fact]
+    public async Task A_plugin_bug_is_503_to_the_client_and_logged_as_an_error_with_its_stack_trace()
+    {
+        await using var server = await ApiTestServer.StartAsync();
+        // What the engine throws when a head's Encode fails with something other than a HeadInputException.
+        Exception bug;
+        try
+        {
+            throw new NullReferenceException("a bug inside the plugin's Encode");
+        }
+        catch (NullReferenceException e)
+        {
+            bug = e;
+        }
+        server.Engine.Throw = new ServingException(ServingError.Unavailable, "head 'x' failed while encoding input 0: a bug inside the plugin's Encode", "inputs[0]", bug);
+        using var response = await server.PostJsonAsync(Predict, """{"inputs": ["a"]}""");
+        var text = await response.Content.ReadAsStringAsync();
+        await ApiTestServer.AssertErrorAsync(response, HttpStatusCode.ServiceUnavailable, "unavailable", "inputs[0]");
+        Assert.DoesNotContain("   at ", text);
+        var logged = Assert.Single(server.Logs.Entries, e => e.Level == LogLevel.Error);
+        Assert.Same(bug, logged.Exception);   // the logger prints the exception with its stack trace
+        Assert.NotNull(logged.Exception!.StackTrace);
+        Assert.Contains("a head plugin threw System.NullReferenceException: a bug inside the plugin's Encode", logged.Message);
+    }
+
+    [Fact]
     public async Task Wrong_number_of_outputs_is_500()
     {
         await using var server = await ApiTestServer.StartAsync();

@@ -105,7 +105,13 @@ public class QuantizedWeightsTests
         Assert.Equal(["64→64", "64→200", "200→64"], described["quantized_projections"]!.AsArray().Select(p => p!["shape"]!.GetValue<string>()));
         Assert.Null(int8.Prepacked); // every Linear runs in int8: nothing left to pack
         Assert.Equal("no Linear left to pack", int8.NotPrepackedReason);
+        // The int8 Linears hold no float32 copy of their weights; the float32 body's still do.
+        Assert.All(Linears(int8), w => Assert.Equal(0, w));
+        Assert.All(Linears(fp32), w => Assert.True(w > 0));
     }
+
+    private static IEnumerable<long> Linears(BertBody body) =>
+        body.Model.encoder.modules().OfType<TorchSharp.Modules.Linear>().Select(l => l.weight!.NumberOfElements);
 
     [Fact]
     public void Serving_in_a_precision_the_cpu_would_emulate_is_refused()

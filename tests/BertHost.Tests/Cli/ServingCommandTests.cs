@@ -103,6 +103,21 @@ public sealed class ServingCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Predict_verbose_shows_the_stack_trace_of_a_plugin_bug()
+    {
+        var config = WriteConfig(HostFixture.Yaml());
+        var quiet = await CliRunner.RunAsync("predict", "--config", config, "--head", "flaky", "throw in encode");
+        Assert.Equal(1, quiet.ExitCode);
+        Assert.Contains("input 1: head 'flaky' failed while encoding input 0: throws-in-forward failed in Encode on purpose", quiet.Error);
+        Assert.DoesNotContain("   at ", quiet.Error);
+
+        var verbose = await CliRunner.RunAsync("predict", "--config", config, "--head", "flaky", "--verbose", "throw in encode");
+        Assert.Equal(1, verbose.ExitCode);
+        Assert.Contains("System.InvalidOperationException: throws-in-forward failed in Encode on purpose", verbose.Error);
+        Assert.Contains("at BertHost.TestHeads.ThrowsInForwardHead.", verbose.Error);
+    }
+
+    [Fact]
     public async Task Heads_lists_every_head_and_exits_1_when_one_failed()
     {
         var config = WriteConfig(HostFixture.Yaml());

@@ -18,8 +18,8 @@ public sealed class ClientPackageTests
         try
         {
             var project = Path.Combine(TestPaths.RepoRoot, "src", "BertHost.Client", "BertHost.Client.csproj");
-            var (exitCode, log) = await RunAsync(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet",
-                "pack", project, "-c", configuration, "--no-build", "--no-restore", "-o", output.FullName, "-nologo");
+            var (exitCode, log) = await DotnetCli.RunAsync(DotnetCli.Executable,
+                ["pack", project, "-c", configuration, "--no-build", "--no-restore", "-o", output.FullName, "-nologo"]);
             Assert.True(exitCode == 0, log);
 
             var package = Path.Combine(output.FullName, "BertHost.Client.1.0.0.nupkg");
@@ -55,17 +55,5 @@ public sealed class ClientPackageTests
         {
             output.Delete(recursive: true);
         }
-    }
-
-    private static async Task<(int ExitCode, string Log)> RunAsync(string program, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await stdout + await stderr);
     }
 }

@@ -129,6 +129,9 @@ public class PluginCatalogTests
         Assert.Contains("head kind 'throws-in-create'", bug.Message);
         Assert.Contains("BertHost.TestHeads.dll", bug.Message);
         Assert.Contains("failed to create head 'broken': NullReferenceException: a bug inside the plugin's Create", bug.Message);
+        // The plugin's own exception stays inside, with its stack trace, for the host's log.
+        Assert.IsType<NullReferenceException>(bug.InnerException);
+        Assert.Contains("BertHost.TestHeads.ThrowsInCreateKind.Create", bug.InnerException!.StackTrace);
 
         var config = Assert.Throws<HeadConfigurationException>(() =>
             Kind(TestHeadsPlugin, "throws-in-create").CreateHead(Context(body, "throws-in-create", options: """{"mode": "config"}""")));

@@ -38,7 +38,10 @@ public sealed class ThrowsInForwardKind : IHeadKind
     public IHead Create(HeadContext context) => new ThrowsInForwardHead(context.Name, context.Tokenizer);
 }
 
-/// <summary>Encodes like a real head (so its inputs reach the body pass), then fails in Forward.</summary>
+/// <summary>
+/// Encodes like a real head (so its inputs reach the body pass), then fails in Forward; the text "throw in encode"
+/// makes Encode itself fail with a bug (not a <see cref="HeadInputException"/>).
+/// </summary>
 public sealed class ThrowsInForwardHead(string name, ITextTokenizer tokenizer) : IHead
 {
     private readonly nn.Module _module = nn.Identity();
@@ -55,8 +58,11 @@ public sealed class ThrowsInForwardHead(string name, ITextTokenizer tokenizer) :
         var text = input.ValueKind == JsonValueKind.String ? input.GetString()
             : input.ValueKind == JsonValueKind.Object && input.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()
             : throw new HeadInputException("text", "text must be a string");
+        if (text == "throw in encode") ThrowFromEncode();
         return new HeadFeatures { Sequences = tokenizer.Encode(text!) };
     }
+    // A method of its own, so the stack trace the host logs names it.
+    private static void ThrowFromEncode() => throw new InvalidOperationException("throws-in-forward failed in Encode on purpose");
     public Tensor Forward(BodyOutput body, HeadBatch batch) => throw new InvalidOperationException("throws-in-forward failed in Forward on purpose");
     public IReadOnlyList<JsonNode> Decode(Tensor logits, HeadBatch batch) => throw new NotSupportedException();
     public void Save(string folder, HeadSaveInfo info) => throw new NotSupportedException();
