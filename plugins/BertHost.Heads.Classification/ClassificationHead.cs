@@ -78,7 +78,9 @@ public sealed class ClassificationHead : TaskHead<ClassificationOptions, Classif
     public override Tensor Forward(BodyOutput body, HeadBatch batch)
     {
         using var scope = NewDisposeScope();
-        var pooled = Pooling.Pool(body, Options.Pooling, Options.Layer);
+        var pooled = Options.Pooling == PoolingMode.Attention
+            ? Module.AttentionPool(Options.Layer == -1 ? body.LastHiddenState : body.HiddenState(Options.Layer), body.AttentionMask)
+            : Pooling.Pool(body, Options.Pooling, Options.Layer);
         if (pooled.shape[0] != batch.RowCount)
             throw new ArgumentException($"the body output has {pooled.shape[0]} rows but the batch has {batch.RowCount}");
         return Module.call(pooled).MoveToOuterDisposeScope();

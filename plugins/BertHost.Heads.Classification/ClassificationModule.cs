@@ -1,3 +1,4 @@
+using BertHost.Abstractions.Heads;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,19 +8,22 @@ namespace BertHost.Heads.Classification;
 /// <summary>
 /// pooled [N,H] -> dropout -> (hidden.i: Linear -> activation -> dropout)* -> classifier: Linear -> logits [N,labels].
 /// Parameter names are <c>classifier.weight</c>/<c>classifier.bias</c> (as Hugging Face's BertForSequenceClassification,
-/// so an import is a plain name match) and <c>hidden.{i}.weight</c>/<c>hidden.{i}.bias</c>.
+/// so an import is a plain name match) and <c>hidden.{i}.weight</c>/<c>hidden.{i}.bias</c>; with attention pooling
+/// also <c>attention_pooling.score.weight</c> [1,H].
 /// </summary>
 public sealed class ClassificationModule : nn.Module<Tensor, Tensor>
 {
     private readonly Dropout dropout;
     private readonly ModuleList<Linear> hidden;
     private readonly Linear classifier;
+    private readonly AttentionPooling? attention_pooling;
     private readonly HiddenActivation _activation;
 
     public ClassificationModule(int inputSize, IReadOnlyList<int> hiddenLayers, int labelCount, double dropoutProb,
-        HiddenActivation activation) : base(nameof(ClassificationModule))
+        HiddenActivation activation, bool attentionPooling = false) : base(nameof(ClassificationModule))
     {
         dropout = nn.Dropout(dropoutProb);
+        attention_pooling = attentionPooling ? new AttentionPooling(inputSize) : null;
         hidden = new ModuleList<Linear>();
         var size = inputSize;
         foreach (var h in hiddenLayers)
@@ -31,6 +35,10 @@ public sealed class ClassificationModule : nn.Module<Tensor, Tensor>
         _activation = activation;
         RegisterComponents();
     }
+
+    /// <summary>The attention-pooled [N,H] sentence vectors of [N,T,H] token states (pooling: attention only).</summary>
+    public Tensor AttentionPool(Tensor hidden, Tensor attentionMask) =>
+        (attention_pooling ?? throw new InvalidOperationException("this head does not pool with attention")).call(hidden, attentionMask);
 
     public override Tensor forward(Tensor pooled)
     {

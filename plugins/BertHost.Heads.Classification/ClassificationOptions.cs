@@ -14,7 +14,7 @@ public enum HiddenActivation { Tanh, Gelu, Relu }
 /// <summary>
 /// The <c>options:</c> of a text-classification head. Every key is optional:
 /// <list type="bullet">
-/// <item><c>pooling</c>: <c>pooler</c> (default, as BertForSequenceClassification; needs a body with pooler weights) | <c>cls</c> | <c>mean</c> | <c>max</c></item>
+/// <item><c>pooling</c>: <c>pooler</c> (default, as BertForSequenceClassification; needs a body with pooler weights) | <c>cls</c> | <c>mean</c> | <c>max</c> | <c>attention</c> (a learned masked-softmax weighting of the tokens, <see cref="AttentionPooling"/>)</item>
 /// <item><c>dropout</c>: before the classifier (and after each hidden layer); default the body's hidden_dropout_prob</item>
 /// <item><c>hidden_layers</c>: sizes of optional Linear + activation + dropout layers before the classifier (default none)</item>
 /// <item><c>activation</c>: of the hidden layers: <c>tanh</c> (default, as the BERT pooler and RoBERTa's classification head) | <c>gelu</c> | <c>relu</c></item>
@@ -73,7 +73,7 @@ public sealed record ClassificationOptions
         }
         if (result.Layer != -1 && result.Pooling == PoolingMode.Pooler && result.Given.Contains("layer"))
             throw new HeadConfigurationException("options.layer",
-                $"layer {result.Layer} cannot be used with pooling 'pooler' (the pooler reads the last layer); choose pooling cls, mean or max");
+                $"layer {result.Layer} cannot be used with pooling 'pooler' (the pooler reads the last layer); choose pooling cls, mean, max or attention");
         return result;
     }
 
@@ -100,7 +100,8 @@ public sealed record ClassificationOptions
         "cls" => PoolingMode.Cls,
         "mean" => PoolingMode.Mean,
         "max" => PoolingMode.Max,
-        _ => throw new HeadConfigurationException(field, $"pooling '{s}' is not one of pooler, cls, mean, max"),
+        "attention" => PoolingMode.Attention,
+        _ => throw new HeadConfigurationException(field, $"pooling '{s}' is not one of pooler, cls, mean, max, attention"),
     };
 
     private static HiddenActivation ParseActivation(string field, string s) => s.ToLowerInvariant() switch

@@ -27,7 +27,8 @@ public sealed class TextClassificationKind : IHeadKind
             Validate(context, options, labels, weights);
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
-            var module = new ClassificationModule(context.Body.HiddenSize, options.HiddenLayers, labels.Count, dropout, options.Activation);
+            var module = new ClassificationModule(context.Body.HiddenSize, options.HiddenLayers, labels.Count, dropout, options.Activation,
+                attentionPooling: options.Pooling == PoolingMode.Attention);
             weights.Prepare(context, module, module.InitializeFresh, "check options.hidden_layers and the labels");
             return new ClassificationHead(context, options, labels, dropout, module, weights.Origin);
         });

@@ -105,7 +105,9 @@ public sealed class MultipleChoiceHead : TaskHead<MultipleChoiceOptions, Multipl
     public override Tensor Forward(BodyOutput body, HeadBatch batch)
     {
         using var scope = NewDisposeScope();
-        var pooled = Pooling.Pool(body, Options.Pooling);
+        var pooled = Options.Pooling == PoolingMode.Attention
+            ? Module.AttentionPool(body.LastHiddenState, body.AttentionMask)
+            : Pooling.Pool(body, Options.Pooling);
         if (pooled.shape[0] != batch.RowCount)
             throw new ArgumentException($"the body output has {pooled.shape[0]} rows but the batch has {batch.RowCount}");
         return Module.call(pooled).MoveToOuterDisposeScope();

@@ -31,7 +31,7 @@ public sealed class MultipleChoiceKind : IHeadKind
                     $"pooling 'pooler' needs the body's pooler, but the body ({context.Body.ModelFolder}) has no pooler weights; use pooling cls or mean");
 
             var dropout = options.Dropout ?? weights.DefaultDropout ?? context.Body.HiddenDropoutProb;
-            var module = new MultipleChoiceModule(context.Body.HiddenSize, dropout);
+            var module = new MultipleChoiceModule(context.Body.HiddenSize, dropout, attentionPooling: options.Pooling == PoolingMode.Attention);
             weights.Prepare(context, module, module.InitializeFresh);
             return new MultipleChoiceHead(context, options, dropout, module, weights.Origin);
         });

@@ -9,7 +9,7 @@ namespace BertHost.Heads.MultipleChoice;
 /// <summary>
 /// The <c>options:</c> of a multiple-choice head. Every key is optional:
 /// <list type="bullet">
-/// <item><c>pooling</c>: <c>pooler</c> (default, as BertForMultipleChoice; needs a body with pooler weights) | <c>cls</c> | <c>mean</c></item>
+/// <item><c>pooling</c>: <c>pooler</c> (default, as BertForMultipleChoice; needs a body with pooler weights) | <c>cls</c> | <c>mean</c> | <c>attention</c> (a learned masked-softmax weighting of the tokens, <see cref="AttentionPooling"/>)</item>
 /// <item><c>dropout</c>: before the classifier; default the imported model's classifier_dropout, else the body's hidden_dropout_prob</item>
 /// <item><c>max_length</c>: tokens per choice sequence (special tokens included); the body's limit when larger or absent</item>
 /// <item><c>max_choices</c>: the most choices one input may have (default 8)</item>
@@ -79,7 +79,8 @@ public sealed record MultipleChoiceOptions
         "pooler" => PoolingMode.Pooler,
         "cls" => PoolingMode.Cls,
         "mean" => PoolingMode.Mean,
-        _ => throw new HeadConfigurationException(field, $"pooling '{s}' is not one of pooler, cls, mean"),
+        "attention" => PoolingMode.Attention,
+        _ => throw new HeadConfigurationException(field, $"pooling '{s}' is not one of pooler, cls, mean, attention"),
     };
 
     private static TruncationStrategy ParseTruncation(string field, string s) => s.ToLowerInvariant() switch

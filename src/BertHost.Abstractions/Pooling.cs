@@ -15,6 +15,11 @@ public enum PoolingMode
     Max,
     /// <summary>The pooler output (dense + tanh over [CLS]), transformers' default sentence vector.</summary>
     Pooler,
+    /// <summary>
+    /// A learned, masked-softmax weighting of the tokens (<see cref="Heads.AttentionPooling"/>): a head option, since
+    /// it has weights; <see cref="Pooling.Pool(BodyOutput, PoolingMode, int)"/> does not compute it.
+    /// </summary>
+    Attention,
 }
 
 public static class Pooling
@@ -48,6 +53,7 @@ public static class Pooling
             PoolingMode.Pooler => (output ?? throw new ArgumentException("pooler pooling needs the body output")).PooledOutput.clone(),
             PoolingMode.Mean => MeanPool(hidden, attentionMask),
             PoolingMode.Max => MaxPool(hidden, attentionMask),
+            PoolingMode.Attention => throw new ArgumentException("attention pooling has learned weights: it is computed by the head's AttentionPooling module"),
             _ => throw new ArgumentException($"pooling {mode} does not give one vector per sequence"),
         };
         return result.MoveToOuterDisposeScope();

@@ -23,10 +23,21 @@ public sealed record HeadManifest(string Kind, IReadOnlyList<string> Labels, Jso
             ["body_fingerprint"] = BodyFingerprint,
             ["metrics"] = Metrics is null ? null : new JsonObject(Metrics.OrderBy(kv => kv.Key, StringComparer.Ordinal)
                 .Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
-            ["saved_at"] = SavedAt.ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ss.fffZ"),
+            ["saved_at"] = (ReproducibleTimestamp() ?? SavedAt).ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture),
         };
         return o;
     }
+
+    /// <summary>
+    /// SOURCE_DATE_EPOCH (seconds since 1970, the reproducible-builds convention) when set: then saved_at is that
+    /// instant, so a head regenerated from the same data and seed is byte-for-byte the committed one
+    /// (tools/regenerate-default-heads.sh). An unparsable value is ignored.
+    /// </summary>
+    private static DateTimeOffset? ReproducibleTimestamp() =>
+        long.TryParse(Environment.GetEnvironmentVariable("SOURCE_DATE_EPOCH"), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out var seconds) && seconds <= 253402300799
+            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+            : null;
 
     /// <summary>Reads a manifest; a malformed one throws <see cref="FormatException"/> naming the field.</summary>
     public static HeadManifest Read(string path)

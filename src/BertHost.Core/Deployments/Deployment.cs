@@ -73,23 +73,24 @@ public sealed class Deployment
     /// <summary>The deployment entry of head <paramref name="name"/> (with the weights that serve), or null.</summary>
     public DeployedHead? FindHead(string name) => Heads.FirstOrDefault(h => string.Equals(h.Name, name, StringComparison.OrdinalIgnoreCase));
 
-    /// <summary>The deployment's body; see <see cref="LoadBody(HostConfig, string, bool)"/>.</summary>
-    public BertBody LoadBody(bool forServing = false) => LoadBody(Config, BodyCheckpoint, forServing);
+    /// <summary>The deployment's body; see <see cref="LoadBody(HostConfig, string, bool, Lora.LoraAdapter?, bool)"/>.</summary>
+    public BertBody LoadBody(bool forServing = false, bool prepack = false) => LoadBody(Config, BodyCheckpoint, forServing, prepack: prepack);
 
     /// <summary>
     /// A body with the deployment's body settings from <paramref name="checkpoint"/>; a body that does not load throws
     /// <see cref="BodyLoadException"/>. Only a body loaded <paramref name="forServing"/> gets prepacked weights
     /// (<c>body.prepack_weights</c>) and int8 projections (<c>body.quantize</c>): a body about to be trained would pay
-    /// their memory for nothing.
+    /// their memory for nothing. <paramref name="prepack"/> asks for prepacked weights without the rest: a frozen body
+    /// computing a head-mode trainer's features runs the serving pass.
     /// </summary>
     /// <param name="mergeAdapter">A LoRA adapter to merge into the weights before they are packed (a private body for an <c>adapter: merge</c> head).</param>
-    public static BertBody LoadBody(HostConfig config, string checkpoint, bool forServing, Lora.LoraAdapter? mergeAdapter = null) => BertBody.Load(checkpoint, new BodyOptions
+    public static BertBody LoadBody(HostConfig config, string checkpoint, bool forServing, Lora.LoraAdapter? mergeAdapter = null, bool prepack = false) => BertBody.Load(checkpoint, new BodyOptions
     {
         MergeAdapter = mergeAdapter,
         Device = config.Body.Device,
         DType = config.Body.DType,
         MaxSequenceLength = config.Body.MaxSequenceLength,
-        PrepackWeights = forServing && config.Body.PrepackWeights,
+        PrepackWeights = (forServing || prepack) && config.Body.PrepackWeights,
         CpuAttentionKernel = config.Body.AttentionKernel,
         // Quantized weights serve; a body loaded to be trained (or to compute a trainer's features) stays float32.
         Quantize = forServing ? config.Body.Quantize : QuantizeModes.None,

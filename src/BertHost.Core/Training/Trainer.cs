@@ -215,6 +215,8 @@ public sealed class Trainer
                 TrainingCheckpoint.Write(dir, s, tensors);
             }
 
+            FillCaches(tasks, caches, progress as IProgress<FeatureCacheProgress>, cancellationToken);
+
             for (; s.Epoch <= _options.Epochs && !s.StoppedEarly; s.Epoch++)
             {
                 var epoch = s.Epoch;
@@ -497,6 +499,97 @@ public sealed class Trainer
             if (training) t.Head.Module.train(); else t.Head.Module.eval();
         if (training && BodyTrains) _body.Model.train(); else _body.Model.eval();
         _lowPrecision?.SetTraining(training && BodyTrains);
+    }
+
+    /// <summary>Padded tokens (rows × longest row) per body pass while filling the feature cache: the serving default.</summary>
+    internal const int CacheFillBatchTokens = 16384;
+
+    /// <summary>Rows per body pass while filling the feature cache.</summary>
+    internal const int CacheFillBatchRows = 256;
+
+    /// <summary>
+    /// Head mode: runs the frozen body once over every training and evaluation example before the first step, as the
+    /// serving path does — examples sorted by length and cut into passes by a token budget (so a pass pads little),
+    /// padded tokens skipped in every Linear and LayerNorm (<see cref="BertBody.ForwardSkippingPadding"/>, prepacked
+    /// weights), no autograd. Filling lazily, batch by shuffled batch, padded every batch of 16 to its longest
+    /// sentence and ran the padding through the whole body. The cached values do not depend on which pass computed
+    /// them beyond float rounding, and the order of passes is fixed, so runs stay deterministic.
+    /// </summary>
+    private void FillCaches(IReadOnlyList<TrainingTask> tasks, List<FeatureCache?> caches, IProgress<FeatureCacheProgress>? progress,
+        CancellationToken cancellationToken)
+    {
+        var work = new List<(int Task, HeadFeatures Item)>();
+        for (var t = 0; t < tasks.Count; t++)
+        {
+            if (caches[t] is not { } cache) continue;
+            var seen = new HashSet<HeadFeatures>(ReferenceEqualityComparer.Instance);
+            // The last epoch always evaluates, so evaluation examples are always needed.
+            var items = tasks[t].Eval is { } eval ? tasks[t].Train.Concat(eval) : tasks[t].Train;
+            foreach (var item in items)
+                if (!cache.Contains(item) && seen.Add(item)) work.Add((t, item));
+        }
+        if (work.Count == 0) return;
+        _body.Model.eval();   // head mode: the body is frozen, and the padding-skipping pass needs eval mode
+        var clock = Stopwatch.StartNew();
+        var lastReport = TimeSpan.Zero;
+        var done = 0;
+        // Stable sort: ties keep data order, so the passes (and their float rounding) are the same on every run.
+        foreach (var group in work.GroupBy(w => w.Task))
+        {
+            var head = tasks[group.Key].Head;
+            var cache = caches[group.Key]!;
+            var sorted = group.Select(w => w.Item).OrderBy(i => i.Sequences.Max(q => q.Length)).ToList();
+            foreach (var pass in CutByTokens(sorted))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using (var scope = NewDisposeScope())
+                {
+                    using var output = CachePass(head, pass);
+                    cache.Add(pass, output);
+                }
+                done += pass.Count;
+                var elapsed = clock.Elapsed;
+                if (progress is null || (done < work.Count && elapsed - lastReport < TimeSpan.FromSeconds(2))) continue;
+                lastReport = elapsed;
+                var rate = done / Math.Max(1e-9, elapsed.TotalSeconds);
+                progress.Report(new FeatureCacheProgress(done, work.Count, rate, TimeSpan.FromSeconds((work.Count - done) / Math.Max(1e-9, rate))));
+            }
+        }
+    }
+
+    /// <summary>Consecutive items (already sorted by length) cut so a pass stays within the token and row budgets.</summary>
+    private static IEnumerable<List<HeadFeatures>> CutByTokens(IReadOnlyList<HeadFeatures> sorted)
+    {
+        var current = new List<HeadFeatures>();
+        int rows = 0, longest = 0;
+        foreach (var item in sorted)
+        {
+            var itemRows = item.Sequences.Count;
+            var newLongest = Math.Max(longest, item.Sequences.Max(q => q.Length));
+            var fits = rows + itemRows <= CacheFillBatchRows && (long)(rows + itemRows) * newLongest <= CacheFillBatchTokens;
+            if (current.Count > 0 && !fits)
+            {
+                yield return current;
+                current = [];
+                rows = 0;
+                newLongest = item.Sequences.Max(q => q.Length);
+            }
+            current.Add(item);
+            rows += itemRows;
+            longest = newLongest;
+        }
+        if (current.Count > 0) yield return current;
+    }
+
+    /// <summary>The serving pass over <paramref name="items"/> (the low-precision copy's pass when training runs in bf16).</summary>
+    private BodyOutput CachePass(IHead head, IReadOnlyList<HeadFeatures> items)
+    {
+        if (_lowPrecision is not null) return BodyPass(head, items, withGrad: false);
+        Interlocked.Increment(ref _bodyPasses);
+        // A head with a (frozen) LoRA adapter reads the body with its adapter, as it is served.
+        using var lora = AdapterOf(head) is { } adapter ? LoraPass.Enter(_body.Model, [LoraSegment.All(adapter)]) : null;
+        var padded = PaddedBatch.Create(items.SelectMany(i => i.Sequences).ToList(), _body.Tokenizer.PadTokenId);
+        return _body.ForwardSkippingPadding(padded, head.Requirements.NeedsHiddenStates);
     }
 
     /// <summary>Caches the body outputs of the items not cached yet, in one body pass.</summary>

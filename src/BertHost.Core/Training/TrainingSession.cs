@@ -45,7 +45,9 @@ public sealed class TrainingSession : IDisposable
     /// <summary>Loads the body and the heads <paramref name="headNames"/> (each once); a head that cannot be built throws <see cref="HeadLoadException"/>.</summary>
     /// <param name="asServed">Load the body as <c>serve</c> does (<c>body.quantize</c>, prepacked weights): to evaluate
     /// heads on the body they will be served from, never to train it.</param>
-    public static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers, bool asServed = false)
+    /// <param name="prepack">Prepack the body's weights (<c>body.prepack_weights</c>) as serving does, without
+    /// quantizing: for head-mode training, whose frozen body only computes features.</param>
+    public static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers, bool asServed = false, bool prepack = false)
     {
         var sections = new List<HeadSection>();
         foreach (var headName in headNames)
@@ -56,7 +58,7 @@ public sealed class TrainingSession : IDisposable
             sections.Add(section);
         }
         var deployment = Deployment.FromConfig(config);
-        var body = deployment.LoadBody(forServing: asServed);
+        var body = deployment.LoadBody(forServing: asServed, prepack: prepack);
         var plugins = new PluginCatalog(loggers.CreateLogger<PluginCatalog>());
         var heads = new List<IHead>();
         var adapters = new Dictionary<string, Lora.LoraAdapter>(StringComparer.Ordinal);

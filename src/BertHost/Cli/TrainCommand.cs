@@ -60,6 +60,7 @@ public sealed class TrainCommand : ICommand
         new("lora-dropout", "lora mode: dropout on the adapters' input while training (default 0.1)", "X"),
         new("lora-targets", "lora mode: module names the adapters target, comma-separated (default query,value), or all-linear", "LIST"),
         new("skip-malformed", "skip malformed records (counted) instead of stopping at the first"),
+        new("fresh", "start the head from freshly initialised weights (seeded) even when the deployment gives it weights:"),
         new("out", "output folder", "DIR"),
         new("history", "folder for history.json, history.csv and history.svg (default: the output folder)", "DIR"),
         new("checkpoint-dir", "write resumable checkpoints here after every epoch; resume from the one found there", "DIR"),
@@ -91,8 +92,16 @@ public sealed class TrainCommand : ICommand
         if (LoraOptionsGiven(args) && !multitask && !string.Equals(modeText, "lora", StringComparison.OrdinalIgnoreCase))
             throw new UsageException("--lora-* options go with --mode lora (or --mode multitask)");
         var config = EngineLoader.LoadConfig(args, context.Error);
+        // --fresh: the trained heads ignore their weights: (a deployment that serves trained heads, such as
+        // config/default.yaml, can then be retrained from scratch, reproducibly, into the same folders).
+        if (args.Has("fresh"))
+            config = config with
+            {
+                Heads = config.Heads.Select(h => specs.Any(t => string.Equals(t.Head, h.Name, StringComparison.OrdinalIgnoreCase)) ? h with { Weights = null } : h).ToList(),
+            };
         using var loggers = EngineLoader.StderrLogging(args.Has("verbose") ? LogLevel.Information : LogLevel.Warning);
-        using var session = Open(config, specs.Select(t => t.Head).ToList(), loggers);
+        // Head mode never changes the body, so it gets the serving pass's prepacked weights for the feature cache.
+        using var session = Open(config, specs.Select(t => t.Head).ToList(), loggers, prepack: options.Mode == TrainingMode.Head);
         var format = args.Get("format");
         var skipMalformed = args.Has("skip-malformed");
         var skipped = new JsonObject();
@@ -251,11 +260,11 @@ public sealed class TrainCommand : ICommand
             eval.GetValueOrDefault(h))).ToList();
     }
 
-    internal static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers, bool asServed = false)
+    internal static TrainingSession Open(HostConfig config, IReadOnlyList<string> headNames, ILoggerFactory loggers, bool asServed = false, bool prepack = false)
     {
         try
         {
-            return TrainingSession.Open(config, headNames, loggers, asServed);
+            return TrainingSession.Open(config, headNames, loggers, asServed, prepack);
         }
         catch (BodyLoadException e)
         {
@@ -389,10 +398,21 @@ public sealed class TrainCommand : ICommand
     }
 
     /// <summary>`epoch 1/3 step 40/120 loss 0.6931 312 ex/s ETA 0:12`: beside a progress bar on a terminal, else one line per epoch.</summary>
-    private sealed class ProgressLine(TextWriter error, bool live) : IProgress<TrainingProgress>
+    private sealed class ProgressLine(TextWriter error, bool live) : IProgress<TrainingProgress>, IProgress<FeatureCacheProgress>
     {
         private TrainingProgress? _last;
         private TerminalProgress? _bar;
+
+        // The trainer reports the cache fill at most every 2 s and once when it is done; redirected stderr gets one
+        // line per report, so a long fill is never silent.
+        public void Report(FeatureCacheProgress p)
+        {
+            var line = string.Create(CultureInfo.InvariantCulture,
+                $"caching body outputs {p.Done}/{p.Total} examples {p.ExamplesPerSecond:F0} ex/s ETA {(int)p.Eta.TotalMinutes}:{p.Eta.Seconds:D2}");
+            if (live) error.Write("\r" + line + "   " + (p.Finished ? Environment.NewLine : ""));
+            else error.WriteLine(line);
+            error.Flush();
+        }
 
         public void Report(TrainingProgress p)
         {

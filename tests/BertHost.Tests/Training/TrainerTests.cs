@@ -37,9 +37,9 @@ public class TrainerTests
         var accuracy = trainer.Evaluate(train)["accuracy"];
         Assert.True(accuracy >= 0.85, $"accuracy {accuracy} (before training {chance})");
         Assert.Empty(Changed(body, before));
-        // Epoch 1 fills the cache (6 training batches; the eval set is the same examples); later epochs and their
-        // evaluations run no body pass.
-        Assert.Equal(passesBefore + 6, result.BodyPasses);
+        // The cache is filled before epoch 1 in length-sorted passes within a token budget: the 48 examples (the eval
+        // set is the same examples) fit one pass; the epochs and their evaluations run no body pass.
+        Assert.Equal(passesBefore + 1, result.BodyPasses);
         Assert.Equal(120, reports.Count);
         Assert.Equal(120, reports[^1].TotalSteps);
         Assert.True(reports.All(r => r.Loss > 0 && r.ExamplesPerSecond > 0));
@@ -174,6 +174,44 @@ public class TrainerTests
         var flags = File.ReadLines("/proc/cpuinfo").First(l => l.StartsWith("flags")).Split(' ');
         var native = flags.Contains("avx512_bf16") || flags.Contains("amx_bf16");
         Assert.Equal(native ? TrainingPrecision.Bf16 : TrainingPrecision.Fp32, new Trainer(b, h, new TrainingOptions { Precision = TrainingPrecision.Auto }).Precision);
+    }
+
+    [Fact]
+    public void The_cache_fill_runs_length_sorted_passes_within_the_budget_reports_progress_and_matches_uncached_training()
+    {
+        using var body = TrainingData.LoadBody();
+        var data = TrainingData.WriteJsonl(300, seed: 4);
+        var evalData = TrainingData.WriteJsonl(40, seed: 5);
+        EpochResult Run(bool cache, out long passes, List<FeatureCacheProgress> fills)
+        {
+            using var head = TrainingData.Head(body);
+            var trainer = new Trainer(body, head, new TrainingOptions { Epochs = 2, BatchSize = 16, LearningRate = 1e-2, Seed = 3, UseFeatureCache = cache });
+            var result = trainer.Train(TrainingData.Examples(head, data), TrainingData.Examples(head, evalData), new BothProgress(fills.Add));
+            passes = result.BodyPasses;
+            return result.Epochs[^1];
+        }
+        var fills = new List<FeatureCacheProgress>();
+        var cached = Run(cache: true, out var cachedPasses, fills);
+        // 340 short examples (at most 6 tokens each): the 256-row cap cuts them into two passes, and the last report
+        // says all of them are done.
+        Assert.Equal(2, cachedPasses);
+        Assert.Equal(340, fills[^1].Total);
+        Assert.Equal(340, fills[^1].Done);
+        Assert.True(fills[^1].ExamplesPerSecond > 0);
+        Assert.Equal(TimeSpan.Zero, fills[^1].Eta);
+
+        // The independent path: no cache, every batch runs the ordinary padded body pass. Same losses and metrics
+        // (to float rounding: the padding-skipping pass gives real tokens the same values).
+        var uncached = Run(cache: false, out var uncachedPasses, []);
+        Assert.True(uncachedPasses > 2);
+        Assert.Equal(uncached.TrainLoss, cached.TrainLoss, 4);
+        Assert.Equal(uncached.Metrics!["accuracy"], cached.Metrics!["accuracy"], 6);
+    }
+
+    private sealed class BothProgress(Action<FeatureCacheProgress> fill) : IProgress<TrainingProgress>, IProgress<FeatureCacheProgress>
+    {
+        public void Report(TrainingProgress value) { }
+        public void Report(FeatureCacheProgress value) => fill(value);
     }
 
     private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
