@@ -101,6 +101,28 @@ public class LoraTrainingTests
     }
 
     [Fact]
+    public void Head_mode_on_a_lora_head_reads_the_body_with_its_frozen_adapter_through_the_feature_cache_too()
+    {
+        var data = TrainingData.WriteJsonl(24, seed: 51);
+        var folder = Path.Combine(TempFolder(), "head");
+        Train(Options(epochs: 4), data, saveTo: folder);
+        double LossOfOneFrozenEpoch(bool cache, bool withAdapter)
+        {
+            using var body = TrainingData.LoadBody();
+            using var head = TrainingData.Head(body, weights: folder);
+            using var adapter = LoraHeadFolder.Read(folder, body.Model)!;
+            var examples = TrainingData.Examples(head, data);
+            var options = new TrainingOptions { Mode = TrainingMode.Head, Epochs = 1, BatchSize = 8, LearningRate = 0, Seed = 11, UseFeatureCache = cache };
+            var adapters = withAdapter ? new Dictionary<string, LoraAdapter> { [head.Name] = adapter } : null;
+            return new Trainer(body, head, options, adapters).Train(examples, null, null, CancellationToken.None).Epochs[0].TrainLoss;
+        }
+        var uncached = LossOfOneFrozenEpoch(cache: false, withAdapter: true);
+        Assert.Equal(uncached, LossOfOneFrozenEpoch(cache: true, withAdapter: true), 1e-5);
+        // The adapter matters to this head: without it the loss is another.
+        Assert.True(Math.Abs(uncached - LossOfOneFrozenEpoch(cache: false, withAdapter: false)) > 1e-4);
+    }
+
+    [Fact]
     public void Lora_refuses_bf16_and_targets_that_match_nothing()
     {
         using var body = TrainingData.LoadBody();
