@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures the heads of config/experiments/minilm.yaml on all-MiniLM-L6-v2 with the product: `berthost train --fresh`
-# then `berthost eval` on a split held out from the same TRAIN file (the dev/test splits stay unused). README
+# then `berthost eval` on a split held out from the same TRAIN file (the dev/test splits stay unused). docs/training.md
 # "Training heads" has the table this printed.
 #   SST-2:  train data rows 1..8,000, eval the last 2,000 (65,350..67,349)   (partial/full: train rows 1..2,000)
 #   MRPC:   train data rows 1..3,268, eval the last 400

@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-// Inputs, request parameters and outputs of the built-in head kinds, as their README sections describe them.
+// Inputs, request parameters and outputs of the built-in head kinds, as docs/heads.md describes them.
 namespace BertHost.Client;
 
 /// <summary>A text (and optionally its pair) for text-classification heads.</summary>

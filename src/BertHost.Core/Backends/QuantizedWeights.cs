@@ -16,7 +16,7 @@ namespace BertHost.Core.Backends;
 /// The packed weights live in a TorchScript module of this object (a dictionary attribute keyed by Linear): fbgemm's
 /// packed parameters are a TorchScript class TorchSharp cannot hold. Every projection shape is checked at load: the
 /// kernel must compute what its quantization defines (see <see cref="Disagreement"/>); a shape whose kernel does not
-/// stays float32. What quantization costs in accuracy is measured on real tasks (README), and layers that lose too much
+/// stays float32. What quantization costs in accuracy is measured on real tasks (docs/deployment.md, "Device and precision"), and layers that lose too much
 /// can be kept in float32 by name.
 /// </para>
 /// </summary>
