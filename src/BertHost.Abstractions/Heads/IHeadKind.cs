@@ -14,7 +14,7 @@ public interface IHeadKind
     string Description { get; }
 
     /// <summary>
-    /// Builds a head: its module (fresh or loaded from <see cref="HeadContext.WeightsPath"/>) on the body's device and
+    /// Builds a head: its module (fresh or loaded from <c>HeadContext.WeightsPath</c>) on the body's device and
     /// dtype. Throw <see cref="HeadConfigurationException"/> for bad options, labels or weights; the host then fails
     /// this head alone and reports the message.
     /// </summary>

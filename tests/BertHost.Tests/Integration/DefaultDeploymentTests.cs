@@ -22,30 +22,33 @@ public sealed class DefaultDeploymentTests
         var (status, heads) = await host.GetAsync("/v1/heads");
         Assert.Equal(200, status);
         var states = heads["heads"]!.AsArray().ToDictionary(h => h!["name"]!.GetValue<string>(), h => h!["state"]!.GetValue<string>());
-        Assert.Equal(new Dictionary<string, string> { ["sentiment"] = "ready", ["ner"] = "ready", ["embeddings"] = "ready" }, states);
+        Assert.Equal(new Dictionary<string, string> { ["sentiment"] = "ready", ["sentiment-lora"] = "ready", ["ner"] = "ready", ["embeddings"] = "ready" }, states);
         var (_, body) = await host.GetAsync("/v1/body");
         var fingerprint = body["fingerprint"]!.GetValue<string>();
-        foreach (var head in new[] { "sentiment", "ner" })
+        foreach (var head in new[] { "sentiment", "sentiment-lora", "ner" })
         {
             var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.RepoRoot, "config", "heads", head, "head.json")))!;
             Assert.Equal(fingerprint, manifest["body_fingerprint"]!.GetValue<string>());
         }
 
-        // Sentiment: clearly positive and clearly negative reviews.
-        var (s1, sentiment) = await host.PostAsync("/v1/heads/sentiment/predict", new
+        // Sentiment, from the frozen-body head and from the LoRA head on the same body: clearly positive and negative reviews.
+        foreach (var head in new[] { "sentiment", "sentiment-lora" })
         {
-            inputs = new[]
+            var (s1, sentiment) = await host.PostAsync($"/v1/heads/{head}/predict", new
             {
-                "a gripping, funny and deeply moving film",
-                "one of the best movies of the year , a delight from start to finish",
-                "the worst movie i have ever seen , dull and painfully boring",
-                "a tedious , lifeless mess",
-            },
-        });
-        Assert.Equal(200, s1);
-        var labels = sentiment["outputs"]!.AsArray().Select(o => o!["label"]!.GetValue<string>()).ToArray();
-        Assert.Equal(["positive", "positive", "negative", "negative"], labels);
-        Assert.All(sentiment["outputs"]!.AsArray(), o => Assert.True(o!["score"]!.GetValue<double>() > 0.8, o.ToJsonString()));
+                inputs = new[]
+                {
+                    "a gripping, funny and deeply moving film",
+                    "one of the best movies of the year , a delight from start to finish",
+                    "the worst movie i have ever seen , dull and painfully boring",
+                    "a tedious , lifeless mess",
+                },
+            });
+            Assert.Equal(200, s1);
+            var labels = sentiment["outputs"]!.AsArray().Select(o => o!["label"]!.GetValue<string>()).ToArray();
+            Assert.Equal(["positive", "positive", "negative", "negative"], labels);
+            Assert.All(sentiment["outputs"]!.AsArray(), o => Assert.True(o!["score"]!.GetValue<double>() > 0.8, head + ": " + o.ToJsonString()));
+        }
 
         // NER: a person and a place.
         var (s2, ner) = await host.PostAsync("/v1/heads/ner/predict", new

@@ -148,7 +148,7 @@ public abstract class HeadWeightsImport<TOptions> where TOptions : class
         (yaml, null);
 
     /// <summary>Finds and reads the weights of the head <paramref name="context"/> describes; the caller disposes their tensors.</summary>
-    /// <param name="yaml">The configuration's options, parsed (<see cref="Parse"/> of <see cref="HeadContext.Options"/>).</param>
+    /// <param name="yaml">The configuration's options, parsed (<c>Parse</c> of <c>HeadContext.Options</c>).</param>
     public LoadedWeights<TOptions> Load(HeadContext context, TOptions yaml)
     {
         ArgumentNullException.ThrowIfNull(context);

@@ -30,7 +30,7 @@ public abstract class TaskHeadKind<TOptions>(string name, string description, st
 
     public IHead Create(HeadContext context) => Create(context, weights => Build(context, weights));
 
-    /// <summary>Every problem of the head's options (<see cref="HeadValidation.Options{T}"/> over <see cref="Parse"/>); override to check labels too.</summary>
+    /// <summary>Every problem of the head's options (<see cref="HeadValidation.Options{T}"/> over <c>Parse</c>); override to check labels too.</summary>
     public virtual IReadOnlyList<HeadConfigurationException> Validate(HeadValidationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
