@@ -84,6 +84,42 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
           string.Concat(p.Projections.Where(s => s.Reason is not null).Select(s => $"; {s.Shape} {s.Layout}: {s.Reason}"))
         : $"Linear weights not prepacked ({body.NotPrepackedReason})";
 
+    /// <summary>A head instance with the LoRA adapter (or private merged body) its section serves it with.</summary>
+    private sealed record BuiltHead(IHead Head, LoraAdapter? Adapter, BertBody? Merged) : IDisposable
+    {
+        public void Dispose()
+        {
+            Head.Dispose();
+            Adapter?.Dispose();
+            Merged?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Builds head <paramref name="section"/> on <paramref name="body"/> from <paramref name="weights"/> (null = fresh)
+    /// with its adapter; what was built is disposed when a later step throws. <paramref name="kind"/> is set once the
+    /// plugin resolved.
+    /// </summary>
+    private static BuiltHead Build(Deployment deployment, PluginCatalog plugins, HeadSection section, string? weights, BertBody body,
+        ICheckpointStore store, ILoggerFactory loggers, out LoadedKind kind)
+    {
+        kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
+        var head = kind.CreateHead(deployment.ContextFor(section with { Weights = weights }, body, store, loggers));
+        try
+        {
+            var (adapter, merged) = Deployment.LoadAdapter(deployment.Config, section, weights, body);
+            return new BuiltHead(head, adapter, merged);
+        }
+        catch
+        {
+            head.Dispose();
+            throw;
+        }
+    }
+
+    private BuiltHead Build(string name, string? weights, BertBody body, ICheckpointStore store) =>
+        Build(_deployment, _plugins, FindSection(name) ?? throw new ArgumentException($"no head named '{name}'"), weights, body, store, _loggers, out _);
+
     private static HeadSlot LoadHead(Deployment deployment, DeployedHead deployed, BertBody body, PluginCatalog plugins,
         ICheckpointStore store, ILoggerFactory loggers)
     {
@@ -92,26 +128,15 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
         LoadedKind? kind = null;
         try
         {
-            kind = plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-            var head = kind.CreateHead(deployment.ContextFor(section, body, store, loggers));
-            (LoraAdapter? Adapter, BertBody? Merged) lora;
-            try
-            {
-                lora = Deployment.LoadAdapter(deployment.Config, section, section.Weights, body);
-            }
-            catch
-            {
-                head.Dispose();
-                throw;
-            }
+            var (head, adapter, merged) = Build(deployment, plugins, section, weights, body, store, loggers, out kind);
             var state = StateOn(head, body, section.Name, out var why);
             if (why is not null) logger.LogWarning("{Reason}", why);
             else logger.LogInformation("head {Head} ({Kind}) ready{Adapter}", section.Name, section.Kind,
-                lora.Adapter is { } a ? $" with a LoRA adapter ({a.Settings}) in the shared body pass" : lora.Merged is not null ? " on a private body with its LoRA adapter merged" : "");
+                adapter is { } a ? $" with a LoRA adapter ({a.Settings}) in the shared body pass" : merged is not null ? " on a private body with its LoRA adapter merged" : "");
             return new HeadSlot(section.Name, section.Kind, head, state, why, kind.AssemblyPath, kind.Sha256, weights, job)
             {
-                Adapter = lora.Adapter,
-                MergedBody = lora.Merged,
+                Adapter = adapter,
+                MergedBody = merged,
             };
         }
         catch (Exception e)
@@ -181,26 +206,10 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
     /// </summary>
     public async Task SwapHeadAsync(string name, string weights, string? job)
     {
-        var body = AcquireBody();
-        IHead head;
-        (LoraAdapter? Adapter, BertBody? Merged) lora = (null, null);
-        try
-        {
-            head = CreateHead(name, body.Body, weights);
-            try
-            {
-                lora = Deployment.LoadAdapter(_config, FindSection(name)!, weights, body.Body);
-            }
-            catch
-            {
-                head.Dispose();
-                throw;
-            }
-        }
-        finally
-        {
-            body.Dispose();
-        }
+        BuiltHead built;
+        using (var body = AcquireBody())
+            built = Build(name, weights, body.Body, _served.Store);
+        var head = built.Head;
         IHead? old = null;
         HeadSlot? oldSlot = null;
         try
@@ -213,16 +222,14 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
                 old = slot.Head;
                 oldSlot = slot;
                 var slots = served.Slots.Select(s => s == slot
-                    ? new HeadSlot(s.Name, s.Kind, head, HeadStates.Ready, null, s.Plugin, s.PluginSha256, weights, job) { Adapter = lora.Adapter, MergedBody = lora.Merged }
+                    ? new HeadSlot(s.Name, s.Kind, head, HeadStates.Ready, null, s.Plugin, s.PluginSha256, weights, job) { Adapter = built.Adapter, MergedBody = built.Merged }
                     : s).ToList();
                 _served = new Served(served.Body, served.Store, slots);
             });
         }
         catch
         {
-            head.Dispose();
-            lora.Adapter?.Dispose();
-            lora.Merged?.Dispose();
+            built.Dispose();
             throw;
         }
         old?.Dispose();
@@ -240,32 +247,26 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
     {
         var body = Deployment.LoadBody(_config, bodyFolder, forServing: true);
         var store = Deployment.CheckpointStoreFor(body);
-        var built = new Dictionary<string, IHead>(StringComparer.OrdinalIgnoreCase);
-        var adapters = new Dictionary<string, (LoraAdapter? Adapter, BertBody? Merged)>(StringComparer.OrdinalIgnoreCase);
+        var built = new Dictionary<string, BuiltHead>(StringComparer.OrdinalIgnoreCase);
         var replaced = new List<IHead>();
         var replacedSlots = new List<HeadSlot>();
         try
         {
-            foreach (var (name, weights) in headWeights)
-            {
-                var section = FindSection(name) ?? throw new ArgumentException($"no head named '{name}'");
-                var kind = _plugins.Resolve(section.Plugin, section.Sha256, section.Kind);
-                built[name] = kind.CreateHead(_deployment.ContextFor(section with { Weights = weights }, body, store, _loggers));
-                adapters[name] = Deployment.LoadAdapter(_config, section, weights, body);
-            }
+            foreach (var (name, weights) in headWeights) built[name] = Build(name, weights, body, store);
             SharedBody? old = null;
             await _gate.RunAloneAsync(() =>
             {
                 var served = _served;
                 var slots = served.Slots.Select(s =>
                 {
-                    if (built.TryGetValue(s.Name, out var head))
+                    if (built.TryGetValue(s.Name, out var b))
                     {
+                        var head = b.Head;
                         if (s.Head is not null) replaced.Add(s.Head);
                         replacedSlots.Add(s);
                         var state = StateOn(head, body, s.Name, out var why);
                         return new HeadSlot(s.Name, s.Kind, head, state, why, s.Plugin, s.PluginSha256, headWeights[s.Name], job)
-                            { Adapter = adapters[s.Name].Adapter, MergedBody = adapters[s.Name].Merged };
+                            { Adapter = b.Adapter, MergedBody = b.Merged };
                     }
                     if (s.Head is null) return s;
                     var kept = StateOn(s.Head, body, s.Name, out var reason);
@@ -284,12 +285,7 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
         }
         catch
         {
-            foreach (var head in built.Values) head.Dispose();
-            foreach (var (adapter, merged) in adapters.Values)
-            {
-                adapter?.Dispose();
-                merged?.Dispose();
-            }
+            foreach (var b in built.Values) b.Dispose();
             body.Dispose();
             throw;
         }

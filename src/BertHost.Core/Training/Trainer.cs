@@ -586,8 +586,7 @@ public sealed class Trainer
     {
         if (_lowPrecision is not null) return BodyPass(head, items, withGrad: false);
         Interlocked.Increment(ref _bodyPasses);
-        // A head with a (frozen) LoRA adapter reads the body with its adapter, as it is served.
-        using var lora = AdapterOf(head) is { } adapter ? LoraPass.Enter(_body.Model, [LoraSegment.All(adapter)]) : null;
+        using var lora = OpenAdapter(head);
         var padded = PaddedBatch.Create(items.SelectMany(i => i.Sequences).ToList(), _body.Tokenizer.PadTokenId);
         return _body.ForwardSkippingPadding(padded, head.Requirements.NeedsHiddenStates);
     }
@@ -602,11 +601,16 @@ public sealed class Trainer
         cache.Add(missing, output);
     }
 
+    /// <summary>
+    /// The head's adapter (trained in lora mode, or a LoRA head's frozen one) opened over this pass: its update goes
+    /// into every targeted projection, as when the head is served; null for a plain head.
+    /// </summary>
+    private LoraPass? OpenAdapter(IHead head) => AdapterOf(head) is { } adapter ? LoraPass.Enter(_body.Model, [LoraSegment.All(adapter)]) : null;
+
     private BodyOutput BodyPass(IHead head, IReadOnlyList<HeadFeatures> items, bool withGrad)
     {
         Interlocked.Increment(ref _bodyPasses);
-        // Lora mode: the head's adapter adds its update in every targeted projection of this pass (and nowhere else).
-        using var lora = AdapterOf(head) is { } adapter ? LoraPass.Enter(_body.Model, [LoraSegment.All(adapter)]) : null;
+        using var lora = OpenAdapter(head);
         var needsStates = head.Requirements.NeedsHiddenStates;
         var padded = PaddedBatch.Create(items.SelectMany(i => i.Sequences).ToList(), _body.Tokenizer.PadTokenId);
         if (!withGrad && _lowPrecision is null) return _body.Forward(padded, needsStates);
