@@ -242,7 +242,12 @@ public sealed class QuantizedWeights : IDisposable
     /// <summary>Whether <paramref name="linear"/> runs in int8.</summary>
     public bool IsQuantized(Linear linear) => _keys.ContainsKey(linear);
 
-    private Tensor Run(long key, Tensor x) => (Tensor)_ops.invoke(_reduceRange ? "linear_reduced" : "linear", key, x.contiguous())!;
+    private Tensor Run(long key, Tensor x)
+    {
+        // contiguous() returns a new handle even where it aliases x: dispose it now rather than leave it to a scope.
+        using var input = x.contiguous();
+        return (Tensor)_ops.invoke(_reduceRange ? "linear_reduced" : "linear", key, input)!;
+    }
 
     public void Dispose()
     {

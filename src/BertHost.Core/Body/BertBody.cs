@@ -173,12 +173,32 @@ public sealed class BertBody : IDisposable
     /// </summary>
     public BodyOutput ForwardSkippingPadding(PaddedBatch batch, bool outputHiddenStates = false)
     {
-        using var noGrad = no_grad();
-        using var scope = NewDisposeScope();
-        var (ids, types, mask) = ToTensors(batch);
-        var output = Model.ForwardSkippingPadding(ids, types, mask, outputHiddenStates);
-        output.MoveToOuterDisposeScope();
+        BodyOutput output;
+        using (no_grad())
+        using (NewDisposeScope())
+        {
+            var (ids, types, mask) = ToTensors(batch);
+            output = Model.ForwardSkippingPadding(ids, types, mask, outputHiddenStates);
+            output.MoveToOuterDisposeScope();
+        }
+        if (Device.type == DeviceType.CPU) NativeHeap.ReleaseFreeMemoryAbove(RetainedHeapBudget(batch));
         return output;
+    }
+
+    private long _largestPassBytes;
+
+    /// <summary>
+    /// Free heap memory kept for the next passes: twice the largest pass's activations so far (its tokens times the
+    /// widths a layer holds at once: the intermediate and about four hidden-sized tensors, float32), at least 64 MiB.
+    /// Enough that passes of a steady size reuse their memory without returning to the OS each time (which costs a
+    /// page fault per page), small enough that what length-varying passes strand is given back.
+    /// </summary>
+    private long RetainedHeapBudget(PaddedBatch batch)
+    {
+        var tokens = batch.Lengths.Sum(l => (long)l);
+        var bytes = tokens * (Config.IntermediateSize + 4L * Config.HiddenSize) * sizeof(float);
+        _largestPassBytes = Math.Max(_largestPassBytes, bytes);
+        return Math.Max(64L << 20, 2 * _largestPassBytes);
     }
 
     /// <summary>Runs the encoder on [B,T] tensors (eval, no autograd). The result's tensors belong to the caller.</summary>

@@ -1,5 +1,5 @@
-using System.IO.MemoryMappedFiles;
 using System.Text.Json;
+using Microsoft.Win32.SafeHandles;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -8,39 +8,35 @@ namespace BertHost.Core.Checkpoints;
 /// <summary>
 /// A <c>.safetensors</c> file: an 8-byte little-endian header length, a JSON header
 /// (<c>{"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {string: string}}</c>), then the
-/// data area. The header is validated when the file is opened; tensor bytes are copied from a read-only memory map
-/// straight into each new tensor's storage, so every byte is read once and the file is never held in managed memory.
+/// data area. The header is validated when the file is opened; tensor bytes are read (positional reads) straight into
+/// each new tensor's storage, so every byte is read once and the file is never held in managed memory. Not a memory
+/// map: mapped pages count in the process's resident set while the file is open, and at load that put the whole
+/// checkpoint (90 MB for MiniLM) on top of the weights being built from it — the load was the process's peak.
 /// </summary>
-public sealed unsafe class SafetensorsFile : ITensorSource
+public sealed class SafetensorsFile : ITensorSource
 {
     /// <summary>Largest header accepted (the reference implementation's limit).</summary>
     public const long MaxHeaderBytes = 100L * 1024 * 1024;
 
     private const string MetadataKey = "__metadata__";
 
-    private readonly object _gate = new(); // Read vs Dispose: never copy from an unmapped view
+    private readonly object _gate = new(); // Read vs Dispose: never read from a closed handle
     private readonly Dictionary<string, Entry> _entries;
     private readonly TensorInfo[] _tensors;
     private readonly long _dataStart;
-    private MemoryMappedFile? _map;
-    private MemoryMappedViewAccessor? _view;
-    private byte* _base;
+    private SafeFileHandle? _file;
 
     private readonly record struct Entry(TensorInfo Info, long Begin, long End);
 
     private SafetensorsFile(string path, Dictionary<string, Entry> entries, TensorInfo[] tensors,
-        IReadOnlyDictionary<string, string> metadata, long dataStart, MemoryMappedFile map, MemoryMappedViewAccessor view)
+        IReadOnlyDictionary<string, string> metadata, long dataStart, SafeFileHandle file)
     {
         Path = path;
         _entries = entries;
         _tensors = tensors;
         Metadata = metadata;
         _dataStart = dataStart;
-        _map = map;
-        _view = view;
-        byte* p = null;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-        _base = p + view.PointerOffset;
+        _file = file;
     }
 
     /// <summary>The full path of the file.</summary>
@@ -64,47 +60,50 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         path = System.IO.Path.GetFullPath(path);
         if (!File.Exists(path)) throw new CheckpointException(path, null, "file not found");
 
-        FileStream? fs = null;
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
+        SafeFileHandle? file = null;
         try
         {
-            fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess);
-            var fileLength = fs.Length;
+            file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+            var fileLength = RandomAccess.GetLength(file);
             if (fileLength < 8)
                 throw new CheckpointException(path, null, $"file is {fileLength} bytes, too short for a safetensors header length (8 bytes)");
             Span<byte> lenBytes = stackalloc byte[8];
-            fs.ReadExactly(lenBytes);
+            ReadExactly(file, lenBytes, 0);
             var headerLength = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
             if (headerLength < 2 || headerLength > MaxHeaderBytes || headerLength > (ulong)(fileLength - 8))
                 throw new CheckpointException(path, null,
                     $"header length {headerLength} is not sane for a file of {fileLength} bytes " +
                     $"(must be 2..{Math.Min(MaxHeaderBytes, fileLength - 8)}); not a safetensors file, or truncated");
             var header = new byte[headerLength];
-            fs.ReadExactly(header);
+            ReadExactly(file, header, 8);
             var dataStart = 8 + (long)headerLength;
             var dataLength = fileLength - dataStart;
 
             var (entries, ordered, metadata) = ParseHeader(path, header, dataLength);
 
-            map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-            fs = null; // owned by the map now
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            return new SafetensorsFile(path, entries, ordered, metadata, dataStart, map, view);
+            return new SafetensorsFile(path, entries, ordered, metadata, dataStart, file);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            view?.Dispose();
-            map?.Dispose();
-            fs?.Dispose();
+            file?.Dispose();
             throw new CheckpointException(path, null, $"cannot read file: {e.Message}", e);
         }
         catch
         {
-            view?.Dispose();
-            map?.Dispose();
-            fs?.Dispose();
+            file?.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Fills <paramref name="destination"/> from <paramref name="offset"/>; a file that ends first was truncated under us.</summary>
+    private static void ReadExactly(SafeFileHandle file, Span<byte> destination, long offset)
+    {
+        while (destination.Length > 0)
+        {
+            var read = RandomAccess.Read(file, destination, offset);
+            if (read == 0) throw new EndOfStreamException($"the file ended at byte {offset}, before its header or data said it would");
+            destination = destination[read..];
+            offset += read;
         }
     }
 
@@ -221,10 +220,16 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         {
             lock (_gate)
             {
-                ObjectDisposedException.ThrowIf(_base == null, this);
-                TensorBytes.CopyFrom(t, _base + _dataStart + e.Begin);
+                ObjectDisposedException.ThrowIf(_file is null, this);
+                var file = _file;
+                TensorBytes.Fill(t, (offset, span) => ReadExactly(file, span, _dataStart + e.Begin + offset));
             }
             return t;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            t.Dispose();
+            throw new CheckpointException(Path, name, $"cannot read tensor data: {ex.Message}", ex);
         }
         catch
         {
@@ -237,15 +242,8 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     {
         lock (_gate)
         {
-            if (_view is { } view)
-            {
-                if (_base != null) view.SafeMemoryMappedViewHandle.ReleasePointer();
-                _base = null;
-                view.Dispose();
-                _view = null;
-            }
-            _map?.Dispose();
-            _map = null;
+            _file?.Dispose();
+            _file = null;
         }
     }
 

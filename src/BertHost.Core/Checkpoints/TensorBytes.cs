@@ -41,12 +41,6 @@ internal static class TensorBytes
         }
     }
 
-    /// <summary>Copies bytes from unmanaged memory (e.g. a memory-mapped view) into a contiguous CPU tensor.</summary>
-    public static unsafe void CopyFrom(Tensor dst, byte* src)
-    {
-        Fill(dst, (offset, span) => new ReadOnlySpan<byte>(src + offset, span.Length).CopyTo(span));
-    }
-
     /// <summary>Writes a contiguous CPU tensor's bytes to a stream.</summary>
     public static void WriteTo(Tensor src, Stream stream, int chunk = DefaultChunk)
     {

@@ -53,7 +53,6 @@ public sealed partial class ServerProcess : IDisposable
         return new ServerProcess(process, ready.Result);
     }
 
-    /// <summary>Resident set size (VmRSS) in bytes.</summary>
     /// <summary>
     /// RSS once the host has been idle long enough to hand its native heap's free memory back (its scheduler trims after
     /// 1 s without work): what a quiet daemon holds, so retained allocator space is not mistaken for a leak.
@@ -64,9 +63,13 @@ public sealed partial class ServerProcess : IDisposable
         return ResidentBytes();
     }
 
-    public long ResidentBytes()
+    /// <summary>Resident set size (VmRSS) in bytes.</summary>
+    public long ResidentBytes() => StatusBytes("VmRSS");
+
+    /// <summary>A memory field of /proc/PID/status (VmRSS, RssAnon, VmHWM, ...) in bytes.</summary>
+    public long StatusBytes(string field)
     {
-        var line = File.ReadLines($"/proc/{_process.Id}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        var line = File.ReadLines($"/proc/{_process.Id}/status").First(l => l.StartsWith(field + ":", StringComparison.Ordinal));
         return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
     }
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
 using BertHost.Benchmarks.Harness;
+using BertHost.Benchmarks.Http;
 using BertHost.Core.Config;
 using BertHost.Core.Lora;
 using BertHost.Core.Serving;
@@ -118,42 +119,35 @@ public sealed class LoraSuite(BenchOptions options)
             $"serving {inputs.Count} SST-2 inputs: 8 LoRA heads + 1 plain (inputs spread over the 9) vs the plain head alone",
             $"{Report.F(mixRate, 0)} vs {Report.F(plainRate, 0)} inputs/s", $"{Report.F(mixRate / plainRate, 2)}×");
 
-        // Memory: a deployment with no LoRA head, then one with 10 (each started, warmed, measured, disposed).
-        long Rss(string yaml, string[] heads)
-        {
-            var engine = InferenceEngine.Start(HostConfigLoader.Load(yaml), NullLoggerFactory.Instance, new ServingMetrics());
-            try
-            {
-                foreach (var head in heads) engine.PredictAsync(head, inputs.Take(16).ToList(), NoParameters, CancellationToken.None).GetAwaiter().GetResult();
-                GC.Collect();
-                GC.WaitForPendingFinalizers();
-                Core.Backends.NativeHeap.ReleaseFreeMemory();
-                return ProcessRss();
-            }
-            finally
-            {
-                engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
-                GC.Collect();
-                GC.WaitForPendingFinalizers();
-                Core.Backends.NativeHeap.ReleaseFreeMemory();
-            }
-        }
-        var tenYaml = Path.Combine(options.WorkFolder, "lora-ten.yaml");
-        File.WriteAllText(tenYaml, Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", folders[i + 1])))));
-        var plainOnlyYaml = Path.Combine(options.WorkFolder, "lora-none.yaml");
-        File.WriteAllText(plainOnlyYaml, Yaml([Head("plain", folders[0])]));
+        // Memory: each deployment as its own `berthost serve` process (what an operator runs), every head asked once over
+        // HTTP, then read once idle (the host trims its native heap after 1 s without work). Rounds interleave the three
+        // deployments so drift on the machine hits each alike; the median of the rounds is the figure. Anonymous memory
+        // (RssAnon) is what a tensor adds; VmRSS also counts file-backed code pages, touched differently from run to run.
+        var tenYaml = Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", folders[i + 1]))));
+        var plainOnlyYaml = Yaml([Head("plain", folders[0])]);
         // Control: the same 10 heads without adapters (plain head folders), so the head instances' own cost shows apart.
-        var tenPlainYaml = Path.Combine(options.WorkFolder, "lora-ten-plain.yaml");
-        File.WriteAllText(tenPlainYaml, Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", folders[0])))));
+        var tenPlainYaml = Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", folders[0]))));
         string[] eleven = ["plain", .. Enumerable.Range(0, 10).Select(i => $"lora{i}")];
-        Rss(plainOnlyYaml, ["plain"]);
-        var rss0 = Rss(plainOnlyYaml, ["plain"]);
-        var rss10 = Rss(tenYaml, eleven);
-        var rss10Plain = Rss(tenPlainYaml, eleven);
-        var rss10Again = Rss(tenYaml, eleven);
-        section.Add(new JsonObject { ["measure"] = "rss", ["rss_no_lora"] = rss0, ["rss_ten_lora"] = rss10, ["rss_ten_plain"] = rss10Plain, ["rss_ten_lora_again"] = rss10Again, ["adapter_bytes_total"] = 10 * adapterBytes },
-            "RSS: plain head + 10 LoRA heads vs plain head only (control: + 10 plain heads; LoRA again)",
-            $"{rss10 / 1048576.0:F1} vs {rss0 / 1048576.0:F1} MiB (+{(rss10 - rss0) / 1048576.0:F1} MiB; control +{(rss10Plain - rss0) / 1048576.0:F1} MiB; LoRA again +{(rss10Again - rss0) / 1048576.0:F1} MiB; adapters {10 * adapterBytes / 1048576.0:F1} MiB)", "");
+        var deployments = new (string Name, string Yaml, string[] Heads)[] { ("none", plainOnlyYaml, ["plain"]), ("ten_plain", tenPlainYaml, eleven), ("ten_lora", tenYaml, eleven) };
+        var rounds = options.Quick ? 2 : 5;
+        var samples = deployments.ToDictionary(d => d.Name, _ => new List<(long Anon, long Rss)>());
+        for (var round = 0; round < rounds; round++)
+            foreach (var (name, yaml, heads) in deployments)
+                samples[name].Add(IdleMemory(Path.Combine(options.WorkFolder, $"lora-rss-{name}.yaml"), yaml, heads, lines).GetAwaiter().GetResult());
+        long Median(string name, Func<(long Anon, long Rss), long> of) => samples[name].Select(of).Order().ElementAt(samples[name].Count / 2);
+        string MiB(long bytes) => $"{bytes / 1048576.0:+0.0;-0.0} MiB";
+        var loraAnon = Median("ten_lora", s => s.Anon) - Median("ten_plain", s => s.Anon);
+        var loraRss = Median("ten_lora", s => s.Rss) - Median("ten_plain", s => s.Rss);
+        var headsAnon = Median("ten_plain", s => s.Anon) - Median("none", s => s.Anon);
+        var spread = deployments.Max(d => samples[d.Name].Max(s => s.Anon) - samples[d.Name].Min(s => s.Anon));
+        section.Add(new JsonObject
+            {
+                ["measure"] = "rss", ["rounds"] = rounds, ["adapter_bytes_total"] = 10 * adapterBytes,
+                ["samples"] = new JsonObject(samples.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)new JsonArray(p.Value.Select(s => (JsonNode?)new JsonObject { ["rss_anon"] = s.Anon, ["vm_rss"] = s.Rss }).ToArray())))),
+            },
+            $"memory of 10 LoRA heads: plain + 10 LoRA heads vs plain + the same 10 heads without adapters (berthost serve, idle, median of {rounds} fresh starts each)",
+            $"RssAnon {MiB(loraAnon)} (VmRSS {MiB(loraRss)}); adapters {10 * adapterBytes / 1048576.0:F1} MiB; the 10 heads without adapters: RssAnon {MiB(headsAnon)}; largest spread between starts of one deployment {spread / 1048576.0:F1} MiB",
+            $"{Report.F((double)loraAnon / (10 * adapterBytes), 2)}× adapter bytes");
 
         // Training step: lora vs full on the same batches (EvalEveryEpoch off; the first step warms up).
         var count = options.Quick ? 64 : 160;
@@ -172,15 +166,22 @@ public sealed class LoraSuite(BenchOptions options)
         section.Add(new JsonObject { ["measure"] = "training_step", ["lora_seconds"] = stepSeconds[TrainingMode.Lora], ["full_seconds"] = stepSeconds[TrainingMode.Full] },
             $"training step, batch 32 (epoch 2 of {count} SST-2 sentences): lora vs full",
             $"{Report.F(stepSeconds[TrainingMode.Lora], 2)} vs {Report.F(stepSeconds[TrainingMode.Full], 2)} s", $"{Report.F(stepSeconds[TrainingMode.Lora] / stepSeconds[TrainingMode.Full], 2)}×");
-        section.Notes.Add("Serving: each LoRA head's rows get its adapter's update in the one shared body pass (base projections once over all rows); an input sent to one head is one row either way. RSS after GC and a native-heap trim, each deployment started fresh in the same process.");
+        section.Notes.Add("Serving: each LoRA head's rows get its adapter's update in the one shared body pass (base projections once over all rows); an input sent to one head is one row either way.");
         return section;
     }
 
-    private static long ProcessRss()
+    /// <summary>RssAnon and VmRSS of a fresh <c>berthost serve</c> of <paramref name="yaml"/> once every head has answered and the host is idle.</summary>
+    private static async Task<(long Anon, long Rss)> IdleMemory(string configPath, string yaml, string[] heads, IReadOnlyList<string> texts)
     {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
-        return Process.GetCurrentProcess().WorkingSet64;
+        using var server = ServerProcess.Start(configPath, yaml);
+        using var http = new HttpClient { BaseAddress = server.Url };
+        var body = JsonSerializer.Serialize(new { inputs = texts.Take(16).ToArray() });
+        foreach (var head in heads)
+        {
+            using var response = await http.PostAsync($"/v1/heads/{head}/predict", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+            response.EnsureSuccessStatusCode();
+        }
+        await server.IdleResidentBytesAsync();
+        return (server.StatusBytes("RssAnon"), server.StatusBytes("VmRSS"));
     }
 }

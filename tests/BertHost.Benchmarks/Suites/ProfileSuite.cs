@@ -9,17 +9,19 @@ using BertHost.Core.Backends;
 namespace BertHost.Benchmarks.Suites;
 
 /// <summary>
-/// Where a body pass spends its time (8×128, float32): each kind of operation of one layer timed alone on the loaded
-/// weights, times the number of layers, next to the whole pass. Guides the speed work; not part of <c>all</c>.
+/// Where a body pass spends its time (8×128, float32 and dynamic int8): each kind of operation of one layer timed alone
+/// on the loaded weights, times the number of layers, next to the whole pass. Guides the speed work; not part of <c>all</c>.
 /// </summary>
 public sealed class ProfileSuite(BenchOptions options)
 {
     public Section Run()
     {
-        var section = new Section("Profile of one body pass (8×128, float32)", "model", "part", "ms per pass (median)", "share of the pass");
+        var section = new Section("Profile of one body pass (8×128)", "model", "precision", "part", "ms per pass (median)", "share of the pass");
         foreach (var name in options.Models)
+        foreach (var quantize in new[] { QuantizeModes.None, QuantizeModes.DynamicInt8 })
         {
-            using var body = BertBody.Load(BenchModels.Ensure(name, options.WorkFolder), new BodyOptions { Device = "cpu", PrepackWeights = true });
+            using var body = BertBody.Load(BenchModels.Ensure(name, options.WorkFolder), new BodyOptions { Device = "cpu", PrepackWeights = true, Quantize = quantize });
+            var precision = quantize == QuantizeModes.None ? "float32" : "int8";
             var c = body.Config;
             var batch = PaddedBatch.Create(BodySuite.Synthetic(8, 128, c.VocabSize, seed: 8), body.Tokenizer.PadTokenId);
             using var noGrad = no_grad();
@@ -30,7 +32,8 @@ public sealed class ProfileSuite(BenchOptions options)
             using var q = randn(8, c.NumAttentionHeads, 128, c.HeadDim);
             using var k = randn(8, c.NumAttentionHeads, 128, c.HeadDim);
             using var v = randn(8, c.NumAttentionHeads, 128, c.HeadDim);
-            using var qkvWeight = cat([a.query.weight!, a.key.weight!, a.value.weight!], 0);
+            // An int8 body has freed the float32 weights of its int8 Linears: the fused row is float32's.
+            using var qkvWeight = precision == "float32" ? cat([a.query.weight!, a.key.weight!, a.value.weight!], 0) : null;
             using var qkvBias = cat([a.query.bias!, a.key.bias!, a.value.bias!], 0);
             var scale = 1.0 / Math.Sqrt(c.HeadDim);
             // The same projections as the kernel reads them: [tokens, hidden], one sequence per 128 rows.
@@ -44,7 +47,8 @@ public sealed class ProfileSuite(BenchOptions options)
             [
                 ("whole pass (body.Forward)", 1, () => { using var o = body.Forward(batch); }),
                 ("Q, K, V projections (3 Linear as served)", l, () => { using var s = NewDisposeScope(); a.query.Project(x, body.Model.Kernels); a.key.Project(x, body.Model.Kernels); a.value.Project(x, body.Model.Kernels); }),
-                ("Q, K, V as one fused libtorch Linear", l, () => { using var s = NewDisposeScope(); nn.functional.linear(x, qkvWeight, qkvBias); }),
+                .. qkvWeight is null ? Array.Empty<(string, int, Action)>() :
+                [("Q, K, V as one fused libtorch Linear", l, () => { using var s = NewDisposeScope(); nn.functional.linear(x, qkvWeight, qkvBias); })],
                 ("attention core, CpuAttention (served where it applies)", l, () => { using var s = NewDisposeScope(); CpuAttention.Run(flatQ, flatK, flatV, starts, c.NumAttentionHeads, c.HeadDim); }),
                 ("attention core, SDPA", l, () => { using var s = NewDisposeScope(); nn.functional.scaled_dot_product_attention(q, k, v); }),
                 ("attention core, manual (matmul, softmax, matmul)", l, () => { using var s = NewDisposeScope(); q.matmul(k.transpose(-1, -2)).mul_(scale).softmax(-1).matmul(v); }),
@@ -59,8 +63,8 @@ public sealed class ProfileSuite(BenchOptions options)
             foreach (var (part, times, _) in parts)
             {
                 var ms = stats[part].Median * times * 1000;
-                section.Add(new JsonObject { ["model"] = name, ["part"] = part, ["ms_per_pass"] = ms },
-                    BenchModels.Describe(name).Split(' ')[0], part, Report.F(ms, 1), $"{ms / (whole * 1000) * 100:F0}%");
+                section.Add(new JsonObject { ["model"] = name, ["precision"] = precision, ["part"] = part, ["ms_per_pass"] = ms },
+                    BenchModels.Describe(name).Split(' ')[0], precision, part, Report.F(ms, 1), $"{ms / (whole * 1000) * 100:F0}%");
             }
         }
         section.Notes.Add("Per-layer parts are timed alone on layer 0's weights and multiplied by the number of layers; alternatives (fused vs separate, SDPA vs manual) are rows of their own, so shares do not add up to 100 %.");
