@@ -69,8 +69,20 @@ public sealed class LoraAdapter : IDisposable
     }
 
     /// <summary>
-    /// An adapter from stored tensors named <c>MODULE.lora_A.weight</c> / <c>MODULE.lora_B.weight</c> (copied; the caller
-    /// keeps its tensors), checked against <paramref name="model"/>: every pair must name a Linear of the body with the
+    /// A parameter on <paramref name="t"/>'s storage (converted only where dtype or device differ), not a copy: the
+    /// caller's handle may be disposed, the storage lives on with the parameter. Copying each tensor after reading it
+    /// left the read buffers as holes between the copies, and ten LoRA heads cost the process twice their adapters' bytes.
+    /// </summary>
+    private static Parameter Owned(Tensor t, Device device)
+    {
+        using var converted = t.to(ScalarType.Float32, device);
+        using var detached = converted.detach();
+        return new Parameter(detached);
+    }
+
+    /// <summary>
+    /// An adapter from stored tensors named <c>MODULE.lora_A.weight</c> / <c>MODULE.lora_B.weight</c> (on their storage, not
+    /// copies: the caller may dispose its handles), checked against <paramref name="model"/>: every pair must name a Linear of the body with the
     /// shapes that Linear needs. Errors name the tensor and what is wrong.
     /// </summary>
     public static LoraAdapter FromTensors(BertModel model, LoraSettings settings, IReadOnlyDictionary<string, Tensor> tensors, string where)
@@ -91,7 +103,7 @@ public sealed class LoraAdapter : IDisposable
                 long[] wantA = [settings.Rank, linear.in_features], wantB = [linear.out_features, settings.Rank];
                 if (!a.shape.SequenceEqual(wantA)) throw new FormatException($"{where}: {module}.lora_A.weight is [{string.Join(",", a.shape)}], r={settings.Rank} on this body needs [{string.Join(",", wantA)}]");
                 if (!b.shape.SequenceEqual(wantB)) throw new FormatException($"{where}: {module}.lora_B.weight is [{string.Join(",", b.shape)}], r={settings.Rank} on this body needs [{string.Join(",", wantB)}]");
-                pairs[module] = new LoraPair(new Parameter(a.to(ScalarType.Float32, device).clone()), new Parameter(b.to(ScalarType.Float32, device).clone()));
+                pairs[module] = new LoraPair(Owned(a, device), Owned(b, device));
             }
             if (pairs.Count == 0) throw new FormatException($"{where}: no lora_A / lora_B weights");
             return new LoraAdapter(settings, pairs);

@@ -77,7 +77,17 @@ public sealed class LoraPass : IProjectionUpdates, IDisposable
         if (starts[^1] != rows)
             throw new InvalidOperationException($"a LoRA pass laid out {starts[^1]} rows but a projection got {rows}");
         var training = _model.training;
-        foreach (var (pair, settings, first, count) in _byLinear[linear])
+        var entries = _byLinear[linear];
+        if (!training && LowRankRows.Serves(x, y, entries.Select(e => e.Pair)))
+        {
+            foreach (var (pair, settings, first, count) in entries)
+            {
+                var end = count < 0 ? starts.Length - 1 : Math.Min(first + count, starts.Length - 1);
+                if (first < end) LowRankRows.Add(x, y, pair.A, pair.B, (float)settings.Scale, starts[first], starts[end]);
+            }
+            return y;
+        }
+        foreach (var (pair, settings, first, count) in entries)
         {
             var end = count < 0 ? starts.Length - 1 : Math.Min(first + count, starts.Length - 1);
             if (first >= end) continue;

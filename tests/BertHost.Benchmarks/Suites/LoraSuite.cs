@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using BertHost.Abstractions.Heads;
 using BertHost.Benchmarks.Harness;
 using BertHost.Benchmarks.Http;
+using BertHost.Core.Body;
 using BertHost.Core.Config;
 using BertHost.Core.Lora;
 using BertHost.Core.Serving;
@@ -80,16 +81,20 @@ public sealed class LoraSuite(BenchOptions options)
         section.Add(new JsonObject { ["measure"] = "head_folder_bytes", ["lora"] = folderBytes, ["plain"] = plainFolderBytes, ["adapter_bytes"] = adapterBytes },
             "head folder (head.json + head.safetensors)", $"{folderBytes / 1024.0:F0} KiB (plain head {plainFolderBytes / 1024.0:F1} KiB)", "");
 
-        // Serving: 9 heads deployed (plain + lora0..7); the same inputs to plain alone, then spread over all 9.
+        // Serving: plain + lora0..7 + plain0..7 (the plain head's folder again) deployed; the same inputs to plain alone,
+        // spread over plain + the 8 LoRA heads, and, as the control, spread over plain + 8 plain heads (what spreading
+        // inputs over 9 heads costs without any adapter).
         var servingYaml = Path.Combine(options.WorkFolder, "lora-serving.yaml");
-        File.WriteAllText(servingYaml, Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 8).Select(i => Head($"lora{i}", folders[i + 1])))));
+        File.WriteAllText(servingYaml, Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 8).Select(i => Head($"lora{i}", folders[i + 1])))
+            .Concat(Enumerable.Range(0, 8).Select(i => Head($"plain{i}", folders[0])))));
         var inputs = lines.Select(t => JsonSerializer.SerializeToElement(new { text = t })).ToList();
-        double plainRate, mixRate;
+        double plainRate, mixRate, plainMixRate;
         {
             var engine = InferenceEngine.Start(HostConfigLoader.Load(servingYaml), NullLoggerFactory.Instance, new ServingMetrics());
             try
             {
                 string[] heads = ["plain", .. Enumerable.Range(0, 8).Select(i => $"lora{i}")];
+                string[] plainHeads = ["plain", .. Enumerable.Range(0, 8).Select(i => $"plain{i}")];
                 double Rate(Func<int, string> headOf)
                 {
                     // Requests of 8 inputs, all in flight together, so the scheduler batches across heads.
@@ -102,22 +107,58 @@ public sealed class LoraSuite(BenchOptions options)
                 Rate(i => heads[i % heads.Length]);
                 var plain = new List<double>();
                 var mix = new List<double>();
+                var plainMix = new List<double>();
                 for (var round = 0; round < 3; round++)
                 {
                     plain.Add(Rate(_ => "plain"));
                     mix.Add(Rate(i => heads[i % heads.Length]));
+                    plainMix.Add(Rate(i => plainHeads[i % plainHeads.Length]));
                 }
                 plainRate = plain.Order().ElementAt(1);
                 mixRate = mix.Order().ElementAt(1);
+                plainMixRate = plainMix.Order().ElementAt(1);
             }
             finally
             {
                 engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
             }
         }
-        section.Add(new JsonObject { ["measure"] = "serving", ["plain_inputs_per_s"] = plainRate, ["mixed_inputs_per_s"] = mixRate, ["inputs"] = inputs.Count },
+        section.Add(new JsonObject { ["measure"] = "serving", ["plain_inputs_per_s"] = plainRate, ["mixed_inputs_per_s"] = mixRate, ["plain_mix_inputs_per_s"] = plainMixRate, ["inputs"] = inputs.Count },
             $"serving {inputs.Count} SST-2 inputs: 8 LoRA heads + 1 plain (inputs spread over the 9) vs the plain head alone",
             $"{Report.F(mixRate, 0)} vs {Report.F(plainRate, 0)} inputs/s", $"{Report.F(mixRate / plainRate, 2)}×");
+        section.Add(new JsonObject { ["measure"] = "serving_control" },
+            "control: the same inputs spread over 9 plain heads vs the plain head alone (the cost of 9 heads without adapters)",
+            $"{Report.F(plainMixRate, 0)} vs {Report.F(plainRate, 0)} inputs/s", $"{Report.F(plainMixRate / plainRate, 2)}×");
+
+        // The body pass alone: the same 512 sentences in passes of 64, without adapters and with 8 adapters on 8 row ranges.
+        {
+            using var body = BertBody.Load(modelFolder, new BodyOptions { Device = "cpu", PrepackWeights = true });
+            var adapters = Enumerable.Range(1, 8).Select(i => LoraHeadFolder.Read(folders[i], body.Model)!).ToList();
+            try
+            {
+                var batches = lines.Chunk(64).Select(c => body.Encode(c)).ToList();
+                var stats = Measure.RoundRobin(
+                [
+                    new Contender("plain", () => { foreach (var b in batches) { using var o = body.ForwardSkippingPadding(b); } }),
+                    new Contender("lora", () =>
+                    {
+                        foreach (var b in batches)
+                        {
+                            var per = b.BatchSize / adapters.Count;
+                            using var pass = LoraPass.Enter(body.Model, adapters.Select((a, i) => new LoraSegment(a, i * per, i == adapters.Count - 1 ? b.BatchSize - i * per : per)).ToList());
+                            using var o = body.ForwardSkippingPadding(b);
+                        }
+                    }),
+                ], 1, options.Quick ? 2 : 4, 1);
+                section.Add(new JsonObject { ["measure"] = "body_pass", ["plain_seconds"] = stats["plain"].Median, ["lora_seconds"] = stats["lora"].Median },
+                    $"body passes alone over the same {lines.Count} sentences (passes of 64): 8 adapters on 8 row ranges vs none",
+                    $"{Report.F(stats["lora"].Median * 1000, 0)} vs {Report.F(stats["plain"].Median * 1000, 0)} ms", $"{Report.F(stats["plain"].Median / stats["lora"].Median, 2)}× the rate");
+            }
+            finally
+            {
+                foreach (var a in adapters) a.Dispose();
+            }
+        }
 
         // Memory: each deployment as its own `berthost serve` process (what an operator runs), every head asked once over
         // HTTP, then read once idle (the host trims its native heap after 1 s without work). Rounds interleave the three
@@ -127,8 +168,14 @@ public sealed class LoraSuite(BenchOptions options)
         var plainOnlyYaml = Yaml([Head("plain", folders[0])]);
         // Control: the same 10 heads without adapters (plain head folders), so the head instances' own cost shows apart.
         var tenPlainYaml = Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", folders[0]))));
+        // One adapter among the same 11 heads: what serving LoRA at all costs (code paths, kernels for the small GEMMs),
+        // so ten_lora − one_lora is what 9 more adapters cost.
+        var oneYaml = Yaml(new[] { Head("plain", folders[0]), Head("lora0", folders[1]) }.Concat(Enumerable.Range(1, 9).Select(i => Head($"lora{i}", folders[0]))));
         string[] eleven = ["plain", .. Enumerable.Range(0, 10).Select(i => $"lora{i}")];
-        var deployments = new (string Name, string Yaml, string[] Heads)[] { ("none", plainOnlyYaml, ["plain"]), ("ten_plain", tenPlainYaml, eleven), ("ten_lora", tenYaml, eleven) };
+        var deployments = new (string Name, string Yaml, string[] Heads)[]
+        {
+            ("none", plainOnlyYaml, ["plain"]), ("ten_plain", tenPlainYaml, eleven), ("one_lora", oneYaml, eleven), ("ten_lora", tenYaml, eleven),
+        };
         var rounds = options.Quick ? 2 : 5;
         var samples = deployments.ToDictionary(d => d.Name, _ => new List<(long Anon, long Rss)>());
         for (var round = 0; round < rounds; round++)
@@ -137,17 +184,18 @@ public sealed class LoraSuite(BenchOptions options)
         long Median(string name, Func<(long Anon, long Rss), long> of) => samples[name].Select(of).Order().ElementAt(samples[name].Count / 2);
         string MiB(long bytes) => $"{bytes / 1048576.0:+0.0;-0.0} MiB";
         var loraAnon = Median("ten_lora", s => s.Anon) - Median("ten_plain", s => s.Anon);
-        var loraRss = Median("ten_lora", s => s.Rss) - Median("ten_plain", s => s.Rss);
+        var firstAnon = Median("one_lora", s => s.Anon) - Median("ten_plain", s => s.Anon);
+        var nineAnon = Median("ten_lora", s => s.Anon) - Median("one_lora", s => s.Anon);
         var headsAnon = Median("ten_plain", s => s.Anon) - Median("none", s => s.Anon);
         var spread = deployments.Max(d => samples[d.Name].Max(s => s.Anon) - samples[d.Name].Min(s => s.Anon));
         section.Add(new JsonObject
             {
-                ["measure"] = "rss", ["rounds"] = rounds, ["adapter_bytes_total"] = 10 * adapterBytes,
+                ["measure"] = "rss", ["rounds"] = rounds, ["adapter_bytes"] = adapterBytes,
                 ["samples"] = new JsonObject(samples.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)new JsonArray(p.Value.Select(s => (JsonNode?)new JsonObject { ["rss_anon"] = s.Anon, ["vm_rss"] = s.Rss }).ToArray())))),
             },
-            $"memory of 10 LoRA heads: plain + 10 LoRA heads vs plain + the same 10 heads without adapters (berthost serve, idle, median of {rounds} fresh starts each)",
-            $"RssAnon {MiB(loraAnon)} (VmRSS {MiB(loraRss)}); adapters {10 * adapterBytes / 1048576.0:F1} MiB; the 10 heads without adapters: RssAnon {MiB(headsAnon)}; largest spread between starts of one deployment {spread / 1048576.0:F1} MiB",
-            $"{Report.F((double)loraAnon / (10 * adapterBytes), 2)}× adapter bytes");
+            $"memory, 11 heads served (berthost serve, idle, RssAnon, median of {rounds} fresh starts each): 9 more LoRA heads (10 vs 1 adapter)",
+            $"{MiB(nineAnon)} for 9 adapters of {adapterBytes / 1024.0:F0} KiB ({9 * adapterBytes / 1048576.0:F1} MiB); the first adapter {MiB(firstAnon)}; all 10 {MiB(loraAnon)}; the 10 heads without adapters {MiB(headsAnon)}; largest spread between starts of one deployment {spread / 1048576.0:F1} MiB",
+            $"{Report.F((double)nineAnon / (9 * adapterBytes), 2)}× adapter bytes");
 
         // Training step: lora vs full on the same batches (EvalEveryEpoch off; the first step warms up).
         var count = options.Quick ? 64 : 160;

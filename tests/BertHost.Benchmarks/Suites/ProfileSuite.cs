@@ -58,6 +58,21 @@ public sealed class ProfileSuite(BenchOptions options)
                 ("GELU alone", l, () => { using var s = NewDisposeScope(); nn.functional.gelu(wide); }),
                 ("output dense + residual + LayerNorm", l, () => { using var s = NewDisposeScope(); layer.output.call(wide, x); }),
             ];
+            // int8 GEMMs alone, on layer 0's float32 weights quantized here: the same kernel as an int8 body's, with Q, K and V
+            // also as one fused 384→3·384 projection (one activation quantization and one GEMM instead of three).
+            using var gemms = precision == "float32" ? Int8Gemms(layer, c) : null;
+            if (gemms is not null)
+            {
+                var (quantized, fused, separate, up, down) = gemms.Value;
+                var int8Rows = new (string, int, Action)[]
+                {
+                    ("int8 GEMM: Q, K, V fused (one Linear)", l, () => { using var s = NewDisposeScope(); quantized.For(fused)!(x.view(-1, c.HiddenSize)); }),
+                    ("int8 GEMM: Q, K, V separate (3 Linear)", l, () => { using var s = NewDisposeScope(); foreach (var q in separate) quantized.For(q)!(x.view(-1, c.HiddenSize)); }),
+                    ("int8 GEMM: intermediate dense (no GELU)", l, () => { using var s = NewDisposeScope(); quantized.For(up)!(x.view(-1, c.HiddenSize)); }),
+                    ("int8 GEMM: output dense (no residual, LayerNorm)", l, () => { using var s = NewDisposeScope(); quantized.For(down)!(wide.view(-1, c.IntermediateSize)); }),
+                };
+                parts = [.. parts, .. int8Rows];
+            }
             var stats = Measure.RoundRobin(parts.Select(p => new Contender(p.Part, p.Run)).ToList(), 2, options.Quick ? 3 : 5, name == "base" ? 2 : 6, TimeSpan.FromMilliseconds(50));
             var whole = stats[parts[0].Part].Median;
             foreach (var (part, times, _) in parts)
@@ -67,7 +82,49 @@ public sealed class ProfileSuite(BenchOptions options)
                     BenchModels.Describe(name).Split(' ')[0], precision, part, Report.F(ms, 1), $"{ms / (whole * 1000) * 100:F0}%");
             }
         }
+        section.Notes.Add("int8 GEMM rows: layer 0's float32 weights quantized as an int8 body quantizes them (dynamic, per output channel), timed without what the served Linear adds around them.");
         section.Notes.Add("Per-layer parts are timed alone on layer 0's weights and multiplied by the number of layers; alternatives (fused vs separate, SDPA vs manual) are rows of their own, so shares do not add up to 100 %.");
         return section;
+    }
+
+    private sealed class Int8GemmSet(QuantizedWeights quantized, TorchSharp.Modules.Linear fused, TorchSharp.Modules.Linear[] separate,
+        TorchSharp.Modules.Linear up, TorchSharp.Modules.Linear down, nn.Module owner) : IDisposable
+    {
+        public (QuantizedWeights, TorchSharp.Modules.Linear, TorchSharp.Modules.Linear[], TorchSharp.Modules.Linear, TorchSharp.Modules.Linear) Value => (quantized, fused, separate, up, down);
+
+        public void Dispose()
+        {
+            quantized.Dispose();
+            owner.Dispose();
+        }
+    }
+
+    private static Int8GemmSet? Int8Gemms(BertLayer layer, BertConfig c)
+    {
+        var a = layer.attention.@self;
+        TorchSharp.Modules.Linear Copy(Tensor weight, Tensor bias)
+        {
+            var linear = nn.Linear(weight.shape[1], weight.shape[0]);
+            using (no_grad())
+            {
+                linear.weight!.copy_(weight);
+                linear.bias!.copy_(bias);
+            }
+            return linear;
+        }
+        using var qkvWeight = cat([a.query.weight!, a.key.weight!, a.value.weight!], 0);
+        using var qkvBias = cat([a.query.bias!, a.key.bias!, a.value.bias!], 0);
+        var fused = Copy(qkvWeight, qkvBias);
+        TorchSharp.Modules.Linear[] separate = [Copy(a.query.weight!, a.query.bias!), Copy(a.key.weight!, a.key.bias!), Copy(a.value.weight!, a.value.bias!)];
+        var up = Copy(layer.intermediate.dense.weight!, layer.intermediate.dense.bias!);
+        var down = Copy(layer.output.dense.weight!, layer.output.dense.bias!);
+        var owner = nn.Sequential([("fused", fused), ("q", separate[0]), ("k", separate[1]), ("v", separate[2]), ("up", up), ("down", down)]);
+        var quantized = QuantizedWeights.Quantize(owner, [], out _);
+        if (quantized is null)
+        {
+            owner.Dispose();
+            return null;
+        }
+        return new Int8GemmSet(quantized, fused, separate, up, down, owner);
     }
 }
