@@ -5,7 +5,7 @@ namespace BertHost.Tests.Integration;
 
 /// <summary>
 /// The shipped default deployment, config/default.yaml, as committed: all-MiniLM-L6-v2 (imported by the build) with the
-/// trained sentiment and NER heads under config/heads/ and the embedding head. Checks that the committed heads were
+/// trained sentiment and NER heads under config/heads/ (frozen-body and LoRA) and the embedding head. Checks that the committed heads were
 /// trained on exactly this body (their recorded fingerprint is the served body's, so they are not stale), and that
 /// the deployment gives right answers on sentences whose answers are not in doubt.
 /// </summary>
@@ -22,10 +22,10 @@ public sealed class DefaultDeploymentTests
         var (status, heads) = await host.GetAsync("/v1/heads");
         Assert.Equal(200, status);
         var states = heads["heads"]!.AsArray().ToDictionary(h => h!["name"]!.GetValue<string>(), h => h!["state"]!.GetValue<string>());
-        Assert.Equal(new Dictionary<string, string> { ["sentiment"] = "ready", ["sentiment-lora"] = "ready", ["ner"] = "ready", ["embeddings"] = "ready" }, states);
+        Assert.Equal(new Dictionary<string, string> { ["sentiment"] = "ready", ["sentiment-lora"] = "ready", ["ner"] = "ready", ["ner-lora"] = "ready", ["embeddings"] = "ready" }, states);
         var (_, body) = await host.GetAsync("/v1/body");
         var fingerprint = body["fingerprint"]!.GetValue<string>();
-        foreach (var head in new[] { "sentiment", "sentiment-lora", "ner" })
+        foreach (var head in new[] { "sentiment", "sentiment-lora", "ner", "ner-lora" })
         {
             var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.RepoRoot, "config", "heads", head, "head.json")))!;
             Assert.Equal(fingerprint, manifest["body_fingerprint"]!.GetValue<string>());
@@ -50,16 +50,19 @@ public sealed class DefaultDeploymentTests
             Assert.All(sentiment["outputs"]!.AsArray(), o => Assert.True(o!["score"]!.GetValue<double>() > 0.8, head + ": " + o.ToJsonString()));
         }
 
-        // NER: a person and a place.
-        var (s2, ner) = await host.PostAsync("/v1/heads/ner/predict", new
+        // NER, from the frozen-body head and from the LoRA head: people, places and an organisation.
+        foreach (var head in new[] { "ner", "ner-lora" })
         {
-            inputs = new[] { "Angela Merkel visited Paris" },
-            parameters = new { aggregation = "simple" },
-        });
-        Assert.Equal(200, s2);
-        var entities = ner["outputs"]![0]!.AsArray()
-            .Select(e => (Group: e!["entity_group"]!.GetValue<string>(), Word: e["word"]!.GetValue<string>())).ToList();
-        Assert.Equal([("PER", "Angela Merkel"), ("LOC", "Paris")], entities);
+            var (s2, ner) = await host.PostAsync($"/v1/heads/{head}/predict", new
+            {
+                inputs = new[] { "Angela Merkel visited Paris" },
+                parameters = new { aggregation = "simple" },
+            });
+            Assert.Equal(200, s2);
+            var entities = ner["outputs"]![0]!.AsArray()
+                .Select(e => (Group: e!["entity_group"]!.GetValue<string>(), Word: e["word"]!.GetValue<string>())).ToList();
+            Assert.True(entities.SequenceEqual([("PER", "Angela Merkel"), ("LOC", "Paris")]), head + ": " + ner.ToJsonString());
+        }
 
         // Embeddings: unit length, and a paraphrase scores higher than an unrelated sentence.
         var (s3, embedded) = await host.PostAsync("/v1/heads/embeddings/predict", new
