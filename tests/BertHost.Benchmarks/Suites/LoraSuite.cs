@@ -57,7 +57,8 @@ public sealed class LoraSuite(BenchOptions options)
         var plainYaml = Path.Combine(options.WorkFolder, "lora-plain.yaml");
         File.WriteAllText(plainYaml, Yaml([Head("plain", null)]));
         var folders = new List<string>();
-        long adapterBytes;
+        var largeFolders = new List<string>();
+        long adapterBytes, largeAdapterBytes = 0;
         using (var session = TrainingSession.Open(HostConfigLoader.Load(plainYaml), "plain", NullLoggerFactory.Instance))
         {
             var plainFolder = Path.Combine(options.WorkFolder, "lora-heads", "plain");
@@ -74,6 +75,19 @@ public sealed class LoraSuite(BenchOptions options)
                 LoraHeadFolder.Attach(folder, adapter);
                 folders.Add(folder);
                 adapterBytes = adapter.Bytes;
+            }
+            // Large adapters (r=64 on every Linear, ~10 MB each) for the memory measure: their bytes stand well above
+            // the few MiB two starts of the same deployment differ by, which the r=8 adapters' 288 KiB do not.
+            for (var i = 0; i < 10; i++)
+            {
+                using var adapter = LoraAdapter.Create(session.Body.Model, new LoraSettings(64, 128, 0.1, [LoraSettings.AllLinear]), seed: 100 + i);
+                using (no_grad())
+                    foreach (var pair in adapter.Pairs.Values) pair.B.normal_(0, 0.02);
+                var folder = Path.Combine(options.WorkFolder, "lora-heads", $"large{i}");
+                session.Head.Save(folder, new HeadSaveInfo(session.Body.Fingerprint, null));
+                LoraHeadFolder.Attach(folder, adapter);
+                largeFolders.Add(folder);
+                largeAdapterBytes = adapter.Bytes;
             }
         }
         var folderBytes = Directory.GetFiles(folders[1]).Where(f => Path.GetFileName(f).StartsWith("head.")).Sum(f => new FileInfo(f).Length);
@@ -164,38 +178,45 @@ public sealed class LoraSuite(BenchOptions options)
         // HTTP, then read once idle (the host trims its native heap after 1 s without work). Rounds interleave the three
         // deployments so drift on the machine hits each alike; the median of the rounds is the figure. Anonymous memory
         // (RssAnon) is what a tensor adds; VmRSS also counts file-backed code pages, touched differently from run to run.
-        var tenYaml = Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", folders[i + 1]))));
         var plainOnlyYaml = Yaml([Head("plain", folders[0])]);
         // Control: the same 10 heads without adapters (plain head folders), so the head instances' own cost shows apart.
         var tenPlainYaml = Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", folders[0]))));
-        // One adapter among the same 11 heads: what serving LoRA at all costs (code paths, kernels for the small GEMMs),
-        // so ten_lora − one_lora is what 9 more adapters cost.
-        var oneYaml = Yaml(new[] { Head("plain", folders[0]), Head("lora0", folders[1]) }.Concat(Enumerable.Range(1, 9).Select(i => Head($"lora{i}", folders[0]))));
         string[] eleven = ["plain", .. Enumerable.Range(0, 10).Select(i => $"lora{i}")];
+        // One adapter among the same 11 heads: what serving LoRA at all costs (code paths, kernels for the small GEMMs),
+        // so ten − one is what 9 more adapters cost.
+        string One(List<string> adapters) => Yaml(new[] { Head("plain", folders[0]), Head("lora0", adapters[0]) }.Concat(Enumerable.Range(1, 9).Select(i => Head($"lora{i}", folders[0]))));
+        string Ten(List<string> adapters) => Yaml(new[] { Head("plain", folders[0]) }.Concat(Enumerable.Range(0, 10).Select(i => Head($"lora{i}", adapters[i]))));
         var deployments = new (string Name, string Yaml, string[] Heads)[]
         {
-            ("none", plainOnlyYaml, ["plain"]), ("ten_plain", tenPlainYaml, eleven), ("one_lora", oneYaml, eleven), ("ten_lora", tenYaml, eleven),
+            ("none", plainOnlyYaml, ["plain"]), ("ten_plain", tenPlainYaml, eleven),
+            ("one_lora", One(folders[1..]), eleven), ("ten_lora", Ten(folders[1..]), eleven),
+            ("one_large", One(largeFolders), eleven), ("ten_large", Ten(largeFolders), eleven),
         };
         var rounds = options.Quick ? 2 : 5;
         var samples = deployments.ToDictionary(d => d.Name, _ => new List<(long Anon, long Rss)>());
         for (var round = 0; round < rounds; round++)
             foreach (var (name, yaml, heads) in deployments)
                 samples[name].Add(IdleMemory(Path.Combine(options.WorkFolder, $"lora-rss-{name}.yaml"), yaml, heads, lines).GetAwaiter().GetResult());
-        long Median(string name, Func<(long Anon, long Rss), long> of) => samples[name].Select(of).Order().ElementAt(samples[name].Count / 2);
+        long Median(string name) => samples[name].Select(s => s.Anon).Order().ElementAt(samples[name].Count / 2);
         string MiB(long bytes) => $"{bytes / 1048576.0:+0.0;-0.0} MiB";
-        var loraAnon = Median("ten_lora", s => s.Anon) - Median("ten_plain", s => s.Anon);
-        var firstAnon = Median("one_lora", s => s.Anon) - Median("ten_plain", s => s.Anon);
-        var nineAnon = Median("ten_lora", s => s.Anon) - Median("one_lora", s => s.Anon);
-        var headsAnon = Median("ten_plain", s => s.Anon) - Median("none", s => s.Anon);
+        var headsAnon = Median("ten_plain") - Median("none");
         var spread = deployments.Max(d => samples[d.Name].Max(s => s.Anon) - samples[d.Name].Min(s => s.Anon));
         section.Add(new JsonObject
             {
-                ["measure"] = "rss", ["rounds"] = rounds, ["adapter_bytes"] = adapterBytes,
+                ["measure"] = "rss", ["rounds"] = rounds, ["adapter_bytes"] = adapterBytes, ["large_adapter_bytes"] = largeAdapterBytes,
                 ["samples"] = new JsonObject(samples.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)new JsonArray(p.Value.Select(s => (JsonNode?)new JsonObject { ["rss_anon"] = s.Anon, ["vm_rss"] = s.Rss }).ToArray())))),
             },
-            $"memory, 11 heads served (berthost serve, idle, RssAnon, median of {rounds} fresh starts each): 9 more LoRA heads (10 vs 1 adapter)",
-            $"{MiB(nineAnon)} for 9 adapters of {adapterBytes / 1024.0:F0} KiB ({9 * adapterBytes / 1048576.0:F1} MiB); the first adapter {MiB(firstAnon)}; all 10 {MiB(loraAnon)}; the 10 heads without adapters {MiB(headsAnon)}; largest spread between starts of one deployment {spread / 1048576.0:F1} MiB",
-            $"{Report.F((double)nineAnon / (9 * adapterBytes), 2)}× adapter bytes");
+            $"memory, 11 heads served (berthost serve, idle, RssAnon, median of {rounds} fresh starts each): the 10 heads themselves, without adapters",
+            $"{MiB(headsAnon)}; largest spread between starts of one deployment {spread / 1048576.0:F1} MiB", "");
+        foreach (var (kind, bytes) in new[] { ("lora", adapterBytes), ("large", largeAdapterBytes) })
+        {
+            var nine = Median($"ten_{kind}") - Median($"one_{kind}");
+            var first = Median($"one_{kind}") - Median("ten_plain");
+            section.Add(new JsonObject { ["measure"] = $"rss_{kind}", ["nine_more_adapters"] = nine, ["first_adapter"] = first, ["adapter_bytes"] = bytes },
+                $"memory: 9 more adapters of {bytes / 1024.0:N0} KiB ({(kind == "lora" ? "r=8, query+value" : "r=64, all-linear")}): 10 vs 1 adapter among the same 11 heads",
+                $"{MiB(nine)} for {9 * bytes / 1048576.0:F1} MiB of adapters (the first adapter: {MiB(first)})",
+                $"{Report.F((double)nine / (9 * bytes), 2)}× adapter bytes");
+        }
 
         // Training step: lora vs full on the same batches (EvalEveryEpoch off; the first step warms up).
         var count = options.Quick ? 64 : 160;

@@ -145,7 +145,7 @@ public sealed class ServingCommandTests : IDisposable
 
     [DefaultDeploymentFact]
     public Task The_default_deployment_validates_and_its_heads_load() => The_shipped_deployments_validate_and_their_heads_load("default.yaml",
-        "OK (1 body, 4 heads: sentiment (text-classification), sentiment-lora (text-classification), ner (token-classification), embeddings (embedding))");
+        "OK (1 body, 5 heads: sentiment (text-classification), sentiment-lora (text-classification), ner (token-classification), ner-lora (token-classification), embeddings (embedding))");
 
     [Fact]
     public async Task With_oversized_refuse_a_long_input_is_an_error_naming_its_length_and_short_ones_pass()
