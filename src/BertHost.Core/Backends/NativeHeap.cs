@@ -50,18 +50,7 @@ public static class NativeHeap
     /// </summary>
     public static void ReleaseFreeMemory()
     {
-        if (!Applied.IsValueCreated || !Applied.Value) return;
-        lock (TrimGate)
-        {
-            try
-            {
-                malloc_trim(0);
-            }
-            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-            {
-            }
-            _residentAfterTrim = ResidentBytes() ?? 0;
-        }
+        if (Applied.IsValueCreated && Applied.Value) Growth.Trim();
     }
 
     /// <summary>
@@ -72,19 +61,20 @@ public static class NativeHeap
     /// pass, this bounds that growth while passes of a steady size keep reusing what they free (a budget above one
     /// pass's working set never trims between them). True when it trimmed.
     /// </summary>
-    public static bool ReleaseFreeMemoryAbove(long budget)
+    public static bool ReleaseFreeMemoryAbove(long budget) => Applied.IsValueCreated && Applied.Value && Growth.TrimIfGrown(budget);
+
+    private static readonly GrowthTrim Growth = new(ResidentBytes, TrimHeap);
+
+    private static void TrimHeap()
     {
-        if (!Applied.IsValueCreated || !Applied.Value) return false;
-        lock (TrimGate)
+        try
         {
-            if (ResidentBytes() is not { } resident || resident - _residentAfterTrim <= budget) return false;
-            ReleaseFreeMemory(); // the gate is re-entrant
-            return true;
+            malloc_trim(0);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
         }
     }
-
-    private static readonly object TrimGate = new();
-    private static long _residentAfterTrim;
 
     /// <summary>The process's resident set (second field of /proc/self/statm, in pages); null where there is no procfs.</summary>
     public static long? ResidentBytes()
@@ -105,4 +95,33 @@ public static class NativeHeap
 
     [DllImport("libc", EntryPoint = "mallopt")]
     private static extern int mallopt(int param, int value);
+}
+
+/// <summary>
+/// When to trim: once the resident set grew more than a budget since the last trim (whoever asked for that one). The
+/// policy apart from glibc, so it is testable with a scripted resident set.
+/// </summary>
+internal sealed class GrowthTrim(Func<long?> resident, Action trim)
+{
+    private readonly object _gate = new();
+    private long _residentAfterTrim;
+
+    public void Trim()
+    {
+        lock (_gate)
+        {
+            trim();
+            _residentAfterTrim = resident() ?? 0;
+        }
+    }
+
+    public bool TrimIfGrown(long budget)
+    {
+        lock (_gate)
+        {
+            if (resident() is not { } now || now - _residentAfterTrim <= budget) return false;
+            Trim(); // the gate is re-entrant
+            return true;
+        }
+    }
 }
