@@ -1,12 +1,15 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using BertHost.Core.Backends;
 using static TorchSharp.torch;
 
 namespace BertHost.Core.Lora;
 
 /// <summary>
 /// An adapter's low-rank update added to a range of rows on the CPU, row by row: y[i] += scale · (x[i]·Aᵀ)·Bᵀ, with
-/// the r dot products and the r scaled row additions vectorised (<see cref="System.Numerics.Tensors.TensorPrimitives"/>). At serving sizes
+/// the r dot products and the r scaled row additions vectorised (<see cref="System.Numerics.Tensors.TensorPrimitives"/>),
+/// ranges of more than 64 rows split over libtorch's OpenMP team (<see cref="OpenMpTeam"/>). At serving sizes
 /// (tens to hundreds of rows per adapter, r = 8) libtorch's two GEMMs per adapter cost more in operator calls and
 /// threading than in arithmetic: 8 adapters on MiniLM made the body pass 1.25× slower that way; stacking the
 /// adapters into two GEMMs instead multiplied every row by every adapter. Inference only (no autograd); the
@@ -22,26 +25,51 @@ internal static class LowRankRows
 
     private static bool Plain(Tensor t) => t.device_type == TorchSharp.DeviceType.CPU && t.dtype == ScalarType.Float32 && t.dim() == 2 && t.is_contiguous();
 
+    /// <summary>Rows per work item when a range is split over libtorch's OpenMP team.</summary>
+    private const int Chunk = 64;
+
     /// <summary>y[rows first..end) += scale · x·Aᵀ·Bᵀ, for x [N, in], y [N, out], A [r, in], B [out, r].</summary>
-    public static void Add(Tensor x, Tensor y, Tensor a, Tensor b, float scale, int first, int end)
+    public static unsafe void Add(Tensor x, Tensor y, Tensor a, Tensor b, float scale, int first, int end)
     {
         int inputs = (int)x.shape[1], outputs = (int)y.shape[1], rank = (int)a.shape[0];
-        var xs = MemoryMarshal.Cast<byte, float>(x.bytes);
-        var ys = MemoryMarshal.Cast<byte, float>(y.bytes);
-        var aw = MemoryMarshal.Cast<byte, float>(a.bytes);
         var bw = MemoryMarshal.Cast<byte, float>(b.bytes);
         // Bᵀ, so that each of the r terms adds a whole contiguous row.
         var bt = new float[rank * outputs];
         for (var o = 0; o < outputs; o++)
             for (var j = 0; j < rank; j++)
                 bt[j * outputs + o] = bw[o * rank + j];
-        Span<float> low = stackalloc float[rank];
-        for (var i = first; i < end; i++)
+        // Native storage (not moved by the GC): pointers let the team's threads make their own spans.
+        var xp = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(x.bytes)));
+        var yp = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(y.bytes)));
+        var ap = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(a.bytes)));
+        void Rows(int from, int to)
         {
-            var row = xs.Slice(i * inputs, inputs);
-            for (var j = 0; j < rank; j++) low[j] = scale * TensorPrimitives.Dot(row, aw.Slice(j * inputs, inputs));
-            var target = ys.Slice(i * outputs, outputs);
-            for (var j = 0; j < rank; j++) TensorPrimitives.MultiplyAdd(bt.AsSpan(j * outputs, outputs), low[j], target, target);
+            var aw = new ReadOnlySpan<float>(ap, rank * inputs);
+            Span<float> low = stackalloc float[rank];
+            for (var i = from; i < to; i++)
+            {
+                var row = new ReadOnlySpan<float>(xp + (long)i * inputs, inputs);
+                for (var j = 0; j < rank; j++) low[j] = scale * TensorPrimitives.Dot(row, aw.Slice(j * inputs, inputs));
+                var target = new Span<float>(yp + (long)i * outputs, outputs);
+                for (var j = 0; j < rank; j++) TensorPrimitives.MultiplyAdd(bt.AsSpan(j * outputs, outputs), low[j], target, target);
+            }
         }
+        var chunks = (end - first + Chunk - 1) / Chunk;
+        var threads = Math.Min(get_num_threads(), chunks);
+        if (threads <= 1 || !OpenMpTeam.Available)
+        {
+            Rows(first, end);
+        }
+        else
+        {
+            var next = -1;
+            OpenMpTeam.Run(threads, _ =>
+            {
+                for (int c; (c = Interlocked.Increment(ref next)) < chunks;) Rows(first + c * Chunk, Math.Min(end, first + (c + 1) * Chunk));
+            });
+        }
+        GC.KeepAlive(x);
+        GC.KeepAlive(y);
+        GC.KeepAlive(a);
     }
 }
