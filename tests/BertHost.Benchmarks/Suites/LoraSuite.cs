@@ -58,37 +58,33 @@ public sealed class LoraSuite(BenchOptions options)
         File.WriteAllText(plainYaml, Yaml([Head("plain", null)]));
         var folders = new List<string>();
         var largeFolders = new List<string>();
-        long adapterBytes, largeAdapterBytes = 0;
+        long adapterBytes, largeAdapterBytes;
         using (var session = TrainingSession.Open(HostConfigLoader.Load(plainYaml), "plain", NullLoggerFactory.Instance))
         {
             var plainFolder = Path.Combine(options.WorkFolder, "lora-heads", "plain");
             session.Head.Save(plainFolder, new HeadSaveInfo(session.Body.Fingerprint, null));
             folders.Add(plainFolder);
-            adapterBytes = 0;
-            for (var i = 0; i < 10; i++)
+            // Ten head folders with their own random adapters of these settings; returns one adapter's bytes.
+            long AdapterFolders(string prefix, LoraSettings settings, int firstSeed, List<string> into)
             {
-                using var adapter = LoraAdapter.Create(session.Body.Model, new LoraSettings(), seed: i);
-                using (no_grad())
-                    foreach (var pair in adapter.Pairs.Values) pair.B.normal_(0, 0.02);
-                var folder = Path.Combine(options.WorkFolder, "lora-heads", $"lora{i}");
-                session.Head.Save(folder, new HeadSaveInfo(session.Body.Fingerprint, null));
-                LoraHeadFolder.Attach(folder, adapter);
-                folders.Add(folder);
-                adapterBytes = adapter.Bytes;
+                long bytes = 0;
+                for (var i = 0; i < 10; i++)
+                {
+                    using var adapter = LoraAdapter.Create(session.Body.Model, settings, seed: firstSeed + i);
+                    using (no_grad())
+                        foreach (var pair in adapter.Pairs.Values) pair.B.normal_(0, 0.02);
+                    var folder = Path.Combine(options.WorkFolder, "lora-heads", $"{prefix}{i}");
+                    session.Head.Save(folder, new HeadSaveInfo(session.Body.Fingerprint, null));
+                    LoraHeadFolder.Attach(folder, adapter);
+                    into.Add(folder);
+                    bytes = adapter.Bytes;
+                }
+                return bytes;
             }
+            adapterBytes = AdapterFolders("lora", new LoraSettings(), 0, folders);
             // Large adapters (r=64 on every Linear, ~10 MB each) for the memory measure: their bytes stand well above
             // the few MiB two starts of the same deployment differ by, which the r=8 adapters' 288 KiB do not.
-            for (var i = 0; i < 10; i++)
-            {
-                using var adapter = LoraAdapter.Create(session.Body.Model, new LoraSettings(64, 128, 0.1, [LoraSettings.AllLinear]), seed: 100 + i);
-                using (no_grad())
-                    foreach (var pair in adapter.Pairs.Values) pair.B.normal_(0, 0.02);
-                var folder = Path.Combine(options.WorkFolder, "lora-heads", $"large{i}");
-                session.Head.Save(folder, new HeadSaveInfo(session.Body.Fingerprint, null));
-                LoraHeadFolder.Attach(folder, adapter);
-                largeFolders.Add(folder);
-                largeAdapterBytes = adapter.Bytes;
-            }
+            largeAdapterBytes = AdapterFolders("large", new LoraSettings(64, 128, 0.1, [LoraSettings.AllLinear]), 100, largeFolders);
         }
         var folderBytes = Directory.GetFiles(folders[1]).Where(f => Path.GetFileName(f).StartsWith("head.")).Sum(f => new FileInfo(f).Length);
         var plainFolderBytes = Directory.GetFiles(folders[0]).Where(f => Path.GetFileName(f).StartsWith("head.")).Sum(f => new FileInfo(f).Length);
