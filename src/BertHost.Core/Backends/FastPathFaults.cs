@@ -15,4 +15,7 @@ internal sealed record FastPathFaults
 
     /// <summary>int8 projections seem to disagree with libtorch's float32 Linear.</summary>
     public bool Int8 { get; init; }
+
+    /// <summary>The CPU kernel for LoRA updates seems to disagree with libtorch's GEMMs.</summary>
+    public bool LowRankRows { get; init; }
 }

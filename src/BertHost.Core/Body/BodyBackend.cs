@@ -29,6 +29,9 @@ public sealed class BodyBackend : IDisposable
     /// <summary>Why the attention core runs on SDPA (null when the CPU kernel serves).</summary>
     public string? AttentionCoreReason { get; private init; }
 
+    /// <summary>Why LoRA updates are added by libtorch's GEMMs (null when <see cref="LowRankRows"/> serves them).</summary>
+    public string? LoraUpdatesReason { get; private set; }
+
     /// <summary>Fast paths that failed their load-time check on this machine, each with what serves instead.</summary>
     public IReadOnlyList<string> Fallbacks => _fallbacks;
 
@@ -42,6 +45,7 @@ public sealed class BodyBackend : IDisposable
         var fallbacks = new List<string>();
         var backend = new BodyBackend { AttentionCoreReason = ChooseAttentionCore(model, options, device, dtype, fallbacks) };
         backend._fallbacks.AddRange(fallbacks);
+        backend.LoraUpdatesReason = ChooseLoraUpdates(model, options, device, dtype, backend._fallbacks);
         if (device == TorchSharp.DeviceType.CPU) NativeHeap.EnsureTuned();
         if (options.Quantize == QuantizeModes.DynamicInt8)
         {
@@ -125,6 +129,19 @@ public sealed class BodyBackend : IDisposable
         model.UseCpuAttentionKernel = false;
         fallbacks.Add("attention core runs on SDPA: the CPU kernel failed its load-time check: " + problem);
         return "the CPU kernel failed its load-time check: " + problem;
+    }
+
+    /// <summary>Turns the CPU row kernel for LoRA updates on where it serves and agrees with libtorch here; returns why not otherwise.</summary>
+    private static string? ChooseLoraUpdates(BertModel model, BodyOptions options, TorchSharp.DeviceType device, ScalarType dtype, List<string> fallbacks)
+    {
+        if (!LowRankRows.Supports(device, dtype)) return "the row kernel runs float32 on the CPU only";
+        if (LowRankRowsCheck.Disagreement(options.Faults?.LowRankRows == true) is { } problem)
+        {
+            fallbacks.Add("LoRA updates run on libtorch's GEMMs: the row kernel failed its load-time check: " + problem);
+            return "the row kernel failed its load-time check: " + problem;
+        }
+        model.Kernels = model.Kernels with { LowRankRows = true };
+        return null;
     }
 
     /// <summary>The activation the intermediate projection fuses into oneDNN's kernel, with libtorch's form to check it against.</summary>

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using BertHost.Core.Backends;
 using BertHost.Core.Bert;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -78,20 +79,19 @@ public sealed class LoraPass : IProjectionUpdates, IDisposable
             throw new InvalidOperationException($"a LoRA pass laid out {starts[^1]} rows but a projection got {rows}");
         var training = _model.training;
         var entries = _byLinear[linear];
-        if (!training && LowRankRows.Serves(x, y, entries.Select(e => e.Pair)))
+        if (!training && _model.Kernels.LowRankRows && LowRankRows.Serves([x, y, .. entries.SelectMany(e => new Tensor[] { e.Pair.A, e.Pair.B })]))
         {
             foreach (var (pair, settings, first, count) in entries)
             {
-                var end = count < 0 ? starts.Length - 1 : Math.Min(first + count, starts.Length - 1);
-                if (first < end) LowRankRows.Add(x, y, pair.A, pair.B, (float)settings.Scale, starts[first], starts[end]);
+                var (r0, r1) = RowRange(starts, first, count);
+                if (r1 > r0) LowRankRows.Add(x, y, pair.A, pair.B, (float)settings.Scale, r0, r1);
             }
             return y;
         }
         foreach (var (pair, settings, first, count) in entries)
         {
-            var end = count < 0 ? starts.Length - 1 : Math.Min(first + count, starts.Length - 1);
-            if (first >= end) continue;
-            long r0 = starts[first], n = starts[end] - r0;
+            var (r0, r1) = RowRange(starts, first, count);
+            long n = r1 - r0;
             if (n == 0) continue;
             using var scope = NewDisposeScope();
             var xs = n == rows ? x : x.narrow(0, r0, n);
@@ -112,6 +112,13 @@ public sealed class LoraPass : IProjectionUpdates, IDisposable
             }
         }
         return y;
+    }
+
+    /// <summary>The projection rows of sequences <paramref name="first"/> .. first+<paramref name="count"/>−1 (count −1: all), clipped to the batch; empty when none.</summary>
+    private static (int First, int End) RowRange(int[] starts, int first, int count)
+    {
+        var end = count < 0 ? starts.Length - 1 : Math.Min(first + count, starts.Length - 1);
+        return first < end ? (starts[first], starts[end]) : (0, 0);
     }
 
     public void Dispose()

@@ -361,6 +361,8 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
     {
         ["attention_core"] = body.AttentionCore,
         ["attention_core_reason"] = body.AttentionCoreReason,
+        ["lora_updates"] = body.Model.Kernels.LowRankRows ? "cpu_rows" : "libtorch",
+        ["lora_updates_reason"] = body.Backend.LoraUpdatesReason,
         ["packed_projections"] = new JsonArray((body.Prepacked?.Projections ?? []).Select(p => (JsonNode)new JsonObject
         {
             ["shape"] = p.Shape,

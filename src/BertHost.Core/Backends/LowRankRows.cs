@@ -1,10 +1,9 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using BertHost.Core.Backends;
 using static TorchSharp.torch;
 
-namespace BertHost.Core.Lora;
+namespace BertHost.Core.Backends;
 
 /// <summary>
 /// An adapter's low-rank update added to a range of rows on the CPU, row by row: y[i] += scale · (x[i]·Aᵀ)·Bᵀ, with
@@ -13,17 +12,20 @@ namespace BertHost.Core.Lora;
 /// (tens to hundreds of rows per adapter, r = 8) libtorch's two GEMMs per adapter cost more in operator calls and
 /// threading than in arithmetic: 8 adapters on MiniLM made the body pass 1.25× slower that way; stacking the
 /// adapters into two GEMMs instead multiplied every row by every adapter. Inference only (no autograd); the
-/// libtorch path (<see cref="LoraPass.AddUpdates"/>) keeps training, GPUs and other dtypes, and is what the tests hold
-/// this to.
+/// libtorch path (<c>LoraPass.AddUpdates</c>) keeps training, GPUs and other dtypes. A body turns it on only where its
+/// load-time check (<see cref="LowRankRowsCheck"/>) agrees with that path (<see cref="Bert.BertKernels.LowRankRows"/>).
 /// </summary>
 internal static class LowRankRows
 {
-    /// <summary>Whether <see cref="Add"/> serves these tensors: float32, CPU, dense rows, no gradient anywhere.</summary>
-    public static bool Serves(Tensor x, Tensor y, IEnumerable<LoraPair> pairs) =>
-        Plain(x) && Plain(y) && !(is_grad_enabled() && (x.requires_grad || y.requires_grad)) &&
-        pairs.All(p => Plain(p.A) && Plain(p.B) && !(is_grad_enabled() && (p.A.requires_grad || p.B.requires_grad)));
+    /// <summary>Whether <see cref="Add"/> serves these tensors (x, y and every A and B): float32, CPU, dense rows, no gradient.</summary>
+    public static bool Serves(IEnumerable<Tensor> tensors) => tensors.All(Plain);
 
-    private static bool Plain(Tensor t) => t.device_type == TorchSharp.DeviceType.CPU && t.dtype == ScalarType.Float32 && t.dim() == 2 && t.is_contiguous();
+    private static bool Plain(Tensor t) =>
+        t.device_type == TorchSharp.DeviceType.CPU && t.dtype == ScalarType.Float32 && t.dim() == 2 && t.is_contiguous() &&
+        !(is_grad_enabled() && t.requires_grad);
+
+    /// <summary>Where this machine computes float32 on the CPU, the kernel may serve (the load-time check decides).</summary>
+    public static bool Supports(TorchSharp.DeviceType device, ScalarType dtype) => device == TorchSharp.DeviceType.CPU && dtype == ScalarType.Float32;
 
     /// <summary>Rows per work item when a range is split over libtorch's OpenMP team.</summary>
     private const int Chunk = 64;
