@@ -63,7 +63,7 @@ public sealed class ProfileSuite(BenchOptions options)
             using var gemms = precision == "float32" ? Int8Gemms(layer, c) : null;
             if (gemms is not null)
             {
-                var (quantized, fused, separate, up, down) = gemms.Value;
+                var (quantized, fused, separate, up, down, _) = gemms;
                 var int8Rows = new (string, int, Action)[]
                 {
                     ("int8 GEMM: Q, K, V fused (one Linear)", l, () => { using var s = NewDisposeScope(); quantized.For(fused)!(x.view(-1, c.HiddenSize)); }),
@@ -87,15 +87,14 @@ public sealed class ProfileSuite(BenchOptions options)
         return section;
     }
 
-    private sealed class Int8GemmSet(QuantizedWeights quantized, TorchSharp.Modules.Linear fused, TorchSharp.Modules.Linear[] separate,
-        TorchSharp.Modules.Linear up, TorchSharp.Modules.Linear down, nn.Module owner) : IDisposable
+    /// <summary>Layer 0's projections as standalone Linears (owned by <paramref name="Owner"/>) and their int8 packs.</summary>
+    private sealed record Int8GemmSet(QuantizedWeights Quantized, TorchSharp.Modules.Linear Fused, TorchSharp.Modules.Linear[] Separate,
+        TorchSharp.Modules.Linear Up, TorchSharp.Modules.Linear Down, nn.Module Owner) : IDisposable
     {
-        public (QuantizedWeights, TorchSharp.Modules.Linear, TorchSharp.Modules.Linear[], TorchSharp.Modules.Linear, TorchSharp.Modules.Linear) Value => (quantized, fused, separate, up, down);
-
         public void Dispose()
         {
-            quantized.Dispose();
-            owner.Dispose();
+            Quantized.Dispose();
+            Owner.Dispose();
         }
     }
 
