@@ -40,10 +40,8 @@ internal static class LowRankRows
         for (var o = 0; o < outputs; o++)
             for (var j = 0; j < rank; j++)
                 bt[j * outputs + o] = bw[o * rank + j];
-        // Native storage (not moved by the GC): pointers let the team's threads make their own spans.
-        var xp = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(x.bytes)));
-        var yp = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(y.bytes)));
-        var ap = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(a.bytes)));
+        // Pointers, not spans: the team's threads make their own spans.
+        float* xp = TensorMemory.Floats(x), yp = TensorMemory.Floats(y), ap = TensorMemory.Floats(a);
         void Rows(int from, int to)
         {
             var aw = new ReadOnlySpan<float>(ap, rank * inputs);
@@ -56,20 +54,7 @@ internal static class LowRankRows
                 for (var j = 0; j < rank; j++) TensorPrimitives.MultiplyAdd(bt.AsSpan(j * outputs, outputs), low[j], target, target);
             }
         }
-        var chunks = (end - first + Chunk - 1) / Chunk;
-        var threads = Math.Min(get_num_threads(), chunks);
-        if (threads <= 1 || !OpenMpTeam.Available)
-        {
-            Rows(first, end);
-        }
-        else
-        {
-            var next = -1;
-            OpenMpTeam.Run(threads, _ =>
-            {
-                for (int c; (c = Interlocked.Increment(ref next)) < chunks;) Rows(first + c * Chunk, Math.Min(end, first + (c + 1) * Chunk));
-            });
-        }
+        OpenMpTeam.ForRows(first, end, Chunk, Rows);
         GC.KeepAlive(x);
         GC.KeepAlive(y);
         GC.KeepAlive(a);

@@ -44,6 +44,27 @@ internal static unsafe class OpenMpTeam
         if (state.Error is { } error) ExceptionDispatchInfo.Capture(error).Throw();
     }
 
+    /// <summary>
+    /// Calls <paramref name="rows"/>(from, to) over [<paramref name="first"/>, <paramref name="end"/>) in chunks of
+    /// <paramref name="chunk"/> rows, spread over libtorch's team where there is more than one chunk (on the caller alone
+    /// where libgomp is not loaded).
+    /// </summary>
+    public static void ForRows(int first, int end, int chunk, Action<int, int> rows)
+    {
+        var chunks = (end - first + chunk - 1) / chunk;
+        var threads = Math.Min(TorchSharp.torch.get_num_threads(), chunks);
+        if (threads <= 1 || !Available)
+        {
+            if (end > first) rows(first, end);
+            return;
+        }
+        var next = -1;
+        Run(threads, _ =>
+        {
+            for (int c; (c = Interlocked.Increment(ref next)) < chunks;) rows(first + c * chunk, Math.Min(end, first + (c + 1) * chunk));
+        });
+    }
+
     private sealed class State(Action<int> body, delegate* unmanaged<int> threadNum)
     {
         public Exception? Error;

@@ -1,3 +1,4 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Text.RegularExpressions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -8,10 +9,17 @@ namespace BertHost.Core.Backends;
 /// <summary>
 /// Dynamic int8 quantization of a model's Linear layers for CPU inference, as PyTorch's
 /// <c>torch.ao.nn.quantized.dynamic.Linear</c> does it: each weight is quantized once, per output channel (symmetric
-/// int8, scale = max |row| / 127), and packed for fbgemm; at run time the activations are quantized to uint8 with a
-/// scale and zero point taken from their range (one per call), the product runs in int8 with int32 accumulation
-/// (AVX512-VNNI / AVX-VNNI where the CPU has it), and the result is dequantized with the bias added, in float32.
-/// Embeddings, LayerNorm, softmax, GELU and the attention core stay in float32.
+/// int8, scale = max |row| / 127), and packed for fbgemm; at run time each activation row is quantized with its own
+/// scale, the product runs in int8 with int32 accumulation (AVX512-VNNI / AVX-VNNI where the CPU has it), and the result
+/// is dequantized with the bias added, in float32. Embeddings, LayerNorm, softmax, GELU and the attention core stay in
+/// float32.
+/// <para>
+/// Per row, not per call as PyTorch's dynamic Linear: fbgemm takes one activation scale for the whole input, so a
+/// token's int8 values (and a request's answer) would depend on what else is in its batch — the same sentence embedded
+/// among different neighbours measured cosine 0.95 at worst. Each row is divided by its largest magnitude before the
+/// call and a sentinel row [1, −1, 0, …] is appended, so the range fbgemm sees is always [−1, 1]; the output rows are
+/// multiplied back by their row's magnitude and the bias is added here (<see cref="Run"/>).
+/// </para>
 /// <para>
 /// The packed weights live in a TorchScript module of this object (a dictionary attribute keyed by Linear): fbgemm's
 /// packed parameters are a TorchScript class TorchSharp cannot hold. Every projection shape is checked at load: the
@@ -32,11 +40,11 @@ public sealed class QuantizedWeights : IDisposable
           packs : Dict[int, __torch__.torch.classes.quantized.LinearPackedParamsBase]
           def forward(self: __torch__.{{ClassName}}, x: Tensor) -> Tensor:
             return x
-          def pack(self: __torch__.{{ClassName}}, key: int, weight: Tensor, bias: Tensor) -> int:
+          def pack(self: __torch__.{{ClassName}}, key: int, weight: Tensor) -> int:
             scales = torch.div(torch.clamp_min(torch.amax(torch.abs(weight), [1]), 1e-12), 127.0)
             zero_points = torch.zeros([weight.size(0)], dtype=4)
             quantized = torch.quantize_per_channel(weight, scales.to(dtype=7), zero_points, 0, 12)
-            self.packs[key] = ops.quantized.linear_prepack(quantized, bias)
+            self.packs[key] = ops.quantized.linear_prepack(quantized, None)
             return key
           def linear(self: __torch__.{{ClassName}}, key: int, x: Tensor) -> Tensor:
             return ops.quantized.linear_dynamic(x, self.packs[key], False)
@@ -63,6 +71,7 @@ public sealed class QuantizedWeights : IDisposable
 
     private readonly jit.ScriptModule _ops;
     private readonly Dictionary<Linear, long> _keys = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<long, float[]> _biases = [];
     private readonly bool _reduceRange;
 
     private QuantizedWeights(jit.ScriptModule ops, bool reduceRange) => (_ops, _reduceRange) = (ops, reduceRange);
@@ -156,9 +165,9 @@ public sealed class QuantizedWeights : IDisposable
         var key = (long)_keys.Count;
         while (_keys.ContainsValue(key)) key++;
         using var weight = linear.weight!.contiguous();
-        using var bias = linear.bias!.contiguous();
-        _ops.invoke("pack", key, weight, bias);
+        _ops.invoke("pack", key, weight);
         _keys[linear] = key;
+        _biases[key] = linear.bias!.detach().to(ScalarType.Float32).data<float>().ToArray();
         Bytes += linear.weight!.NumberOfElements;
         return key;
     }
@@ -166,6 +175,7 @@ public sealed class QuantizedWeights : IDisposable
     private void Drop(Linear linear)
     {
         if (!_keys.Remove(linear, out var key)) return;
+        _biases.Remove(key);
         _ops.invoke("drop", key);
         Bytes -= linear.weight!.NumberOfElements;
     }
@@ -195,7 +205,7 @@ public sealed class QuantizedWeights : IDisposable
             var x = randn([rows, linear.in_features], generator: generator);
             var fast = Run(key, x);
             if (fault) fast = fast.add(1);
-            var expected = nn.functional.linear(FakeQuantize(x, _reduceRange ? 127 : 255), weight, linear.bias!);
+            var expected = nn.functional.linear(FakeQuantizeRows(x, _reduceRange ? 127 : 255), weight, linear.bias!);
             var difference = FastPathCheck.RelativeDifference(fast, expected);
             if (difference > Tolerance)
                 return $"int8 kernel disagreed with its quantization computed in float32 at {rows} rows (relative difference {difference:G3})";
@@ -204,18 +214,19 @@ public sealed class QuantizedWeights : IDisposable
     }
 
     /// <summary>
-    /// <paramref name="x"/> rounded to the asymmetric uint8 grid dynamic quantization picks for it (range widened to
-    /// include 0; scale = range / levels; zero point rounded), then mapped back to float32.
+    /// <paramref name="x"/> [rows, inputs] as <see cref="Run"/> quantizes it, mapped back to float32: each row divided by
+    /// its largest magnitude, rounded to the asymmetric grid fbgemm picks for the range [−1, 1] (scale 2 / levels, zero
+    /// point levels / 2 rounded to even), and multiplied back.
     /// </summary>
-    internal static Tensor FakeQuantize(Tensor x, int levels)
+    internal static Tensor FakeQuantizeRows(Tensor x, int levels)
     {
         using var scope = NewDisposeScope();
-        var min = Math.Min(0f, x.min().item<float>());
-        var max = Math.Max(0f, x.max().item<float>());
-        var scale = (double)(max - min) / levels;
-        if (scale == 0) return x.clone().MoveToOuterDisposeScope();
-        var zeroPoint = Math.Clamp(Math.Round(-min / scale), 0, levels);
-        return x.div(scale).add(zeroPoint).round().clamp(0, levels).sub(zeroPoint).mul(scale).MoveToOuterDisposeScope();
+        var magnitude = x.abs().amax([-1], keepdim: true);
+        magnitude = where(magnitude.gt(0), magnitude, ones_like(magnitude));
+        var scale = 2.0 / levels;
+        var zeroPoint = Math.Round(levels / 2.0, MidpointRounding.ToEven);
+        return x.div(magnitude).div(scale).add(zeroPoint).round().clamp(0, levels).sub(zeroPoint).mul(scale).mul(magnitude)
+            .MoveToOuterDisposeScope();
     }
 
     /// <summary>The int8 projection of <paramref name="linear"/>, when this pass may use it (no gradients).</summary>
@@ -242,16 +253,58 @@ public sealed class QuantizedWeights : IDisposable
     /// <summary>Whether <paramref name="linear"/> runs in int8.</summary>
     public bool IsQuantized(Linear linear) => _keys.ContainsKey(linear);
 
-    private Tensor Run(long key, Tensor x)
+    /// <summary>Rows per work item when the row scaling is split over libtorch's OpenMP team.</summary>
+    private const int Chunk = 64;
+
+    /// <summary>Rows appended to every call, [1, 0, …] and [−1, 0, …]: they pin fbgemm's activation range to [−1, 1].</summary>
+    private const int SentinelRows = 2;
+
+    private unsafe Tensor Run(long key, Tensor x)
     {
+        var inputs = (int)x.shape[^1];
+        var rows = (int)(x.NumberOfElements / inputs);
         // contiguous() returns a new handle even where it aliases x: dispose it now rather than leave it to a scope.
         using var input = x.contiguous();
-        return (Tensor)_ops.invoke(_reduceRange ? "linear_reduced" : "linear", key, input)!;
+        using var scaled = empty([rows + SentinelRows, inputs], ScalarType.Float32);
+        var magnitudes = new float[rows];
+        float* source = TensorMemory.Floats(input), target = TensorMemory.Floats(scaled);
+        OpenMpTeam.ForRows(0, rows, Chunk, (from, to) =>
+        {
+            for (var r = from; r < to; r++)
+            {
+                var row = new ReadOnlySpan<float>(source + (long)r * inputs, inputs);
+                var magnitude = MathF.Abs(TensorPrimitives.MaxMagnitude(row));
+                // A zero row stays zero; a non-finite one gives non-finite outputs whatever the scale.
+                if (!(magnitude > 0) || float.IsInfinity(magnitude)) magnitude = 1;
+                magnitudes[r] = magnitude;
+                TensorPrimitives.Divide(row, magnitude, new Span<float>(target + (long)r * inputs, inputs));
+            }
+        });
+        var sentinels = new Span<float>(target + (long)rows * inputs, SentinelRows * inputs);
+        sentinels.Clear();
+        sentinels[0] = 1;
+        sentinels[inputs] = -1;
+
+        using var output = (Tensor)_ops.invoke(_reduceRange ? "linear_reduced" : "linear", key, scaled)!;
+        var outputs = (int)output.shape[1];
+        var bias = _biases[key];
+        var result = TensorMemory.Floats(output);
+        OpenMpTeam.ForRows(0, rows, Chunk, (from, to) =>
+        {
+            for (var r = from; r < to; r++)
+            {
+                var row = new Span<float>(result + (long)r * outputs, outputs);
+                TensorPrimitives.MultiplyAdd(row, magnitudes[r], bias, row);
+            }
+        });
+        using var kept = output.narrow(0, 0, rows);
+        return kept.reshape([.. x.shape[..^1], outputs]);
     }
 
     public void Dispose()
     {
         _keys.Clear();
+        _biases.Clear();
         _ops.Dispose();
     }
 }

@@ -65,7 +65,7 @@ public sealed class BertBody : IDisposable
             var dtype = DType.ToString().ToLowerInvariant();
             var projections = Quantized is { } q
                 ? $"int8 ({q.Projections.Sum(p => p.Int8Linears)} of {q.Projections.Sum(p => p.Int8Linears + p.FloatLinears)} Linears; " +
-                  $"weights per output channel, activations per call{(q.ReducedRange ? ", 7-bit" : "")}), the rest {dtype}"
+                  $"weights per output channel, activations per row{(q.ReducedRange ? ", 7-bit" : "")}), the rest {dtype}"
                 : dtype;
             return new Dictionary<string, string>
             {

@@ -34,8 +34,34 @@ public class QuantizedWeightsTests
         var difference = FastPathCheck.RelativeDifference(fast, plain);
         Assert.InRange(difference, 1e-4, 0.05);
         // What the kernel computes is its quantization, evaluated exactly.
-        var expected = nn.functional.linear(QuantizedWeights.FakeQuantize(x, int8.ReducedRange ? 127 : 255), Dequantized(linear), linear.bias!);
+        var expected = nn.functional.linear(QuantizedWeights.FakeQuantizeRows(x, int8.ReducedRange ? 127 : 255), Dequantized(linear), linear.bias!);
         Assert.InRange(FastPathCheck.RelativeDifference(fast, expected), 0, 1e-2);
+    }
+
+    [Fact]
+    public void A_row_gets_the_same_int8_output_whatever_else_is_in_the_call()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var linear = nn.Linear(64, 48);
+        using var model = nn.Sequential(("dense", linear));
+        using var int8 = QuantizedWeights.Quantize(model, [], out _);
+        using var noGrad = no_grad();
+        var rows = randn(5, 64);
+        // Neighbours far larger and far smaller than the rows: one scale per call would round the rows on a coarser or
+        // finer grid each time.
+        var loud = randn(3, 64).mul(40);
+        var quiet = randn(2, 64).mul(0.01);
+        var alone = int8!.For(linear)!(rows);
+        var withLoud = int8.For(linear)!(cat([loud, rows]))[TensorIndex.Slice(3)];
+        var withQuiet = int8.For(linear)!(cat([rows, quiet]))[TensorIndex.Slice(0, 5)];
+        Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(alone, withLoud));
+        Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(alone, withQuiet));
+        // Batched 3-D inputs keep their shape; a zero row gives the bias exactly.
+        var batched = int8.For(linear)!(stack([rows, rows]));
+        Assert.Equal([2L, 5, 48], batched.shape);
+        Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(batched[1], alone));
+        Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(int8.For(linear)!(zeros(1, 64)), linear.bias!.unsqueeze(0)));
     }
 
     /// <summary>The weight on the grid the kernel stores it on: symmetric int8, one scale per output row.</summary>
@@ -100,7 +126,7 @@ public class QuantizedWeightsTests
         Assert.InRange(ReferenceOutputs.MaxAbsDiff(a.LastHiddenState, b.LastHiddenState), 1e-4, 1.0);
 
         var described = InferenceEngine.DescribeFastPaths(int8);
-        Assert.StartsWith("int8 (13 of 13 Linears; weights per output channel, activations per call", described["precision"]!["projections"]!.GetValue<string>());
+        Assert.StartsWith("int8 (13 of 13 Linears; weights per output channel, activations per row", described["precision"]!["projections"]!.GetValue<string>());
         Assert.Equal("float32", described["precision"]!["attention_core"]!.GetValue<string>());
         Assert.Equal(["64→64", "64→200", "200→64"], described["quantized_projections"]!.AsArray().Select(p => p!["shape"]!.GetValue<string>()));
         Assert.Null(int8.Prepacked); // every Linear runs in int8: nothing left to pack
@@ -108,6 +134,25 @@ public class QuantizedWeightsTests
         // The int8 Linears hold no float32 copy of their weights; the float32 body's still do.
         Assert.All(Linears(int8), w => Assert.Equal(0, w));
         Assert.All(Linears(fp32), w => Assert.True(w > 0));
+    }
+
+    [Fact]
+    public void A_text_gets_the_same_int8_hidden_states_alone_and_among_other_texts()
+    {
+        var folder = RandomBodies.Write(64, 4, 200);
+        using var body = Load(folder, []);
+        var texts = RandomBodies.Texts;
+        using var scope = NewDisposeScope();
+        using var together = body.ForwardSkippingPadding(body.Encode(texts));
+        for (var i = 0; i < texts.Length; i++)
+        {
+            var one = body.Encode([texts[i]]);
+            using var alone = body.ForwardSkippingPadding(one);
+            var length = one.Lengths[0];
+            // Only float32 rounding differs (libtorch's GEMMs block differently by batch size); int8 rounding would not.
+            var difference = ReferenceOutputs.MaxAbsDiff(alone.LastHiddenState[0].narrow(0, 0, length), together.LastHiddenState[i].narrow(0, 0, length));
+            Assert.InRange(difference, 0, 1e-4);
+        }
     }
 
     private static IEnumerable<long> Linears(BertBody body) =>
