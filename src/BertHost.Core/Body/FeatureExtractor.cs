@@ -16,7 +16,10 @@ public sealed record EmbedResult(EmbedInput Input, int[] InputIds, int[] TokenTy
 
 /// <summary>
 /// Feature extraction like transformers' feature-extraction pipeline: tokenize, run the body in length-sorted
-/// batches (so padding stays small), pool, and return results in input order.
+/// batches (so padding stays small), pool, and return results in input order. Longest first: the first pass allocates
+/// the largest blocks and every later, shorter pass fits in what it freed. Shortest first, each pass needed slightly
+/// larger blocks than any freed before; the heap grew with stranded blocks that a trim then returned and the next pass
+/// faulted back in (5,000 SST-2 sentences, int8, batches of 32: about 400k → 230k page faults).
 /// </summary>
 public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int batchSize = 32, int? maxLength = null,
     TruncationStrategy truncation = TruncationStrategy.LongestFirst)
@@ -29,7 +32,7 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
             throw new ArgumentException("pooling 'pooler' needs pooler weights, which this checkpoint does not have; use cls or mean");
         var encoded = inputs.Select(Encode).ToArray();
         var results = new EmbedResult[inputs.Count];
-        var order = Enumerable.Range(0, inputs.Count).OrderBy(i => encoded[i].Sequence.Length).ToArray();
+        var order = Enumerable.Range(0, inputs.Count).OrderByDescending(i => encoded[i].Sequence.Length).ToArray();
         foreach (var chunk in order.Chunk(Math.Max(1, batchSize)))
         {
             var batch = PaddedBatch.Create(chunk.Select(i => encoded[i].Sequence).ToList(), body.Tokenizer.PadTokenId);
