@@ -18,11 +18,9 @@ public class QuantizedWeightsTests
     public void An_int8_projection_stays_within_int8_rounding_of_the_float_one_and_never_runs_with_autograd()
     {
         using var scope = NewDisposeScope();
-        manual_seed(3);
-        var linear = nn.Linear(96, 200);
-        using var model = nn.Sequential(("dense", linear));
-        using var int8 = QuantizedWeights.Quantize(model, [], out var why);
-        Assert.Null(why);
+        using var one = OneLinear.Quantized(3, 96, 200);
+        var (linear, int8) = (one.Linear, one.Int8);
+        Assert.Null(one.Why);
         Assert.Equal(96 * 200, int8!.Bytes);
         Assert.True(int8.IsQuantized(linear));
         Assert.Null(int8.For(linear)); // autograd on: the kernel has no backward
@@ -42,10 +40,8 @@ public class QuantizedWeightsTests
     public void A_row_gets_the_same_int8_output_whatever_else_is_in_the_call()
     {
         using var scope = NewDisposeScope();
-        manual_seed(5);
-        var linear = nn.Linear(64, 48);
-        using var model = nn.Sequential(("dense", linear));
-        using var int8 = QuantizedWeights.Quantize(model, [], out _);
+        using var one = OneLinear.Quantized(5, 64, 48);
+        var (linear, int8) = (one.Linear, one.Int8);
         using var noGrad = no_grad();
         var rows = randn(5, 64);
         // Neighbours far larger and far smaller than the rows: one scale per call would round the rows on a coarser or
@@ -62,6 +58,24 @@ public class QuantizedWeightsTests
         Assert.Equal([2L, 5, 48], batched.shape);
         Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(batched[1], alone));
         Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(int8.For(linear)!(zeros(1, 64)), linear.bias!.unsqueeze(0)));
+    }
+
+    /// <summary>One seeded Linear, quantized on its own.</summary>
+    private sealed record OneLinear(TorchSharp.Modules.Linear Linear, nn.Module Model, QuantizedWeights? Int8, string? Why) : IDisposable
+    {
+        public static OneLinear Quantized(long seed, int inputs, int outputs)
+        {
+            manual_seed(seed);
+            var linear = nn.Linear(inputs, outputs);
+            var model = nn.Sequential(("dense", linear));
+            return new(linear, model, QuantizedWeights.Quantize(model, [], out var why), why);
+        }
+
+        public void Dispose()
+        {
+            Int8?.Dispose();
+            Model.Dispose();
+        }
     }
 
     /// <summary>The weight on the grid the kernel stores it on: symmetric int8, one scale per output row.</summary>
