@@ -163,13 +163,10 @@ internal static unsafe class CpuAttention
         return items;
     }
 
-    [DllImport("LibTorchSharp")]
-    private static extern IntPtr THSTensor_data(IntPtr tensor);
-
     /// <summary>A 2-D float32 tensor's first element and row stride (in floats).</summary>
     private readonly struct Operand(Tensor x)
     {
-        public readonly float* Data = (float*)THSTensor_data(x.Handle);
+        public readonly float* Data = TensorMemory.Floats(x);
         public readonly long RowStride = x.stride(0);
     }
 

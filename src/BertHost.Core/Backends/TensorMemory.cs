@@ -1,16 +1,18 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
 namespace BertHost.Core.Backends;
 
-/// <summary>Raw access to a dense CPU float32 tensor's storage for the C# kernels.</summary>
+/// <summary>Raw access to a CPU float32 tensor's storage for the C# kernels.</summary>
 internal static unsafe class TensorMemory
 {
     /// <summary>
-    /// The first element of <paramref name="x"/> (contiguous, float32, on the CPU). Native storage does not move, so the
-    /// pointer may be handed to other threads; the caller keeps <paramref name="x"/> alive while it is used.
+    /// The first element of <paramref name="x"/> (float32, on the CPU; a view's first element, its strides are the
+    /// caller's to follow). Native storage does not move, so the pointer may be handed to other threads; the caller
+    /// keeps <paramref name="x"/> alive while it is used.
     /// </summary>
-    public static float* Floats(Tensor x) =>
-        (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(x.bytes)));
+    public static float* Floats(Tensor x) => (float*)THSTensor_data(x.Handle);
+
+    [DllImport("LibTorchSharp")]
+    private static extern IntPtr THSTensor_data(IntPtr tensor);
 }

@@ -24,12 +24,7 @@ public sealed class LowRankRowsTests
     {
         using var scope = NewDisposeScope();
         using var generator = new Generator(11);
-        var x = randn([300, 48], generator: generator);
-        var y = randn([300, 40], generator: generator);
-        var a = randn([4, 48], generator: generator);
-        var b = randn([40, 4], generator: generator);
-        var expected = y.clone();
-        expected.narrow(0, first, end - first).add_(x.narrow(0, first, end - first).matmul(a.t()).matmul(b.t()).mul(0.5));
+        var (x, y, a, b, expected) = LowRankRowsCheck.Case(generator, first, end);
 
         Assert.True(LowRankRows.Serves([x, y, a, b]));
         LowRankRows.Add(x, y, a, b, 0.5f, first, end);
