@@ -17,7 +17,7 @@ namespace BertHost.Core.Backends;
 /// Per row, not per call as PyTorch's dynamic Linear: fbgemm takes one activation scale for the whole input, so a
 /// token's int8 values (and a request's answer) would depend on what else is in its batch — the same sentence embedded
 /// among different neighbours measured cosine 0.95 at worst. Each row is divided by its largest magnitude before the
-/// call and a sentinel row [1, −1, 0, …] is appended, so the range fbgemm sees is always [−1, 1]; the output rows are
+/// call and two sentinel rows, [1, 0, …] and [−1, 0, …], are appended, so the range fbgemm sees is always [−1, 1]; the output rows are
 /// multiplied back by their row's magnitude and the bias is added here (<see cref="Run"/>).
 /// </para>
 /// <para>
