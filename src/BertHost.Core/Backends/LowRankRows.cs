@@ -16,11 +16,15 @@ namespace BertHost.Core.Backends;
 /// </summary>
 internal static class LowRankRows
 {
-    /// <summary>Whether <see cref="Add"/> serves these tensors (x, y and every A and B): float32, CPU, dense rows, no gradient.</summary>
-    public static bool Serves(IEnumerable<Tensor> tensors) => tensors.All(Plain);
+    /// <summary>
+    /// Whether <see cref="Add"/> serves these tensors: float32, CPU, 2-D, no gradient; every A and B contiguous, x and y
+    /// with dense rows that may be strided (a column view of a stacked projection).
+    /// </summary>
+    public static bool Serves(Tensor x, Tensor y, IEnumerable<Tensor> weights) =>
+        Plain(x) && Plain(y) && weights.All(w => Plain(w) && w.is_contiguous());
 
     private static bool Plain(Tensor t) =>
-        t.device_type == TorchSharp.DeviceType.CPU && t.dtype == ScalarType.Float32 && t.dim() == 2 && t.is_contiguous() &&
+        t.device_type == TorchSharp.DeviceType.CPU && t.dtype == ScalarType.Float32 && t.dim() == 2 && t.stride(1) == 1 &&
         !(is_grad_enabled() && t.requires_grad);
 
     /// <summary>Where this machine computes float32 on the CPU, the kernel may serve (the load-time check decides).</summary>
@@ -33,6 +37,7 @@ internal static class LowRankRows
     public static unsafe void Add(Tensor x, Tensor y, Tensor a, Tensor b, float scale, int first, int end)
     {
         int inputs = (int)x.shape[1], outputs = (int)y.shape[1], rank = (int)a.shape[0];
+        long xStride = x.stride(0), yStride = y.stride(0);
         var bw = MemoryMarshal.Cast<byte, float>(b.bytes);
         // Bᵀ, so that each of the r terms adds a whole contiguous row.
         var bt = new float[rank * outputs];
@@ -47,9 +52,9 @@ internal static class LowRankRows
             Span<float> low = stackalloc float[rank];
             for (var i = from; i < to; i++)
             {
-                var row = new ReadOnlySpan<float>(xp + (long)i * inputs, inputs);
+                var row = new ReadOnlySpan<float>(xp + i * xStride, inputs);
                 for (var j = 0; j < rank; j++) low[j] = scale * TensorPrimitives.Dot(row, aw.Slice(j * inputs, inputs));
-                var target = new Span<float>(yp + (long)i * outputs, outputs);
+                var target = new Span<float>(yp + i * yStride, outputs);
                 for (var j = 0; j < rank; j++) TensorPrimitives.MultiplyAdd(bt.AsSpan(j * outputs, outputs), low[j], target, target);
             }
         }

@@ -23,13 +23,14 @@ internal static class LowRankRowsCheck
     }
 
     /// <summary>
-    /// Random x [300, 48], y [300, 40], A [4, 48], B [40, 4] and what y becomes when rows
+    /// Random x [300, 48], y [300, 40] (a column view of a wider tensor, as the stacked Q, K, V projection of an int8 body
+    /// hands it over), A [4, 48], B [40, 4] and what y becomes when rows
     /// [<paramref name="first"/>, <paramref name="end"/>) get 0.5 · x·Aᵀ·Bᵀ, computed with libtorch's GEMMs.
     /// </summary>
     internal static (Tensor X, Tensor Y, Tensor A, Tensor B, Tensor Expected) Case(Generator generator, int first, int end)
     {
         var x = randn([300, 48], generator: generator);
-        var y = randn([300, 40], generator: generator);
+        var y = randn([300, 100], generator: generator).narrow(1, 30, 40);
         var a = randn([4, 48], generator: generator);
         var b = randn([40, 4], generator: generator);
         var expected = y.clone();

@@ -72,6 +72,8 @@ public sealed class QuantizedWeights : IDisposable
     private readonly jit.ScriptModule _ops;
     private readonly Dictionary<Linear, long> _keys = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<long, float[]> _biases = [];
+    private readonly Dictionary<long, long> _weightElements = [];
+    private readonly Dictionary<Linear, FusedProjection> _fused = new(ReferenceEqualityComparer.Instance);
     private readonly bool _reduceRange;
 
     private QuantizedWeights(jit.ScriptModule ops, bool reduceRange) => (_ops, _reduceRange) = (ops, reduceRange);
@@ -97,7 +99,11 @@ public sealed class QuantizedWeights : IDisposable
     public static QuantizedWeights? Quantize(nn.Module model, IReadOnlyCollection<string> exclude, out string? why) =>
         Quantize(model, exclude, out why, faults: null);
 
-    internal static QuantizedWeights? Quantize(nn.Module model, IReadOnlyCollection<string> exclude, out string? why, FastPathFaults? faults)
+    /// <param name="fuse">Linears that read the same input (a layer's query, key and value): where all of a group run
+    /// in int8 they become one GEMM over their stacked weights, so the input is scaled, quantized and read once instead
+    /// of once per Linear (see <see cref="ForFused"/>).</param>
+    internal static QuantizedWeights? Quantize(nn.Module model, IReadOnlyCollection<string> exclude, out string? why, FastPathFaults? faults,
+        IReadOnlyList<Linear[]>? fuse = null)
     {
         var linears = model.named_modules().Where(m => m.module is Linear { weight: not null, bias: not null })
             .Select(m => (m.name, Linear: (Linear)m.module)).ToList();
@@ -150,8 +156,11 @@ public sealed class QuantizedWeights : IDisposable
                 ? status with { Int8Linears = status.Int8Linears + 1 }
                 : status with { FloatLinears = status.FloatLinears + 1, Reason = verdict };
         }
+        // Stacked shapes are checked apart from single Linears of the same shape.
+        var stackedVerdicts = new Dictionary<(long, long), string?>();
+        foreach (var group in fuse ?? []) weights.Fuse(group, stackedVerdicts, faults?.Int8 == true);
         weights.Projections = [.. statuses.Values];
-        if (weights._keys.Count == 0)
+        if (weights._biases.Count == 0)
         {
             why = "no Linear was quantized (" + string.Join("; ", weights.Projections.Select(p => $"{p.Shape}: {p.Reason ?? "excluded"}")) + ")";
             weights.Dispose();
@@ -162,22 +171,61 @@ public sealed class QuantizedWeights : IDisposable
 
     private long Pack(Linear linear)
     {
-        var key = (long)_keys.Count;
-        while (_keys.ContainsValue(key)) key++;
-        using var weight = linear.weight!.contiguous();
-        _ops.invoke("pack", key, weight);
+        var key = Pack(linear.weight!, linear.bias!);
         _keys[linear] = key;
-        _biases[key] = linear.bias!.detach().to(ScalarType.Float32).data<float>().ToArray();
-        Bytes += linear.weight!.NumberOfElements;
+        return key;
+    }
+
+    private long Pack(Tensor weight, Tensor bias)
+    {
+        var key = 0L;
+        while (_biases.ContainsKey(key)) key++;
+        using var dense = weight.contiguous();
+        _ops.invoke("pack", key, dense);
+        _biases[key] = bias.detach().to(ScalarType.Float32).data<float>().ToArray();
+        Bytes += _weightElements[key] = weight.NumberOfElements;
         return key;
     }
 
     private void Drop(Linear linear)
     {
-        if (!_keys.Remove(linear, out var key)) return;
+        if (_keys.Remove(linear, out var key)) Drop(key);
+    }
+
+    private void Drop(long key)
+    {
         _biases.Remove(key);
+        Bytes -= _weightElements[key];
+        _weightElements.Remove(key);
         _ops.invoke("drop", key);
-        Bytes -= linear.weight!.NumberOfElements;
+    }
+
+    /// <summary>
+    /// Packs <paramref name="group"/>'s stacked weights as one projection when every member runs in int8 and the stacked
+    /// shape passes its check (once per shape, like single Linears); the members' own packs are then dropped.
+    /// Per-output-channel weight scales and per-row activation scales make each member's columns of the stacked
+    /// product exactly what its own pack computes.
+    /// </summary>
+    private void Fuse(Linear[] group, Dictionary<(long, long), string?> verdicts, bool fault)
+    {
+        if (group.Length < 2 || !group.All(_keys.ContainsKey) || group.Any(l => l.in_features != group[0].in_features)) return;
+        using var weight = cat(group.Select(l => l.weight!).ToArray(), 0);
+        using var bias = cat(group.Select(l => l.bias!).ToArray(), 0);
+        var key = Pack(weight, bias);
+        var shape = (group[0].in_features, weight.shape[0]);
+        if (!verdicts.TryGetValue(shape, out var verdict))
+            verdicts[shape] = verdict = Disagreement(group[0].in_features, bias, key, fault);
+        if (verdict is not null)
+        {
+            Drop(key);
+            return;
+        }
+        var fused = new FusedProjection(key, group);
+        foreach (var linear in group)
+        {
+            Drop(linear);
+            _fused[linear] = fused;
+        }
     }
 
     private static Regex Glob(string pattern) =>
@@ -195,17 +243,19 @@ public sealed class QuantizedWeights : IDisposable
     /// the activations rounded to the uint8 grid the kernel chose, plus the bias, evaluated in float32 (quantization
     /// error itself is measured on real tasks, not here); else how it differs.
     /// </summary>
-    private string? Disagreement(Linear linear, long key, bool fault)
+    private string? Disagreement(Linear linear, long key, bool fault) => Disagreement(linear.in_features, linear.bias!, key, fault);
+
+    private string? Disagreement(long inputs, Tensor bias, long key, bool fault)
     {
         using var generator = new Generator(97);
         using var weight = (Tensor)_ops.invoke("weight", key)!;
         foreach (var rows in CheckedRows)
         {
             using var scope = NewDisposeScope();
-            var x = randn([rows, linear.in_features], generator: generator);
+            var x = randn([rows, inputs], generator: generator);
             var fast = Run(key, x);
             if (fault) fast = fast.add(1);
-            var expected = nn.functional.linear(FakeQuantizeRows(x, _reduceRange ? 127 : 255), weight, linear.bias!);
+            var expected = nn.functional.linear(FakeQuantizeRows(x, _reduceRange ? 127 : 255), weight, bias);
             var difference = FastPathCheck.RelativeDifference(fast, expected);
             if (difference > Tolerance)
                 return $"int8 kernel disagreed with its quantization computed in float32 at {rows} rows (relative difference {difference:G3})";
@@ -229,9 +279,32 @@ public sealed class QuantizedWeights : IDisposable
             .MoveToOuterDisposeScope();
     }
 
-    /// <summary>The int8 projection of <paramref name="linear"/>, when this pass may use it (no gradients).</summary>
-    internal Func<Tensor, Tensor>? For(Linear linear) =>
-        !is_grad_enabled() && _keys.TryGetValue(linear, out var key) ? x => Run(key, x) : null;
+    /// <summary>
+    /// The int8 projection of <paramref name="linear"/>, when this pass may use it (no gradients). A Linear fused with
+    /// others computes the whole stacked product and keeps its own columns: callers that project the group together
+    /// use <see cref="ForFused"/>.
+    /// </summary>
+    internal Func<Tensor, Tensor>? For(Linear linear)
+    {
+        if (is_grad_enabled()) return null;
+        if (_keys.TryGetValue(linear, out var key)) return x => Run(key, x);
+        if (!_fused.TryGetValue(linear, out var fused)) return null;
+        var (first, count) = fused.Columns(linear);
+        return x =>
+        {
+            using var all = Run(fused.Key, x);
+            using var mine = all.narrow(-1, first, count);
+            return mine.contiguous();
+        };
+    }
+
+    /// <summary>
+    /// The stacked int8 projection of <paramref name="group"/> (the Linears in the order they were fused), when they were
+    /// fused and this pass may use it: [rows, Σ outputs], each Linear's columns in turn.
+    /// </summary>
+    internal Func<Tensor, Tensor>? ForFused(IReadOnlyList<Linear> group) =>
+        !is_grad_enabled() && group.Count > 0 && _fused.TryGetValue(group[0], out var fused) && fused.Members.SequenceEqual(group)
+            ? x => Run(fused.Key, x) : null;
 
     /// <summary>
     /// Frees the float32 weight of every Linear that runs in int8 (after the load-time checks, which need it): a served
@@ -241,7 +314,7 @@ public sealed class QuantizedWeights : IDisposable
     /// </summary>
     public void ReleaseFloatWeights()
     {
-        foreach (var linear in _keys.Keys)
+        foreach (var linear in _keys.Keys.Concat(_fused.Keys))
         {
             var weight = linear.weight!;
             if (weight.NumberOfElements == 0) continue;
@@ -251,7 +324,10 @@ public sealed class QuantizedWeights : IDisposable
     }
 
     /// <summary>Whether <paramref name="linear"/> runs in int8.</summary>
-    public bool IsQuantized(Linear linear) => _keys.ContainsKey(linear);
+    public bool IsQuantized(Linear linear) => _keys.ContainsKey(linear) || _fused.ContainsKey(linear);
+
+    /// <summary>How many groups of Linears run as one stacked int8 GEMM.</summary>
+    public int FusedGroups => _fused.Values.Distinct().Count();
 
     /// <summary>Rows per work item when the row scaling is split over libtorch's OpenMP team.</summary>
     private const int Chunk = 64;
@@ -304,8 +380,25 @@ public sealed class QuantizedWeights : IDisposable
     public void Dispose()
     {
         _keys.Clear();
+        _fused.Clear();
         _biases.Clear();
         _ops.Dispose();
+    }
+}
+
+/// <summary>Linears packed as one stacked int8 weight under <paramref name="Key"/>, their outputs side by side in member order.</summary>
+internal sealed record FusedProjection(long Key, Linear[] Members)
+{
+    /// <summary>The first column and the width of <paramref name="linear"/>'s outputs in the stacked product.</summary>
+    public (long First, long Count) Columns(Linear linear)
+    {
+        var first = 0L;
+        foreach (var member in Members)
+        {
+            if (ReferenceEquals(member, linear)) return (first, member.out_features);
+            first += member.out_features;
+        }
+        throw new ArgumentException("not a member of this fused projection", nameof(linear));
     }
 }
 

@@ -22,6 +22,7 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>, IUses
         _heads = config.NumAttentionHeads;
         _headDim = config.HeadDim;
         _dropoutProb = config.AttentionProbsDropoutProb;
+        Projections = [query, key, value];
         RegisterComponents();
     }
 
@@ -58,8 +59,20 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>, IUses
             .reshape(packing.Batch * packing.Length, -1).index_select(0, packing.Index).MoveToOuterDisposeScope();
     }
 
-    private (Tensor Q, Tensor K, Tensor V) Project(Tensor hidden) =>
-        (query.Project(hidden, Kernels), key.Project(hidden, Kernels), value.Project(hidden, Kernels));
+    /// <summary>Query, key and value of <paramref name="hidden"/> as this model's kernels compute them.</summary>
+    internal (Tensor Q, Tensor K, Tensor V) Project(Tensor hidden)
+    {
+        var qkv = Projections;
+        if (Kernels.Quantized?.ForFused(qkv) is { } stacked)
+        {
+            var projected = qkv.ProjectStacked(hidden, stacked);
+            return (projected[0], projected[1], projected[2]);
+        }
+        return (query.Project(hidden, Kernels), key.Project(hidden, Kernels), value.Project(hidden, Kernels));
+    }
+
+    /// <summary>Query, key and value: they read the same input, so an int8 body runs them as one GEMM.</summary>
+    internal IReadOnlyList<Linear> Projections { get; }
 
     /// <summary>libtorch's fused SDPA on [B,T,H] projections; it applies 1/sqrt(head_dim) itself, the scale BERT uses.</summary>
     private Tensor Sdpa(Tensor q, Tensor k, Tensor v, Tensor? maskBias, long b, long t) =>

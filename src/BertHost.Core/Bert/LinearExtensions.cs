@@ -39,7 +39,36 @@ internal static class LinearExtensions
             projected = Activate(linear.call(flat), activation);
         }
         if (lora is not null) projected = Activate(lora.AddUpdates(linear, flat, projected), finalActivation);
-        if (x.dim() == 2) return projected;
+        return Unflattened(projected, shape);
+    }
+
+    /// <summary>
+    /// Linears that read the same input, computed as one stacked GEMM (<paramref name="stacked"/>: [rows, Σ outputs],
+    /// see <see cref="Backends.QuantizedWeights.ForFused"/>): each Linear's output is a view of its columns (rows strided,
+    /// as the attention core reads them), with the updates of open <see cref="ProjectionUpdates"/> added to it.
+    /// </summary>
+    public static Tensor[] ProjectStacked(this IReadOnlyList<Linear> linears, Tensor x, Func<Tensor, Tensor> stacked)
+    {
+        var shape = x.shape;
+        using var flat = x.dim() == 2 ? x.alias() : x.reshape(-1, shape[^1]);
+        using var all = stacked(flat);
+        var lora = ProjectionUpdates.Current;
+        var outputs = new Tensor[linears.Count];
+        var first = 0L;
+        for (var i = 0; i < linears.Count; i++)
+        {
+            var projected = all.narrow(1, first, linears[i].out_features);
+            first += linears[i].out_features;
+            if (lora is not null && lora.Adapts(linears[i])) projected = lora.AddUpdates(linears[i], flat, projected);
+            outputs[i] = Unflattened(projected, (long[])shape.Clone());
+        }
+        return outputs;
+    }
+
+    /// <summary>A [rows, outputs] projection back in the leading shape of its input (<paramref name="shape"/>).</summary>
+    private static Tensor Unflattened(Tensor projected, long[] shape)
+    {
+        if (shape.Length == 2) return projected;
         using (projected)
         {
             shape[^1] = projected.shape[1];

@@ -51,7 +51,8 @@ public sealed class BodyBackend : IDisposable
         {
             try
             {
-                backend.Quantized = QuantizedWeights.Quantize(model, options.QuantizeExclude, out var notQuantized, options.Faults);
+                backend.Quantized = QuantizedWeights.Quantize(model, options.QuantizeExclude, out var notQuantized, options.Faults,
+                    fuse: options.StackInt8Projections ? [.. model.encoder.layer.Select(l => l.attention.@self.Projections.ToArray())] : null);
                 if (notQuantized is not null) backend._fallbacks.Add("body.quantize dynamic_int8: the body serves in float32: " + notQuantized);
             }
             catch (ArgumentException e)

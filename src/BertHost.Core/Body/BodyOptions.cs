@@ -45,6 +45,12 @@ public sealed record BodyOptions
     /// <summary>Row limit of the packed weights instead of measuring it at load (tests: the measurement takes seconds).</summary>
     internal long? PackedMaxRows { get; init; }
 
+    /// <summary>
+    /// Whether an int8 body runs each layer's query, key and value as one stacked GEMM (the default); off only to
+    /// measure or test the stacked path against three separate ones.
+    /// </summary>
+    internal bool StackInt8Projections { get; init; } = true;
+
     /// <summary>Faults injected into the load-time checks of the fast paths (tests only).</summary>
     internal FastPathFaults? Faults { get; init; }
 

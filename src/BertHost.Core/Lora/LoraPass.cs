@@ -79,7 +79,7 @@ public sealed class LoraPass : IProjectionUpdates, IDisposable
             throw new InvalidOperationException($"a LoRA pass laid out {starts[^1]} rows but a projection got {rows}");
         var training = _model.training;
         var entries = _byLinear[linear];
-        if (!training && _model.Kernels.LowRankRows && LowRankRows.Serves([x, y, .. entries.SelectMany(e => new Tensor[] { e.Pair.A, e.Pair.B })]))
+        if (!training && _model.Kernels.LowRankRows && LowRankRows.Serves(x, y, entries.SelectMany(e => new Tensor[] { e.Pair.A, e.Pair.B })))
         {
             foreach (var (pair, settings, first, count) in entries)
             {

@@ -381,6 +381,7 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
             ["excluded"] = new JsonArray(p.Excluded.Select(e => (JsonNode)e).ToArray()),
             ["reason"] = p.Reason,
         }).ToArray()),
+        ["int8_stacked_qkv_layers"] = body.Quantized?.FusedGroups,
         ["fallbacks"] = new JsonArray(body.FastPathFallbacks.Select(f => (JsonNode)f).ToArray()),
     };
 

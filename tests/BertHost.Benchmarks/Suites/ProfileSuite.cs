@@ -46,7 +46,7 @@ public sealed class ProfileSuite(BenchOptions options)
             (string Part, int Times, Action Run)[] parts =
             [
                 ("whole pass (body.Forward)", 1, () => { using var o = body.Forward(batch); }),
-                ("Q, K, V projections (3 Linear as served)", l, () => { using var s = NewDisposeScope(); a.query.Project(x, body.Model.Kernels); a.key.Project(x, body.Model.Kernels); a.value.Project(x, body.Model.Kernels); }),
+                ("Q, K, V projections as served (int8: one stacked GEMM)", l, () => { using var s = NewDisposeScope(); a.Project(x); }),
                 .. qkvWeight is null ? Array.Empty<(string, int, Action)>() :
                 [("Q, K, V as one fused libtorch Linear", l, () => { using var s = NewDisposeScope(); nn.functional.linear(x, qkvWeight, qkvBias); })],
                 ("attention core, CpuAttention (served where it applies)", l, () => { using var s = NewDisposeScope(); CpuAttention.Run(flatQ, flatK, flatV, starts, c.NumAttentionHeads, c.HeadDim); }),
@@ -73,6 +73,12 @@ public sealed class ProfileSuite(BenchOptions options)
                 };
                 parts = [.. parts, .. int8Rows];
             }
+            // The same int8 body with Q, K and V as three GEMMs, for the stacked GEMM's gain on the whole pass.
+            using var unstacked = precision == "int8"
+                ? BertBody.Load(BenchModels.Ensure(name, options.WorkFolder), new BodyOptions { Device = "cpu", PrepackWeights = true, Quantize = quantize, StackInt8Projections = false })
+                : null;
+            if (unstacked is not null)
+                parts = [parts[0], ("whole pass, Q, K, V as three int8 GEMMs", 1, () => { using var o = unstacked.Forward(batch); }), .. parts[1..]];
             var stats = Measure.RoundRobin(parts.Select(p => new Contender(p.Part, p.Run)).ToList(), 2, options.Quick ? 3 : 5, name == "base" ? 2 : 6, TimeSpan.FromMilliseconds(50));
             var whole = stats[parts[0].Part].Median;
             foreach (var (part, times, _) in parts)

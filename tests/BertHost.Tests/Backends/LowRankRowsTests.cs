@@ -26,7 +26,9 @@ public sealed class LowRankRowsTests
         using var generator = new Generator(11);
         var (x, y, a, b, expected) = LowRankRowsCheck.Case(generator, first, end);
 
-        Assert.True(LowRankRows.Serves([x, y, a, b]));
+        Assert.Equal(100, y.stride(0)); // rows strided, as a column view of a stacked projection
+        Assert.True(LowRankRows.Serves(x, y, [a, b]));
+        Assert.False(LowRankRows.Serves(x, y, [a, b.t()])); // weights must be contiguous
         LowRankRows.Add(x, y, a, b, 0.5f, first, end);
 
         Assert.True(y.allclose(expected, rtol: 1e-5, atol: 1e-5), $"max |Δ| {(y - expected).abs().max().item<float>()}");

@@ -2,6 +2,8 @@ using BertHost.Core.Backends;
 using BertHost.Core.Bert;
 using BertHost.Core.Body;
 using BertHost.Core.Checkpoints;
+using BertHost.Core.Lora;
+using BertHost.Tests.Lora;
 using BertHost.Core.Serving;
 using BertHost.Tests.Bert;
 using BertHost.Tests.Support;
@@ -58,6 +60,69 @@ public class QuantizedWeightsTests
         Assert.Equal([2L, 5, 48], batched.shape);
         Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(batched[1], alone));
         Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(int8.For(linear)!(zeros(1, 64)), linear.bias!.unsqueeze(0)));
+    }
+
+    [Fact]
+    public void Linears_reading_one_input_run_as_one_stacked_int8_GEMM_that_computes_what_their_own_packs_do()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(21);
+        var (q, k, v) = (nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 32));
+        var model = nn.Sequential(("q", q), ("k", k), ("v", v));
+        using var stacked = QuantizedWeights.Quantize(model, [], out _, faults: null, fuse: [[q, k, v]])!;
+        using var separate = QuantizedWeights.Quantize(model, [], out _)!;
+        Assert.Equal(1, stacked.FusedGroups);
+        Assert.Equal(0, separate.FusedGroups);
+        Assert.Equal(separate.Bytes, stacked.Bytes);
+        Assert.Null(stacked.ForFused([q, k, v])); // autograd on
+        using var noGrad = no_grad();
+        Assert.Null(stacked.ForFused([k, q, v])); // not the order they were stacked in
+        Assert.Null(separate.ForFused([q, k, v]));
+        var x = randn(37, 64).mul(3);
+        var all = stacked.ForFused([q, k, v])!(x);
+        Assert.Equal([37L, 160], all.shape);
+        // Per-channel weight scales and per-row activation scales: each Linear's columns are exactly its own pack's output.
+        var expected = cat([separate.For(q)!(x), separate.For(k)!(x), separate.For(v)!(x)], 1);
+        Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(all, expected));
+        // A member asked for alone still answers (its columns of the stacked product).
+        Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(stacked.For(k)!(x), expected.narrow(1, 64, 64)));
+        Assert.True(stacked.IsQuantized(v));
+    }
+
+    [Fact]
+    public void An_int8_body_stacks_each_layers_query_key_and_value_and_answers_as_with_three_GEMMs_with_and_without_LoRA()
+    {
+        var folder = RandomBodies.Write(64, 4, 200);
+        using var stacked = Load(folder, []);
+        using var separate = BertBody.Load(folder, new BodyOptions
+        {
+            Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8, StackInt8Projections = false,
+        });
+        Assert.Equal(2, stacked.Quantized!.FusedGroups);
+        Assert.Equal(0, separate.Quantized!.FusedGroups);
+        var batch = stacked.Encode(RandomBodies.Texts);
+        using var scope = NewDisposeScope();
+        void Same(Func<BertBody, BertHost.Abstractions.BodyOutput> pass)
+        {
+            using var a = pass(stacked);
+            using var b = pass(separate);
+            Assert.InRange(ReferenceOutputs.MaxAbsDiff(a.LastHiddenState, b.LastHiddenState), 0, 1e-5);
+        }
+        Same(body => body.ForwardSkippingPadding(batch));
+        Same(body => body.Forward(batch));
+        // LoRA updates on the query and value columns of the stacked product, one adapter per half of the batch.
+        using var first = LoraPassTests.RandomAdapter(stacked, new LoraSettings(4, 8), seed: 5);
+        using var second = LoraPassTests.RandomAdapter(stacked, new LoraSettings(4, 8), seed: 6);
+        var half = batch.BatchSize / 2;
+        LoraSegment[] segments = [new(first, 0, half), new(second, half, batch.BatchSize - half)];
+        Same(body =>
+        {
+            using var pass = LoraPass.Enter(body.Model, segments);
+            return body.ForwardSkippingPadding(batch);
+        });
+        // A group with a member kept in float32 runs as three Linears.
+        using var excluded = Load(folder, ["encoder.layer.1.attention.self.key"]);
+        Assert.Equal(1, excluded.Quantized!.FusedGroups);
     }
 
     /// <summary>One seeded Linear, quantized on its own.</summary>
