@@ -35,6 +35,7 @@ public static class Program
             if (options.Suites.Contains("profile")) sections.Add(new ProfileSuite(options).Run());
             if (options.Suites.Contains("precision")) sections.Add(new PrecisionSuite(options).Run());
             if (options.Suites.Contains("package")) sections.Add(new PackageSuite(options).Run());
+            if (options.Suites.Contains("passes")) sections.Add(new PassSizeSuite(options).Run());
             if (body || onnx) sections.Add(new BodySuite(options, withOnnx: onnx).Run());
             if (options.Suites.Contains("http")) sections.Add(new HttpSuite(options).RunAsync().GetAwaiter().GetResult());
             if (options.Suites.Contains("training")) sections.Add(new TrainingSuite(options).Run());

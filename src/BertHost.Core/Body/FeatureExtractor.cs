@@ -16,14 +16,17 @@ public sealed record EmbedResult(EmbedInput Input, int[] InputIds, int[] TokenTy
 
 /// <summary>
 /// Feature extraction like transformers' feature-extraction pipeline: tokenize, run the body in length-sorted
-/// batches (so padding stays small), pool, and return results in input order. Longest first: the first pass allocates
+/// batches (so padding stays small) of at most <c>batchSize</c> inputs and <c>maxBatchTokens</c> padded tokens (default
+/// <see cref="PassBudget.DefaultTokens"/> for the body's device), pool, and return results in input order. Longest first: the first pass allocates
 /// the largest blocks and every later, shorter pass fits in what it freed. Shortest first, each pass needed slightly
 /// larger blocks than any freed before; the heap grew with stranded blocks that a trim then returned and the next pass
 /// faulted back in (5,000 SST-2 sentences, int8, batches of 32: about 400k → 230k page faults).
 /// </summary>
 public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int batchSize = 32, int? maxLength = null,
-    TruncationStrategy truncation = TruncationStrategy.LongestFirst)
+    TruncationStrategy truncation = TruncationStrategy.LongestFirst, int? maxBatchTokens = null)
 {
+    private readonly int _maxBatchTokens = maxBatchTokens ?? PassBudget.DefaultTokens(body.Device);
+
     private readonly int _maxLength = Math.Min(maxLength ?? body.MaxSequenceLength, body.MaxSequenceLength);
 
     public IReadOnlyList<EmbedResult> Embed(IReadOnlyList<EmbedInput> inputs)
@@ -33,11 +36,11 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
         var encoded = inputs.Select(Encode).ToArray();
         var results = new EmbedResult[inputs.Count];
         var order = Enumerable.Range(0, inputs.Count).OrderByDescending(i => encoded[i].Sequence.Length).ToArray();
-        foreach (var chunk in order.Chunk(Math.Max(1, batchSize)))
+        foreach (var chunk in PassBudget.Cut(order, _ => 1, i => encoded[i].Sequence.Length, _maxBatchTokens, Math.Max(1, batchSize)))
         {
             var batch = PaddedBatch.Create(chunk.Select(i => encoded[i].Sequence).ToList(), body.Tokenizer.PadTokenId);
             var rows = Run(batch, chunk.Select(i => encoded[i].Sequence.Length).ToArray());
-            for (var j = 0; j < chunk.Length; j++)
+            for (var j = 0; j < chunk.Count; j++)
             {
                 var (encoding, truncated) = encoded[chunk[j]];
                 results[chunk[j]] = new EmbedResult(inputs[chunk[j]], encoding.InputIds, encoding.TokenTypeIds, rows[j], pooling != PoolingMode.None, truncated);

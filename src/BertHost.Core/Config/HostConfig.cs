@@ -158,8 +158,11 @@ public sealed record BodySection
 /// <summary><c>batching:</c> (like text-embeddings-inference's max-batch-tokens / max-concurrent-requests).</summary>
 public sealed record BatchingSection
 {
-    /// <summary>Padded tokens (rows × longest row) one body pass may hold.</summary>
-    public int MaxBatchTokens { get; init; } = 16384;
+    /// <summary>
+    /// Padded tokens (rows × longest row) one body pass may hold; null: the body's device decides
+    /// (<see cref="Body.PassBudget.DefaultTokens"/>: 1,024 on a CPU, 16,384 on a GPU).
+    /// </summary>
+    public int? MaxBatchTokens { get; init; }
 
     /// <summary>Requests (inputs) one body pass may hold.</summary>
     public int MaxBatchRequests { get; init; } = 64;

@@ -1,4 +1,5 @@
 using BertHost.Abstractions.Text;
+using BertHost.Core.Body;
 using BertHost.Core.Lora;
 
 namespace BertHost.Core.Serving;
@@ -32,29 +33,9 @@ public sealed class PlannedBatch
 /// </summary>
 public static class BatchPlanner
 {
-    public static IReadOnlyList<PlannedBatch> Plan(IReadOnlyList<InferenceJob> jobs, int maxBatchTokens, int maxBatchRequests)
-    {
-        var batches = new List<PlannedBatch>();
-        var current = new List<InferenceJob>();
-        int rows = 0, longest = 0;
-        foreach (var job in jobs.OrderBy(j => j.MaxSequenceLength))
-        {
-            var newLongest = Math.Max(longest, job.MaxSequenceLength);
-            var fits = current.Count < maxBatchRequests && (long)(rows + job.RowCount) * newLongest <= maxBatchTokens;
-            if (current.Count > 0 && !fits)
-            {
-                batches.Add(Build(current));
-                current = [];
-                rows = 0;
-                newLongest = job.MaxSequenceLength;
-            }
-            current.Add(job);
-            rows += job.RowCount;
-            longest = newLongest;
-        }
-        if (current.Count > 0) batches.Add(Build(current));
-        return batches;
-    }
+    public static IReadOnlyList<PlannedBatch> Plan(IReadOnlyList<InferenceJob> jobs, int maxBatchTokens, int maxBatchRequests) =>
+        PassBudget.Cut(jobs.OrderBy(j => j.MaxSequenceLength), j => j.RowCount, j => j.MaxSequenceLength, maxBatchTokens, maxBatchRequests)
+            .Select(Build).ToList();
 
     private static PlannedBatch Build(List<InferenceJob> jobs)
     {

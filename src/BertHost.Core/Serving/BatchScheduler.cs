@@ -89,7 +89,7 @@ public sealed class BatchScheduler : IAsyncDisposable
             while (await WaitForWorkAsync(reader, ranSinceTrim))
             {
                 var pending = await CollectAsync(reader);
-                foreach (var batch in BatchPlanner.Plan(pending, _options.MaxBatchTokens, _options.MaxBatchRequests))
+                foreach (var batch in BatchPlanner.Plan(pending, MaxBatchTokens, _options.MaxBatchRequests))
                 {
                     RunBatch(batch);
                     foreach (var job in batch.Jobs) Release(job);
@@ -110,6 +110,9 @@ public sealed class BatchScheduler : IAsyncDisposable
             left.Fail(ShuttingDown());
         }
     }
+
+    /// <summary>Padded tokens per body pass: <c>batching.max_batch_tokens</c>, or the served body's device default.</summary>
+    internal int MaxBatchTokens => _options.MaxBatchTokens ?? PassBudget.DefaultTokens(_body.Device);
 
     private void Release(InferenceJob job)
     {
@@ -148,7 +151,8 @@ public sealed class BatchScheduler : IAsyncDisposable
         var pending = new List<InferenceJob>();
         long tokens = 0;
         long deadline = 0;
-        while (pending.Count < _options.MaxBatchRequests && tokens < _options.MaxBatchTokens)
+        var maxTokens = MaxBatchTokens;
+        while (pending.Count < _options.MaxBatchRequests && tokens < maxTokens)
         {
             if (reader.TryRead(out var job))
             {

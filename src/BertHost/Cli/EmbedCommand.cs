@@ -38,7 +38,8 @@ public sealed class EmbedCommand : ICommand
         new("dtype", "float32 (default), bfloat16 or float16", "DTYPE"),
         new("max-length", "truncate inputs to N tokens (default: the model's maximum)", "N"),
         new("truncation", "longest_first (default), only_first or only_second for pairs", "STRATEGY"),
-        new("batch-size", "inputs per body pass (default 32)", "N"),
+        new("batch-size", "inputs per body pass at most (default 32)", "N"),
+        new("max-batch-tokens", "padded tokens (inputs x longest) per body pass at most (default 1024 on a CPU, 16384 on a GPU)", "N"),
         new("quantize", "none (default) or dynamic_int8: int8 Linear layers with dynamic activation quantization (CPU, float32)", "MODE"),
         new("quantize-exclude", "comma-separated Linear names kept in float32 when quantizing (* wildcards), e.g. '*.output.dense'", "NAMES"),
         new("no-fast-paths", "run libtorch's Linear and SDPA only (the plain path the fast kernels are checked against)"),
@@ -51,6 +52,7 @@ public sealed class EmbedCommand : ICommand
         var truncation = ParseTruncation(args.Get("truncation") ?? "longest_first");
         var maxLength = args.GetInt("max-length", min: 2);
         var batchSize = args.GetInt("batch-size", min: 1) ?? 32;
+        var maxBatchTokens = args.GetInt("max-batch-tokens", min: 1);
         var normalize = args.Has("normalize");
         if (normalize && pooling == PoolingMode.None) throw new UsageException("--normalize applies to pooled embeddings; choose --pooling cls, mean, max or pooler");
 
@@ -82,7 +84,7 @@ public sealed class EmbedCommand : ICommand
             IReadOnlyList<EmbedResult> results;
             try
             {
-                results = new FeatureExtractor(body, pooling, batchSize, maxLength, truncation).Embed(inputs);
+                results = new FeatureExtractor(body, pooling, batchSize, maxLength, truncation, maxBatchTokens).Embed(inputs);
             }
             catch (ArgumentException e)
             {

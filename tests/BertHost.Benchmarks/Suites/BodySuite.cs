@@ -100,7 +100,7 @@ public sealed class BodySuite(BenchOptions options, bool withOnnx)
         var encodeOptions = new EncodeOptions { MaxLength = body.MaxSequenceLength };
         var sequences = sentences.Take(count).Select(s => body.Tokenizer.Encode(s, null, encodeOptions)[0]).ToList();
         var defaults = new BatchingSection();
-        var planned = Plan(sequences, defaults.MaxBatchTokens, defaults.MaxBatchRequests)
+        var planned = Plan(sequences, defaults.MaxBatchTokens ?? PassBudget.DefaultTokens(body.Device), defaults.MaxBatchRequests)
             .Select(rows => PaddedBatch.Create(rows, body.Tokenizer.PadTokenId)).ToList();
         var arrival = sequences.Chunk(8).Select(c => PaddedBatch.Create(c, body.Tokenizer.PadTokenId)).ToList();
 

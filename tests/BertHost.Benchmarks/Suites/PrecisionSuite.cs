@@ -63,7 +63,7 @@ public sealed class PrecisionSuite(BenchOptions options)
                 var count = options.Quick ? 128 : name == "base" ? 256 : 512;
                 var sequences = sentences.Take(count).Select(s => fp32.Tokenizer.Encode(s, null, new EncodeOptions { MaxLength = fp32.MaxSequenceLength })[0]).ToList();
                 var defaults = new BatchingSection();
-                var planned = BodySuite.Plan(sequences, defaults.MaxBatchTokens, defaults.MaxBatchRequests)
+                var planned = BodySuite.Plan(sequences, defaults.MaxBatchTokens ?? PassBudget.DefaultTokens(fp32.Device), defaults.MaxBatchRequests)
                     .Select(rows => PaddedBatch.Create(rows, fp32.Tokenizer.PadTokenId)).ToList();
                 var contenders = engines.Select(e => new Contender(e.Name, () => planned.ForEach(e.Pass))).ToList();
                 var stats = Measure.RoundRobin(contenders, warmup: 1, rounds: options.Quick ? 2 : 3, callsPerBlock: 1);

@@ -118,7 +118,7 @@ public sealed class HostConfigLoaderTests : IDisposable
         Assert.Equal("float32", config.Body.DType);
         Assert.Null(config.Body.MaxSequenceLength);
         Assert.Equal(new BatchingSection(), config.Batching);
-        Assert.Equal(16384, config.Batching.MaxBatchTokens);
+        Assert.Null(config.Batching.MaxBatchTokens); // the body's device decides (PassBudget)
         Assert.Equal(64, config.Batching.MaxBatchRequests);
         Assert.Equal(5, config.Batching.MaxWaitMs);
         Assert.Equal(4096, config.Batching.MaxQueuedInputs);
