@@ -228,13 +228,23 @@ internal static unsafe class CpuAttention
             WeightValues(scratch.Scores, item.Rows, item.Keys, width, values, inverseSums, context);
         }
 
-        /// <summary>Kᵀ into [d, width], zero past the sequence so whole-register score loops read defined values.</summary>
+        /// <summary>
+        /// Kᵀ into [d, width], zero past the sequence so whole-register score loops read defined values. With AVX-512,
+        /// whole blocks of 16 keys are transposed in registers (<see cref="Transpose16"/>); the rest key by key.
+        /// </summary>
         private void TransposeKeys(float* keys, int length, int width, float* keysT)
         {
+            var blocked = 0;
+            if (Wide)
+            {
+                for (; blocked + 16 <= length; blocked += 16)
+                    for (var d = 0; d < _headDim; d += 16)
+                        Transpose16.Block(keys + blocked * _k.RowStride + d, _k.RowStride, keysT + d * width + blocked, width);
+            }
             for (var d = 0; d < _headDim; d++)
             {
                 var row = keysT + d * width;
-                for (var j = 0; j < length; j++) row[j] = keys[j * _k.RowStride + d];
+                for (var j = blocked; j < length; j++) row[j] = keys[j * _k.RowStride + d];
                 for (var j = length; j < width; j++) row[j] = 0;
             }
         }
