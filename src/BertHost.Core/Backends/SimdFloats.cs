@@ -39,8 +39,8 @@ internal readonly unsafe struct Avx512Floats(Vector512<float> value) : ISimdFloa
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Exp(Avx512Floats a) => new(ExpFloats.Exp(a._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Scale(Avx512Floats a, float factor) => new(a._value * factor);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* destination) => _value.Store(destination);
-    public float Sum() => Vector512.Sum(_value);
-    public float MaxLane() => new Avx2Floats(Vector256.Max(_value.GetLower(), _value.GetUpper())).MaxLane();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public float Sum() => Vector512.Sum(_value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public float MaxLane() => new Avx2Floats(Vector256.Max(_value.GetLower(), _value.GetUpper())).MaxLane();
 }
 
 internal readonly unsafe struct Avx2Floats(Vector256<float> value) : ISimdFloats<Avx2Floats>
@@ -56,8 +56,9 @@ internal readonly unsafe struct Avx2Floats(Vector256<float> value) : ISimdFloats
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Exp(Avx2Floats a) => new(Vector256.Exp(a._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Scale(Avx2Floats a, float factor) => new(a._value * factor);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* destination) => _value.Store(destination);
-    public float Sum() => Vector256.Sum(_value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public float Sum() => Vector256.Sum(_value);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float MaxLane()
     {
         var half = Vector128.Max(_value.GetLower(), _value.GetUpper());

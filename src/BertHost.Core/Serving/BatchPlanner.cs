@@ -34,7 +34,7 @@ public sealed class PlannedBatch
 public static class BatchPlanner
 {
     public static IReadOnlyList<PlannedBatch> Plan(IReadOnlyList<InferenceJob> jobs, int maxBatchTokens, int maxBatchRequests) =>
-        PassBudget.Cut(jobs.OrderBy(j => j.MaxSequenceLength), j => j.RowCount, j => j.MaxSequenceLength, maxBatchTokens, maxBatchRequests)
+        PassBudget.Cut(jobs.OrderBy(j => j.MaxSequenceLength), j => j.BodyRows, j => j.MaxSequenceLength, maxBatchTokens, maxBatchRequests)
             .Select(Build).ToList();
 
     private static PlannedBatch Build(List<InferenceJob> jobs)
@@ -74,30 +74,30 @@ public static class BatchPlanner
         }
         return indices;
     }
+}
 
-    /// <summary>Two sequences give the same body output when their token ids and segment ids are equal.</summary>
-    private readonly struct SequenceKey(EncodedSequence sequence) : IEquatable<SequenceKey>
+/// <summary>Two sequences give the same body output when their token ids and segment ids are equal.</summary>
+internal readonly struct SequenceKey(EncodedSequence sequence) : IEquatable<SequenceKey>
+{
+    private readonly int _hash = Hash(sequence);
+
+    public EncodedSequence Sequence { get; } = sequence;
+
+    public bool Equals(SequenceKey other) =>
+        _hash == other._hash
+        && Sequence.InputIds.AsSpan().SequenceEqual(other.Sequence.InputIds)
+        && Sequence.TokenTypeIds.AsSpan().SequenceEqual(other.Sequence.TokenTypeIds);
+
+    public override bool Equals(object? obj) => obj is SequenceKey other && Equals(other);
+
+    public override int GetHashCode() => _hash;
+
+    private static int Hash(EncodedSequence s)
     {
-        private readonly int _hash = Hash(sequence);
-
-        public EncodedSequence Sequence { get; } = sequence;
-
-        public bool Equals(SequenceKey other) =>
-            _hash == other._hash
-            && Sequence.InputIds.AsSpan().SequenceEqual(other.Sequence.InputIds)
-            && Sequence.TokenTypeIds.AsSpan().SequenceEqual(other.Sequence.TokenTypeIds);
-
-        public override bool Equals(object? obj) => obj is SequenceKey other && Equals(other);
-
-        public override int GetHashCode() => _hash;
-
-        private static int Hash(EncodedSequence s)
-        {
-            var hash = new HashCode();
-            foreach (var id in s.InputIds) hash.Add(id);
-            foreach (var t in s.TokenTypeIds) hash.Add(t);
-            return hash.ToHashCode();
-        }
+        var hash = new HashCode();
+        foreach (var id in s.InputIds) hash.Add(id);
+        foreach (var t in s.TokenTypeIds) hash.Add(t);
+        return hash.ToHashCode();
     }
 }
 

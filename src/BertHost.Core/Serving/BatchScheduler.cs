@@ -158,7 +158,7 @@ public sealed class BatchScheduler : IAsyncDisposable
             {
                 if (pending.Count == 0) deadline = job.EnqueuedAt + (long)(_options.MaxWaitMs * Stopwatch.Frequency / 1000.0);
                 pending.Add(job);
-                tokens += (long)job.RowCount * job.MaxSequenceLength;
+                tokens += (long)job.BodyRows * job.MaxSequenceLength;
                 continue;
             }
             var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);

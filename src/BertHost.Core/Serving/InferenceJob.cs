@@ -27,6 +27,7 @@ public sealed class InferenceJob
         CancellationToken = cancellationToken;
         MaxSequenceLength = work.SelectMany(w => w.Features.Sequences).Select(s => s.Length).DefaultIfEmpty(0).Max();
         RowCount = work.Sum(w => w.Features.Sequences.Count);
+        BodyRows = work.SelectMany(w => w.Features.Sequences.Select(s => (w.Slot.RowGroup, new SequenceKey(s)))).Distinct().Count();
         Tokens = work.Sum(w => (long)w.Features.TokenCount);
     }
 
@@ -44,8 +45,14 @@ public sealed class InferenceJob
     public ActivityContext Parent { get; } = Activity.Current?.Context ?? default;
     public int MaxSequenceLength { get; }
 
-    /// <summary>Rows before de-duplication (an upper bound for the token budget).</summary>
+    /// <summary>Rows before de-duplication (every head's sequences).</summary>
     public int RowCount { get; }
+
+    /// <summary>
+    /// Body rows it needs: its heads' sequences after de-duplication (four classifiers of one text share one row), what
+    /// a pass's token budget counts.
+    /// </summary>
+    public int BodyRows { get; }
 
     public Task Completion => _done.Task;
 

@@ -38,6 +38,19 @@ public class BatchPlannerTests
     }
 
     [Fact]
+    public void The_budget_counts_the_rows_a_pass_computes_not_every_heads_copy_of_them()
+    {
+        // Two heads of the same text: one body row of 4 tokens per job, so a budget of 8 takes two jobs, not one.
+        var jobs = Enumerable.Range(0, 4).Select(i => Job([Sequence(1, 2, 3, 4 + i)], [Sequence(1, 2, 3, 4 + i)])).ToArray();
+        Assert.All(jobs, j => Assert.Equal((2, 1), (j.RowCount, j.BodyRows)));
+        var batches = BatchPlanner.Plan(jobs, maxBatchTokens: 8, maxBatchRequests: 10);
+        Assert.Equal([2, 2], batches.Select(b => b.Jobs.Count));
+        Assert.All(batches, b => Assert.Equal(8, b.PaddedTokens));
+        // Different sequences of one job still count one row each.
+        Assert.Equal(2, Job([Sequence(1, 2)], [Sequence(1, 3)]).BodyRows);
+    }
+
+    [Fact]
     public void The_request_limit_cuts_passes_and_an_oversized_job_runs_alone()
     {
         var jobs = Enumerable.Range(0, 5).Select(_ => Job([Sequence(1, 2)])).Append(Job([Sequence(Enumerable.Range(0, 50).ToArray())])).ToArray();
