@@ -71,15 +71,14 @@ public sealed class QuantizedWeights : IDisposable
 
     private readonly jit.ScriptModule _ops;
     private readonly Dictionary<Linear, long> _keys = new(ReferenceEqualityComparer.Instance);
-    private readonly Dictionary<long, float[]> _biases = [];
-    private readonly Dictionary<long, long> _weightElements = [];
+    private readonly Dictionary<long, Int8Pack> _packs = [];
     private readonly Dictionary<Linear, FusedProjection> _fused = new(ReferenceEqualityComparer.Instance);
     private readonly bool _reduceRange;
 
     private QuantizedWeights(jit.ScriptModule ops, bool reduceRange) => (_ops, _reduceRange) = (ops, reduceRange);
 
     /// <summary>Bytes of the int8 weights (one byte per weight, besides per-channel scales and fbgemm's column offsets).</summary>
-    public long Bytes { get; private set; }
+    public long Bytes => _packs.Values.Sum(p => p.WeightElements);
 
     /// <summary>What each projection shape got: <c>int8</c> or <c>float32</c> (excluded, or failed its check), and why.</summary>
     public IReadOnlyList<QuantizedProjectionStatus> Projections { get; private set; } = [];
@@ -131,6 +130,8 @@ public sealed class QuantizedWeights : IDisposable
         // Each shape is checked on its first Linear; its siblings share the verdict (null: int8 agreed).
         var verdicts = new Dictionary<(long, long), string?>();
         var statuses = new Dictionary<(long, long), QuantizedProjectionStatus>();
+        // Linears that run in int8, packed once their groups are settled: a stacked group needs no pack per member.
+        var int8 = new List<Linear>();
         using var noGrad = no_grad();
         foreach (var (name, linear) in linears)
         {
@@ -148,19 +149,20 @@ public sealed class QuantizedWeights : IDisposable
                 verdicts[shape] = verdict = weights.Disagreement(linear, key, faults?.Int8 == true);
                 if (verdict is not null) weights.Drop(linear);
             }
-            else if (verdict is null)
-            {
-                weights.Pack(linear);
-            }
+            if (verdict is null) int8.Add(linear);
             statuses[shape] = verdict is null
                 ? status with { Int8Linears = status.Int8Linears + 1 }
                 : status with { FloatLinears = status.FloatLinears + 1, Reason = verdict };
         }
         // Stacked shapes are checked apart from single Linears of the same shape.
         var stackedVerdicts = new Dictionary<(long, long), string?>();
-        foreach (var group in fuse ?? []) weights.Fuse(group, stackedVerdicts, faults?.Int8 == true);
+        var inInt8 = int8.ToHashSet(ReferenceEqualityComparer.Instance);
+        foreach (var group in fuse ?? [])
+            if (group.All(inInt8.Contains)) weights.Fuse(group, stackedVerdicts, faults?.Int8 == true);
+        foreach (var linear in int8)
+            if (!weights.IsQuantized(linear)) weights.Pack(linear);
         weights.Projections = [.. statuses.Values];
-        if (weights._biases.Count == 0)
+        if (weights._packs.Count == 0)
         {
             why = "no Linear was quantized (" + string.Join("; ", weights.Projections.Select(p => $"{p.Shape}: {p.Reason ?? "excluded"}")) + ")";
             weights.Dispose();
@@ -179,11 +181,10 @@ public sealed class QuantizedWeights : IDisposable
     private long Pack(Tensor weight, Tensor bias)
     {
         var key = 0L;
-        while (_biases.ContainsKey(key)) key++;
+        while (_packs.ContainsKey(key)) key++;
         using var dense = weight.contiguous();
         _ops.invoke("pack", key, dense);
-        _biases[key] = bias.detach().to(ScalarType.Float32).data<float>().ToArray();
-        Bytes += _weightElements[key] = weight.NumberOfElements;
+        _packs[key] = new Int8Pack(bias.detach().to(ScalarType.Float32).data<float>().ToArray(), weight.NumberOfElements);
         return key;
     }
 
@@ -194,21 +195,19 @@ public sealed class QuantizedWeights : IDisposable
 
     private void Drop(long key)
     {
-        _biases.Remove(key);
-        Bytes -= _weightElements[key];
-        _weightElements.Remove(key);
+        _packs.Remove(key);
         _ops.invoke("drop", key);
     }
 
     /// <summary>
-    /// Packs <paramref name="group"/>'s stacked weights as one projection when every member runs in int8 and the stacked
-    /// shape passes its check (once per shape, like single Linears); the members' own packs are then dropped.
+    /// Packs <paramref name="group"/>'s stacked weights (every member runs in int8) as one projection when the stacked
+    /// shape passes its check (once per shape, like single Linears); a member packed to check its own shape is dropped.
     /// Per-output-channel weight scales and per-row activation scales make each member's columns of the stacked
     /// product exactly what its own pack computes.
     /// </summary>
     private void Fuse(Linear[] group, Dictionary<(long, long), string?> verdicts, bool fault)
     {
-        if (group.Length < 2 || !group.All(_keys.ContainsKey) || group.Any(l => l.in_features != group[0].in_features)) return;
+        if (group.Length < 2 || group.Any(l => l.in_features != group[0].in_features)) return;
         using var weight = cat(group.Select(l => l.weight!).ToArray(), 0);
         using var bias = cat(group.Select(l => l.bias!).ToArray(), 0);
         var key = Pack(weight, bias);
@@ -363,7 +362,7 @@ public sealed class QuantizedWeights : IDisposable
 
         using var output = (Tensor)_ops.invoke(_reduceRange ? "linear_reduced" : "linear", key, scaled)!;
         var outputs = (int)output.shape[1];
-        var bias = _biases[key];
+        var bias = _packs[key].Bias;
         var result = TensorMemory.Floats(output);
         OpenMpTeam.ForRows(0, rows, Chunk, (from, to) =>
         {
@@ -381,10 +380,13 @@ public sealed class QuantizedWeights : IDisposable
     {
         _keys.Clear();
         _fused.Clear();
-        _biases.Clear();
+        _packs.Clear();
         _ops.Dispose();
     }
 }
+
+/// <summary>One fbgemm pack: the bias its epilogue adds (packs carry none) and how many int8 weights it holds.</summary>
+internal sealed record Int8Pack(float[] Bias, long WeightElements);
 
 /// <summary>Linears packed as one stacked int8 weight under <paramref name="Key"/>, their outputs side by side in member order.</summary>
 internal sealed record FusedProjection(long Key, Linear[] Members)
