@@ -91,7 +91,7 @@ internal static class ExpFloats
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459E-1f));
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201E-1f));
         p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
-        var result = System.Runtime.Intrinsics.X86.Avx512F.Scale(p, n);
+        var result = Avx512F.Scale(p, n);
         return Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create(Lowest)), Vector512<float>.Zero, result);
     }
 }
