@@ -158,7 +158,8 @@ public sealed class QuantizedWeights : IDisposable
         var stackedVerdicts = new Dictionary<(long, long), string?>();
         var inInt8 = int8.ToHashSet(ReferenceEqualityComparer.Instance);
         foreach (var group in fuse ?? [])
-            if (group.All(inInt8.Contains)) weights.Fuse(group, stackedVerdicts, faults?.Int8 == true);
+            if (group.All(inInt8.Contains)) weights.Fuse(group, stackedVerdicts, faults?.Int8Stacked == true);
+        weights.StackedReason = stackedVerdicts.Values.FirstOrDefault(v => v is not null);
         foreach (var linear in int8)
             if (!weights.IsQuantized(linear)) weights.Pack(linear);
         weights.Projections = [.. statuses.Values];
@@ -324,6 +325,9 @@ public sealed class QuantizedWeights : IDisposable
 
     /// <summary>Whether <paramref name="linear"/> runs in int8.</summary>
     public bool IsQuantized(Linear linear) => _keys.ContainsKey(linear) || _fused.ContainsKey(linear);
+
+    /// <summary>Why groups stayed separate int8 GEMMs: their stacked shape failed its load-time check (null: none did).</summary>
+    public string? StackedReason { get; private set; }
 
     /// <summary>How many groups of Linears run as one stacked int8 GEMM.</summary>
     public int FusedGroups => _fused.Values.Distinct().Count();

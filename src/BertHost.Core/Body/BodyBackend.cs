@@ -61,6 +61,8 @@ public sealed class BodyBackend : IDisposable
             }
             backend._fallbacks.AddRange((backend.Quantized?.Projections ?? []).Where(p => p.Reason is not null)
                 .Select(p => $"projection {p.Shape} stays float32: {p.Reason}"));
+            if (backend.Quantized?.StackedReason is { } stacked)
+                backend._fallbacks.Add("query, key and value run as three int8 GEMMs: the stacked " + stacked);
             if (backend.Quantized is { } int8)
             {
                 int8.ReleaseFloatWeights();

@@ -123,6 +123,20 @@ public class QuantizedWeightsTests
         // A group with a member kept in float32 runs as three Linears.
         using var excluded = Load(folder, ["encoder.layer.1.attention.self.key"]);
         Assert.Equal(1, excluded.Quantized!.FusedGroups);
+        // A stacked shape whose check disagrees leaves every layer on three int8 GEMMs, and the body says why.
+        using var faulted = BertBody.Load(folder, new BodyOptions
+        {
+            Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8,
+            Faults = new FastPathFaults { Int8Stacked = true },
+        });
+        Assert.Equal(0, faulted.Quantized!.FusedGroups);
+        Assert.Null(stacked.Quantized.StackedReason);
+        Assert.True(faulted.Quantized.IsQuantized(faulted.Model.encoder.layer[0].attention.@self.key));
+        Assert.Contains(faulted.FastPathFallbacks, f => f.StartsWith(
+            "query, key and value run as three int8 GEMMs: the stacked int8 kernel disagreed with its quantization computed in float32 at 1 rows", StringComparison.Ordinal));
+        using var stackedPass = stacked.ForwardSkippingPadding(batch);
+        using var threePass = faulted.ForwardSkippingPadding(batch);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(stackedPass.LastHiddenState, threePass.LastHiddenState), 0, 1e-5);
     }
 
     /// <summary>One seeded Linear, quantized on its own.</summary>

@@ -122,6 +122,7 @@ public class EmbedCommandTests
     [InlineData(2, "--pooling: pooling 'avg' is not one of none, cls, mean, max, pooler", "embed", "--model", "M", "--pooling", "avg", "hi")]
     [InlineData(2, "no input: give TEXT arguments or --input FILE", "embed", "--model", "M")]
     [InlineData(2, "--max-length must be an integer >= 2, got 'ten'", "embed", "--model", "M", "--max-length", "ten", "hi")]
+    [InlineData(2, "--max-batch-tokens must be an integer >= 1, got '0'", "embed", "--model", "M", "--max-batch-tokens", "0", "hi")]
     [InlineData(2, "option --pooling needs a value", "embed", "--model", "M", "--pooling")]
     [InlineData(2, "--truncation must be longest_first, only_first or only_second", "embed", "--model", "M", "--truncation", "x", "hi")]
     [InlineData(2, "unknown command 'embedd'", "embedd")]
