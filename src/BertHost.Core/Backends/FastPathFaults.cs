@@ -19,6 +19,9 @@ internal sealed record FastPathFaults
     /// <summary>Stacked int8 projections (a layer's Q, K and V as one GEMM) seem to disagree with their quantization in float32.</summary>
     public bool Int8Stacked { get; init; }
 
+    /// <summary>oneDNN's int8 projections seem to disagree with their quantization in float32 (fbgemm's still agree).</summary>
+    public bool Int8OneDnn { get; init; }
+
     /// <summary>The CPU kernel for LoRA updates seems to disagree with libtorch's GEMMs.</summary>
     public bool LowRankRows { get; init; }
 }

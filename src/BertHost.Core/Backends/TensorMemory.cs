@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace BertHost.Core.Backends;
 
-/// <summary>Raw access to a CPU float32 tensor's storage for the C# kernels.</summary>
+/// <summary>Raw access to a CPU tensor's storage (float32, uint8) for the C# kernels.</summary>
 internal static unsafe class TensorMemory
 {
     /// <summary>
@@ -12,6 +12,9 @@ internal static unsafe class TensorMemory
     /// keeps <paramref name="x"/> alive while it is used.
     /// </summary>
     public static float* Floats(Tensor x) => (float*)THSTensor_data(x.Handle);
+
+    /// <summary>The first byte of a CPU uint8 tensor <paramref name="x"/>, as <see cref="Floats"/>.</summary>
+    public static byte* Bytes(Tensor x) => (byte*)THSTensor_data(x.Handle);
 
     [DllImport("LibTorchSharp")]
     private static extern IntPtr THSTensor_data(IntPtr tensor);

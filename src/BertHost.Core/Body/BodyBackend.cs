@@ -52,7 +52,8 @@ public sealed class BodyBackend : IDisposable
             try
             {
                 backend.Quantized = QuantizedWeights.Quantize(model, options.QuantizeExclude, out var notQuantized, options.Faults,
-                    fuse: options.StackInt8Projections ? [.. model.encoder.layer.Select(l => l.attention.@self.Projections.ToArray())] : null);
+                    fuse: options.StackInt8Projections ? [.. model.encoder.layer.Select(l => l.attention.@self.Projections.ToArray())] : null,
+                    kernels: options.Int8Kernels);
                 if (notQuantized is not null) backend._fallbacks.Add("body.quantize dynamic_int8: the body serves in float32: " + notQuantized);
             }
             catch (ArgumentException e)
@@ -60,7 +61,7 @@ public sealed class BodyBackend : IDisposable
                 throw new BodyLoadException($"body.quantize {QuantizeModes.DynamicInt8}: {e.Message}", e);
             }
             backend._fallbacks.AddRange((backend.Quantized?.Projections ?? []).Where(p => p.Reason is not null)
-                .Select(p => $"projection {p.Shape} stays float32: {p.Reason}"));
+                .Select(p => p.KernelName is { } kernel ? $"projection {p.Shape} runs on {kernel}: {p.Reason}" : $"projection {p.Shape} stays float32: {p.Reason}"));
             if (backend.Quantized?.StackedReason is { } stacked)
                 backend._fallbacks.Add("query, key and value run as three int8 GEMMs: the stacked " + stacked);
             if (backend.Quantized is { } int8)

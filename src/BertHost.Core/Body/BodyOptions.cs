@@ -51,6 +51,10 @@ public sealed record BodyOptions
     /// </summary>
     internal bool StackInt8Projections { get; init; } = true;
 
+    /// <summary>The int8 GEMMs to try on each projection shape, in order (null: oneDNN then fbgemm where the CPU has
+    /// VNNI, fbgemm alone elsewhere); set only to measure or test one kernel against the other.</summary>
+    internal IReadOnlyList<Backends.Int8Kernel>? Int8Kernels { get; init; }
+
     /// <summary>Faults injected into the load-time checks of the fast paths (tests only).</summary>
     internal FastPathFaults? Faults { get; init; }
 

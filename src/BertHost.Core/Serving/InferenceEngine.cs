@@ -378,6 +378,7 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
             ["shape"] = p.Shape,
             ["int8_linears"] = p.Int8Linears,
             ["float_linears"] = p.FloatLinears,
+            ["kernel"] = p.KernelName,
             ["excluded"] = new JsonArray(p.Excluded.Select(e => (JsonNode)e).ToArray()),
             ["reason"] = p.Reason,
         }).ToArray()),

@@ -132,11 +132,81 @@ public class QuantizedWeightsTests
         Assert.Equal(0, faulted.Quantized!.FusedGroups);
         Assert.Null(stacked.Quantized.StackedReason);
         Assert.True(faulted.Quantized.IsQuantized(faulted.Model.encoder.layer[0].attention.@self.key));
-        Assert.Contains(faulted.FastPathFallbacks, f => f.StartsWith(
-            "query, key and value run as three int8 GEMMs: the stacked int8 kernel disagreed with its quantization computed in float32 at 1 rows", StringComparison.Ordinal));
+        Assert.Contains(faulted.FastPathFallbacks, f => f.StartsWith("query, key and value run as three int8 GEMMs: the stacked ", StringComparison.Ordinal) &&
+            f.Contains("stacked fbgemm int8 kernel disagreed with its quantization computed in float32 at 1 rows", StringComparison.Ordinal));
         using var stackedPass = stacked.ForwardSkippingPadding(batch);
         using var threePass = faulted.ForwardSkippingPadding(batch);
         Assert.InRange(ReferenceOutputs.MaxAbsDiff(stackedPass.LastHiddenState, threePass.LastHiddenState), 0, 1e-5);
+    }
+
+    [Fact]
+    public void OneDNN_and_fbgemm_compute_the_same_quantization_of_a_projection()
+    {
+        if (!CpuFeatures.Vnni)
+        {
+            Console.WriteLine("skipped: oneDNN's int8 kernel is used only where the CPU has VNNI");
+            return;
+        }
+        using var scope = NewDisposeScope();
+        manual_seed(8);
+        var linear = nn.Linear(200, 96);
+        var model = nn.Sequential(("dense", linear));
+        using var onednn = QuantizedWeights.Quantize(model, [], out _, faults: null, kernels: [Int8Kernel.OneDnn])!;
+        using var fbgemm = QuantizedWeights.Quantize(model, [], out _, faults: null, kernels: [Int8Kernel.Fbgemm])!;
+        Assert.Equal(Int8Kernel.OneDnn, onednn.KernelOf(linear));
+        Assert.Equal(Int8Kernel.Fbgemm, fbgemm.KernelOf(linear));
+        Assert.Equal("onednn", onednn.Projections.Single().KernelName);
+        using var noGrad = no_grad();
+        // Rows of very different magnitudes, a zero row and rows reaching ±magnitude exactly (the grid's ends).
+        var x = cat([randn(61, 200).mul(tensor(new float[] { 0.01f, 1, 30 }).repeat(21)[TensorIndex.Slice(0, 61)].unsqueeze(1)), zeros(1, 200), ones(2, 200)]);
+        var a = onednn.For(linear)!(x);
+        var b = fbgemm.For(linear)!(x);
+        var expected = nn.functional.linear(QuantizedWeights.FakeQuantizeRows(x, 255), Dequantized(linear), linear.bias!);
+        // The same grid (levels 1 to 255 for ±magnitude): only float32 summation order differs, unless a value sits within
+        // float rounding of a tie.
+        Console.WriteLine($"oneDNN vs its quantization {FastPathCheck.RelativeDifference(a, expected):G3}, vs fbgemm {FastPathCheck.RelativeDifference(a, b):G3}");
+        Assert.InRange(FastPathCheck.RelativeDifference(a, expected), 0, 1e-5);
+        Assert.InRange(FastPathCheck.RelativeDifference(a, b), 0, 1e-5);
+        Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(a[61], linear.bias!));
+        // A row holding a non-finite value answers NaN in that row only.
+        x[5, 7] = float.NaN;
+        x[6, 3] = float.PositiveInfinity;
+        var poisoned = onednn.For(linear)!(x);
+        Assert.True(poisoned[5].isnan().all().item<bool>());
+        Assert.True(poisoned[6].isnan().all().item<bool>());
+        Assert.Equal(0, ReferenceOutputs.MaxAbsDiff(cat([poisoned[..5], poisoned[7..]]), cat([a[..5], a[7..]])));
+    }
+
+    [Fact]
+    public void A_body_whose_oneDNN_kernel_fails_its_check_serves_on_fbgemm_and_says_why()
+    {
+        if (!CpuFeatures.Vnni)
+        {
+            Console.WriteLine("skipped: oneDNN's int8 kernel is used only where the CPU has VNNI");
+            return;
+        }
+        var folder = RandomBodies.Write(64, 4, 200);
+        using var onednn = Load(folder, []);
+        using var faulted = BertBody.Load(folder, new BodyOptions
+        {
+            Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8,
+            Faults = new FastPathFaults { Int8OneDnn = true },
+        });
+        var query = onednn.Model.encoder.layer[0].attention.@self.query;
+        Assert.Equal(Int8Kernel.OneDnn, onednn.Quantized!.KernelOf(query));
+        Assert.Equal(Int8Kernel.Fbgemm, faulted.Quantized!.KernelOf(faulted.Model.encoder.layer[0].attention.@self.query));
+        Assert.Equal(2, faulted.Quantized.FusedGroups);
+        Assert.Empty(onednn.FastPathFallbacks);
+        Assert.Contains(faulted.FastPathFallbacks, f => f.StartsWith("projection 64→200 runs on fbgemm: oneDNN int8 kernel disagreed with its quantization computed in float32 at 1 rows", StringComparison.Ordinal));
+        var described = InferenceEngine.DescribeFastPaths(faulted);
+        Assert.All(described["quantized_projections"]!.AsArray(), p => Assert.Equal("fbgemm", p!["kernel"]!.GetValue<string>()));
+        Assert.All(InferenceEngine.DescribeFastPaths(onednn)["quantized_projections"]!.AsArray(), p => Assert.Equal("onednn", p!["kernel"]!.GetValue<string>()));
+        // The same quantization on both kernels: only float32 summation order differs.
+        var batch = onednn.Encode(RandomBodies.Texts);
+        using var scope = NewDisposeScope();
+        using var a = onednn.ForwardSkippingPadding(batch);
+        using var b = faulted.ForwardSkippingPadding(batch);
+        Assert.InRange(ReferenceOutputs.MaxAbsDiff(a.LastHiddenState, b.LastHiddenState), 0, 1e-4);
     }
 
     /// <summary>One seeded Linear, quantized on its own.</summary>
@@ -196,8 +266,10 @@ public class QuantizedWeightsTests
             Device = "cpu", Quantize = QuantizeModes.DynamicInt8, Faults = new FastPathFaults { Int8 = true }, PackedMaxRows = 4096,
         });
         Assert.Null(body.Quantized);
-        Assert.Contains(body.FastPathFallbacks, f => f.StartsWith(
-            "body.quantize dynamic_int8: the body serves in float32: no Linear was quantized (64→64: int8 kernel disagreed with its quantization computed in float32 at 1 rows"));
+        // Every kernel was tried on the shape, and each one's disagreement is named.
+        Assert.Contains(body.FastPathFallbacks, f => f.StartsWith("body.quantize dynamic_int8: the body serves in float32: no Linear was quantized (64→64: ", StringComparison.Ordinal) &&
+            f.Contains("fbgemm int8 kernel disagreed with its quantization computed in float32 at 1 rows", StringComparison.Ordinal) &&
+            f.Contains("oneDNN int8 kernel disagreed", StringComparison.Ordinal) == CpuFeatures.Vnni);
         Assert.Equal("float32", body.PrecisionByPart["projections"]);
         var e = Assert.Throws<BodyLoadException>(() => BertBody.Load(folder, new BodyOptions { Device = "cpu", Quantize = "int4" }));
         Assert.Equal("body.quantize must be one of none, dynamic_int8, got 'int4'", e.Message);
