@@ -209,6 +209,31 @@ public class QuantizedWeightsTests
         Assert.InRange(ReferenceOutputs.MaxAbsDiff(a.LastHiddenState, b.LastHiddenState), 0, 1e-4);
     }
 
+    [Fact]
+    public void Weights_are_quantized_per_output_row_as_quantize_per_channel_defines_it()
+    {
+        using var scope = NewDisposeScope();
+        using var one = OneLinear.Quantized(12, 50, 33);
+        var weight = one.Linear.weight!.detach().clone();
+        weight[3] = zeros(50); // an all-zero row (scale clamped to 1e-12)
+        weight[4, 7] = weight[4].abs().max().mul(-2); // the row's extreme is negative
+        using var noGrad = no_grad();
+        var int8 = one.Int8!.Int8Weight(weight).to(ScalarType.Int32).data<int>().ToArray();
+        var w = weight.data<float>().ToArray();
+        for (var row = 0; row < 33; row++)
+        {
+            var span = w.AsSpan(row * 50, 50);
+            var max = 0f;
+            foreach (var v in span) max = MathF.Max(max, MathF.Abs(v));
+            var scale = MathF.Max(max, 1e-12f) / 127f;
+            var inverse = 1f / scale;
+            for (var i = 0; i < 50; i++)
+                Assert.Equal(Math.Clamp((int)MathF.Round(span[i] * inverse, MidpointRounding.ToEven), -128, 127), int8[row * 50 + i]);
+        }
+        Assert.Equal(-127, int8[4 * 50 + 7]);
+        Assert.All(int8.AsSpan(3 * 50, 50).ToArray(), v => Assert.Equal(0, v));
+    }
+
     /// <summary>One seeded Linear, quantized on its own.</summary>
     private sealed record OneLinear(TorchSharp.Modules.Linear Linear, nn.Module Model, QuantizedWeights? Int8, string? Why) : IDisposable
     {
