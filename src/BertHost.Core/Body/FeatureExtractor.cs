@@ -33,7 +33,7 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
     {
         if (pooling == PoolingMode.Pooler && !body.Model.HasPooler)
             throw new ArgumentException("pooling 'pooler' needs pooler weights, which this checkpoint does not have; use cls or mean");
-        var encoded = inputs.Select(Encode).ToArray();
+        var encoded = EncodeAll(inputs);
         var results = new EmbedResult[inputs.Count];
         var order = Enumerable.Range(0, inputs.Count).OrderByDescending(i => encoded[i].Sequence.Length).ToArray();
         foreach (var chunk in PassBudget.Cut(order, _ => 1, i => encoded[i].Sequence.Length, _maxBatchTokens, Math.Max(1, batchSize)))
@@ -47,6 +47,24 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
             }
         }
         return results;
+    }
+
+    /// <summary>
+    /// Tokenizes on every core (the tokenizer is thread-safe, as concurrent requests rely on): a twentieth of an embed
+    /// run over short texts single-threaded. A bad input's exception surfaces as itself, not wrapped.
+    /// </summary>
+    private (EncodedSequence Sequence, bool Truncated)[] EncodeAll(IReadOnlyList<EmbedInput> inputs)
+    {
+        var encoded = new (EncodedSequence, bool)[inputs.Count];
+        try
+        {
+            Parallel.For(0, inputs.Count, i => encoded[i] = Encode(inputs[i]));
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+        }
+        return encoded;
     }
 
     private (EncodedSequence Sequence, bool Truncated) Encode(EmbedInput input)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using BertHost.Abstractions;
 using BertHost.Abstractions.Text;
 using System.Text.Json;
@@ -95,36 +96,50 @@ public sealed class EmbedCommand : ICommand
         return CliApp.ExitOk;
     }
 
+    /// <summary>Lines formatted per block on every core, written in input order.</summary>
+    private const int LinesPerBlock = 256;
+
     private static async Task WriteAsync(IReadOnlyList<EmbedResult> results, bool normalize, CommandContext context, CancellationToken cancellationToken)
     {
-        var stream = new MemoryStream();
-        for (var i = 0; i < results.Count; i++)
+        // Shortest round-trip formatting of every float is a tenth of an embed run over short texts (5,000 SST-2
+        // sentences: 0.3 s for 1.9 million numbers); blocks bound what is held formatted at once.
+        var lines = new string[Math.Min(LinesPerBlock, results.Count)];
+        for (var first = 0; first < results.Count; first += LinesPerBlock)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var r = results[i];
-            if (r.Truncated) await context.Error.WriteLineAsync($"berthost embed: warning: input {i + 1} was truncated to {r.InputIds.Length} tokens");
-            stream.SetLength(0);
-            using (var json = new Utf8JsonWriter(stream, JsonOutput.Writer))
+            var count = Math.Min(LinesPerBlock, results.Count - first);
+            Parallel.For(0, count, new ParallelOptions { CancellationToken = cancellationToken }, j => lines[j] = Line(results[first + j], normalize));
+            for (var j = 0; j < count; j++)
             {
-                json.WriteStartObject();
-                json.WriteString("text", r.Input.Text);
-                if (r.Input.TextPair is not null) json.WriteString("text_pair", r.Input.TextPair);
-                WriteInts(json, "input_ids", r.InputIds);
-                WriteInts(json, "token_type_ids", r.TokenTypeIds);
-                json.WritePropertyName("embedding");
-                if (r.Pooled && r.Embedding is [var vector])
-                    WriteFloats(json, normalize ? L2Normalize(vector) : vector);
-                else
-                {
-                    json.WriteStartArray();
-                    foreach (var row in r.Embedding) WriteFloats(json, row);
-                    json.WriteEndArray();
-                }
-                json.WriteEndObject();
+                var r = results[first + j];
+                if (r.Truncated) await context.Error.WriteLineAsync($"berthost embed: warning: input {first + j + 1} was truncated to {r.InputIds.Length} tokens");
+                await context.Out.WriteLineAsync(lines[j]);
             }
-            await context.Out.WriteLineAsync(System.Text.Encoding.UTF8.GetString(stream.GetBuffer(), 0, (int)stream.Length));
         }
         await context.Out.FlushAsync(cancellationToken);
+    }
+
+    private static string Line(EmbedResult r, bool normalize)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(buffer, JsonOutput.Writer))
+        {
+            json.WriteStartObject();
+            json.WriteString("text", r.Input.Text);
+            if (r.Input.TextPair is not null) json.WriteString("text_pair", r.Input.TextPair);
+            WriteInts(json, "input_ids", r.InputIds);
+            WriteInts(json, "token_type_ids", r.TokenTypeIds);
+            json.WritePropertyName("embedding");
+            if (r.Pooled && r.Embedding is [var vector])
+                WriteFloats(json, normalize ? L2Normalize(vector) : vector);
+            else
+            {
+                json.WriteStartArray();
+                foreach (var row in r.Embedding) WriteFloats(json, row);
+                json.WriteEndArray();
+            }
+            json.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
     private static void WriteInts(Utf8JsonWriter json, string name, int[] values)
