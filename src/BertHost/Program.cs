@@ -27,14 +27,17 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
 using var sigquit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, Stop);
 
 var stdout = new StreamWriter(Console.OpenStandardOutput()) { AutoFlush = false };
+int code;
 try
 {
-    return await CliApp.CreateDefault().RunAsync(args, new CommandContext(Console.In, stdout, Console.Error), cts.Token);
+    code = await CliApp.CreateDefault().RunAsync(args, new CommandContext(Console.In, stdout, Console.Error), cts.Token);
 }
 finally
 {
     stdout.Flush();
 }
+QuickExit.AfterPrinting(args, code);
+return code;
 
 void Stop(PosixSignalContext context)
 {

@@ -29,6 +29,30 @@ public class EmbedCommandTests
         Assert.InRange(ReferenceOutputs.MaxAbsDiff(embedding, expected), 0, 1e-4);
     }
 
+    [Fact]
+    public async Task The_executable_prints_every_line_and_its_exit_code_before_it_skips_teardown()
+    {
+        // embed ends with _exit (QuickExit): what it printed must all be out, in order, more than a pipe buffer of it.
+        var input = Path.Combine(Path.GetTempPath(), $"berthost-embed-{Guid.NewGuid():N}.jsonl");
+        var texts = Enumerable.Range(0, 600).Select(i => $"sentence number {i} of the quick exit test").ToList();
+        await File.WriteAllLinesAsync(input, texts.Select(t => JsonSerializer.Serialize(new { text = t })));
+        try
+        {
+            var berthost = Path.Combine(AppContext.BaseDirectory, "berthost.dll");
+            var (code, log) = await DotnetCli.RunAsync(DotnetCli.Executable, [berthost, "embed", "--model", TinyBert, "--pooling", "mean", "--input", input]);
+            Assert.Equal(0, code);
+            var lines = log.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(texts, lines.Select(l => ParseLine(l).GetProperty("text").GetString()!));
+            (code, log) = await DotnetCli.RunAsync(DotnetCli.Executable, [berthost, "embed", "--model", TinyBert + "-missing", "x"]);
+            Assert.Equal(1, code);
+            Assert.StartsWith("berthost embed: error: model folder", log.Trim());
+        }
+        finally
+        {
+            File.Delete(input);
+        }
+    }
+
     [Theory]
     [InlineData(48, 4, 192)]
     [InlineData(312, 12, 1200)]
