@@ -11,7 +11,7 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>, IUsesKernels
 
     public BertIntermediate(BertConfig config) : base(nameof(BertIntermediate))
     {
-        dense = nn.Linear(config.HiddenSize, config.IntermediateSize);
+        dense = BertLayers.Linear(config.HiddenSize, config.IntermediateSize);
         _activation = Activations.Get(config.HiddenAct);
         RegisterComponents();
     }

@@ -10,7 +10,7 @@ public sealed class BertPooler : nn.Module<Tensor, Tensor>, IUsesKernels
 
     public BertPooler(BertConfig config) : base(nameof(BertPooler))
     {
-        dense = nn.Linear(config.HiddenSize, config.HiddenSize);
+        dense = BertLayers.Linear(config.HiddenSize, config.HiddenSize);
         RegisterComponents();
     }
 

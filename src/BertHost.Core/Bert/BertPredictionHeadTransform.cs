@@ -12,7 +12,7 @@ public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
 
     public BertPredictionHeadTransform(BertConfig config) : base(nameof(BertPredictionHeadTransform))
     {
-        dense = nn.Linear(config.HiddenSize, config.HiddenSize);
+        dense = BertLayers.Linear(config.HiddenSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         _activation = Activations.Get(config.HiddenAct);
         RegisterComponents();

@@ -16,7 +16,7 @@ public abstract class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>, IU
 
     protected BertResidualOutput(string name, BertConfig config, int inputSize) : base(name)
     {
-        dense = nn.Linear(inputSize, config.HiddenSize);
+        dense = BertLayers.Linear(inputSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         dropout = nn.Dropout(config.HiddenDropoutProb);
         RegisterComponents();

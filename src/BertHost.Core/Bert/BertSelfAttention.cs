@@ -16,9 +16,9 @@ public sealed class BertSelfAttention : nn.Module<Tensor, Tensor, Tensor>, IUses
 
     public BertSelfAttention(BertConfig config) : base(nameof(BertSelfAttention))
     {
-        query = nn.Linear(config.HiddenSize, config.HiddenSize);
-        key = nn.Linear(config.HiddenSize, config.HiddenSize);
-        value = nn.Linear(config.HiddenSize, config.HiddenSize);
+        query = BertLayers.Linear(config.HiddenSize, config.HiddenSize);
+        key = BertLayers.Linear(config.HiddenSize, config.HiddenSize);
+        value = BertLayers.Linear(config.HiddenSize, config.HiddenSize);
         _heads = config.NumAttentionHeads;
         _headDim = config.HeadDim;
         _dropoutProb = config.AttentionProbsDropoutProb;

@@ -130,7 +130,9 @@ public sealed class BertBody : IDisposable
             throw new BodyLoadException($"{Path.Combine(folder, "vocab.txt")} has {tokenizer.VocabSize} tokens but config.json says vocab_size {config.VocabSize}: token ids would fall outside the embedding table");
 
         using var source = Wrap(() => CheckpointFiles.OpenFolder(folder));
-        var model = new BertModel(config, addPoolingLayer: BertCheckpointLoader.HasPooler(source));
+        // Every parameter is overwritten from the checkpoint below (or the load fails): no random initialisation first.
+        BertModel model;
+        using (BertLayers.Uninitialized()) model = new BertModel(config, addPoolingLayer: BertCheckpointLoader.HasPooler(source));
         try
         {
             var report = Wrap(() => BertCheckpointLoader.Load(model, source));

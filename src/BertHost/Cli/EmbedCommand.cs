@@ -107,6 +107,9 @@ public sealed class EmbedCommand : ICommand
         for (var first = 0; first < results.Count; first += LinesPerBlock)
         {
             var count = Math.Min(LinesPerBlock, results.Count - first);
+            for (var j = 0; j < count; j++)
+                if (!results[first + j].Embedding.All(row => row.All(float.IsFinite)))
+                    throw new CommandException($"input {first + j + 1}'s embedding holds NaN or infinity, which JSON cannot carry (the model's weights or activations overflow float32)");
             Parallel.For(0, count, new ParallelOptions { CancellationToken = cancellationToken }, j => lines[j] = Line(results[first + j], normalize));
             for (var j = 0; j < count; j++)
             {

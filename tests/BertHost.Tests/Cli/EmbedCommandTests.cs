@@ -53,6 +53,32 @@ public class EmbedCommandTests
         }
     }
 
+    [Fact]
+    public async Task An_embedding_JSON_cannot_carry_is_one_error_line_naming_the_input()
+    {
+        // A body whose LayerNorm scales overflow float32 embeds every text to infinities.
+        var folder = Path.Combine(Path.GetTempPath(), "berthost-tests", $"overflowing-{Guid.NewGuid():N}");
+        var config = BertHost.Core.Bert.BertConfig.Load(Path.Combine(TinyBert, "config.json"));
+        using (var model = new BertHost.Core.Bert.BertModel(config, addPoolingLayer: true))
+        {
+            BertHost.Core.Bert.BertInitializer.Initialize(model, seed: 3);
+            using (no_grad()) model.encoder.layer[^1].output.LayerNorm.weight!.fill_(float.MaxValue);
+            BertHost.Core.Checkpoints.ModelFolderWriter.Save(model, TinyBert, folder);
+        }
+        try
+        {
+            var result = await CliRunner.RunAsync("embed", "--model", folder, "--pooling", "mean", "a first text", "a second one");
+            Assert.Equal(1, result.ExitCode);
+            Assert.Equal("berthost embed: error: input 1's embedding holds NaN or infinity, which JSON cannot carry (the model's weights or activations overflow float32)",
+                result.Error.Trim());
+            Assert.Empty(result.OutLines);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData(48, 4, 192)]
     [InlineData(312, 12, 1200)]
