@@ -202,19 +202,23 @@ public sealed class QuantizedWeights : IDisposable
         var problems = new List<string>();
         foreach (var kernel in _kernels)
         {
-            long key;
+            var fault = faults is not null && (faults.Int8 || (stacked && faults.Int8Stacked) || (kernel == Int8Kernel.OneDnn && faults.Int8OneDnn));
+            long? key = null;
+            string? problem;
             try
             {
                 key = Pack(weight, bias, kernel);
+                problem = Disagreement(weight, bias, key.Value, fault, stacked);
             }
             catch (ExternalException e)
             {
-                problems.Add($"{Name(kernel)} could not pack it: {e.Message.Split('\n')[0]}");
-                continue;
+                // libtorch refused the operator here (a build without it, an unsupported shape): the next kernel is tried.
+                problem = $"{(stacked ? "stacked " : "")}{Name(kernel)} int8 kernel failed: {e.Message.Split('\n')[0]}";
             }
-            var fault = faults is not null && (faults.Int8 || (stacked && faults.Int8Stacked) || (kernel == Int8Kernel.OneDnn && faults.Int8OneDnn));
-            var problem = Disagreement(weight, bias, key, fault, stacked);
-            Drop(key);
+            finally
+            {
+                if (key is { } packed) Drop(packed);
+            }
             if (problem is null) return new KernelVerdict(kernel, problems.Count == 0 ? null : string.Join("; ", problems));
             problems.Add(problem);
         }
