@@ -178,6 +178,8 @@ public sealed class QuantizedWeights : IDisposable
         foreach (var group in fuse ?? [])
             if (group.All(int8.ContainsKey)) weights.Fuse(group, stackedVerdicts, faults);
         weights.StackedReason = stackedVerdicts.Values.Select(v => v.Kernel is null ? v.Reason : null).FirstOrDefault(r => r is not null);
+        weights.StackedFallback = stackedVerdicts.Values.FirstOrDefault(v => v is { Kernel: not null, Reason: not null }) is { } fallback
+            ? $"{Name(fallback.Kernel!.Value)}: {fallback.Reason}" : null;
         foreach (var (linear, kernel) in int8)
             if (!weights.IsQuantized(linear)) weights._keys[linear] = weights.Pack(linear.weight!, linear.bias!, kernel);
         weights.Projections = [.. statuses.Values];
@@ -383,6 +385,20 @@ public sealed class QuantizedWeights : IDisposable
     /// <summary>Why groups stayed separate int8 GEMMs: their stacked shape failed its load-time check (null: none did).</summary>
     public string? StackedReason { get; private set; }
 
+    /// <summary>The kernel stacked groups run on when it is not the first one tried, and why (null otherwise).</summary>
+    public string? StackedFallback { get; private set; }
+
+    /// <summary>The GEMM stacked groups run on: <c>onednn</c>, <c>fbgemm</c>, or null when none is stacked.</summary>
+    public string? StackedKernelName => WireName(_fused.Values.FirstOrDefault() is { } fused ? _packs[fused.Key].Kernel : null);
+
+    /// <summary>A kernel's name as <c>GET /v1/body</c> reports it: <c>onednn</c>, <c>fbgemm</c>, or null for none.</summary>
+    internal static string? WireName(Int8Kernel? kernel) => kernel switch
+    {
+        Int8Kernel.OneDnn => "onednn",
+        Int8Kernel.Fbgemm => "fbgemm",
+        _ => null,
+    };
+
     /// <summary>How many groups of Linears run as one stacked int8 GEMM.</summary>
     public int FusedGroups => _fused.Values.Distinct().Count();
 
@@ -520,5 +536,5 @@ public sealed record QuantizedProjectionStatus(string Shape, int Int8Linears, in
     internal Int8Kernel? Kernel { get; init; }
 
     /// <summary>The kernel's name as <c>GET /v1/body</c> reports it: <c>onednn</c>, <c>fbgemm</c>, or null.</summary>
-    public string? KernelName => Kernel switch { Int8Kernel.OneDnn => "onednn", Int8Kernel.Fbgemm => "fbgemm", _ => null };
+    public string? KernelName => QuantizedWeights.WireName(Kernel);
 }

@@ -62,6 +62,8 @@ public sealed class BodyBackend : IDisposable
             }
             backend._fallbacks.AddRange((backend.Quantized?.Projections ?? []).Where(p => p.Reason is not null)
                 .Select(p => p.KernelName is { } kernel ? $"projection {p.Shape} runs on {kernel}: {p.Reason}" : $"projection {p.Shape} stays float32: {p.Reason}"));
+            if (backend.Quantized?.StackedFallback is { } stackedFallback)
+                backend._fallbacks.Add("query, key and value run as one stacked int8 GEMM on " + stackedFallback);
             if (backend.Quantized?.StackedReason is { } stacked)
                 backend._fallbacks.Add("query, key and value run as three int8 GEMMs: the stacked " + stacked);
             if (backend.Quantized is { } int8)

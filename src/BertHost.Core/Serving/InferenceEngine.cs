@@ -383,6 +383,7 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
             ["reason"] = p.Reason,
         }).ToArray()),
         ["int8_stacked_qkv_layers"] = body.Quantized?.FusedGroups,
+        ["int8_stacked_qkv_kernel"] = body.Quantized?.StackedKernelName,
         ["fallbacks"] = new JsonArray(body.FastPathFallbacks.Select(f => (JsonNode)f).ToArray()),
     };
 

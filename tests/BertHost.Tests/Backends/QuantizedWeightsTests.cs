@@ -201,6 +201,9 @@ public class QuantizedWeightsTests
         var described = InferenceEngine.DescribeFastPaths(faulted);
         Assert.All(described["quantized_projections"]!.AsArray(), p => Assert.Equal("fbgemm", p!["kernel"]!.GetValue<string>()));
         Assert.All(InferenceEngine.DescribeFastPaths(onednn)["quantized_projections"]!.AsArray(), p => Assert.Equal("onednn", p!["kernel"]!.GetValue<string>()));
+        Assert.Equal("onednn", InferenceEngine.DescribeFastPaths(onednn)["int8_stacked_qkv_kernel"]!.GetValue<string>());
+        Assert.Equal("fbgemm", described["int8_stacked_qkv_kernel"]!.GetValue<string>());
+        Assert.Contains(faulted.FastPathFallbacks, f => f.StartsWith("query, key and value run as one stacked int8 GEMM on fbgemm: stacked oneDNN int8 kernel disagreed", StringComparison.Ordinal));
         // The same quantization on both kernels: only float32 summation order differs.
         var batch = onednn.Encode(RandomBodies.Texts);
         using var scope = NewDisposeScope();
