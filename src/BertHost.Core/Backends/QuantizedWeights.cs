@@ -22,7 +22,7 @@ namespace BertHost.Core.Backends;
 /// </para>
 /// <para>
 /// Two GEMMs (<see cref="Int8Kernel"/>). Where the CPU has VNNI, oneDNN's (<c>onednn::qlinear_pointwise</c>) takes the
-/// rows as this class quantizes them (<see cref="Int8Rows"/>, one pass); measured 1.2–1.4× fbgemm's path at 128–1,024
+/// rows as this class quantizes them (<see cref="Int8Rows"/>, one pass); measured 1.3–1.5× fbgemm's path at 128–1,024
 /// rows of MiniLM's shapes. fbgemm's (<c>quantized::linear_dynamic</c>) quantizes its input itself with one scale per
 /// call, so rows are divided by their magnitude first and two sentinel rows, [1, 0, …] and [−1, 0, …], are appended:
 /// the range fbgemm sees is always [−1, 1]. Without VNNI fbgemm keeps 7-bit activations (see <see cref="ReducedRange"/>).
