@@ -155,6 +155,8 @@ public sealed class QuantizedWeights : IDisposable
         var statuses = new Dictionary<(long, long), QuantizedProjectionStatus>();
         // Linears that run in int8 and their kernel, packed once their groups are settled: a stacked group needs no pack per member.
         var int8 = new Dictionary<Linear, Int8Kernel>(ReferenceEqualityComparer.Instance);
+        // The pack each shape's check made of its first Linear: that Linear keeps it unless it joins a stacked group.
+        var probes = new Dictionary<Linear, long>(ReferenceEqualityComparer.Instance);
         using var noGrad = no_grad();
         foreach (var (name, linear) in linears)
         {
@@ -167,7 +169,10 @@ public sealed class QuantizedWeights : IDisposable
                 continue;
             }
             if (!verdicts.TryGetValue(shape, out var verdict))
-                verdicts[shape] = verdict = weights.Settle(linear.weight!, linear.bias!, faults, stacked: false);
+            {
+                verdicts[shape] = verdict = weights.Settle(linear.weight!, linear.bias!, faults, stacked: false, out var probe);
+                if (probe is { } key) probes[linear] = key;
+            }
             if (verdict.Kernel is { } kernel) int8[linear] = kernel;
             statuses[shape] = verdict.Kernel is not null
                 ? status with { Int8Linears = status.Int8Linears + 1, Kernel = verdict.Kernel, Reason = verdict.Reason }
@@ -181,7 +186,15 @@ public sealed class QuantizedWeights : IDisposable
         weights.StackedFallback = stackedVerdicts.Values.FirstOrDefault(v => v is { Kernel: not null, Reason: not null }) is { } fallback
             ? $"{Name(fallback.Kernel!.Value)}: {fallback.Reason}" : null;
         foreach (var (linear, kernel) in int8)
-            if (!weights.IsQuantized(linear)) weights._keys[linear] = weights.Pack(linear.weight!, linear.bias!, kernel);
+        {
+            var hasProbe = probes.TryGetValue(linear, out var probe);
+            if (weights.IsQuantized(linear))
+            {
+                if (hasProbe) weights.Drop(probe);
+                continue;
+            }
+            weights._keys[linear] = hasProbe ? probe : weights.Pack(linear.weight!, linear.bias!, kernel);
+        }
         weights.Projections = [.. statuses.Values];
         if (weights._packs.Count == 0)
         {
@@ -196,21 +209,24 @@ public sealed class QuantizedWeights : IDisposable
     private sealed record KernelVerdict(Int8Kernel? Kernel, string? Reason);
 
     /// <summary>
-    /// The first of the kernels whose product of <paramref name="weight"/> (packed here, then dropped) agrees with its
-    /// quantization computed in float32.
+    /// The first of the kernels whose product of <paramref name="weight"/> agrees with its quantization computed in
+    /// float32; <paramref name="probe"/> is the agreeing pack, the caller's to keep or drop (the others are dropped here).
     /// </summary>
-    private KernelVerdict Settle(Tensor weight, Tensor bias, FastPathFaults? faults, bool stacked)
+    private KernelVerdict Settle(Tensor weight, Tensor bias, FastPathFaults? faults, bool stacked, out long? probe)
     {
+        probe = null;
         var problems = new List<string>();
         foreach (var kernel in _kernels)
         {
             var fault = faults is not null && (faults.Int8 || (stacked && faults.Int8Stacked) || (kernel == Int8Kernel.OneDnn && faults.Int8OneDnn));
             long? key = null;
             string? problem;
+            var agreed = false;
             try
             {
                 key = Pack(weight, bias, kernel);
                 problem = Disagreement(weight, bias, key.Value, fault, stacked);
+                agreed = problem is null;
             }
             catch (ExternalException e)
             {
@@ -219,10 +235,14 @@ public sealed class QuantizedWeights : IDisposable
             }
             finally
             {
-                if (key is { } packed) Drop(packed);
+                if (!agreed && key is { } packed) Drop(packed);
             }
-            if (problem is null) return new KernelVerdict(kernel, problems.Count == 0 ? null : string.Join("; ", problems));
-            problems.Add(problem);
+            if (agreed)
+            {
+                probe = key;
+                return new KernelVerdict(kernel, problems.Count == 0 ? null : string.Join("; ", problems));
+            }
+            problems.Add(problem!);
         }
         return new KernelVerdict(null, string.Join("; ", problems));
     }
@@ -267,10 +287,11 @@ public sealed class QuantizedWeights : IDisposable
         using var weight = cat(group.Select(l => l.weight!).ToArray(), 0);
         using var bias = cat(group.Select(l => l.bias!).ToArray(), 0);
         var shape = (group[0].in_features, weight.shape[0]);
+        long? probe = null;
         if (!verdicts.TryGetValue(shape, out var verdict))
-            verdicts[shape] = verdict = Settle(weight, bias, faults, stacked: true);
+            verdicts[shape] = verdict = Settle(weight, bias, faults, stacked: true, out probe);
         if (verdict.Kernel is not { } kernel) return;
-        var fused = new FusedProjection(Pack(weight, bias, kernel), group);
+        var fused = new FusedProjection(probe ?? Pack(weight, bias, kernel), group);
         foreach (var linear in group) _fused[linear] = fused;
     }
 
@@ -292,7 +313,8 @@ public sealed class QuantizedWeights : IDisposable
     private string? Disagreement(Tensor weight, Tensor bias, long key, bool fault, bool stacked)
     {
         using var generator = new Generator(97);
-        using var dequantized = (Tensor)_ops.invoke("dequantized_weight", weight.contiguous())!;
+        using var dense = weight.contiguous();
+        using var dequantized = (Tensor)_ops.invoke("dequantized_weight", dense)!;
         var levels = _packs[key].Kernel == Int8Kernel.Fbgemm && _reduceRange ? 127 : 255;
         foreach (var rows in CheckedRows)
         {
