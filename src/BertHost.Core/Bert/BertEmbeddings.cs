@@ -15,9 +15,9 @@ public sealed class BertEmbeddings : nn.Module<Tensor, Tensor, Tensor>
 
     public BertEmbeddings(BertConfig config) : base(nameof(BertEmbeddings))
     {
-        word_embeddings = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: config.PadTokenId);
-        position_embeddings = nn.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
-        token_type_embeddings = nn.Embedding(config.TypeVocabSize, config.HiddenSize);
+        word_embeddings = BertLayers.Embedding(config.VocabSize, config.HiddenSize, paddingIdx: config.PadTokenId);
+        position_embeddings = BertLayers.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
+        token_type_embeddings = BertLayers.Embedding(config.TypeVocabSize, config.HiddenSize);
         LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
         dropout = nn.Dropout(config.HiddenDropoutProb);
         RegisterComponents();

@@ -19,7 +19,7 @@ public sealed class BertBody : IDisposable
     private BertBody(string folder, BertConfig config, BertTextTokenizer tokenizer, BertModel model, Device device,
         ScalarType dtype, string fingerprint, BodyLoadReport report, int? maxSequenceLength)
     {
-        MaxSequenceLength = Math.Min(maxSequenceLength ?? int.MaxValue, ModelMaxSequenceLength(config, tokenizer));
+        MaxSequenceLength = ModelMaxSequenceLength(config, tokenizer, maxSequenceLength);
         Folder = folder;
         Config = config;
         Tokenizer = tokenizer;
@@ -106,6 +106,27 @@ public sealed class BertBody : IDisposable
     public static BertBody Load(string folder, BodyOptions? options = null)
     {
         options ??= new BodyOptions();
+        return LoadWeights(ReadPrelude(folder, options), options);
+    }
+
+    /// <summary>
+    /// The first part of <see cref="Load"/>: the settings, <c>config.json</c> and the tokenizer (their problems are thrown
+    /// here). <see cref="PreparedBody.Load"/> then reads the weights, while the caller tokenizes its inputs on other
+    /// threads with <see cref="PreparedBody.Tokenizer"/>, the body's own.
+    /// </summary>
+    public static PreparedBody Prepare(string folder, BodyOptions? options = null)
+    {
+        options ??= new BodyOptions();
+        var prelude = ReadPrelude(folder, options);
+        return new PreparedBody(prelude.Tokenizer, ModelMaxSequenceLength(prelude.Config, prelude.Tokenizer, options.MaxSequenceLength),
+            () => LoadWeights(prelude, options));
+    }
+
+    /// <summary>What a load reads before the weights: the settings checked, the config and the tokenizer.</summary>
+    private sealed record Prelude(string Folder, ScalarType DType, Device Device, BertConfig Config, BertTextTokenizer Tokenizer);
+
+    private static Prelude ReadPrelude(string folder, BodyOptions options)
+    {
         if (!Directory.Exists(folder)) throw new BodyLoadException($"model folder '{folder}' does not exist");
         folder = Path.GetFullPath(folder);
 
@@ -128,19 +149,30 @@ public sealed class BertBody : IDisposable
             throw new BodyLoadException($"max_sequence_length {cap} is outside what the model accepts (2 to {ModelMaxSequenceLength(config, tokenizer)}: max_position_embeddings and the tokenizer's model_max_length)");
         if (tokenizer.VocabSize > config.VocabSize)
             throw new BodyLoadException($"{Path.Combine(folder, "vocab.txt")} has {tokenizer.VocabSize} tokens but config.json says vocab_size {config.VocabSize}: token ids would fall outside the embedding table");
+        return new Prelude(folder, dtype, device, config, tokenizer);
+    }
 
+    private static BertBody LoadWeights(Prelude prelude, BodyOptions options)
+    {
+        var (folder, dtype, device, config, tokenizer) = prelude;
         using var source = Wrap(() => CheckpointFiles.OpenFolder(folder));
         // Every parameter is overwritten from the checkpoint below (or the load fails): no random initialisation first.
         BertModel model;
         using (BertLayers.Uninitialized()) model = new BertModel(config, addPoolingLayer: BertCheckpointLoader.HasPooler(source));
+        Task<(string Body, string Encoder)>? fingerprints = null;
         try
         {
             var report = Wrap(() => BertCheckpointLoader.Load(model, source));
-            var (fingerprint, encoderFingerprint) = BodyFingerprint.ComputeBoth(model, Path.Combine(folder, "vocab.txt"));
+            // The fingerprints are of the weights as stored. Hashed on another core while the kernels are chosen (a
+            // fifth of a MiniLM load): choosing only reads the weights until the int8 path drops their float copies,
+            // which waits for the hash; merging an adapter or converting the model changes them, so waits first.
+            fingerprints = Task.Run(() => BodyFingerprint.ComputeBoth(model, Path.Combine(folder, "vocab.txt")));
+            if (options.MergeAdapter is not null || device.type != DeviceType.CPU || dtype != ScalarType.Float32) WaitQuietly(fingerprints);
             options.MergeAdapter?.MergeInto(model);
             model.to(device).to(dtype);
             model.eval();
-            var backend = BodyBackend.Choose(model, options);
+            var backend = BodyBackend.Choose(model, options, fingerprints);
+            var (fingerprint, encoderFingerprint) = fingerprints.GetAwaiter().GetResult();
             return new BertBody(folder, config, tokenizer, model, device, dtype, fingerprint, report, options.MaxSequenceLength)
             {
                 EncoderFingerprint = encoderFingerprint,
@@ -149,10 +181,14 @@ public sealed class BertBody : IDisposable
         }
         catch
         {
+            if (fingerprints is not null) WaitQuietly(fingerprints); // still reading the weights
             model.Dispose();
             throw;
         }
     }
+
+    /// <summary>Waits for <paramref name="task"/>; its failure is for whoever reads its result.</summary>
+    internal static void WaitQuietly(Task task) => ((IAsyncResult)task).AsyncWaitHandle.WaitOne();
 
     /// <summary>Runs the encoder on an already padded batch (eval, no autograd).</summary>
     public BodyOutput Forward(PaddedBatch batch, bool outputHiddenStates = false)
@@ -247,6 +283,9 @@ public sealed class BertBody : IDisposable
 
     private static int ModelMaxSequenceLength(BertConfig config, BertTextTokenizer tokenizer) =>
         Math.Min(config.MaxPositionEmbeddings, tokenizer.Settings.ModelMaxLength);
+
+    private static int ModelMaxSequenceLength(BertConfig config, BertTextTokenizer tokenizer, int? cap) =>
+        Math.Min(cap ?? int.MaxValue, ModelMaxSequenceLength(config, tokenizer));
 
     public void Dispose()
     {

@@ -36,7 +36,8 @@ public sealed class BodyBackend : IDisposable
     public IReadOnlyList<string> Fallbacks => _fallbacks;
 
     /// <summary>Chooses the kernels of <paramref name="model"/> (already on its device and dtype) and sets them on it.</summary>
-    public static BodyBackend Choose(BertModel model, BodyOptions options)
+    /// <param name="weightsRead">Still reading the model's weights: waited for before the int8 path drops their float copies.</param>
+    public static BodyBackend Choose(BertModel model, BodyOptions options, Task? weightsRead = null)
     {
         var weight = model.embeddings.word_embeddings.weight!;
         var (device, dtype) = (weight.device_type, weight.dtype);
@@ -68,6 +69,7 @@ public sealed class BodyBackend : IDisposable
                 backend._fallbacks.Add("query, key and value run as three int8 GEMMs: the stacked " + stacked);
             if (backend.Quantized is { } int8)
             {
+                if (weightsRead is not null) BertBody.WaitQuietly(weightsRead);
                 int8.ReleaseFloatWeights();
                 // The freed weights sit between live blocks of the heap: only a trim hands their pages back.
                 NativeHeap.ReleaseFreeMemory();

@@ -27,15 +27,23 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
 {
     private readonly int _maxBatchTokens = maxBatchTokens ?? PassBudget.DefaultTokens(body.Device);
 
-    private readonly int _maxLength = Math.Min(maxLength ?? body.MaxSequenceLength, body.MaxSequenceLength);
+    public IReadOnlyList<EmbedResult> Embed(IReadOnlyList<EmbedInput> inputs) =>
+        Embed(Encode(body.Tokenizer, body.MaxSequenceLength, inputs, maxLength, truncation));
 
-    public IReadOnlyList<EmbedResult> Embed(IReadOnlyList<EmbedInput> inputs)
+    /// <summary>
+    /// Embeds inputs tokenized before the body was ready (<see cref="Encode"/> with the tokenizer of the
+    /// <see cref="PendingBody"/> it came from, and this extractor's maximum length and truncation).
+    /// </summary>
+    public IReadOnlyList<EmbedResult> Embed(EncodedInputs inputs)
     {
         if (pooling == PoolingMode.Pooler && !body.Model.HasPooler)
             throw new ArgumentException("pooling 'pooler' needs pooler weights, which this checkpoint does not have; use cls or mean");
-        var encoded = EncodeAll(inputs);
-        var results = new EmbedResult[inputs.Count];
-        var order = Enumerable.Range(0, inputs.Count).OrderByDescending(i => encoded[i].Sequence.Length).ToArray();
+        if (!ReferenceEquals(inputs.Tokenizer, body.Tokenizer) || inputs.MaxLength != EffectiveMaxLength(body.MaxSequenceLength, maxLength)
+            || inputs.Truncation != truncation)
+            throw new ArgumentException("the inputs were tokenized for another body, maximum length or truncation than this extractor's");
+        var encoded = inputs.Items;
+        var results = new EmbedResult[encoded.Length];
+        var order = Enumerable.Range(0, encoded.Length).OrderByDescending(i => encoded[i].Sequence.Length).ToArray();
         foreach (var chunk in PassBudget.Cut(order, _ => 1, i => encoded[i].Sequence.Length, _maxBatchTokens, Math.Max(1, batchSize)))
         {
             var batch = PaddedBatch.Create(chunk.Select(i => encoded[i].Sequence).ToList(), body.Tokenizer.PadTokenId);
@@ -43,35 +51,41 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
             for (var j = 0; j < chunk.Count; j++)
             {
                 var (encoding, truncated) = encoded[chunk[j]];
-                results[chunk[j]] = new EmbedResult(inputs[chunk[j]], encoding.InputIds, encoding.TokenTypeIds, rows[j], pooling != PoolingMode.None, truncated);
+                results[chunk[j]] = new EmbedResult(inputs.Inputs[chunk[j]], encoding.InputIds, encoding.TokenTypeIds, rows[j], pooling != PoolingMode.None, truncated);
             }
         }
         return results;
     }
 
+    private static int EffectiveMaxLength(int bodyMaxLength, int? maxLength) => Math.Min(maxLength ?? bodyMaxLength, bodyMaxLength);
+
     /// <summary>
     /// Tokenizes on every core (the tokenizer is thread-safe, as concurrent requests rely on): a twentieth of an embed
-    /// run over short texts single-threaded. A bad input's exception surfaces as itself, not wrapped.
+    /// run over short texts single-threaded. Inputs longer than the maximum length are truncated (and marked so). A bad
+    /// input's exception surfaces as itself, not wrapped.
     /// </summary>
-    private (EncodedSequence Sequence, bool Truncated)[] EncodeAll(IReadOnlyList<EmbedInput> inputs)
+    /// <param name="bodyMaxLength">The body's <see cref="BertBody.MaxSequenceLength"/> (or its <see cref="PendingBody"/>'s).</param>
+    public static EncodedInputs Encode(BertTextTokenizer tokenizer, int bodyMaxLength, IReadOnlyList<EmbedInput> inputs, int? maxLength = null,
+        TruncationStrategy truncation = TruncationStrategy.LongestFirst)
     {
+        var limit = EffectiveMaxLength(bodyMaxLength, maxLength);
         var encoded = new (EncodedSequence, bool)[inputs.Count];
         try
         {
-            Parallel.For(0, inputs.Count, i => encoded[i] = Encode(inputs[i]));
+            Parallel.For(0, inputs.Count, i => encoded[i] = Encode(tokenizer, inputs[i], limit, truncation));
         }
         catch (AggregateException e) when (e.InnerExceptions.Count > 0)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
         }
-        return encoded;
+        return new EncodedInputs(inputs, tokenizer, limit, truncation, encoded);
     }
 
-    private (EncodedSequence Sequence, bool Truncated) Encode(EmbedInput input)
+    private static (EncodedSequence Sequence, bool Truncated) Encode(BertTextTokenizer tokenizer, EmbedInput input, int maxLength, TruncationStrategy truncation)
     {
-        var full = body.Tokenizer.Encode(input.Text, input.TextPair, new EncodeOptions { Truncation = TruncationStrategy.DoNotTruncate })[0];
-        if (full.Length <= _maxLength) return (full, false);
-        var cut = body.Tokenizer.Encode(input.Text, input.TextPair, new EncodeOptions { MaxLength = _maxLength, Truncation = truncation })[0];
+        var full = tokenizer.Encode(input.Text, input.TextPair, new EncodeOptions { Truncation = TruncationStrategy.DoNotTruncate })[0];
+        if (full.Length <= maxLength) return (full, false);
+        var cut = tokenizer.Encode(input.Text, input.TextPair, new EncodeOptions { MaxLength = maxLength, Truncation = truncation })[0];
         return (cut, true);
     }
 
@@ -95,4 +109,28 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
         var flat = contiguous.data<float>().ToArray();
         return Enumerable.Range(0, (int)contiguous.shape[0]).Select(r => flat.AsSpan(r * h, h).ToArray()).ToArray();
     }
+}
+
+/// <summary>Inputs tokenized for a body (<see cref="FeatureExtractor.Encode"/>), ready for <see cref="FeatureExtractor.Embed(EncodedInputs)"/>.</summary>
+public sealed class EncodedInputs
+{
+    internal EncodedInputs(IReadOnlyList<EmbedInput> inputs, BertTextTokenizer tokenizer, int maxLength, TruncationStrategy truncation,
+        (EncodedSequence Sequence, bool Truncated)[] items)
+    {
+        Inputs = inputs;
+        Tokenizer = tokenizer;
+        MaxLength = maxLength;
+        Truncation = truncation;
+        Items = items;
+    }
+
+    public IReadOnlyList<EmbedInput> Inputs { get; }
+
+    internal BertTextTokenizer Tokenizer { get; }
+
+    internal int MaxLength { get; }
+
+    internal TruncationStrategy Truncation { get; }
+
+    internal (EncodedSequence Sequence, bool Truncated)[] Items { get; }
 }

@@ -56,11 +56,25 @@ public static class BodyFingerprint
             using var tensor = read();
             using var cpu = tensor.to(ScalarType.Float32, CPU).contiguous();
             sha.AppendData(Encoding.UTF8.GetBytes($"{name}[{string.Join(",", shape)}]"));
-            sha.AppendData(cpu.bytes);
+            AppendData(sha, cpu);
         }
         encoder ??= sha.GetCurrentHash();
         return (Prefix + Convert.ToHexStringLower(sha.GetHashAndReset()), Prefix + Convert.ToHexStringLower(encoder));
     }
+
+    /// <summary>
+    /// Hashes the tensor's memory where it lies (<c>Tensor.bytes</c> copied every weight into a managed array first:
+    /// a second copy of the model passing through the garbage collector during load), in spans an int can count.
+    /// </summary>
+    private static unsafe void AppendData(IncrementalHash sha, Tensor contiguous)
+    {
+        var data = Backends.TensorMemory.Bytes(contiguous);
+        var length = contiguous.NumberOfElements * contiguous.ElementSize;
+        for (long offset = 0; offset < length; offset += MaxSpan)
+            sha.AppendData(new ReadOnlySpan<byte>(data + offset, (int)Math.Min(MaxSpan, length - offset)));
+    }
+
+    private const long MaxSpan = 1L << 30;
 
     private const string PoolerPrefix = "pooler.";
 

@@ -75,6 +75,41 @@ public class BertBodyLoadingTests
         Assert.Equal(f32.Fingerprint, bf16.Fingerprint);
     }
 
+    [Fact]
+    public void The_fingerprint_is_of_the_stored_weights_when_the_int8_path_drops_their_float_copies()
+    {
+        // The hash runs on another thread while the kernels are chosen; dropping the float weights waits for it.
+        using var f32 = BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert"));
+        using var int8 = BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert"), new BodyOptions { Quantize = QuantizeModes.DynamicInt8 });
+        Assert.NotNull(int8.Quantized);
+        Assert.Equal(0, int8.Model.encoder.layer[0].intermediate.dense.weight!.NumberOfElements);
+        Assert.Equal(f32.Fingerprint, int8.Fingerprint);
+        Assert.Equal(f32.EncoderFingerprint, int8.EncoderFingerprint);
+    }
+
+    [Fact]
+    public void A_prepared_body_has_its_tokenizer_before_its_weights_and_loads_the_same_body()
+    {
+        var prepared = BertBody.Prepare(ReferenceOutputs.ModelFolder("tiny-bert"), new BodyOptions { MaxSequenceLength = 16 });
+        Assert.Equal(16, prepared.MaxSequenceLength);
+        var ids = prepared.Tokenizer.Encode("the dog", null, new BertHost.Abstractions.Text.EncodeOptions())[0].InputIds;
+        using var body = prepared.Load();
+        using var loaded = BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert"));
+        Assert.Same(prepared.Tokenizer, body.Tokenizer);
+        Assert.Equal(16, body.MaxSequenceLength);
+        Assert.Equal(loaded.Fingerprint, body.Fingerprint);
+        Assert.Equal(loaded.Tokenizer.Encode("the dog", null, new BertHost.Abstractions.Text.EncodeOptions())[0].InputIds, ids);
+    }
+
+    [Fact]
+    public void Preparing_a_broken_folder_fails_before_any_weight_is_read()
+    {
+        var error = Assert.Throws<BodyLoadException>(() => BertBody.Prepare(TestPaths.Fixture("models", "broken", "bad-config")));
+        Assert.Contains("config.json", error.Message);
+        var truncated = BertBody.Prepare(TestPaths.Fixture("models", "broken", "truncated"));
+        Assert.Contains("model.safetensors", Assert.Throws<BodyLoadException>(() => truncated.Load()).Message);
+    }
+
     [Theory]
     [InlineData("missing-key", "encoder.layer.1.output.dense.weight")]
     [InlineData("missing-key", "missing")]

@@ -105,4 +105,40 @@ public class BertModelStructureTests
             dir.Delete(true);
         }
     }
+
+    [Fact]
+    public void A_model_built_uninitialised_reads_the_weights_loaded_into_its_parameters()
+    {
+        // Embeddings are built with a one-row table whose weight is then swapped: what a loader writes into the
+        // registered parameters must be what forward reads, and the padding row must still get no gradient.
+        var config = Tiny with { PadTokenId = 3 };
+        manual_seed(7);
+        using var reference = new BertModel(config);
+        BertModel model;
+        using (BertLayers.Uninitialized()) model = new BertModel(config);
+        using (model)
+        {
+            var loaded = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            Assert.Equal(reference.named_parameters().Select(p => (p.name, string.Join(",", p.parameter.shape))),
+                model.named_parameters().Select(p => (p.name, string.Join(",", p.parameter.shape))));
+            using (no_grad())
+                foreach (var (name, parameter) in reference.named_parameters()) loaded[name].copy_(parameter);
+            reference.eval();
+            model.eval();
+            using var ids = tensor(new long[] { 2, 3, 49, 3, 7, 0 }, [2, 3]);
+            using var types = tensor(new long[] { 0, 0, 1, 0, 1, 1 }, [2, 3]);
+            using var mask = ones(2, 3, ScalarType.Int64);
+            using var expected = reference.Forward(ids, types, mask, outputHiddenStates: false);
+            using var actual = model.Forward(ids, types, mask, outputHiddenStates: false);
+            Assert.Equal(0, (actual.LastHiddenState - expected.LastHiddenState).abs().max().item<float>());
+
+            using var direction = randn(expected.LastHiddenState.shape); // a plain sum has no gradient through LayerNorm
+            (expected.LastHiddenState * direction).sum().backward();
+            (actual.LastHiddenState * direction).sum().backward();
+            var grad = model.embeddings.word_embeddings.weight!.grad!;
+            Assert.Equal(0, grad[3].abs().sum().item<float>());
+            Assert.True(grad[2].abs().sum().item<float>() > 0);
+            Assert.Equal(0, (grad - reference.embeddings.word_embeddings.weight!.grad!).abs().max().item<float>());
+        }
+    }
 }

@@ -51,4 +51,28 @@ public class PassBudgetTests
             Assert.InRange(together[i].Embedding[0].Zip(alone[i].Embedding[0], (a, b) => Math.Abs(a - b)).Max(), 0, 1e-5);
         }
     }
+
+    [Fact]
+    public void Inputs_tokenized_before_the_body_embed_as_the_body_would_tokenize_them()
+    {
+        var prepared = BertBody.Prepare(ReferenceOutputs.ModelFolder("tiny-bert"));
+        EmbedInput[] inputs = [new("the dog"), new("she said no", "he went to the city"), new("the old man went to the city with his dog")];
+        var encoded = FeatureExtractor.Encode(prepared.Tokenizer, prepared.MaxSequenceLength, inputs, maxLength: 6);
+        using var body = prepared.Load();
+        var early = new FeatureExtractor(body, PoolingMode.Mean, maxLength: 6).Embed(encoded);
+        var late = new FeatureExtractor(body, PoolingMode.Mean, maxLength: 6).Embed(inputs);
+        for (var i = 0; i < inputs.Length; i++)
+        {
+            Assert.Equal(late[i].InputIds, early[i].InputIds);
+            Assert.Equal(late[i].Truncated, early[i].Truncated);
+            Assert.Equal(late[i].Embedding[0], early[i].Embedding[0]);
+        }
+        Assert.True(early[2].Truncated);
+
+        // Tokenized for another maximum length, or another body's tokenizer: refused, not embedded with the wrong ids.
+        Assert.Contains("tokenized for another body", Assert.Throws<ArgumentException>(() =>
+            new FeatureExtractor(body, PoolingMode.Mean, maxLength: 8).Embed(encoded)).Message);
+        using var other = BertBody.Load(ReferenceOutputs.ModelFolder("tiny-bert"));
+        Assert.Throws<ArgumentException>(() => new FeatureExtractor(other, PoolingMode.Mean, maxLength: 6).Embed(encoded));
+    }
 }
