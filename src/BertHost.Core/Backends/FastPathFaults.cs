@@ -22,6 +22,9 @@ internal sealed record FastPathFaults
     /// <summary>oneDNN's int8 projections seem to disagree with their quantization in float32 (fbgemm's still agree).</summary>
     public bool Int8OneDnn { get; init; }
 
+    /// <summary>The int8 projections' row epilogue (residual + LayerNorm) seems to disagree with libtorch's operators.</summary>
+    public bool Int8RowEpilogue { get; init; }
+
     /// <summary>The CPU kernel for LoRA updates seems to disagree with libtorch's GEMMs.</summary>
     public bool LowRankRows { get; init; }
 }

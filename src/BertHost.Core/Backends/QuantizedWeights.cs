@@ -430,7 +430,18 @@ public sealed class QuantizedWeights : IDisposable
     /// <summary>Rows appended to every fbgemm call, [1, 0, …] and [−1, 0, …]: they pin fbgemm's activation range to [−1, 1].</summary>
     private const int SentinelRows = 2;
 
-    private Tensor Run(long key, Tensor x)
+    /// <summary>Whether outputs may be finished in their row pass (<see cref="RowEpilogue"/>): set once the load-time check agreed.</summary>
+    public bool RowEpilogues { get; internal set; }
+
+    /// <summary>
+    /// The int8 projection of <paramref name="linear"/> with <paramref name="epilogue"/> applied to each output row, [rows,
+    /// outputs] for <paramref name="x"/> [rows, inputs]; null where it cannot run so (gradients on, row epilogues not
+    /// checked, or the Linear not quantized on its own: a stacked one shares its rows with its group).
+    /// </summary>
+    internal Tensor? RunWithEpilogue(Linear linear, Tensor x, RowEpilogue epilogue) =>
+        RowEpilogues && !is_grad_enabled() && _keys.TryGetValue(linear, out var key) ? Run(key, x, epilogue) : null;
+
+    private Tensor Run(long key, Tensor x, RowEpilogue? epilogue = null)
     {
         var pack = _packs[key];
         var inputs = (int)x.shape[^1];
@@ -441,7 +452,7 @@ public sealed class QuantizedWeights : IDisposable
         using var output = pack.Kernel == Int8Kernel.OneDnn
             ? RunOneDnn(pack, input, rows, inputs, magnitudes)
             : RunFbgemm(key, input, rows, inputs, magnitudes);
-        ScaleRows(output, rows, magnitudes, pack.Bias);
+        ScaleRows(output, rows, magnitudes, pack.Bias, epilogue);
         using var kept = output.narrow(0, 0, rows);
         return kept.reshape([.. x.shape[..^1], output.shape[1]]);
     }
@@ -481,8 +492,11 @@ public sealed class QuantizedWeights : IDisposable
         return (Tensor)_ops.invoke(_reduceRange ? "linear_reduced" : "linear", key, scaled)!;
     }
 
-    /// <summary>Multiplies each of the first <paramref name="rows"/> output rows back by its row's magnitude and adds the bias.</summary>
-    private static unsafe void ScaleRows(Tensor output, int rows, float[] magnitudes, float[] bias)
+    /// <summary>
+    /// Multiplies each of the first <paramref name="rows"/> output rows back by its row's magnitude, adds the bias, and
+    /// applies <paramref name="epilogue"/> to it while it is in cache.
+    /// </summary>
+    private static unsafe void ScaleRows(Tensor output, int rows, float[] magnitudes, float[] bias, RowEpilogue? epilogue)
     {
         var outputs = (int)output.shape[1];
         var result = TensorMemory.Floats(output);
@@ -492,6 +506,7 @@ public sealed class QuantizedWeights : IDisposable
             {
                 var row = new Span<float>(result + (long)r * outputs, outputs);
                 TensorPrimitives.MultiplyAdd(row, magnitudes[r], bias, row);
+                epilogue?.Apply(row, r);
             }
         });
     }

@@ -28,6 +28,8 @@ public abstract class BertResidualOutput : nn.Module<Tensor, Tensor, Tensor>, IU
     /// <param name="residual">The tensor of the output's shape added back before normalising.</param>
     public override Tensor forward(Tensor hidden, Tensor residual)
     {
+        // Dropout is the identity outside training: the int8 path then finishes each row of the projection in one pass.
+        if (!training && dense.ProjectResidualNorm(hidden, residual, LayerNorm, Kernels) is { } fused) return fused;
         using var scope = NewDisposeScope();
         return LayerNorm.call(dropout.call(dense.Project(hidden, Kernels)).add_(residual)).MoveToOuterDisposeScope();
     }

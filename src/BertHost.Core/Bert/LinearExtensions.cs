@@ -65,6 +65,26 @@ internal static class LinearExtensions
         return outputs;
     }
 
+    /// <summary>
+    /// LayerNorm(<paramref name="linear"/>(x) + <paramref name="residual"/>) in the int8 projection's row pass (see
+    /// <see cref="ResidualLayerNormRows"/>), when this pass runs <paramref name="linear"/> in int8 with checked row
+    /// epilogues and no open <see cref="ProjectionUpdates"/> adapt it; null otherwise (the caller runs the operators).
+    /// </summary>
+    public static unsafe Tensor? ProjectResidualNorm(this Linear linear, Tensor x, Tensor residual, LayerNorm norm, BertKernels kernels)
+    {
+        if (kernels.Quantized is not { RowEpilogues: true } int8 || ProjectionUpdates.Current is { } pass && pass.Adapts(linear)) return null;
+        var shape = x.shape;
+        var width = (int)linear.out_features;
+        using var flat = x.dim() == 2 ? x.alias() : x.reshape(-1, shape[^1]);
+        using var residualView = residual.reshape(-1, width);
+        using var residualRows = residualView.contiguous();
+        using var weight = norm.weight!.contiguous();
+        using var bias = norm.bias!.contiguous();
+        var epilogue = new ResidualLayerNormRows(TensorMemory.Floats(residualRows), TensorMemory.Floats(weight), TensorMemory.Floats(bias),
+            width, (float)norm.eps);
+        return int8.RunWithEpilogue(linear, flat, epilogue) is { } projected ? Unflattened(projected, shape) : null;
+    }
+
     /// <summary>A [rows, outputs] projection back in the leading shape of its input (<paramref name="shape"/>).</summary>
     private static Tensor Unflattened(Tensor projected, long[] shape)
     {

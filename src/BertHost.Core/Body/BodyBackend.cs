@@ -69,6 +69,11 @@ public sealed class BodyBackend : IDisposable
                 backend._fallbacks.Add("query, key and value run as three int8 GEMMs: the stacked " + stacked);
             if (backend.Quantized is { } int8)
             {
+                var config = model.Config;
+                if (RowEpilogueCheck.Disagreement(config.HiddenSize, config.LayerNormEps, options.Faults?.Int8RowEpilogue == true) is { } epilogue)
+                    backend._fallbacks.Add("int8 output projections end in libtorch's add and layer_norm: the " + epilogue);
+                else
+                    int8.RowEpilogues = true;
                 if (weightsRead is not null) BertBody.WaitQuietly(weightsRead);
                 int8.ReleaseFloatWeights();
                 // The freed weights sit between live blocks of the heap: only a trim hands their pages back.

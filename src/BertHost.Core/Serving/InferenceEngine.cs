@@ -384,6 +384,7 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
         }).ToArray()),
         ["int8_stacked_qkv_layers"] = body.Quantized?.FusedGroups,
         ["int8_stacked_qkv_kernel"] = body.Quantized?.StackedKernelName,
+        ["int8_row_epilogues"] = body.Quantized is { RowEpilogues: true } ? "residual_layernorm" : null,
         ["fallbacks"] = new JsonArray(body.FastPathFallbacks.Select(f => (JsonNode)f).ToArray()),
     };
 

@@ -140,6 +140,65 @@ public class QuantizedWeightsTests
     }
 
     [Fact]
+    public void A_projection_finished_in_its_row_pass_matches_the_operators_it_replaces()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(12);
+        var linear = nn.Linear(96, 64);
+        var model = nn.Sequential(("dense", linear));
+        using var int8 = QuantizedWeights.Quantize(model, [], out _)!;
+        var norm = nn.LayerNorm(64, 1e-12);
+        using (no_grad())
+        {
+            norm.weight!.copy_(randn(64).mul(0.3).add(1));
+            norm.bias!.copy_(randn(64).mul(0.1));
+        }
+        var kernels = new BertKernels(null, true, int8);
+        var x = randn(3, 13, 96).mul(2);
+        var residual = randn(3, 13, 64);
+        Assert.Null(linear.ProjectResidualNorm(x, residual, norm, kernels)); // not checked yet: the caller runs the operators
+        int8.RowEpilogues = true;
+        Assert.Null(linear.ProjectResidualNorm(x, residual, norm, kernels)); // gradients on: no int8 at all
+        using var noGrad = no_grad();
+        var fused = linear.ProjectResidualNorm(x, residual, norm, kernels)!;
+        var expected = nn.functional.layer_norm(int8.For(linear)!(x.reshape(-1, 96)).reshape(3, 13, 64).add(residual), [64], norm.weight, norm.bias, 1e-12);
+        Assert.Equal(expected.shape, fused.shape);
+        // The same int8 product: only the order LayerNorm sums in differs.
+        Assert.InRange(FastPathCheck.RelativeDifference(fused, expected), 0, 1e-5);
+        Assert.Null(RowEpilogueCheck.Disagreement(384, 1e-12, fault: false));
+        Assert.StartsWith("residual LayerNorm row epilogue disagreed with libtorch's add and layer_norm at 1 rows of 384",
+            RowEpilogueCheck.Disagreement(384, 1e-12, fault: true));
+    }
+
+    [Fact]
+    public void A_body_whose_row_epilogue_fails_its_check_runs_the_operators_and_says_why()
+    {
+        var folder = RandomBodies.Write(64, 2, 128);
+        using var fused = Load(folder, []);
+        using var faulted = BertBody.Load(folder, new BodyOptions
+        {
+            Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8,
+            Faults = new FastPathFaults { Int8RowEpilogue = true },
+        });
+        Assert.True(fused.Quantized!.RowEpilogues);
+        Assert.False(faulted.Quantized!.RowEpilogues);
+        Assert.Empty(fused.FastPathFallbacks);
+        Assert.Contains(faulted.FastPathFallbacks, f => f.StartsWith(
+            "int8 output projections end in libtorch's add and layer_norm: the residual LayerNorm row epilogue disagreed", StringComparison.Ordinal));
+        Assert.Equal("residual_layernorm", InferenceEngine.DescribeFastPaths(fused)["int8_row_epilogues"]!.GetValue<string>());
+        Assert.Null(InferenceEngine.DescribeFastPaths(faulted)["int8_row_epilogues"]);
+        // The same int8 products; LayerNorm's rounding can move a value across a rounding boundary of the next layer's
+        // activation grid, so the outputs agree to int8 rounding, not to float32's.
+        var batch = fused.Encode(RandomBodies.Texts);
+        using var scope = NewDisposeScope();
+        using var a = fused.ForwardSkippingPadding(batch);
+        using var b = faulted.ForwardSkippingPadding(batch);
+        var difference = FastPathCheck.RelativeDifference(a.LastHiddenState, b.LastHiddenState);
+        Console.WriteLine($"row epilogue vs operators: relative difference {difference:G3}");
+        Assert.InRange(difference, 0, 1e-2);
+    }
+
+    [Fact]
     public void OneDNN_and_fbgemm_compute_the_same_quantization_of_a_projection()
     {
         if (!CpuFeatures.Vnni)
