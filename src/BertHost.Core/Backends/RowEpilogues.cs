@@ -1,4 +1,5 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
 namespace BertHost.Core.Backends;
@@ -33,14 +34,74 @@ internal sealed unsafe class ResidualLayerNormRows(float* residual, float* weigh
     }
 }
 
+/// <summary>
+/// The exact GELU, 0.5 · x · (1 + erf(x / √2)), of transformers' <c>"gelu"</c> after the feed-forward expansion. erf is
+/// Abramowitz and Stegun's 7.1.26 (absolute error ≤ 1.5e-7), the approximation libtorch's vectorized CPU GELU uses:
+/// 1 − erf(|x| / √2) = q = t · P(t) · exp(−x² / 2), and GELU = x − 0.5 · x · q for x ≥ 0, 0.5 · x · q below, which keeps
+/// the negative tail free of the cancellation in 1 + erf (libtorch's values there are off by up to ~4e-7 absolute).
+/// </summary>
+internal sealed unsafe class GeluRows : RowEpilogue
+{
+    public static GeluRows Instance { get; } = new();
+
+    private const float P = 0.3275911f, A1 = 0.254829592f, A2 = -0.284496736f, A3 = 1.421413741f, A4 = -1.453152027f, A5 = 1.061405429f;
+    private const float InverseSqrt2 = 0.70710678118654752f;
+
+    public override void Apply(Span<float> row, int r)
+    {
+        fixed (float* values = row)
+        {
+            var i = 0;
+            if (Vector512.IsHardwareAccelerated)
+                for (; i + 16 <= row.Length; i += 16) Vector512.Store(Gelu(Vector512.Load(values + i)), values + i);
+            else if (Vector256.IsHardwareAccelerated)
+                for (; i + 8 <= row.Length; i += 8) Vector256.Store(Gelu(Vector256.Load(values + i)), values + i);
+            for (; i < row.Length; i++) values[i] = Gelu(values[i]);
+        }
+    }
+
+    private static Vector512<float> Gelu(Vector512<float> x)
+    {
+        var z = Vector512.Abs(x) * InverseSqrt2;
+        var t = Vector512<float>.One / Vector512.FusedMultiplyAdd(Vector512.Create(P), z, Vector512<float>.One);
+        var poly = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(
+            Vector512.Create(A5), t, Vector512.Create(A4)), t, Vector512.Create(A3)), t, Vector512.Create(A2)), t, Vector512.Create(A1)) * t;
+        var half = x * 0.5f * (poly * ExpFloats.Exp(-(z * z))); // 0.5 x (1 − erf(|x| / √2))
+        return Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(x, Vector512<float>.Zero), x - half, half);
+    }
+
+    private static Vector256<float> Gelu(Vector256<float> x)
+    {
+        var z = Vector256.Abs(x) * InverseSqrt2;
+        var t = Vector256<float>.One / Vector256.FusedMultiplyAdd(Vector256.Create(P), z, Vector256<float>.One);
+        var poly = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(
+            Vector256.Create(A5), t, Vector256.Create(A4)), t, Vector256.Create(A3)), t, Vector256.Create(A2)), t, Vector256.Create(A1)) * t;
+        var half = x * 0.5f * (poly * Vector256.Exp(-(z * z)));
+        return Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(x, Vector256<float>.Zero), x - half, half);
+    }
+
+    private static float Gelu(float x)
+    {
+        var z = MathF.Abs(x) * InverseSqrt2;
+        var t = 1 / MathF.FusedMultiplyAdd(P, z, 1);
+        var poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
+        var half = x * 0.5f * (poly * MathF.Exp(-(z * z)));
+        return x >= 0 ? x - half : half;
+    }
+}
+
 /// <summary>The load-time check of the row epilogues against the libtorch operators they replace, on this machine.</summary>
 internal static class RowEpilogueCheck
 {
+    /// <summary>What the checked epilogues finish (<c>GET /v1/body</c>'s <c>int8_row_epilogues</c>).</summary>
+    public static IReadOnlyList<string> Names { get; } = ["residual_layernorm", "gelu"];
+
     /// <summary>
     /// How the residual LayerNorm epilogue differs from libtorch's <c>layer_norm(x + residual)</c> over rows of
-    /// <paramref name="width"/> (null when it agrees within <see cref="FastPathCheck.Float32Tolerance"/>).
+    /// <paramref name="width"/>, or the GELU epilogue from libtorch's <c>gelu</c> over rows of <paramref name="intermediate"/>
+    /// (null when both agree within <see cref="FastPathCheck.Float32Tolerance"/>).
     /// </summary>
-    public static unsafe string? Disagreement(int width, double epsilon, bool fault)
+    public static unsafe string? Disagreement(int width, int intermediate, double epsilon, bool fault)
     {
         using var generator = new Generator(211);
         foreach (var rows in (int[])[1, 7, 64])
@@ -61,6 +122,23 @@ internal static class RowEpilogueCheck
             if (difference > FastPathCheck.Float32Tolerance)
                 return $"residual LayerNorm row epilogue disagreed with libtorch's add and layer_norm at {rows} rows of {width} (relative difference {difference:G3})";
         }
-        return null;
+        return GeluDisagreement(intermediate, fault);
+    }
+
+    /// <summary>How <see cref="GeluRows"/> differs from libtorch's gelu over rows of <paramref name="width"/> (null: it agrees).</summary>
+    private static unsafe string? GeluDisagreement(int width, bool fault)
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new Generator(223);
+        // Values from deep in the negative tail to the linear region, the vector loop's and the scalar tail's.
+        var x = randn([5, width + 3], generator: generator).mul_(4);
+        var expected = nn.functional.gelu(x);
+        var actual = x.clone();
+        var values = TensorMemory.Floats(actual);
+        for (var r = 0; r < 5; r++) GeluRows.Instance.Apply(new Span<float>(values + (long)r * (width + 3), width + 3), r);
+        if (fault) actual.add_(1);
+        var difference = FastPathCheck.RelativeDifference(actual, expected);
+        return difference > FastPathCheck.Float32Tolerance
+            ? $"GELU row epilogue disagreed with libtorch's gelu over rows of {width + 3} (relative difference {difference:G3})" : null;
     }
 }

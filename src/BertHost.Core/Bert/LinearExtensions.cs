@@ -24,7 +24,11 @@ internal static class LinearExtensions
         var finalActivation = activation;
         if (lora is not null) activation = null;
         Tensor projected;
-        if (kernels.Quantized?.For(linear) is { } int8)
+        if (activation?.Name == "gelu" && kernels.Quantized?.RunWithEpilogue(linear, flat, GeluRows.Instance) is { } finished)
+        {
+            projected = finished; // the exact GELU applied in the int8 projection's row pass
+        }
+        else if (kernels.Quantized?.For(linear) is { } int8)
         {
             projected = Activate(int8(flat), activation);
         }

@@ -70,8 +70,8 @@ public sealed class BodyBackend : IDisposable
             if (backend.Quantized is { } int8)
             {
                 var config = model.Config;
-                if (RowEpilogueCheck.Disagreement(config.HiddenSize, config.LayerNormEps, options.Faults?.Int8RowEpilogue == true) is { } epilogue)
-                    backend._fallbacks.Add("int8 output projections end in libtorch's add and layer_norm: the " + epilogue);
+                if (RowEpilogueCheck.Disagreement(config.HiddenSize, config.IntermediateSize, config.LayerNormEps, options.Faults?.Int8RowEpilogue == true) is { } epilogue)
+                    backend._fallbacks.Add("int8 projections end in libtorch's operators (add and layer_norm, gelu): the " + epilogue);
                 else
                     int8.RowEpilogues = true;
                 if (weightsRead is not null) BertBody.WaitQuietly(weightsRead);

@@ -384,7 +384,7 @@ public sealed class InferenceEngine : IInferenceEngine, IServedModels, IAsyncDis
         }).ToArray()),
         ["int8_stacked_qkv_layers"] = body.Quantized?.FusedGroups,
         ["int8_stacked_qkv_kernel"] = body.Quantized?.StackedKernelName,
-        ["int8_row_epilogues"] = body.Quantized is { RowEpilogues: true } ? "residual_layernorm" : null,
+        ["int8_row_epilogues"] = new JsonArray((body.Quantized is { RowEpilogues: true } ? Backends.RowEpilogueCheck.Names : []).Select(n => (JsonNode)n).ToArray()),
         ["fallbacks"] = new JsonArray(body.FastPathFallbacks.Select(f => (JsonNode)f).ToArray()),
     };
 
