@@ -1,4 +1,3 @@
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
@@ -20,17 +19,68 @@ internal abstract unsafe class RowEpilogue
 /// bias (transformers' <c>BertSelfOutput</c> and <c>BertOutput</c> in eval mode, where dropout is the identity). The
 /// mean and the biased variance are those of libtorch's LayerNorm; they are summed in another order, so results agree
 /// to float rounding, not bit for bit (the load-time check in <see cref="RowEpilogueCheck"/> bounds the difference).
+/// Written with <see cref="ISimdFloats{TSelf}"/> registers rather than TensorPrimitives: its six generic operations
+/// took ~30 ms to compile on first use, on the critical path of every <c>berthost embed</c>.
 /// </summary>
 internal sealed unsafe class ResidualLayerNormRows(float* residual, float* weight, float* bias, int width, float epsilon) : RowEpilogue
 {
     public override void Apply(Span<float> row, int r)
     {
-        TensorPrimitives.Add(row, new ReadOnlySpan<float>(residual + (long)r * width, width), row);
-        var mean = TensorPrimitives.Sum<float>(row) / width;
-        TensorPrimitives.Subtract(row, mean, row);
-        var variance = TensorPrimitives.SumOfSquares<float>(row) / width;
-        TensorPrimitives.Multiply(row, 1 / MathF.Sqrt(variance + epsilon), row);
-        TensorPrimitives.MultiplyAdd(row, new ReadOnlySpan<float>(weight, width), new ReadOnlySpan<float>(bias, width), row);
+        fixed (float* values = row)
+        {
+            var residualRow = residual + (long)r * width;
+            if (Vector512.IsHardwareAccelerated) Normalize<Avx512Floats>(values, residualRow);
+            else if (Vector256.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Fma.IsSupported) Normalize<Avx2Floats>(values, residualRow);
+            else Normalize(values, residualRow);
+        }
+    }
+
+    private void Normalize<TV>(float* x, float* residualRow) where TV : unmanaged, ISimdFloats<TV>
+    {
+        var lanes = TV.Lanes;
+        var whole = width - width % lanes;
+        var sum = default(TV);
+        for (var i = 0; i < whole; i += lanes)
+        {
+            var v = TV.Add(TV.Load(x + i), TV.Load(residualRow + i));
+            v.Store(x + i);
+            sum = TV.Add(sum, v);
+        }
+        var total = sum.Sum();
+        for (var i = whole; i < width; i++) total += x[i] += residualRow[i];
+        var mean = total / width;
+        var m = TV.Broadcast(mean);
+        var squares = default(TV);
+        for (var i = 0; i < whole; i += lanes)
+        {
+            var d = TV.Subtract(TV.Load(x + i), m);
+            squares = TV.MultiplyAdd(d, d, squares);
+        }
+        var rstd = InverseDeviation(squares.Sum(), x, whole, mean);
+        var s = TV.Broadcast(rstd);
+        for (var i = 0; i < whole; i += lanes)
+            TV.MultiplyAdd(TV.Multiply(TV.Subtract(TV.Load(x + i), m), s), TV.Load(weight + i), TV.Load(bias + i)).Store(x + i);
+        Finish(x, whole, mean, rstd);
+    }
+
+    /// <summary>The path without AVX2.</summary>
+    private void Normalize(float* x, float* residualRow)
+    {
+        var total = 0f;
+        for (var i = 0; i < width; i++) total += x[i] += residualRow[i];
+        var mean = total / width;
+        Finish(x, 0, mean, InverseDeviation(0, x, 0, mean));
+    }
+
+    private float InverseDeviation(float squares, float* x, int from, float mean)
+    {
+        for (var i = from; i < width; i++) squares += (x[i] - mean) * (x[i] - mean);
+        return 1 / MathF.Sqrt(squares / width + epsilon);
+    }
+
+    private void Finish(float* x, int from, float mean, float rstd)
+    {
+        for (var i = from; i < width; i++) x[i] = MathF.FusedMultiplyAdd((x[i] - mean) * rstd, weight[i], bias[i]);
     }
 }
 

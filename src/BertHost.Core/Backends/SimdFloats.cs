@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace BertHost.Core.Backends;
 
 /// <summary>
-/// A register of float lanes, so <see cref="CpuAttention"/>'s loops are written once for AVX-512 and AVX2: the JIT
+/// A register of float lanes, so <see cref="CpuAttention"/>'s (and <see cref="ResidualLayerNormRows"/>'s) loops are written once for AVX-512 and AVX2: the JIT
 /// compiles a generic method separately for each struct argument and inlines these one-instruction members.
 /// </summary>
 internal unsafe interface ISimdFloats<TSelf> where TSelf : unmanaged, ISimdFloats<TSelf>
@@ -19,6 +19,8 @@ internal unsafe interface ISimdFloats<TSelf> where TSelf : unmanaged, ISimdFloat
 
     static abstract TSelf Max(TSelf a, TSelf b);
     static abstract TSelf Add(TSelf a, TSelf b);
+    static abstract TSelf Subtract(TSelf a, TSelf b);
+    static abstract TSelf Multiply(TSelf a, TSelf b);
     static abstract TSelf Exp(TSelf a);
     static abstract TSelf Scale(TSelf a, float factor);
     void Store(float* destination);
@@ -36,6 +38,8 @@ internal readonly unsafe struct Avx512Floats(Vector512<float> value) : ISimdFloa
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats MultiplyAdd(Avx512Floats a, Avx512Floats b, Avx512Floats c) => new(Vector512.FusedMultiplyAdd(a._value, b._value, c._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Max(Avx512Floats a, Avx512Floats b) => new(Vector512.Max(a._value, b._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Add(Avx512Floats a, Avx512Floats b) => new(a._value + b._value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Subtract(Avx512Floats a, Avx512Floats b) => new(a._value - b._value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Multiply(Avx512Floats a, Avx512Floats b) => new(a._value * b._value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Exp(Avx512Floats a) => new(ExpFloats.Exp(a._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Scale(Avx512Floats a, float factor) => new(a._value * factor);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* destination) => _value.Store(destination);
@@ -53,6 +57,8 @@ internal readonly unsafe struct Avx2Floats(Vector256<float> value) : ISimdFloats
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats MultiplyAdd(Avx2Floats a, Avx2Floats b, Avx2Floats c) => new(Vector256.FusedMultiplyAdd(a._value, b._value, c._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Max(Avx2Floats a, Avx2Floats b) => new(Vector256.Max(a._value, b._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Add(Avx2Floats a, Avx2Floats b) => new(a._value + b._value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Subtract(Avx2Floats a, Avx2Floats b) => new(a._value - b._value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Multiply(Avx2Floats a, Avx2Floats b) => new(a._value * b._value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Exp(Avx2Floats a) => new(Vector256.Exp(a._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Scale(Avx2Floats a, float factor) => new(a._value * factor);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* destination) => _value.Store(destination);
