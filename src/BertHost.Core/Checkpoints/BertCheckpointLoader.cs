@@ -23,11 +23,7 @@ public static class BertCheckpointLoader
 
         using (no_grad())
         {
-            foreach (var (name, parameter) in parameters)
-            {
-                using var tensor = source.Read(plan.Stored[name].Name);
-                parameter.copy_(tensor);
-            }
+            foreach (var (name, parameter) in parameters) source.ReadInto(plan.Stored[name].Name, parameter);
         }
 
         return new BodyLoadReport

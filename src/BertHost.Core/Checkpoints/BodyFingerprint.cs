@@ -63,8 +63,8 @@ public static class BodyFingerprint
     }
 
     /// <summary>
-    /// Hashes the tensor's memory where it lies (<c>Tensor.bytes</c> copied every weight into a managed array first:
-    /// a second copy of the model passing through the garbage collector during load), in spans an int can count.
+    /// Hashes the tensor's memory where it lies, in spans an int can count (<c>Tensor.bytes</c> is one span, which a
+    /// weight above 2 GiB would overflow).
     /// </summary>
     private static unsafe void AppendData(IncrementalHash sha, Tensor contiguous)
     {

@@ -18,4 +18,15 @@ public interface ITensorSource : IDisposable
     /// An unknown name, like any problem with the stored data, is a <see cref="CheckpointException"/>.
     /// </summary>
     torch.Tensor Read(string name);
+
+    /// <summary>
+    /// Copies one tensor into <paramref name="destination"/>, a tensor of its shape (converted to the destination's
+    /// dtype and device). Sources that can read straight into a contiguous CPU tensor of the stored dtype do so: one
+    /// copy of the weights instead of two.
+    /// </summary>
+    void ReadInto(string name, torch.Tensor destination)
+    {
+        using var tensor = Read(name);
+        destination.copy_(tensor);
+    }
 }

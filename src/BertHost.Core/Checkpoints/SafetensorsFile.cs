@@ -213,28 +213,54 @@ public sealed class SafetensorsFile : ITensorSource
     /// <summary>Reads one tensor (thread-safe; reads are serialised with each other and with <see cref="Dispose"/>).</summary>
     public Tensor Read(string name)
     {
-        if (!_entries.TryGetValue(name, out var e))
-            throw new CheckpointException(Path, name, "no such tensor in the file");
+        var e = EntryOf(name);
         var t = torch.empty(e.Info.Shape, DTypes.ToScalarType(e.Info.DType));
+        try
+        {
+            Fill(name, e, t);
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Reads straight into <paramref name="destination"/> where it is a contiguous CPU tensor of the stored dtype and
+    /// shape (a model's parameter as it is loaded), else as <see cref="ITensorSource.ReadInto"/> does.
+    /// </summary>
+    public void ReadInto(string name, Tensor destination)
+    {
+        var e = EntryOf(name);
+        if (destination.device_type == DeviceType.CPU && destination.is_contiguous() && destination.dtype == DTypes.ToScalarType(e.Info.DType)
+            && destination.shape.SequenceEqual(e.Info.Shape))
+        {
+            Fill(name, e, destination);
+            return;
+        }
+        using var tensor = Read(name);
+        destination.copy_(tensor);
+    }
+
+    private Entry EntryOf(string name) =>
+        _entries.TryGetValue(name, out var e) ? e : throw new CheckpointException(Path, name, "no such tensor in the file");
+
+    private void Fill(string name, Entry e, Tensor destination)
+    {
         try
         {
             lock (_gate)
             {
                 ObjectDisposedException.ThrowIf(_file is null, this);
                 var file = _file;
-                TensorBytes.Fill(t, (offset, span) => ReadExactly(file, span, _dataStart + e.Begin + offset));
+                TensorBytes.Fill(destination, (offset, span) => ReadExactly(file, span, _dataStart + e.Begin + offset));
             }
-            return t;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            t.Dispose();
             throw new CheckpointException(Path, name, $"cannot read tensor data: {ex.Message}", ex);
-        }
-        catch
-        {
-            t.Dispose();
-            throw;
         }
     }
 

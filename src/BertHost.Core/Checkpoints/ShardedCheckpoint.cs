@@ -121,14 +121,18 @@ public sealed class ShardedCheckpoint : ITensorSource
         }
     }
 
-    public Tensor Read(string name)
+    public Tensor Read(string name) => ShardOf(name).Read(name);
+
+    public void ReadInto(string name, Tensor destination) => ShardOf(name).ReadInto(name, destination);
+
+    private ITensorSource ShardOf(string name)
     {
         if (!_weightMap.TryGetValue(name, out var file))
             throw new CheckpointException(IndexPath, name, "no such tensor in the index's weight_map");
         var shard = Shard(file);
         if (!shard.Contains(name))
             throw new CheckpointException(shard.Description, name, $"the index '{IndexPath}' maps this tensor to this shard, but the shard does not hold it");
-        return shard.Read(name);
+        return shard;
     }
 
     private ITensorSource Shard(string file)

@@ -28,6 +28,39 @@ public class SafetensorsTests
     }
 
     [Fact]
+    public void ReadInto_fills_a_parameter_in_place_and_converts_where_it_must()
+    {
+        var expected = LoadExpected(Fixture("state_dict.expected.json"))
+            .Where(e => !e.Name.StartsWith("views.") && !e.Name.StartsWith("same.") && !e.Name.StartsWith("tied.") && e.Shape.Length == 2)
+            .ToList();
+        Assert.NotEmpty(expected);
+        using var f = SafetensorsFile.Open(Fixture("reference.safetensors"));
+        foreach (var e in expected)
+        {
+            using var stored = f.Read(e.Name);
+            // Same dtype and shape, contiguous: read straight into it.
+            using var direct = full(stored.shape, 7, stored.dtype);
+            var before = DataAddress(direct);
+            f.ReadInto(e.Name, direct);
+            Assert.Equal(before, DataAddress(direct));
+            Assert.True(direct.allclose(stored, 0, 0));
+            // Another dtype, or a strided view: converted and copied as copy_ does.
+            using var wide = zeros(stored.shape, ScalarType.Float64);
+            f.ReadInto(e.Name, wide);
+            using var storedWide = stored.to(ScalarType.Float64);
+            Assert.True(wide.allclose(storedWide, 0, 0));
+            using var storage = zeros([stored.shape[1], stored.shape[0]], stored.dtype);
+            using var transposed = storage.t();
+            f.ReadInto(e.Name, transposed);
+            Assert.True(transposed.allclose(stored, 0, 0));
+        }
+        using var wrong = zeros(3);
+        Assert.Throws<CheckpointException>(() => f.ReadInto("no.such.tensor", wrong));
+    }
+
+    private static unsafe nint DataAddress(Tensor t) => (nint)BertHost.Core.Backends.TensorMemory.Bytes(t);
+
+    [Fact]
     public void Writer_round_trips_every_dtype_exactly()
     {
         using var tmp = new TempFolder();
