@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
@@ -110,6 +111,7 @@ internal sealed unsafe class GeluRows : RowEpilogue
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Gelu(Vector512<float> x)
     {
         var z = Vector512.Abs(x) * InverseSqrt2;
@@ -120,6 +122,7 @@ internal sealed unsafe class GeluRows : RowEpilogue
         return Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(x, Vector512<float>.Zero), x - half, half);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Gelu(Vector256<float> x)
     {
         var z = Vector256.Abs(x) * InverseSqrt2;
