@@ -357,21 +357,33 @@ internal static unsafe class CpuAttention
         /// Each score row becomes exp(scale·(s − max)) in place (zero past the sequence); the 1 ÷ row sums are kept and
         /// applied to the (narrower) context rows instead.
         /// </summary>
+        /// <remarks>
+        /// Columns past the sequence are masked in registers (−∞, so eˣ is 0). Writing −∞ into them first, element by
+        /// element, made the next whole-register load of the same row wait for those stores: on ~13-token sentences,
+        /// one register per row, that stall was most of the softmax.
+        /// </remarks>
         private void Softmax(float* scores, int rows, int length, int width, Span<float> inverseSums)
         {
             var lanes = TV.Lanes;
+            var inside = length / lanes * lanes;
             var factor = TV.Broadcast(_scale);
             for (var r = 0; r < rows; r++)
             {
                 var s = scores + r * width;
-                for (var j = length; j < width; j++) s[j] = float.NegativeInfinity;
                 var max = TV.Broadcast(float.NegativeInfinity);
-                for (var j = 0; j < width; j += lanes) max = TV.Max(max, TV.Load(s + j));
+                for (var j = 0; j < inside; j += lanes) max = TV.Max(max, TV.Load(s + j));
+                for (var j = inside; j < width; j += lanes) max = TV.Max(max, TV.KeepFirst(TV.Load(s + j), length - j, float.NegativeInfinity));
                 var shift = TV.Broadcast(-max.MaxLane() * _scale);
                 var sum = default(TV);
-                for (var j = 0; j < width; j += lanes)
+                for (var j = 0; j < inside; j += lanes)
                 {
                     var e = TV.Exp(TV.MultiplyAdd(TV.Load(s + j), factor, shift));
+                    e.Store(s + j);
+                    sum = TV.Add(sum, e);
+                }
+                for (var j = inside; j < width; j += lanes)
+                {
+                    var e = TV.Exp(TV.MultiplyAdd(TV.KeepFirst(TV.Load(s + j), length - j, float.NegativeInfinity), factor, shift));
                     e.Store(s + j);
                     sum = TV.Add(sum, e);
                 }

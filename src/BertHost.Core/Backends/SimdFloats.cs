@@ -23,6 +23,9 @@ internal unsafe interface ISimdFloats<TSelf> where TSelf : unmanaged, ISimdFloat
     static abstract TSelf Multiply(TSelf a, TSelf b);
     static abstract TSelf Exp(TSelf a);
     static abstract TSelf Scale(TSelf a, float factor);
+
+    /// <summary>The first <paramref name="count"/> lanes of <paramref name="a"/> (all for count ≥ Lanes), <paramref name="fill"/> in the others.</summary>
+    static abstract TSelf KeepFirst(TSelf a, int count, float fill);
     void Store(float* destination);
     float Sum();
     float MaxLane();
@@ -42,6 +45,8 @@ internal readonly unsafe struct Avx512Floats(Vector512<float> value) : ISimdFloa
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Multiply(Avx512Floats a, Avx512Floats b) => new(a._value * b._value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Exp(Avx512Floats a) => new(ExpFloats.Exp(a._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Scale(Avx512Floats a, float factor) => new(a._value * factor);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats KeepFirst(Avx512Floats a, int count, float fill) =>
+        new(Vector512.ConditionalSelect(Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle(), a._value, Vector512.Create(fill)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* destination) => _value.Store(destination);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public float Sum() => Vector512.Sum(_value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public float MaxLane() => new Avx2Floats(Vector256.Max(_value.GetLower(), _value.GetUpper())).MaxLane();
@@ -61,6 +66,8 @@ internal readonly unsafe struct Avx2Floats(Vector256<float> value) : ISimdFloats
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Multiply(Avx2Floats a, Avx2Floats b) => new(a._value * b._value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Exp(Avx2Floats a) => new(Vector256.Exp(a._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Scale(Avx2Floats a, float factor) => new(a._value * factor);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats KeepFirst(Avx2Floats a, int count, float fill) =>
+        new(Vector256.ConditionalSelect(Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(count)).AsSingle(), a._value, Vector256.Create(fill)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* destination) => _value.Store(destination);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public float Sum() => Vector256.Sum(_value);
 
