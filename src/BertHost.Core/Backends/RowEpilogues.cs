@@ -103,34 +103,31 @@ internal sealed unsafe class GeluRows : RowEpilogue
         fixed (float* values = row)
         {
             var i = 0;
-            if (Vector512.IsHardwareAccelerated)
-                for (; i + 16 <= row.Length; i += 16) Vector512.Store(Gelu(Vector512.Load(values + i)), values + i);
-            else if (Vector256.IsHardwareAccelerated)
-                for (; i + 8 <= row.Length; i += 8) Vector256.Store(Gelu(Vector256.Load(values + i)), values + i);
+            if (Vector512.IsHardwareAccelerated) i = Vectors<Avx512Floats>(values, row.Length);
+            else if (Vector256.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Fma.IsSupported) i = Vectors<Avx2Floats>(values, row.Length);
             for (; i < row.Length; i++) values[i] = Gelu(values[i]);
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Gelu(Vector512<float> x)
+    /// <summary>The whole registers of the row; returns where the scalar tail starts.</summary>
+    private static int Vectors<TV>(float* values, int length) where TV : unmanaged, ISimdFloats<TV>
     {
-        var z = Vector512.Abs(x) * InverseSqrt2;
-        var t = Vector512<float>.One / Vector512.FusedMultiplyAdd(Vector512.Create(P), z, Vector512<float>.One);
-        var poly = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(
-            Vector512.Create(A5), t, Vector512.Create(A4)), t, Vector512.Create(A3)), t, Vector512.Create(A2)), t, Vector512.Create(A1)) * t;
-        var half = x * 0.5f * (poly * ExpFloats.Exp(-(z * z))); // 0.5 x (1 − erf(|x| / √2))
-        return Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(x, Vector512<float>.Zero), x - half, half);
+        var i = 0;
+        for (; i + TV.Lanes <= length; i += TV.Lanes) Gelu(TV.Load(values + i)).Store(values + i);
+        return i;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Gelu(Vector256<float> x)
+    private static TV Gelu<TV>(TV x) where TV : unmanaged, ISimdFloats<TV>
     {
-        var z = Vector256.Abs(x) * InverseSqrt2;
-        var t = Vector256<float>.One / Vector256.FusedMultiplyAdd(Vector256.Create(P), z, Vector256<float>.One);
-        var poly = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(
-            Vector256.Create(A5), t, Vector256.Create(A4)), t, Vector256.Create(A3)), t, Vector256.Create(A2)), t, Vector256.Create(A1)) * t;
-        var half = x * 0.5f * (poly * Vector256.Exp(-(z * z)));
-        return Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(x, Vector256<float>.Zero), x - half, half);
+        var z = TV.Scale(TV.Abs(x), InverseSqrt2);
+        var one = TV.Broadcast(1);
+        var t = TV.Divide(one, TV.MultiplyAdd(TV.Broadcast(P), z, one));
+        var poly = TV.Multiply(TV.MultiplyAdd(TV.MultiplyAdd(TV.MultiplyAdd(TV.MultiplyAdd(
+            TV.Broadcast(A5), t, TV.Broadcast(A4)), t, TV.Broadcast(A3)), t, TV.Broadcast(A2)), t, TV.Broadcast(A1)), t);
+        // 0.5 x (1 − erf(|x| / √2)); the exponent is ≤ 0, where the AVX-512 exp is defined.
+        var half = TV.Multiply(TV.Scale(x, 0.5f), TV.Multiply(poly, TV.Exp(TV.Scale(TV.Multiply(z, z), -1))));
+        return TV.WhereNonNegative(x, TV.Subtract(x, half), half);
     }
 
     private static float Gelu(float x)

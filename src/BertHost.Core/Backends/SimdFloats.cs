@@ -21,6 +21,11 @@ internal unsafe interface ISimdFloats<TSelf> where TSelf : unmanaged, ISimdFloat
     static abstract TSelf Add(TSelf a, TSelf b);
     static abstract TSelf Subtract(TSelf a, TSelf b);
     static abstract TSelf Multiply(TSelf a, TSelf b);
+    static abstract TSelf Divide(TSelf a, TSelf b);
+    static abstract TSelf Abs(TSelf a);
+
+    /// <summary>Lane by lane, <paramref name="a"/> where <paramref name="condition"/> ≥ 0, else <paramref name="b"/>.</summary>
+    static abstract TSelf WhereNonNegative(TSelf condition, TSelf a, TSelf b);
     static abstract TSelf Exp(TSelf a);
     static abstract TSelf Scale(TSelf a, float factor);
 
@@ -43,6 +48,10 @@ internal readonly unsafe struct Avx512Floats(Vector512<float> value) : ISimdFloa
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Add(Avx512Floats a, Avx512Floats b) => new(a._value + b._value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Subtract(Avx512Floats a, Avx512Floats b) => new(a._value - b._value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Multiply(Avx512Floats a, Avx512Floats b) => new(a._value * b._value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Divide(Avx512Floats a, Avx512Floats b) => new(a._value / b._value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Abs(Avx512Floats a) => new(Vector512.Abs(a._value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats WhereNonNegative(Avx512Floats condition, Avx512Floats a, Avx512Floats b) =>
+        new(Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(condition._value, Vector512<float>.Zero), a._value, b._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Exp(Avx512Floats a) => new(ExpFloats.Exp(a._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats Scale(Avx512Floats a, float factor) => new(a._value * factor);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx512Floats KeepFirst(Avx512Floats a, int count, float fill) =>
@@ -64,6 +73,10 @@ internal readonly unsafe struct Avx2Floats(Vector256<float> value) : ISimdFloats
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Add(Avx2Floats a, Avx2Floats b) => new(a._value + b._value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Subtract(Avx2Floats a, Avx2Floats b) => new(a._value - b._value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Multiply(Avx2Floats a, Avx2Floats b) => new(a._value * b._value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Divide(Avx2Floats a, Avx2Floats b) => new(a._value / b._value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Abs(Avx2Floats a) => new(Vector256.Abs(a._value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats WhereNonNegative(Avx2Floats condition, Avx2Floats a, Avx2Floats b) =>
+        new(Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(condition._value, Vector256<float>.Zero), a._value, b._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Exp(Avx2Floats a) => new(Vector256.Exp(a._value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats Scale(Avx2Floats a, float factor) => new(a._value * factor);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Avx2Floats KeepFirst(Avx2Floats a, int count, float fill) =>
