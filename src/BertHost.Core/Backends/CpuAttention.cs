@@ -240,6 +240,20 @@ internal static unsafe class CpuAttention
                 for (; blocked + 16 <= length; blocked += 16)
                     for (var d = 0; d < _headDim; d += 16)
                         Transpose16.Block(keys + blocked * _k.RowStride + d, _k.RowStride, keysT + d * width + blocked, width);
+                var rest = length - blocked;
+                if (rest > 0)
+                {
+                    // The last keys through a zero-padded block as well: most sentences are shorter than one block,
+                    // and key by key they were head-size × 16 scalar loads and stores per head.
+                    var block = stackalloc float[16 * 16];
+                    new Span<float>(block + rest * 16, (16 - rest) * 16).Clear();
+                    for (var d = 0; d < _headDim; d += 16)
+                    {
+                        for (var j = 0; j < rest; j++) Vector512.Load(keys + (blocked + j) * _k.RowStride + d).Store(block + j * 16);
+                        Transpose16.Block(block, 16, keysT + d * width + blocked, width);
+                    }
+                    return;
+                }
             }
             for (var d = 0; d < _headDim; d++)
             {
