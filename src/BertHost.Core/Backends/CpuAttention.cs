@@ -230,35 +230,34 @@ internal static unsafe class CpuAttention
 
         /// <summary>
         /// Kᵀ into [d, width], zero past the sequence so whole-register score loops read defined values. With AVX-512,
-        /// whole blocks of 16 keys are transposed in registers (<see cref="Transpose16"/>); the rest key by key.
+        /// blocks of 16 keys are transposed in registers (<see cref="Transpose16"/>), the last one zero-padded (width is
+        /// a whole number of blocks); with AVX2, key by key.
         /// </summary>
         private void TransposeKeys(float* keys, int length, int width, float* keysT)
         {
-            var blocked = 0;
             if (Wide)
             {
+                var blocked = 0;
                 for (; blocked + 16 <= length; blocked += 16)
                     for (var d = 0; d < _headDim; d += 16)
                         Transpose16.Block(keys + blocked * _k.RowStride + d, _k.RowStride, keysT + d * width + blocked, width);
                 var rest = length - blocked;
-                if (rest > 0)
+                if (rest == 0) return;
+                // Most sentences are shorter than one block; key by key they were head-size × 16 scalar loads and
+                // stores per head.
+                var block = stackalloc float[16 * 16];
+                new Span<float>(block + rest * 16, (16 - rest) * 16).Clear();
+                for (var d = 0; d < _headDim; d += 16)
                 {
-                    // The last keys through a zero-padded block as well: most sentences are shorter than one block,
-                    // and key by key they were head-size × 16 scalar loads and stores per head.
-                    var block = stackalloc float[16 * 16];
-                    new Span<float>(block + rest * 16, (16 - rest) * 16).Clear();
-                    for (var d = 0; d < _headDim; d += 16)
-                    {
-                        for (var j = 0; j < rest; j++) Vector512.Load(keys + (blocked + j) * _k.RowStride + d).Store(block + j * 16);
-                        Transpose16.Block(block, 16, keysT + d * width + blocked, width);
-                    }
-                    return;
+                    for (var j = 0; j < rest; j++) Vector512.Load(keys + (blocked + j) * _k.RowStride + d).Store(block + j * 16);
+                    Transpose16.Block(block, 16, keysT + d * width + blocked, width);
                 }
+                return;
             }
             for (var d = 0; d < _headDim; d++)
             {
                 var row = keysT + d * width;
-                for (var j = blocked; j < length; j++) row[j] = keys[j * _k.RowStride + d];
+                for (var j = 0; j < length; j++) row[j] = keys[j * _k.RowStride + d];
                 for (var j = length; j < width; j++) row[j] = 0;
             }
         }

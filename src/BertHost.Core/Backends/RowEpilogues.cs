@@ -163,16 +163,24 @@ internal static class RowEpilogueCheck
             var weight = randn([width], generator: generator).mul_(0.3).add_(1);
             var bias = randn([width], generator: generator).mul_(0.1);
             var expected = nn.functional.layer_norm(x.add(residual), [width], weight, bias, epsilon);
-            var actual = x.clone();
-            var epilogue = new ResidualLayerNormRows(TensorMemory.Floats(residual), TensorMemory.Floats(weight), TensorMemory.Floats(bias), width, (float)epsilon);
-            var values = TensorMemory.Floats(actual);
-            for (var r = 0; r < rows; r++) epilogue.Apply(new Span<float>(values + (long)r * width, width), r);
+            var actual = ApplyRows(new ResidualLayerNormRows(TensorMemory.Floats(residual), TensorMemory.Floats(weight), TensorMemory.Floats(bias),
+                width, (float)epsilon), x);
             if (fault) actual.add_(1);
             var difference = FastPathCheck.RelativeDifference(actual, expected);
             if (difference > FastPathCheck.Float32Tolerance)
                 return $"residual LayerNorm row epilogue disagreed with libtorch's add and layer_norm at {rows} rows of {width} (relative difference {difference:G3})";
         }
         return GeluDisagreement(intermediate, fault);
+    }
+
+    /// <summary><paramref name="epilogue"/> applied to each row of a copy of <paramref name="rows"/> [n, width], as a projection's row pass applies it.</summary>
+    private static unsafe Tensor ApplyRows(RowEpilogue epilogue, Tensor rows)
+    {
+        var result = rows.contiguous().clone();
+        var (count, width) = ((int)result.shape[0], (int)result.shape[1]);
+        var values = TensorMemory.Floats(result);
+        for (var r = 0; r < count; r++) epilogue.Apply(new Span<float>(values + (long)r * width, width), r);
+        return result;
     }
 
     /// <summary>How <see cref="GeluRows"/> differs from libtorch's gelu over rows of <paramref name="width"/> (null: it agrees).</summary>
@@ -183,9 +191,7 @@ internal static class RowEpilogueCheck
         // Values from deep in the negative tail to the linear region, the vector loop's and the scalar tail's.
         var x = randn([5, width + 3], generator: generator).mul_(4);
         var expected = nn.functional.gelu(x);
-        var actual = x.clone();
-        var values = TensorMemory.Floats(actual);
-        for (var r = 0; r < 5; r++) GeluRows.Instance.Apply(new Span<float>(values + (long)r * (width + 3), width + 3), r);
+        var actual = ApplyRows(GeluRows.Instance, x);
         if (fault) actual.add_(1);
         var difference = FastPathCheck.RelativeDifference(actual, expected);
         return difference > FastPathCheck.Float32Tolerance

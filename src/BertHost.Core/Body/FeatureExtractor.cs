@@ -32,7 +32,7 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
 
     /// <summary>
     /// Embeds inputs tokenized before the body was ready (<see cref="Encode"/> with the tokenizer of the
-    /// <see cref="PendingBody"/> it came from, and this extractor's maximum length and truncation).
+    /// <see cref="PreparedBody"/> it came from, and this extractor's maximum length and truncation).
     /// </summary>
     public IReadOnlyList<EmbedResult> Embed(EncodedInputs inputs)
     {
@@ -64,7 +64,7 @@ public sealed class FeatureExtractor(BertBody body, PoolingMode pooling, int bat
     /// run over short texts single-threaded. Inputs longer than the maximum length are truncated (and marked so). A bad
     /// input's exception surfaces as itself, not wrapped.
     /// </summary>
-    /// <param name="bodyMaxLength">The body's <see cref="BertBody.MaxSequenceLength"/> (or its <see cref="PendingBody"/>'s).</param>
+    /// <param name="bodyMaxLength">The body's <see cref="BertBody.MaxSequenceLength"/> (or its <see cref="PreparedBody"/>'s).</param>
     public static EncodedInputs Encode(BertTextTokenizer tokenizer, int bodyMaxLength, IReadOnlyList<EmbedInput> inputs, int? maxLength = null,
         TruncationStrategy truncation = TruncationStrategy.LongestFirst)
     {

@@ -124,19 +124,13 @@ public class QuantizedWeightsTests
         using var excluded = Load(folder, ["encoder.layer.1.attention.self.key"]);
         Assert.Equal(1, excluded.Quantized!.FusedGroups);
         // A stacked shape whose check disagrees leaves every layer on three int8 GEMMs, and the body says why.
-        using var faulted = BertBody.Load(folder, new BodyOptions
-        {
-            Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8,
-            Faults = new FastPathFaults { Int8Stacked = true },
-        });
+        using var faulted = Load(folder, [], new FastPathFaults { Int8Stacked = true });
         Assert.Equal(0, faulted.Quantized!.FusedGroups);
         Assert.Null(stacked.Quantized.StackedReason);
         Assert.True(faulted.Quantized.IsQuantized(faulted.Model.encoder.layer[0].attention.@self.key));
         Assert.Contains(faulted.FastPathFallbacks, f => f.StartsWith("query, key and value run as three int8 GEMMs: the stacked ", StringComparison.Ordinal) &&
             f.Contains("stacked fbgemm int8 kernel disagreed with its quantization computed in float32 at 1 rows", StringComparison.Ordinal));
-        using var stackedPass = stacked.ForwardSkippingPadding(batch);
-        using var threePass = faulted.ForwardSkippingPadding(batch);
-        Assert.InRange(ReferenceOutputs.MaxAbsDiff(stackedPass.LastHiddenState, threePass.LastHiddenState), 0, 1e-5);
+        Assert.InRange(ServedDifference(stacked, faulted, ReferenceOutputs.MaxAbsDiff), 0, 1e-5);
     }
 
     [Fact]
@@ -202,11 +196,7 @@ public class QuantizedWeightsTests
     {
         var folder = RandomBodies.Write(64, 2, 128);
         using var fused = Load(folder, []);
-        using var faulted = BertBody.Load(folder, new BodyOptions
-        {
-            Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8,
-            Faults = new FastPathFaults { Int8RowEpilogue = true },
-        });
+        using var faulted = Load(folder, [], new FastPathFaults { Int8RowEpilogue = true });
         Assert.True(fused.Quantized!.RowEpilogues);
         Assert.False(faulted.Quantized!.RowEpilogues);
         Assert.Empty(fused.FastPathFallbacks);
@@ -216,11 +206,7 @@ public class QuantizedWeightsTests
         Assert.Empty(InferenceEngine.DescribeFastPaths(faulted)["int8_row_epilogues"]!.AsArray());
         // The same int8 products; LayerNorm's rounding can move a value across a rounding boundary of the next layer's
         // activation grid, so the outputs agree to int8 rounding, not to float32's.
-        var batch = fused.Encode(RandomBodies.Texts);
-        using var scope = NewDisposeScope();
-        using var a = fused.ForwardSkippingPadding(batch);
-        using var b = faulted.ForwardSkippingPadding(batch);
-        var difference = FastPathCheck.RelativeDifference(a.LastHiddenState, b.LastHiddenState);
+        var difference = ServedDifference(fused, faulted, FastPathCheck.RelativeDifference);
         Console.WriteLine($"row epilogue vs operators: relative difference {difference:G3}");
         Assert.InRange(difference, 0, 1e-2);
     }
@@ -273,11 +259,7 @@ public class QuantizedWeightsTests
         }
         var folder = RandomBodies.Write(64, 4, 200);
         using var onednn = Load(folder, []);
-        using var faulted = BertBody.Load(folder, new BodyOptions
-        {
-            Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8,
-            Faults = new FastPathFaults { Int8OneDnn = true },
-        });
+        using var faulted = Load(folder, [], new FastPathFaults { Int8OneDnn = true });
         var query = onednn.Model.encoder.layer[0].attention.@self.query;
         Assert.Equal(Int8Kernel.OneDnn, onednn.Quantized!.KernelOf(query));
         Assert.Equal(Int8Kernel.Fbgemm, faulted.Quantized!.KernelOf(faulted.Model.encoder.layer[0].attention.@self.query));
@@ -291,11 +273,7 @@ public class QuantizedWeightsTests
         Assert.Equal("fbgemm", described["int8_stacked_qkv_kernel"]!.GetValue<string>());
         Assert.Contains(faulted.FastPathFallbacks, f => f.StartsWith("query, key and value run as one stacked int8 GEMM on fbgemm: stacked oneDNN int8 kernel disagreed", StringComparison.Ordinal));
         // The same quantization on both kernels: only float32 summation order differs.
-        var batch = onednn.Encode(RandomBodies.Texts);
-        using var scope = NewDisposeScope();
-        using var a = onednn.ForwardSkippingPadding(batch);
-        using var b = faulted.ForwardSkippingPadding(batch);
-        Assert.InRange(ReferenceOutputs.MaxAbsDiff(a.LastHiddenState, b.LastHiddenState), 0, 1e-4);
+        Assert.InRange(ServedDifference(onednn, faulted, ReferenceOutputs.MaxAbsDiff), 0, 1e-4);
     }
 
     [Fact]
@@ -457,8 +435,18 @@ public class QuantizedWeightsTests
         Assert.Equal(ScalarType.BFloat16, emulated.DType);
     }
 
-    private static BertBody Load(string folder, IReadOnlyList<string> exclude) => BertBody.Load(folder, new BodyOptions
+    /// <summary>The two bodies' serving passes over the same random texts, their last hidden states compared by <paramref name="measure"/>.</summary>
+    private static double ServedDifference(BertBody a, BertBody b, Func<Tensor, Tensor, double> measure)
     {
-        Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8, QuantizeExclude = exclude,
+        var batch = a.Encode(RandomBodies.Texts);
+        using var scope = NewDisposeScope();
+        using var first = a.ForwardSkippingPadding(batch);
+        using var second = b.ForwardSkippingPadding(batch);
+        return measure(first.LastHiddenState, second.LastHiddenState);
+    }
+
+    private static BertBody Load(string folder, IReadOnlyList<string> exclude, FastPathFaults? faults = null) => BertBody.Load(folder, new BodyOptions
+    {
+        Device = "cpu", PrepackWeights = true, PackedMaxRows = 4096, Quantize = QuantizeModes.DynamicInt8, QuantizeExclude = exclude, Faults = faults,
     });
 }
